@@ -1,0 +1,101 @@
+"""Who may do what. Roles live in the database and are looked up on every dashboard run.
+
+Identity comes from the identity provider (`st.login`): a stable subject (`sub`) and an e-mail
+address. An admin grants a role to an e-mail address; the first sign-in with that address binds
+the provider's subject to the row, and later look-ups go by subject. Addresses listed in
+ADMIN_EMAILS become admins at their first sign-in (bootstrap); `python -m core.cli create-admin`
+does the same from the shell.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlmodel import Session, col, select
+
+from core import audit
+from core.errors import ValidationFailed
+from core.models import AppUser, Role, utcnow
+
+ROLE_RANK = {Role.viewer: 1, Role.operator: 2, Role.admin: 3}
+ROLE_LABELS = {Role.viewer: "Betrachter", Role.operator: "Bearbeiter", Role.admin: "Administrator"}
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def has_role(user: AppUser | None, required: Role) -> bool:
+    if user is None or not user.role:
+        return False
+    try:
+        return ROLE_RANK[Role(user.role)] >= ROLE_RANK[required]
+    except ValueError:  # an unknown role string grants nothing
+        return False
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def resolve_user(
+    session: Session, *, sub: str | None, email: str | None, admin_emails: frozenset[str] = frozenset()
+) -> AppUser | None:
+    """The user row for a signed-in identity, binding `sub` on first sign-in. None = no access."""
+    if not sub:
+        return None
+    user = session.exec(select(AppUser).where(AppUser.sub == sub)).first()
+    if user is not None:
+        return user
+    if not email:
+        return None
+    address = normalise_email(email)
+    user = session.exec(select(AppUser).where(AppUser.email == address)).first()
+    if user is not None:
+        if user.sub is not None:  # the address belongs to another subject: never rebind silently
+            return None
+        user.sub = sub
+        user.updated_at = utcnow()
+        session.add(user)
+        audit.record(session, actor=address, action="user.first_sign_in", entity_type="user",
+                     entity_id=user.id, after={"email": address, "role": user.role})
+        return user
+    if address in admin_emails:
+        user = AppUser(email=address, sub=sub, role=Role.admin.value)
+        session.add(user)
+        session.flush()
+        audit.record(session, actor=address, action="user.bootstrap_admin", entity_type="user",
+                     entity_id=user.id, after={"email": address, "role": Role.admin.value},
+                     detail="ADMIN_EMAILS")
+        return user
+    return None
+
+
+def validate_email(email: str) -> str:
+    address = normalise_email(email)
+    if not _EMAIL_RE.match(address) or len(address) > 254:
+        raise ValidationFailed({"email": "Bitte eine gültige E-Mail-Adresse eingeben."})
+    return address
+
+
+def set_role(session: Session, *, actor: str, email: str, role: Role | None, display_name: str = "") -> AppUser:
+    """Grant (or with None, take away) a role. Creates the user row for a new address."""
+    address = validate_email(email)
+    user = session.exec(select(AppUser).where(AppUser.email == address)).first()
+    before = None if user is None else {"role": user.role}
+    if user is not None and user.role == Role.admin.value and role != Role.admin and count_admins(session) <= 1:
+        raise ValidationFailed({"role": "Der letzte Administrator kann seine Rolle nicht verlieren."})
+    if user is None:
+        user = AppUser(email=address, display_name=display_name.strip()[:200])
+    user.role = role.value if role else None
+    user.updated_at = utcnow()
+    session.add(user)
+    session.flush()
+    audit.record(session, actor=actor, action="user.role_set", entity_type="user", entity_id=user.id,
+                 before=before, after={"email": address, "role": user.role})
+    return user
+
+
+def list_users(session: Session) -> list[AppUser]:
+    return list(session.exec(select(AppUser).order_by(col(AppUser.email))).all())
+
+
+def count_admins(session: Session) -> int:
+    return len(session.exec(select(AppUser.id).where(AppUser.role == Role.admin.value)).all())

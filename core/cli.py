@@ -1,0 +1,184 @@
+"""Command line for operators: `python -m core.cli <command>` (see README, "Other commands")."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from pathlib import Path
+
+from core import auth, crypto, demo
+from core.config import PROJECT_ROOT, ConfigurationError, Settings, get_settings
+from core.crypto import KeyConfigurationError
+from core.db import get_engine, unit_of_work
+from core.errors import UserFacingError
+from core.migrate import upgrade_to_head
+from core.models import Role
+from core.secrets_store import keyring_from_settings, reencrypt_all, verify_keyring
+
+SECRETS_TOML = PROJECT_ROOT / ".streamlit" / "secrets.toml"
+
+
+def write_local_auth_secrets(settings: Settings, path: Path = SECRETS_TOML) -> bool:
+    """Write the `[auth]` block for the emulator's identity provider if no secrets file exists."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = (
+        "# Written by `make run` for the embedded default: sign-in at the local emulator.\n"
+        "# Production: point [auth] at your company's identity provider (see README).\n"
+        "[auth]\n"
+        f'redirect_uri = "{settings.public_url.rstrip("/")}/oauth2callback"\n'
+        f'cookie_secret = "{secrets.token_urlsafe(32)}"\n'
+        'client_id = "token-desk-dashboard"\n'
+        'client_secret = "demo-dashboard-secret"\n'
+        f'server_metadata_url = "{settings.emulator_url.rstrip("/")}/idp/.well-known/openid-configuration"\n'
+    )
+    fd_path = path.with_suffix(".tmp")
+    fd_path.write_text(body)
+    fd_path.chmod(0o600)
+    fd_path.replace(path)
+    return True
+
+
+def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
+    """Everything `make run` needs before the processes start."""
+    if settings.app_env != "production" and not settings.encryption_keys:
+        if crypto.ensure_local_key_file(settings.encryption_key_file):
+            print(
+                "\n" + "!" * 78 + f"\n  Generated a LOCAL encryption key: {settings.encryption_key_file}\n"
+                "  It is for this machine only. Production MUST supply its own key\n"
+                "  (ENCRYPTION_KEYS or ENCRYPTION_KEY_FILE). Losing it loses every stored token.\n"
+                + "!" * 78 + "\n"
+            )
+        if write_local_auth_secrets(settings):
+            print(f"Wrote {SECRETS_TOML.relative_to(PROJECT_ROOT)} for sign-in at the local emulator.")
+    cmd_migrate(settings, args)
+    cmd_check_keys(settings, args)
+    if settings.app_env != "production" and demo.seed_demo(get_engine(settings.database_url)):
+        print("Seeded demo data (users for each role, four companies).")
+    return 0
+
+
+def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    if settings.is_sqlite:
+        Path(settings.database_url.split("///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
+    upgrade_to_head(get_engine(settings.database_url))
+    print("Database schema is up to date.")
+    return 0
+
+
+def cmd_check_keys(settings: Settings, _args: argparse.Namespace) -> int:
+    report = verify_keyring(get_engine(settings.database_url), keyring_from_settings(settings))
+    print(f"Keys OK: loaded {', '.join(report.checked_keys)}; {report.secrets} stored secret(s) "
+          f"use {', '.join(report.key_ids_in_use) or 'no key yet'}.")
+    return 0
+
+
+def cmd_set_role(settings: Settings, args: argparse.Namespace) -> int:
+    role = None if args.role == "none" else Role(args.role)
+    with unit_of_work(get_engine(settings.database_url)) as session:
+        auth.set_role(session, actor="cli", email=args.email, role=role)
+    print(f"{args.email}: role {args.role}.")
+    return 0
+
+
+def cmd_generate_key(_settings: Settings, _args: argparse.Namespace) -> int:
+    print(crypto.new_key_entry())
+    return 0
+
+
+def cmd_rotate_keys(settings: Settings, args: argparse.Namespace) -> int:
+    """Add a new primary key and re-encrypt every stored secret with it."""
+    engine = get_engine(settings.database_url)
+    if not args.reencrypt_only:
+        if settings.encryption_keys:
+            print("ENCRYPTION_KEYS is set in the environment, which this command cannot edit.\n"
+                  f"Put this new entry FIRST in ENCRYPTION_KEYS, keep the old ones, restart, then run\n"
+                  f"`python -m core.cli rotate-keys --reencrypt-only`:\n  {crypto.new_key_entry()}")
+            return 0
+        old = keyring_from_settings(settings)
+        verify_keyring(engine, old)
+        entry = crypto.new_key_entry()
+        current = old.entries()
+        header = crypto.LOCAL_KEY_FILE_HEADER if old.primary_id.startswith(crypto.LOCAL_KEY_ID_PREFIX) else ""
+        crypto.write_key_file(settings.encryption_key_file, [entry, *current], header)
+        print(f"Added new primary key '{entry.split(':', 1)[0]}' to {settings.encryption_key_file}.")
+    keyring = keyring_from_settings(settings)
+    verify_keyring(engine, keyring)
+    count = reencrypt_all(engine, keyring)
+    report = verify_keyring(engine, keyring)
+    old_ids = [kid for kid in keyring.key_ids if kid != keyring.primary_id]
+    print(f"Re-encrypted {count} secret(s) with '{keyring.primary_id}'. Keys still in use: "
+          f"{', '.join(report.key_ids_in_use) or 'none'}.")
+    if old_ids:
+        print(f"The old key(s) {', '.join(old_ids)} are no longer needed; remove them with "
+              "`python -m core.cli remove-key <id>` (or from ENCRYPTION_KEYS) after a backup.")
+    return 0
+
+
+def cmd_remove_key(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.encryption_keys:
+        print("ENCRYPTION_KEYS is set in the environment: remove the entry there.")
+        return 1
+    engine = get_engine(settings.database_url)
+    keyring = keyring_from_settings(settings)
+    report = verify_keyring(engine, keyring)
+    if args.key_id not in keyring.key_ids:
+        print(f"Key '{args.key_id}' is not in {settings.encryption_key_file}.")
+        return 1
+    if args.key_id in report.key_ids_in_use or args.key_id == keyring.primary_id:
+        print(f"Key '{args.key_id}' is still in use (or primary); run rotate-keys first.")
+        return 1
+    kept = [e for e in keyring.entries() if not e.startswith(args.key_id + ":")]
+    header = crypto.LOCAL_KEY_FILE_HEADER if keyring.primary_id.startswith(crypto.LOCAL_KEY_ID_PREFIX) else ""
+    crypto.write_key_file(settings.encryption_key_file, kept, header)
+    print(f"Removed key '{args.key_id}'.")
+    return 0
+
+
+def cmd_seed_demo(settings: Settings, _args: argparse.Namespace) -> int:
+    seeded = demo.seed_demo(get_engine(settings.database_url))
+    print("Seeded demo data." if seeded else "Database is not empty: nothing seeded.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core.cli", description="Token Desk administration")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("bootstrap", help="local key, [auth] secrets, migrate, check keys, demo data (make run)")
+    sub.add_parser("migrate", help="upgrade the database schema to the newest version")
+    sub.add_parser("check-keys", help="verify the encryption keys against the database")
+    p = sub.add_parser("create-admin", help="give an e-mail address the admin role")
+    p.add_argument("email")
+    p.set_defaults(role="admin")
+    p = sub.add_parser("set-role", help="set a user's role (viewer, operator, admin, none)")
+    p.add_argument("email")
+    p.add_argument("role", choices=[*(r.value for r in Role), "none"])
+    sub.add_parser("generate-key", help="print a new 'keyid:base64key' entry")
+    p = sub.add_parser("rotate-keys", help="add a new primary key and re-encrypt all secrets")
+    p.add_argument("--reencrypt-only", action="store_true", help="keys already changed: only re-encrypt")
+    p = sub.add_parser("remove-key", help="remove an unused old key from the key file")
+    p.add_argument("key_id")
+    sub.add_parser("seed-demo", help="seed demo data into an empty database")
+    return parser
+
+
+COMMANDS = {
+    "bootstrap": cmd_bootstrap, "migrate": cmd_migrate, "check-keys": cmd_check_keys,
+    "create-admin": cmd_set_role, "set-role": cmd_set_role, "generate-key": cmd_generate_key,
+    "rotate-keys": cmd_rotate_keys, "remove-key": cmd_remove_key, "seed-demo": cmd_seed_demo,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](get_settings(), args)
+    except (ConfigurationError, KeyConfigurationError, UserFacingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

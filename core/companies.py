@@ -1,0 +1,213 @@
+"""Companies: validation as DATEV defines the numbers, create / edit / archive, all audited.
+
+Decisions (see docs/architecture.md):
+- Berater-Nr. is 4 to 7 digits without a leading zero, Mandanten-Nr. 1 to 5 digits (1-99999), the
+  pattern DATEV's technical client id `<consultant>-<client>` follows (datev-contract.md §2.3).
+- Both numbers are required for the DATEV interface and optional otherwise; if one is given, so
+  must be the other. A pair belongs to one company for good, archived ones included (archiving
+  keeps the history; restore the archived company instead of creating a twin).
+- Automatic transfer needs an interface; it only takes effect once a valid token exists.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from core import audit
+from core.errors import NotFound, ValidationFailed
+from core.models import Company, Interface, utcnow
+
+CONSULTANT_RE = re.compile(r"^[1-9]\d{3,6}$")
+CLIENT_RE = re.compile(r"^[1-9]\d{0,4}$")
+NAME_MAX = 100
+DOCUMENT_TYPE_MAX = 30  # DATEV #DCO01227
+
+INTERFACE_LABELS = {Interface.datev: "DATEV", Interface.lexware: "Lexware Office", Interface.none: "keine"}
+AUDITED_FIELDS = ("name", "consultant_number", "client_number", "interface", "auto_transfer",
+                  "default_document_type", "archived_at")
+
+
+@dataclass(frozen=True)
+class CompanyInput:
+    """Raw values as typed into the form (strings for the numbers, so bad input can be reported)."""
+
+    name: str
+    consultant_number: str = ""
+    client_number: str = ""
+    interface: str = Interface.datev.value
+    auto_transfer: bool = False
+    default_document_type: str = ""
+
+
+@dataclass(frozen=True)
+class ValidCompany:
+    name: str
+    consultant_number: int | None
+    client_number: int | None
+    interface: str
+    auto_transfer: bool
+    default_document_type: str | None
+
+
+def validate(data: CompanyInput) -> ValidCompany:
+    """Check every field; raise ValidationFailed with one German message per bad field."""
+    errors: dict[str, str] = {}
+    name = " ".join(data.name.split())
+    if not name:
+        errors["name"] = "Bitte einen Namen eingeben."
+    elif len(name) > NAME_MAX:
+        errors["name"] = f"Der Name darf höchstens {NAME_MAX} Zeichen lang sein."
+
+    consultant = data.consultant_number.strip()
+    client = data.client_number.strip()
+    if consultant and not CONSULTANT_RE.match(consultant):
+        errors["consultant_number"] = "Die Berater-Nr. besteht aus 4 bis 7 Ziffern ohne führende Null (z. B. 455148)."
+    if client and not CLIENT_RE.match(client):
+        errors["client_number"] = "Die Mandanten-Nr. besteht aus 1 bis 5 Ziffern ohne führende Null (1 bis 99999)."
+
+    try:
+        interface = Interface(data.interface)
+    except ValueError:
+        errors["interface"] = "Bitte eine Schnittstelle wählen: DATEV, Lexware Office oder keine."
+        interface = None
+    if interface == Interface.datev:
+        if not consultant and "consultant_number" not in errors:
+            errors["consultant_number"] = "Für DATEV ist die Berater-Nr. erforderlich."
+        if not client and "client_number" not in errors:
+            errors["client_number"] = "Für DATEV ist die Mandanten-Nr. erforderlich."
+    elif bool(consultant) != bool(client):
+        key = "client_number" if consultant else "consultant_number"
+        errors.setdefault(key, "Berater-Nr. und Mandanten-Nr. nur zusammen angeben.")
+
+    if data.auto_transfer and interface == Interface.none:
+        errors["auto_transfer"] = "Automatische Übertragung braucht eine Schnittstelle (DATEV oder Lexware Office)."
+
+    document_type = data.default_document_type.strip()
+    if len(document_type) > DOCUMENT_TYPE_MAX:
+        errors["default_document_type"] = f"Der Belegtyp darf höchstens {DOCUMENT_TYPE_MAX} Zeichen lang sein."
+
+    if errors:
+        raise ValidationFailed(errors)
+    assert interface is not None
+    return ValidCompany(
+        name=name,
+        consultant_number=int(consultant) if consultant else None,
+        client_number=int(client) if client else None,
+        interface=interface.value,
+        auto_transfer=data.auto_transfer,
+        default_document_type=document_type or None,
+    )
+
+
+def snapshot(company: Company) -> dict[str, Any]:
+    return {field: getattr(company, field) for field in AUDITED_FIELDS}
+
+
+def _pair_taken(session: Session, valid: ValidCompany, exclude_id: int | None) -> Company | None:
+    if valid.consultant_number is None:
+        return None
+    query = select(Company).where(
+        Company.consultant_number == valid.consultant_number, Company.client_number == valid.client_number
+    )
+    if exclude_id is not None:
+        query = query.where(Company.id != exclude_id)
+    return session.exec(query).first()
+
+
+def _pair_error(other: Company) -> ValidationFailed:
+    state = " (archiviert – bitte dort reaktivieren)" if other.archived_at else ""
+    return ValidationFailed({
+        "client_number": f"Für diese Berater-Nr. und Mandanten-Nr. gibt es bereits das Unternehmen "
+        f"„{other.name}“{state}."
+    })
+
+
+def _flush_or_pair_error(session: Session, valid: ValidCompany, exclude_id: int | None) -> None:
+    try:
+        session.flush()
+    except IntegrityError:  # a concurrent insert won the unique pair
+        session.rollback()
+        raise ValidationFailed({
+            "client_number": "Für diese Berater-Nr. und Mandanten-Nr. gibt es bereits ein Unternehmen."
+        }) from None
+
+
+def create_company(session: Session, *, actor: str, data: CompanyInput) -> Company:
+    valid = validate(data)
+    if (other := _pair_taken(session, valid, None)) is not None:
+        raise _pair_error(other)
+    company = Company(**valid.__dict__)
+    session.add(company)
+    _flush_or_pair_error(session, valid, None)
+    audit.record(session, actor=actor, action="company.created", entity_type="company",
+                 entity_id=company.id, after=snapshot(company))
+    return company
+
+
+def update_company(session: Session, *, actor: str, company_id: int, data: CompanyInput) -> Company:
+    company = get_company(session, company_id)
+    valid = validate(data)
+    if (other := _pair_taken(session, valid, company_id)) is not None:
+        raise _pair_error(other)
+    before = snapshot(company)
+    for field, value in valid.__dict__.items():
+        setattr(company, field, value)
+    after = snapshot(company)
+    changed_before, changed_after = audit.changed_fields(before, after)
+    if not changed_after:
+        return company
+    company.updated_at = utcnow()
+    session.add(company)
+    _flush_or_pair_error(session, valid, company_id)
+    audit.record(session, actor=actor, action="company.updated", entity_type="company",
+                 entity_id=company.id, before=changed_before, after=changed_after)
+    return company
+
+
+def set_archived(session: Session, *, actor: str, company_id: int, archived: bool) -> Company:
+    """Archive (hide from work lists, stop automatic transfer) or restore. History stays."""
+    company = get_company(session, company_id)
+    if (company.archived_at is not None) == archived:
+        return company
+    before = snapshot(company)
+    company.archived_at = utcnow() if archived else None
+    if archived:
+        company.auto_transfer = False
+    company.updated_at = utcnow()
+    session.add(company)
+    session.flush()
+    changed_before, changed_after = audit.changed_fields(before, snapshot(company))
+    audit.record(session, actor=actor, action="company.archived" if archived else "company.restored",
+                 entity_type="company", entity_id=company.id, before=changed_before, after=changed_after)
+    return company
+
+
+def get_company(session: Session, company_id: int) -> Company:
+    company = session.get(Company, company_id)
+    if company is None:
+        raise NotFound("Dieses Unternehmen gibt es nicht (mehr).")
+    return company
+
+
+def list_companies(session: Session, *, include_archived: bool = False) -> list[Company]:
+    query = select(Company).order_by(col(Company.name))
+    if not include_archived:
+        query = query.where(col(Company.archived_at).is_(None))
+    return list(session.exec(query).all())
+
+
+def input_from(company: Company) -> CompanyInput:
+    """The form values that reproduce a stored company (for the edit form)."""
+    return CompanyInput(
+        name=company.name,
+        consultant_number="" if company.consultant_number is None else str(company.consultant_number),
+        client_number="" if company.client_number is None else str(company.client_number),
+        interface=company.interface,
+        auto_transfer=company.auto_transfer,
+        default_document_type=company.default_document_type or "",
+    )

@@ -1,0 +1,152 @@
+"""The one settings object shared by the dashboard and the scheduler.
+
+Read from the environment and an optional `.env` file. Streamlit's `st.secrets` exists only in the
+dashboard process, so nothing here comes from it: only `st.login`'s `[auth]` block lives in
+`.streamlit/secrets.toml`.
+
+`APP_ENV` decides how strict the checks are:
+- `development` (the embedded default of `make run`) and `test`: placeholders are allowed, with a
+  warning in development;
+- `production`: the process refuses to start while a secret is missing or still a demo value, or a
+  public URL is not HTTPS. The error says exactly what to set.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = PROJECT_ROOT / "data"
+
+# Demo values shipped with the embedded default. Production refuses every one of them.
+DEMO_DATEV_CLIENT_SECRET = "demo-datev-secret"
+DEMO_DASHBOARD_CLIENT_SECRET = "demo-dashboard-secret"
+DEMO_SECRET_VALUES = frozenset({DEMO_DATEV_CLIENT_SECRET, DEMO_DASHBOARD_CLIENT_SECRET, "changethis", ""})
+
+log = logging.getLogger(__name__)
+
+
+class ConfigurationError(RuntimeError):
+    """Raised when the process must not start with the given settings."""
+
+
+def is_loopback_url(url: str) -> bool:
+    host = (urlparse(url).hostname or "").lower()
+    return host in {"localhost", "127.0.0.1", "::1"} or host.startswith("127.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_ignore_empty=True, extra="ignore", case_sensitive=False
+    )
+
+    app_env: Literal["development", "test", "production"] = "development"
+
+    # Database: a SQLite file under data/ unless DATABASE_URL says otherwise.
+    database_url: str = f"sqlite:///{DATA_DIR / 'tokendesk.db'}"
+
+    # Secrets at rest. Keys come from ENCRYPTION_KEYS ("kid:base64key,kid2:base64key", primary first)
+    # or from the key file (same format, one per line). Never from the database.
+    encryption_keys: str | None = None
+    encryption_key_file: Path = DATA_DIR / "encryption.keys"
+
+    # Where the dashboard is reached (used for redirect URIs and the production HTTPS check).
+    public_url: str = "http://localhost:8501"
+
+    # First admins: comma-separated e-mail addresses that get the admin role on first sign-in.
+    admin_emails: str = ""
+
+    # The local emulator (identity provider, DATEV, Lexware Office) of the embedded default.
+    emulator_url: str = "http://127.0.0.1:8700"
+
+    # DATEV (long-term tokens; see docs/architecture.md). Filled in by the token issue.
+    datev_env: Literal["emulator", "sandbox", "production"] = "emulator"
+    datev_discovery_url: str | None = None
+    datev_api_base_url: str | None = None
+    datev_client_id: str = "token-desk-demo"
+    datev_client_secret: str = DEMO_DATEV_CLIENT_SECRET
+    datev_redirect_uri: str | None = None
+    lexware_api_base_url: str | None = None
+
+    # Display.
+    display_timezone: str = "Europe/Berlin"
+    token_expiry_warning_days: int = Field(default=30, ge=1, le=365)
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str) -> str:
+        # One driver for PostgreSQL: psycopg 3.
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        problems = self.production_problems()
+        if not problems:
+            return self
+        if self.app_env == "production":
+            raise ConfigurationError(
+                "Token Desk refuses to start in production:\n- " + "\n- ".join(problems)
+            )
+        if self.app_env == "development":
+            log.warning(
+                "Embedded default settings in use (fine locally, never in production): %s",
+                "; ".join(problems),
+            )
+        return self
+
+    def production_problems(self) -> list[str]:
+        """Everything that would stop a production start, each with what to set."""
+        problems: list[str] = []
+        if not self.encryption_keys and not self.encryption_key_file.exists():
+            problems.append("no encryption key: set ENCRYPTION_KEYS or ENCRYPTION_KEY_FILE")
+        elif self._uses_local_key():
+            problems.append(
+                "the encryption key is a test or local development key: "
+                "supply your own with ENCRYPTION_KEYS or ENCRYPTION_KEY_FILE"
+            )
+        if self.datev_client_secret in DEMO_SECRET_VALUES:
+            problems.append("DATEV_CLIENT_SECRET is a demo value: set the secret of your DATEV app")
+        if self.datev_env == "emulator":
+            problems.append("DATEV_ENV is 'emulator': set it to 'sandbox' or 'production'")
+        if urlparse(self.public_url).scheme != "https":
+            problems.append(f"PUBLIC_URL must be https:// (is {self.public_url!r})")
+        return problems
+
+    def _uses_local_key(self) -> bool:
+        from core.crypto import DEMO_KEY_ID_PREFIXES
+
+        text = self.encryption_keys or self._read_key_file_quietly()
+        return any(
+            line.strip().startswith(DEMO_KEY_ID_PREFIXES)
+            for line in text.replace(",", "\n").splitlines()
+        )
+
+    def _read_key_file_quietly(self) -> str:
+        try:
+            return self.encryption_key_file.read_text()
+        except OSError:
+            return ""
+
+    @property
+    def admin_email_set(self) -> frozenset[str]:
+        return frozenset(e.strip().lower() for e in self.admin_emails.split(",") if e.strip())
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings (read once). Tests build their own `Settings(...)` instead."""
+    return Settings()

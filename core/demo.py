@@ -1,0 +1,47 @@
+"""Demo data for the embedded default: users for each role and companies that match the emulator.
+
+Seeded only into an empty database (no companies and no users), so it never touches real data.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from core import auth, companies
+from core.db import unit_of_work
+from core.models import AppUser, Company, Interface, Role
+
+DEMO_ACTOR = "system:demo-seed"
+
+# The e-mail addresses match the emulator's local identity provider (docs/emulator.md).
+DEMO_USERS = (
+    ("admin@tokendesk.demo", "Anna Admin", Role.admin),
+    ("operator@tokendesk.demo", "Otto Operator", Role.operator),
+    ("viewer@tokendesk.demo", "Vera Viewer", Role.viewer),
+)
+
+# DATEV sandbox-style data sets (consultant 455148) that the emulator knows.
+DEMO_COMPANIES = (
+    companies.CompanyInput("Musterfirma GmbH", "455148", "1", Interface.datev.value, True, "Rechnungseingang"),
+    companies.CompanyInput("Beispiel Handel KG", "455148", "2", Interface.datev.value, False, "Rechnungseingang"),
+    companies.CompanyInput("Demo Bau AG", "455148", "3", Interface.datev.value, False, ""),
+    companies.CompanyInput("Lexware Demo GmbH", "", "", Interface.lexware.value, False, ""),
+)
+
+
+def is_empty(engine: Engine) -> bool:
+    with unit_of_work(engine) as session:
+        return session.exec(select(Company.id)).first() is None and session.exec(select(AppUser.id)).first() is None
+
+
+def seed_demo(engine: Engine) -> bool:
+    """Seed the demo data if the database is empty. Returns True if it seeded."""
+    if not is_empty(engine):
+        return False
+    with unit_of_work(engine) as session:
+        for email, name, role in DEMO_USERS:
+            auth.set_role(session, actor=DEMO_ACTOR, email=email, role=role, display_name=name)
+        for data in DEMO_COMPANIES:
+            companies.create_company(session, actor=DEMO_ACTOR, data=data)
+    return True

@@ -1,0 +1,36 @@
+"""Audit-Protokoll: the append-only trail of every change (admins only)."""
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from ui.guard import require_page
+
+user = require_page(__file__)
+
+from core import audit  # noqa: E402
+from core.db import get_engine, unit_of_work  # noqa: E402
+from core.timefmt import format_local  # noqa: E402
+
+st.title("Audit-Protokoll")
+st.caption("Wer hat wann was geändert. Einträge können nicht geändert oder gelöscht werden.")
+limit = st.select_slider("Einträge", options=[50, 200, 1000], value=200, key="audit_limit")
+
+with unit_of_work(get_engine()) as session:
+    events = audit.recent_events(session, limit=limit)
+
+
+def as_text(values: dict | None) -> str:
+    return "" if not values else json.dumps(values, ensure_ascii=False, default=str)
+
+
+st.dataframe(
+    pd.DataFrame([
+        {"Zeit": format_local(e.at), "Wer": e.actor, "Aktion": e.action,
+         "Objekt": f"{e.entity_type} {e.entity_id or ''}".strip(), "Vorher": as_text(e.before),
+         "Nachher": as_text(e.after), "Hinweis": e.detail or ""}
+        for e in events
+    ]),
+    hide_index=True, width="stretch",
+)

@@ -1,0 +1,152 @@
+"""Unternehmen: list for every role; create, edit, archive and restore for admins."""
+
+import pandas as pd
+import streamlit as st
+
+from ui.guard import actor_of, may, require_page
+
+user = require_page(__file__)
+
+from core import companies  # noqa: E402  (after the guard: nothing runs for a visitor without access)
+from core.companies import INTERFACE_LABELS, CompanyInput  # noqa: E402
+from core.db import get_engine, unit_of_work  # noqa: E402
+from core.errors import UserFacingError, ValidationFailed  # noqa: E402
+from core.models import Company, Interface, Role  # noqa: E402
+from core.timefmt import format_local  # noqa: E402
+from ui.feedback import flash, show_flashes  # noqa: E402
+
+is_admin = may(user, Role.admin)
+
+st.title("Unternehmen")
+show_flashes()
+show_archived = st.toggle("Archivierte anzeigen", key="companies_show_archived")
+
+with unit_of_work(get_engine()) as session:
+    rows = companies.list_companies(session, include_archived=show_archived)
+
+if rows:
+    st.dataframe(
+        pd.DataFrame([
+            {
+                "Name": c.name,
+                "Berater-Nr.": c.consultant_number,
+                "Mandanten-Nr.": c.client_number,
+                "Schnittstelle": INTERFACE_LABELS[Interface(c.interface)],
+                "Automatische Übertragung": c.auto_transfer,
+                "Standard-Belegtyp": c.default_document_type or "",
+                "Status": "archiviert" if c.archived_at else "aktiv",
+                "Geändert": format_local(c.updated_at),
+            }
+            for c in rows
+        ]),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "Berater-Nr.": st.column_config.NumberColumn(format="%d"),
+            "Mandanten-Nr.": st.column_config.NumberColumn(format="%d"),
+        },
+    )
+else:
+    st.info("Noch keine Unternehmen angelegt.")
+
+if not is_admin:
+    st.caption("Nur Administratoren können Unternehmen anlegen und ändern.")
+    st.stop()
+
+
+def company_form(form_key: str, initial: CompanyInput, submit_label: str) -> tuple[CompanyInput | None, dict]:
+    """Render the fields; return the typed values when submitted. Errors appear under each field."""
+    with st.form(form_key):
+        values = {
+            "name": st.text_input("Name", value=initial.name, max_chars=100, key=f"{form_key}_name"),
+        }
+        errors = {"name": st.empty()}
+        left, right = st.columns(2)
+        with left:
+            values["consultant_number"] = st.text_input(
+                "Berater-Nr.", value=initial.consultant_number, key=f"{form_key}_consultant_number",
+                help="4 bis 7 Ziffern, z. B. 455148",
+            )
+            errors["consultant_number"] = st.empty()
+        with right:
+            values["client_number"] = st.text_input(
+                "Mandanten-Nr.", value=initial.client_number, key=f"{form_key}_client_number",
+                help="1 bis 99999",
+            )
+            errors["client_number"] = st.empty()
+        options = [i.value for i in Interface]
+        values["interface"] = st.selectbox(
+            "Schnittstelle", options, index=options.index(initial.interface),
+            format_func=lambda v: INTERFACE_LABELS[Interface(v)], key=f"{form_key}_interface",
+        )
+        errors["interface"] = st.empty()
+        values["auto_transfer"] = st.checkbox(
+            "Automatische Übertragung freigegebener Belege", value=initial.auto_transfer,
+            key=f"{form_key}_auto_transfer",
+            help="Wirkt erst, wenn ein gültiges Langzeittoken hinterlegt ist.",
+        )
+        errors["auto_transfer"] = st.empty()
+        values["default_document_type"] = st.text_input(
+            "Standard-Belegtyp", value=initial.default_document_type, max_chars=30,
+            key=f"{form_key}_default_document_type", help="z. B. Rechnungseingang",
+        )
+        errors["default_document_type"] = st.empty()
+        submitted = st.form_submit_button(submit_label, type="primary", key=f"{form_key}_submit")
+    return (CompanyInput(**values) if submitted else None), errors
+
+
+def show_field_errors(slots: dict, failure: ValidationFailed) -> None:
+    for field, message in failure.field_errors.items():
+        slot = slots.get(field)
+        (slot.error if slot is not None else st.error)(message)
+
+
+st.divider()
+st.subheader("Neues Unternehmen")
+new_values, new_slots = company_form("company_new", CompanyInput(name=""), "Anlegen")
+if new_values is not None:
+    try:
+        with unit_of_work(get_engine()) as session:
+            created = companies.create_company(session, actor=actor_of(user), data=new_values)
+        flash(f"Unternehmen „{created.name}“ angelegt.")
+        st.rerun()
+    except ValidationFailed as failure:
+        show_field_errors(new_slots, failure)
+
+with unit_of_work(get_engine()) as session:
+    all_companies: list[Company] = companies.list_companies(session, include_archived=True)
+if not all_companies:
+    st.stop()
+
+st.divider()
+st.subheader("Unternehmen bearbeiten")
+by_id = {c.id: c for c in all_companies}
+selected_id = st.selectbox(
+    "Unternehmen", list(by_id), key="company_edit_select",
+    format_func=lambda i: by_id[i].name + (" (archiviert)" if by_id[i].archived_at else ""),
+)
+selected = by_id[selected_id]
+form_key = f"company_edit_{selected.id}"
+edit_values, edit_slots = company_form(form_key, companies.input_from(selected), "Speichern")
+if edit_values is not None:
+    try:
+        with unit_of_work(get_engine()) as session:
+            companies.update_company(session, actor=actor_of(user), company_id=selected.id, data=edit_values)
+        flash(f"Änderungen an „{edit_values.name.strip()}“ gespeichert.")
+        st.rerun()
+    except ValidationFailed as failure:
+        show_field_errors(edit_slots, failure)
+    except UserFacingError as failure:
+        st.error(failure.message)
+
+archive_label = "Reaktivieren" if selected.archived_at else "Archivieren"
+if st.button(archive_label, key=f"company_archive_{selected.id}"):
+    try:
+        with unit_of_work(get_engine()) as session:
+            companies.set_archived(session, actor=actor_of(user), company_id=selected.id,
+                                   archived=selected.archived_at is None)
+        flash(f"„{selected.name}“ {'reaktiviert' if selected.archived_at else 'archiviert'}. "
+              "Die Historie bleibt erhalten.")
+        st.rerun()
+    except UserFacingError as failure:
+        st.error(failure.message)

@@ -1,0 +1,63 @@
+"""Benutzer: who may use Token Desk, with which role (admins only)."""
+
+import pandas as pd
+import streamlit as st
+
+from ui.guard import actor_of, require_page
+
+user = require_page(__file__)
+
+from core import auth  # noqa: E402
+from core.auth import ROLE_LABELS  # noqa: E402
+from core.db import get_engine, unit_of_work  # noqa: E402
+from core.errors import ValidationFailed  # noqa: E402
+from core.models import Role  # noqa: E402
+from core.timefmt import format_local  # noqa: E402
+from ui.feedback import flash, show_flashes  # noqa: E402
+
+NO_ROLE = "none"
+ROLE_CHOICES = [r.value for r in Role] + [NO_ROLE]
+
+
+def role_label(value: str | None) -> str:
+    return ROLE_LABELS[Role(value)] if value else "kein Zugriff"
+
+
+st.title("Benutzer")
+show_flashes()
+st.caption(
+    "Rollen: Betrachter sehen Token-Status und Historie; Bearbeiter geben Belege frei und übertragen; "
+    "Administratoren verwalten Unternehmen, Token, Benutzer und Schlüssel. "
+    "Eine Änderung wirkt sofort, auch in offenen Sitzungen."
+)
+
+with unit_of_work(get_engine()) as session:
+    users = auth.list_users(session)
+
+st.dataframe(
+    pd.DataFrame([
+        {"E-Mail": u.email, "Name": u.display_name, "Rolle": role_label(u.role),
+         "Schon angemeldet": u.sub is not None, "Geändert": format_local(u.updated_at)}
+        for u in users
+    ]),
+    hide_index=True, width="stretch",
+)
+
+st.subheader("Rolle vergeben oder entziehen")
+with st.form("user_role"):
+    email = st.text_input("E-Mail-Adresse", key="user_role_email")
+    email_error = st.empty()
+    role = st.selectbox("Rolle", ROLE_CHOICES, format_func=lambda v: role_label(None if v == NO_ROLE else v),
+                        key="user_role_role")
+    role_error = st.empty()
+    submitted = st.form_submit_button("Speichern", type="primary", key="user_role_submit")
+if submitted:
+    try:
+        with unit_of_work(get_engine()) as session:
+            auth.set_role(session, actor=actor_of(user), email=email,
+                          role=None if role == NO_ROLE else Role(role))
+        flash(f"{email.strip().lower()}: {role_label(None if role == NO_ROLE else role)}.")
+        st.rerun()
+    except ValidationFailed as failure:
+        for field, message in failure.field_errors.items():
+            (email_error if field == "email" else role_error).error(message)

@@ -1,0 +1,83 @@
+"""`make run`: prepare the embedded default and run emulator + dashboard together.
+
+Ctrl-C (or SIGTERM) stops every child process and waits for it; a child that dies takes the
+others down with it, so nothing is left running half.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.cli import main as cli_main  # noqa: E402
+from core.config import get_settings  # noqa: E402
+
+
+def start(name: str, argv: list[str]) -> subprocess.Popen:
+    print(f"starting {name}: {' '.join(argv)}", flush=True)
+    return subprocess.Popen(argv, cwd=ROOT, start_new_session=True)
+
+
+def stop_all(children: dict[str, subprocess.Popen]) -> None:
+    for proc in children.values():
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for name, proc in children.items():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"{name} did not stop in time; killing it", flush=True)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def main() -> int:
+    if cli_main(["bootstrap"]) != 0:
+        return 1
+    settings = get_settings()
+    emulator = urlparse(settings.emulator_url)
+    dashboard = urlparse(settings.public_url)
+    python = sys.executable
+    children = {
+        "emulator": start("emulator", [python, "-m", "emulator", "--host", emulator.hostname or "127.0.0.1",
+                                       "--port", str(emulator.port or 8700),
+                                       "--state-file", str(ROOT / "data" / "emulator-state.json")]),
+        "dashboard": start("dashboard", [python, "-m", "streamlit", "run", "streamlit_app.py",
+                                         "--server.port", str(dashboard.port or 8501),
+                                         "--server.address", "localhost"]),
+    }
+    print(f"\nToken Desk: {settings.public_url}  (emulator: {settings.emulator_url})\n"
+          "Sign in as admin@tokendesk.demo, operator@tokendesk.demo or viewer@tokendesk.demo.\n"
+          "Ctrl-C stops everything.\n", flush=True)
+
+    stopping = False
+
+    def on_signal(_signum, _frame):  # type: ignore[no-untyped-def]
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    exit_code = 0
+    while not stopping:
+        for name, proc in children.items():
+            if proc.poll() is not None:
+                print(f"{name} exited with code {proc.returncode}; stopping the others", flush=True)
+                exit_code, stopping = 1, True
+        time.sleep(0.5)
+    stop_all(children)
+    print("stopped.", flush=True)
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Token Desk dashboard: router and frame.
+
+Sign-in gate, role lookup in the database, navigation built per run from the user's role, shared
+sidebar. Pages guard themselves too (ui.guard.require_page), because a deep link to a file in
+pages/ can run it without this router (style.md §3.1 rule 1).
+"""
+
+import streamlit as st
+
+from core.auth import ROLE_LABELS
+from core.models import Role
+from ui.guard import may, require_signed_in_user
+from ui.navigation import PAGE_TABLE
+
+st.set_page_config(page_title="Token Desk", page_icon=":material/key:", layout="wide")
+
+user = require_signed_in_user()
+
+sections: dict[str, list] = {}
+for spec in PAGE_TABLE:
+    if may(user, spec.min_role):
+        sections.setdefault(spec.section, []).append(
+            st.Page(spec.file, title=spec.title, icon=spec.icon, url_path=spec.url_path)
+        )
+navigation = st.navigation(sections)
+
+with st.sidebar:
+    st.caption("Angemeldet als")
+    st.write(f"**{user.display_name or user.email}**  \n{ROLE_LABELS[Role(user.role)]}")
+    if st.button("Abmelden", key="sign_out"):
+        st.logout()
+
+navigation.run()

@@ -1,0 +1,101 @@
+"""The role guard. Every page calls `require_page(__file__)` as its first statement.
+
+It needs nothing from streamlit_app.py: it reads `st.user`, looks the role up in the database on
+every run (so removing a role takes effect at once) and stops the script unless the user may see
+the page. A signed-out visitor sees only a sign-in prompt; a user without a role a polite
+"no access" page.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import auth
+from core.config import ConfigurationError, get_settings
+from core.db import get_engine, unit_of_work
+from core.models import AppUser, Role
+from ui.navigation import spec_for_file
+
+
+def identity() -> dict[str, str] | None:
+    """The signed-in identity's claims, or None when nobody is signed in."""
+    info = st.user.to_dict()
+    if not info.get("is_logged_in"):
+        return None
+    return {k: str(v) for k, v in info.items() if isinstance(v, str)}
+
+
+def current_user() -> AppUser | None:
+    """The database user of the signed-in identity (None: signed out or no role)."""
+    claims = identity()
+    if claims is None:
+        return None
+    try:
+        settings = get_settings()
+    except ConfigurationError as exc:
+        st.error(str(exc))
+        st.stop()
+    with unit_of_work(get_engine(settings.database_url)) as session:
+        user = auth.resolve_user(session, sub=claims.get("sub"), email=claims.get("email"),
+                                 admin_emails=settings.admin_email_set)
+        if user is None or not user.role:
+            return None
+        session.expunge(user)
+        return user
+
+
+def show_sign_in() -> None:
+    st.title("Token Desk")
+    st.write("Langzeittoken und Übertragungen an DATEV und Lexware Office.")
+    st.info("Bitte melden Sie sich an.")
+    if st.button("Anmelden", type="primary", key="sign_in"):
+        st.login()
+
+
+def show_no_access() -> None:
+    claims = identity() or {}
+    st.title("Kein Zugriff")
+    st.write(
+        f"Sie sind als **{claims.get('email', claims.get('name', 'unbekannt'))}** angemeldet, "
+        "haben aber noch keine Rolle in Token Desk."
+    )
+    st.write("Bitte wenden Sie sich an eine Administratorin oder einen Administrator.")
+    if st.button("Abmelden", key="sign_out_no_access"):
+        st.logout()
+
+
+def require_signed_in_user() -> AppUser:
+    """Stop the run with the sign-in or no-access view unless a user with a role is signed in."""
+    if identity() is None:
+        show_sign_in()
+        st.stop()
+    user = current_user()
+    if user is None:
+        show_no_access()
+        st.stop()
+    return user
+
+
+def require_role(required: Role) -> AppUser:
+    user = require_signed_in_user()
+    if not auth.has_role(user, required):
+        st.error("Für diese Seite fehlt Ihnen die Berechtigung.")
+        st.stop()
+    return user
+
+
+def require_page(page_file: str) -> AppUser:
+    """The first statement of every page: the role the page table names for this file."""
+    spec = spec_for_file(page_file)
+    if spec is None:  # not in the table: closed to everyone
+        st.error("Diese Seite ist nicht freigegeben.")
+        st.stop()
+    return require_role(spec.min_role)
+
+
+def may(user: AppUser, required: Role) -> bool:
+    return auth.has_role(user, required)
+
+
+def actor_of(user: AppUser) -> str:
+    return user.email

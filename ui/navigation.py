@@ -1,0 +1,40 @@
+"""The page table: one place that says which role may open which page.
+
+`streamlit_app.py` builds `st.navigation` from it for the signed-in user's role, and every page's
+guard (`ui.guard.require_page`) looks its own file up here, so a deep link cannot skip the check.
+A page file missing from this table is closed to everyone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.models import Role
+
+PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    file: str  # relative to the project root
+    title: str
+    icon: str
+    url_path: str
+    min_role: Role
+    section: str = ""
+
+
+PAGE_TABLE: tuple[PageSpec, ...] = (
+    PageSpec("pages/companies.py", "Unternehmen", ":material/apartment:", "companies", Role.viewer),
+    PageSpec("pages/users.py", "Benutzer", ":material/group:", "users", Role.admin, "Verwaltung"),
+    PageSpec("pages/audit_log.py", "Audit-Protokoll", ":material/history:", "audit", Role.admin, "Verwaltung"),
+)
+
+
+def spec_for_file(path: str) -> PageSpec | None:
+    name = Path(path).resolve()
+    for spec in PAGE_TABLE:
+        if (PAGES_DIR.parent / spec.file).resolve() == name:
+            return spec
+    return None
