@@ -16,6 +16,7 @@ from core.timefmt import format_local  # noqa: E402
 from ui.feedback import flash, show_flashes  # noqa: E402
 
 is_admin = may(user, Role.admin)
+SELECTED_KEY = "companies_selected_id"
 
 st.title("Unternehmen")
 show_flashes()
@@ -109,6 +110,7 @@ if new_values is not None:
         with unit_of_work(get_engine()) as session:
             created = companies.create_company(session, actor=actor_of(user), data=new_values)
         flash(f"Unternehmen „{created.name}“ angelegt.")
+        st.session_state[SELECTED_KEY] = created.id
         st.rerun()
     except ValidationFailed as failure:
         show_field_errors(new_slots, failure)
@@ -120,11 +122,18 @@ if not all_companies:
 
 st.divider()
 st.subheader("Unternehmen bearbeiten")
-by_id = {c.id: c for c in all_companies}
+# The selection lives in our own session key, not in the widget: a rename changes the option
+# labels, Streamlit then treats the select box as a new widget and would reset it to the first
+# company, and the next click ("Archivieren") would hit the wrong one.
+by_id = {c.id: c for c in sorted(all_companies, key=lambda c: c.id)}
+ids = list(by_id)
+if st.session_state.get(SELECTED_KEY) not in by_id:
+    st.session_state[SELECTED_KEY] = ids[0]
 selected_id = st.selectbox(
-    "Unternehmen", list(by_id), key="company_edit_select",
+    "Unternehmen auswählen", ids, index=ids.index(st.session_state[SELECTED_KEY]),
     format_func=lambda i: by_id[i].name + (" (archiviert)" if by_id[i].archived_at else ""),
 )
+st.session_state[SELECTED_KEY] = selected_id
 selected = by_id[selected_id]
 form_key = f"company_edit_{selected.id}"
 edit_values, edit_slots = company_form(form_key, companies.input_from(selected), "Speichern")

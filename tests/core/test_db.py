@@ -1,6 +1,5 @@
 """The data layer: SQLite pragmas and write serialisation, append-only audit, UTC, migrations."""
 
-import multiprocessing
 from datetime import UTC, datetime
 
 import pytest
@@ -11,6 +10,7 @@ from core import audit
 from core.db import make_engine, unit_of_work
 from core.migrate import check_models_match
 from core.models import AuditEvent, Company
+from tests.workers import run_together
 
 
 def test_sqlite_connection_pragmas(sqlite_url: str) -> None:
@@ -22,31 +22,13 @@ def test_sqlite_connection_pragmas(sqlite_url: str) -> None:
     engine.dispose()
 
 
-def _increment(url: str, rounds: int, start) -> None:  # type: ignore[no-untyped-def]
-    engine = make_engine(url)
-    start.wait()
-    for _ in range(rounds):
-        with unit_of_work(engine) as s:
-            company = s.get(Company, 1)
-            company.client_number += 1
-            s.add(company)
-    engine.dispose()
-
-
 def test_two_processes_read_modify_write_lose_no_update(sqlite_url: str) -> None:
     """The lost-update case of style.md §3.2: two writers, BEGIN IMMEDIATE, every increment counts."""
     engine = make_engine(sqlite_url)
     with unit_of_work(engine) as s:
         s.add(Company(name="Zähler", consultant_number=1000, client_number=1, interface="none"))
-    ctx = multiprocessing.get_context("spawn")
-    start = ctx.Event()
-    workers = [ctx.Process(target=_increment, args=(sqlite_url, 150, start)) for _ in range(2)]
-    for w in workers:
-        w.start()
-    start.set()
-    for w in workers:
-        w.join(120)
-        assert w.exitcode == 0
+    results = run_together("tests.core.increment_worker", [[sqlite_url, "150"], [sqlite_url, "150"]])
+    assert [r.returncode for r in results] == [0, 0], [r.stderr[-2000:] for r in results]
     with unit_of_work(engine) as s:
         assert s.get(Company, 1).client_number == 1 + 300
     engine.dispose()

@@ -1,0 +1,118 @@
+"""Fault injection (503, 429, latency, drop, accept_then_drop) applied before/after matching requests."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+
+from flask import Response, g, jsonify, request
+
+from .request_ids import add_datev_headers, request_id
+
+KINDS = ("503", "429", "latency", "drop", "accept_then_drop")
+TARGETS = ("token", "revoke", "userinfo", "documents", "clients", "lexware", "any")
+_DATEV_API = re.compile(r"^/datev(-sandbox)?-api/(token|revoke|userinfo)$")
+_PLATFORM = re.compile(r"^/platform(-sandbox)?/v2/clients(/[^/]+(/(documents).*)?)?")
+
+
+def target_of(path: str) -> str | None:
+    if path.startswith("/_admin"):
+        return None
+    match = _DATEV_API.match(path)
+    if match:
+        return match.group(2)
+    match = _PLATFORM.match(path)
+    if match:
+        return "documents" if match.group(4) else "clients"
+    if path.startswith("/lexware/"):
+        return "lexware"
+    return "other"
+
+
+class FaultRegistry:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[dict] = []
+
+    def add(self, fault: dict) -> dict:
+        fault = {"target": fault.get("target", "any"), "kind": str(fault.get("kind", "503")),
+                 "count": int(fault.get("count", 1)), "retry_after": fault.get("retry_after"),
+                 "latency_ms": int(fault.get("latency_ms", 0))}
+        if fault["target"] not in TARGETS or fault["kind"] not in KINDS or fault["count"] < 1:
+            raise ValueError(f"target must be one of {TARGETS}, kind one of {KINDS}, count >= 1")
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def list(self) -> list[dict]:
+        with self._lock:
+            return [dict(f) for f in self._faults]
+
+    def consume(self, target: str) -> dict | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault["target"] in (target, "any"):
+                    fault["count"] -= 1
+                    if fault["count"] <= 0:
+                        self._faults.remove(fault)
+                    return dict(fault)
+        return None
+
+
+def drop_connection() -> Response:
+    """Shut the socket down; werkzeug's write then fails quietly and the client sees no response."""
+    sock = request.environ.get("werkzeug.socket")
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    return Response(b"", status=500)
+
+
+def _fault_response(fault: dict, target: str) -> Response:
+    headers = {"Retry-After": str(fault["retry_after"])} if fault.get("retry_after") is not None else {}
+    if target == "lexware":
+        message = "Service Unavailable" if fault["kind"] == "503" else "Rate limit exceeded"
+        response = jsonify({"message": message})
+    elif fault["kind"] == "429":
+        response = Response(b"", mimetype="application/json")
+    elif target in ("documents", "clients"):
+        response = jsonify({"error": "#DCO01020", "error_description": "restapi.ServiceNotAvailableFault",
+                            "error_uri": "https://apps.datev.de/knowledge/help/search?q=DCO01020",
+                            "request_id": request_id()})
+    else:
+        response = jsonify({"error": "temporarily_unavailable", "error_description": "Wartungsarbeiten"})
+    response.status_code = int(fault["kind"])
+    response.headers.update(headers)
+    return add_datev_headers(response) if target != "lexware" else response
+
+
+def before_request(registry: FaultRegistry):
+    target = target_of(request.path)
+    if target is None:
+        return None
+    fault = registry.consume(target)
+    if not fault:
+        return None
+    if fault["kind"] == "latency":
+        time.sleep(fault["latency_ms"] / 1000)
+        return None
+    if fault["kind"] == "drop":
+        return drop_connection()
+    if fault["kind"] == "accept_then_drop":
+        g.drop_after_response = True
+        return None
+    return _fault_response(fault, target)
+
+
+def after_request(response: Response) -> Response:
+    if g.get("drop_after_response"):
+        return drop_connection()
+    return response

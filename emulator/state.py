@@ -1,0 +1,86 @@
+"""All emulator state: one JSON-able dict guarded by one lock, optionally persisted on every change."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+from . import demo_data
+from .clock import Clock
+from .config import EmulatorConfig
+from .signing import generate_key_dict
+
+STAT_NAMES = (
+    "token_requests", "refresh_requests", "refresh_successes", "reuse_detections", "revocations",
+    "uploads_accepted", "lexware_uploads",
+)
+
+
+def fresh_data(config: EmulatorConfig, now: float) -> dict:
+    """Demo data as after a reset (the signing key and clock offset are kept by the caller)."""
+    datev_client = {
+        "client_id": config.datev_client_id,
+        "secret": config.datev_client_secret,
+        "name": "Token Desk (Demo)",
+        "redirect_uris": list(config.datev_redirect_uris),
+    }
+    return {
+        "clock_offset": 0.0,
+        "datev_oauth_clients": {config.datev_client_id: datev_client},
+        "persons": demo_data.datev_persons(),
+        "companies": demo_data.datev_companies(),
+        "pending_authorizations": {},
+        "auth_codes": {},
+        "grants": {},
+        "access_tokens": {},
+        "refresh_tokens": {},
+        "uploads": [],
+        "lexware_keys": {config.lexware_api_key: {"expires_at": now + 730 * 86400, "revoked": False}},
+        "lexware_files": {},
+        "lexware_vouchers": {},
+        "idp_codes": {},
+        "idp_tokens": {},
+        "stats": {**dict.fromkeys(STAT_NAMES, 0), "requests_by_path": {}},
+    }
+
+
+class EmulatorState:
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.lock = threading.RLock()
+        self.clock = Clock(self)
+        self.path = Path(config.state_file) if config.state_file else None
+        self.data: dict = {}
+        if self.path and self.path.exists():
+            self.data = json.loads(self.path.read_text(encoding="utf-8"))
+        if not self.data:
+            self.data = fresh_data(config, self.clock.now())
+        self.data.setdefault("signing_key", generate_key_dict())
+        self.changed()
+
+    def reset(self) -> None:
+        with self.lock:
+            key = self.data["signing_key"]
+            self.data = fresh_data(self.config, self.clock.now() - self.clock.offset)
+            self.data["signing_key"] = key
+            self.changed()
+
+    def changed(self) -> None:
+        """Persist after a change (call with the lock held)."""
+        if not self.path:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.data), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    def count(self, name: str, amount: int = 1) -> None:
+        with self.lock:
+            self.data["stats"][name] = self.data["stats"].get(name, 0) + amount
+
+    def count_path(self, path: str) -> None:
+        with self.lock:
+            by_path = self.data["stats"]["requests_by_path"]
+            by_path[path] = by_path.get(path, 0) + 1

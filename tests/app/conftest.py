@@ -1,0 +1,40 @@
+"""AppTest fixtures: a seeded SQLite database and identities for each role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.db import get_engine
+from core.demo import seed_demo
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+IDENTITIES = {
+    "admin": {"is_logged_in": True, "sub": "demo-admin", "email": "admin@tokendesk.demo", "name": "Anna Admin"},
+    "operator": {"is_logged_in": True, "sub": "demo-operator", "email": "operator@tokendesk.demo"},
+    "viewer": {"is_logged_in": True, "sub": "demo-viewer", "email": "viewer@tokendesk.demo"},
+    "nobody": {"is_logged_in": True, "sub": "demo-nobody", "email": "nobody@tokendesk.demo"},
+    "signed_out": {"is_logged_in": False},
+}
+
+
+@pytest.fixture
+def app_db(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The dashboard's DATABASE_URL for this test, seeded with the demo users and companies."""
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    seed_demo(get_engine(sqlite_url))
+    return sqlite_url
+
+
+@pytest.fixture
+def app(app_db: str) -> Callable[..., AppTest]:
+    def make(who: str, script: str = "streamlit_app.py") -> AppTest:
+        at = AppTest.from_file(str(ROOT / script), default_timeout=30)
+        at.user = dict(IDENTITIES[who])
+        return at
+
+    return make

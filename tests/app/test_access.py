@@ -1,0 +1,67 @@
+"""Each role against each page (through the router and as a direct page run, i.e. a deep link)."""
+
+import pytest
+
+from ui.navigation import PAGE_TABLE
+
+
+def texts(at) -> str:  # type: ignore[no-untyped-def]
+    return " ".join(str(e.value) for e in [*at.title, *at.markdown, *at.info, *at.error, *at.caption])
+
+
+def test_signed_out_visitor_sees_only_the_sign_in(app) -> None:  # type: ignore[no-untyped-def]
+    at = app("signed_out").run()
+    assert not at.exception
+    assert "Bitte melden Sie sich an." in texts(at)
+    assert len(at.dataframe) == 0
+    assert [b.label for b in at.button] == ["Anmelden"]
+
+
+def test_user_without_role_sees_no_access_page(app) -> None:  # type: ignore[no-untyped-def]
+    at = app("nobody").run()
+    assert not at.exception
+    assert "Kein Zugriff" in texts(at)
+    assert "nobody@tokendesk.demo" in texts(at)
+    assert len(at.dataframe) == 0
+
+
+@pytest.mark.parametrize("spec", PAGE_TABLE, ids=lambda s: s.url_path)
+@pytest.mark.parametrize("who", ["signed_out", "nobody"])
+def test_direct_page_run_without_access_renders_nothing_protected(app, spec, who) -> None:  # type: ignore[no-untyped-def]
+    at = app(who, spec.file).run()
+    assert not at.exception
+    assert len(at.dataframe) == 0 and len(at.text_input) == 0
+    assert spec.title not in [t.value for t in at.title]
+
+
+ALLOWED = {
+    "viewer": {"companies"},
+    "operator": {"companies"},
+    "admin": {"companies", "users", "audit"},
+}
+
+
+@pytest.mark.parametrize("who", ["viewer", "operator", "admin"])
+@pytest.mark.parametrize("spec", PAGE_TABLE, ids=lambda s: s.url_path)
+def test_role_against_page(app, who, spec) -> None:  # type: ignore[no-untyped-def]
+    # Direct run of the page file (what a deep link into pages/ does on a fresh server).
+    at = app(who, spec.file).run()
+    assert not at.exception
+    titles = [t.value for t in at.title]
+    if spec.url_path in ALLOWED[who]:
+        assert spec.title in titles
+        assert "fehlt Ihnen die Berechtigung" not in texts(at)
+    else:
+        assert spec.title not in titles
+        assert "fehlt Ihnen die Berechtigung" in texts(at)
+        assert len(at.dataframe) == 0
+
+    # Through the router: the page is registered only for roles that may open it.
+    router = app(who).run()
+    assert not router.exception
+    if spec.url_path in ALLOWED[who]:
+        router.switch_page(spec.file).run()
+        assert spec.title in [t.value for t in router.title]
+    else:
+        with pytest.raises(ValueError):
+            router.switch_page(spec.file)

@@ -1,0 +1,86 @@
+"""The companies screen: admins create, edit and archive; other roles only read."""
+
+from sqlmodel import select
+
+from core.db import get_engine, unit_of_work
+from core.models import AuditEvent, Company
+
+PAGE = "pages/companies.py"
+
+
+def companies_in(db_url: str) -> dict[str, Company]:
+    with unit_of_work(get_engine(db_url)) as s:
+        return {c.name: c for c in s.exec(select(Company)).all()}
+
+
+def fill_new(at, **values):  # type: ignore[no-untyped-def]
+    for field, value in values.items():
+        at.text_input(key=f"company_new_{field}").input(value)
+    return at
+
+
+def edit_select(at):  # type: ignore[no-untyped-def]
+    return next(box for box in at.selectbox if box.label == "Unternehmen auswählen")
+
+
+def test_viewer_and_operator_see_the_list_read_only(app) -> None:  # type: ignore[no-untyped-def]
+    for who in ("viewer", "operator"):
+        at = app(who, PAGE).run()
+        assert not at.exception
+        table = at.dataframe[0].value
+        assert "Musterfirma GmbH" in set(table["Name"])
+        assert len(at.text_input) == 0 and len(at.button) == 0
+        assert "Nur Administratoren" in at.caption[0].value
+
+
+def test_admin_creates_a_company(app, app_db) -> None:  # type: ignore[no-untyped-def]
+    at = app("admin", PAGE).run()
+    fill_new(at, name="Neue Firma GmbH", consultant_number="29098", client_number="17")
+    at.button(key="company_new_submit").click().run()
+    assert not at.exception
+    assert any("„Neue Firma GmbH“ angelegt" in s.value for s in at.success)
+    stored = companies_in(app_db)["Neue Firma GmbH"]
+    assert (stored.consultant_number, stored.client_number, stored.interface) == (29098, 17, "datev")
+    with unit_of_work(get_engine(app_db)) as s:
+        event = s.exec(select(AuditEvent).where(AuditEvent.action == "company.created",
+                                                AuditEvent.entity_id == str(stored.id))).one()
+    assert event.actor == "admin@tokendesk.demo"
+
+
+def test_invalid_input_shows_german_errors_and_stores_nothing(app, app_db) -> None:  # type: ignore[no-untyped-def]
+    before = companies_in(app_db)
+    at = app("admin", PAGE).run()
+    fill_new(at, name="Kaputt GmbH", consultant_number="12", client_number="0")
+    at.button(key="company_new_submit").click().run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "Die Berater-Nr. besteht aus 4 bis 7 Ziffern" in errors
+    assert "Die Mandanten-Nr. besteht aus 1 bis 5 Ziffern" in errors
+    assert companies_in(app_db).keys() == before.keys()
+
+
+def test_duplicate_pair_is_refused(app, app_db) -> None:  # type: ignore[no-untyped-def]
+    at = app("admin", PAGE).run()
+    fill_new(at, name="Zwilling GmbH", consultant_number="455148", client_number="1")
+    at.button(key="company_new_submit").click().run()
+    assert "bereits das Unternehmen „Musterfirma GmbH“" in " ".join(e.value for e in at.error)
+    assert "Zwilling GmbH" not in companies_in(app_db)
+
+
+def test_admin_edits_and_archives_a_company(app, app_db) -> None:  # type: ignore[no-untyped-def]
+    target = companies_in(app_db)["Beispiel Handel KG"]
+    at = app("admin", PAGE).run()
+    edit_select(at).select(target.id).run()
+    at.text_input(key=f"company_edit_{target.id}_name").input("Beispiel Handel GmbH & Co. KG")
+    at.button(key=f"company_edit_{target.id}_submit").click().run()
+    assert not at.exception
+    assert "Beispiel Handel GmbH & Co. KG" in companies_in(app_db)
+
+    assert edit_select(at).value == target.id  # the rename did not move the selection
+    at.button(key=f"company_archive_{target.id}").click().run()
+    assert not at.exception
+    stored = companies_in(app_db)["Beispiel Handel GmbH & Co. KG"]
+    assert stored.archived_at is not None
+    assert "Beispiel Handel GmbH & Co. KG" not in set(at.dataframe[0].value["Name"])
+    at.toggle(key="companies_show_archived").set_value(True).run()
+    assert "archiviert" in set(at.dataframe[0].value["Status"])

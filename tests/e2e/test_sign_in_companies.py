@@ -1,0 +1,79 @@
+"""Fresh database -> sign in at the local identity provider -> admin creates, edits, archives a
+company; the viewer sees the same page read-only. Real st.login, real browser, real HTTP."""
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+from sqlmodel import select
+
+from core.db import make_engine, unit_of_work
+from core.models import AuditEvent, Company
+from tests.e2e.conftest import wait_connected
+from tests.e2e.harness import DashboardServer
+
+pytestmark = pytest.mark.e2e
+
+
+def sign_in(page: Page, server: DashboardServer, who: str) -> None:
+    page.goto(server.url)
+    wait_connected(page)
+    page.get_by_role("button", name="Anmelden").click()
+    page.locator(f"[data-testid='login-{who}']").click()
+    page.wait_for_url(f"{server.url}/**")
+    wait_connected(page)
+    expect(page.get_by_role("heading", name="Unternehmen", exact=True)).to_be_visible()
+
+
+def field(page: Page, label: str, nth: int = 0):  # type: ignore[no-untyped-def]
+    return page.get_by_label(label, exact=True).nth(nth)
+
+
+def test_admin_manages_companies_and_viewer_reads(page: Page, demo_db_url: str, emulator, tmp_path: Path) -> None:
+    with DashboardServer(tmp_path, demo_db_url, emulator.base_url) as server:
+        try:
+            sign_in(page, server, "admin")
+            expect(page.get_by_text("Anna Admin")).to_be_visible()
+
+            # create (the first form on the page is "Neues Unternehmen")
+            field(page, "Name").fill("Browser Test GmbH")
+            field(page, "Berater-Nr.").fill("29098")
+            field(page, "Mandanten-Nr.").fill("55")
+            page.get_by_role("button", name="Anlegen").click()
+            expect(page.get_by_text("„Browser Test GmbH“ angelegt")).to_be_visible()
+
+            # invalid input: German message, nothing stored
+            field(page, "Name").fill("Ungültig GmbH")
+            field(page, "Berater-Nr.").fill("12")
+            field(page, "Mandanten-Nr.").fill("1")
+            page.get_by_role("button", name="Anlegen").click()
+            expect(page.get_by_text("Die Berater-Nr. besteht aus 4 bis 7 Ziffern").first).to_be_visible()
+
+            # edit + archive "Browser Test GmbH" (choose it in the edit select box)
+            page.get_by_role("combobox", name="Unternehmen auswählen").click()
+            page.get_by_role("option", name="Browser Test GmbH").click()
+            expect(field(page, "Name", 1)).to_have_value("Browser Test GmbH")  # the edit form re-rendered
+            field(page, "Name", 1).fill("Browser Test AG")
+            page.get_by_role("button", name="Speichern").click()
+            expect(page.get_by_text("Änderungen an „Browser Test AG“ gespeichert")).to_be_visible()
+            page.get_by_role("button", name="Archivieren").click()
+            expect(page.get_by_text("„Browser Test AG“ archiviert")).to_be_visible()
+
+            page.context.clear_cookies()
+            sign_in(page, server, "viewer")
+            expect(page.get_by_text("Nur Administratoren können Unternehmen anlegen und ändern.")).to_be_visible()
+            assert page.get_by_role("button", name="Anlegen").count() == 0
+            assert page.locator("[data-testid='stTextInput']").count() == 0
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"))
+            print(server.log())
+            raise
+
+    engine = make_engine(demo_db_url)
+    with unit_of_work(engine) as s:
+        stored = s.exec(select(Company).where(Company.consultant_number == 29098)).one()
+        actions = [e.action for e in s.exec(select(AuditEvent).where(AuditEvent.entity_id == str(stored.id)))]
+        assert s.exec(select(Company).where(Company.name == "Ungültig GmbH")).first() is None
+    engine.dispose()
+    assert stored.name == "Browser Test AG" and stored.archived_at is not None
+    assert actions == ["company.created", "company.updated", "company.archived"]

@@ -1,0 +1,48 @@
+"""Start several OS processes that begin their work at the same moment.
+
+Each worker is `python -m <module> <args>` and waits for one line on stdin before it starts, so
+the parent releases them together (no sleeps). Explicit subprocesses rather than multiprocessing:
+Streamlit's AppTest replaces `sys.modules['__main__']`, which `spawn` would re-run in the child.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class WorkerResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_together(module: str, argv_per_worker: list[list[str]], timeout: float = 180,
+                 env: dict[str, str] | None = None) -> list[WorkerResult]:
+    procs = [
+        subprocess.Popen([sys.executable, "-m", module, *argv], cwd=ROOT, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, **(env or {})})
+        for argv in argv_per_worker
+    ]
+    for proc in procs:  # every process is started (and importing) before any is released
+        assert proc.stdin is not None
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        results.append(WorkerResult(proc.returncode, out, err))
+    return results
+
+
+def wait_for_go() -> None:
+    """Called by a worker: block until the parent releases all workers."""
+    sys.stdin.readline()
