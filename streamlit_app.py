@@ -20,7 +20,8 @@ sections: dict[str, list] = {}
 for spec in PAGE_TABLE:
     if may(user, spec.min_role):
         sections.setdefault(spec.section, []).append(
-            st.Page(spec.file, title=spec.title, icon=spec.icon, url_path=spec.url_path)
+            st.Page(spec.file, title=spec.title, icon=spec.icon, url_path=spec.url_path,
+                    visibility="hidden" if spec.hidden else "visible")
         )
 navigation = st.navigation(sections)
 

@@ -66,18 +66,71 @@ class Settings(BaseSettings):
     # The local emulator (identity provider, DATEV, Lexware Office) of the embedded default.
     emulator_url: str = "http://127.0.0.1:8700"
 
-    # DATEV (long-term tokens; see docs/architecture.md). Filled in by the token issue.
+    # DATEV (datev-contract.md). Endpoints come from the discovery document of DATEV_ENV unless
+    # DATEV_DISCOVERY_URL / DATEV_API_BASE_URL override them.
     datev_env: Literal["emulator", "sandbox", "production"] = "emulator"
     datev_discovery_url: str | None = None
     datev_api_base_url: str | None = None
     datev_client_id: str = "token-desk-demo"
     datev_client_secret: str = DEMO_DATEV_CLIENT_SECRET
-    datev_redirect_uri: str | None = None
+    datev_redirect_uri: str | None = None  # default: PUBLIC_URL + /datev_callback
+    # Scope strings are uncertain at DATEV (contract §8 item 8): configurable.
+    datev_scopes: str = "openid profile accounting:documents accounting:clients:read"
+    datev_prompt_consent: bool = True  # prompt=consent with offline_access (OIDC §11; contract §1.2)
+    datev_enable_windows_sso: bool = True  # enableWindowsSso=true (DATEV MUST for certification)
+    # DATEV's rule is one valid refresh token per connection. False (default): the old token is revoked
+    # right after the new one has been obtained, so an abandoned login never leaves the company without
+    # a token. True: revoke before sending the user to DATEV.
+    datev_revoke_before_new_login: bool = False
     lexware_api_base_url: str | None = None
+    lexware_key_validity_months: int = Field(default=24, ge=1, le=24)
+
+    # HTTP to providers.
+    http_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    http_read_timeout_seconds: float = Field(default=25.0, gt=0, le=120)
+    http_log_retention_days: int = Field(default=30, ge=14)  # DATEV requires at least 14 days
+    # Token refresh: the lease must outlast one refresh call (connect + read timeout).
+    refresh_lease_seconds: int = Field(default=90, ge=10)
+    access_token_skew_seconds: int = Field(default=60, ge=0, le=600)
+    pending_authorization_minutes: int = Field(default=10, ge=1, le=60)
 
     # Display.
     display_timezone: str = "Europe/Berlin"
     token_expiry_warning_days: int = Field(default=30, ge=1, le=365)
+
+    @property
+    def datev_discovery(self) -> str:
+        if self.datev_discovery_url:
+            return self.datev_discovery_url
+        if self.datev_env == "emulator":
+            return f"{self.emulator_url.rstrip('/')}/openid/.well-known/openid-configuration"
+        variant = "openidsandbox" if self.datev_env == "sandbox" else "openid"
+        return f"https://login.datev.de/{variant}/.well-known/openid-configuration"
+
+    @property
+    def datev_documents_base(self) -> str:
+        if self.datev_api_base_url:
+            return self.datev_api_base_url.rstrip("/")
+        if self.datev_env == "emulator":
+            return f"{self.emulator_url.rstrip('/')}/platform/v2"
+        variant = "platform-sandbox" if self.datev_env == "sandbox" else "platform"
+        return f"https://accounting-documents.api.datev.de/{variant}/v2"
+
+    @property
+    def datev_callback_uri(self) -> str:
+        return self.datev_redirect_uri or f"{self.public_url.rstrip('/')}/datev_callback"
+
+    @property
+    def lexware_base(self) -> str:
+        if self.lexware_api_base_url:
+            return self.lexware_api_base_url.rstrip("/")
+        if self.datev_env == "emulator":
+            return f"{self.emulator_url.rstrip('/')}/lexware"
+        return "https://api.lexware.io"
+
+    @property
+    def http_timeout(self) -> tuple[float, float]:
+        return (self.http_connect_timeout_seconds, self.http_read_timeout_seconds)
 
     @field_validator("database_url")
     @classmethod
@@ -90,6 +143,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
+        insecure = self.insecure_provider_urls()
+        if insecure:  # in every mode: tokens must never travel over plain HTTP beyond this machine
+            raise ConfigurationError("Plain HTTP is accepted only for loopback hosts:\n- " + "\n- ".join(insecure))
         problems = self.production_problems()
         if not problems:
             return self
@@ -103,6 +159,12 @@ class Settings(BaseSettings):
                 "; ".join(problems),
             )
         return self
+
+    def insecure_provider_urls(self) -> list[str]:
+        urls = (("DATEV_DISCOVERY_URL", self.datev_discovery), ("DATEV_API_BASE_URL", self.datev_documents_base),
+                ("LEXWARE_API_BASE_URL", self.lexware_base), ("DATEV_REDIRECT_URI", self.datev_callback_uri))
+        return [f"{name} must be https:// (is {url!r})" for name, url in urls
+                if urlparse(url).scheme != "https" and not is_loopback_url(url)]
 
     def production_problems(self) -> list[str]:
         """Everything that would stop a production start, each with what to set."""

@@ -121,3 +121,107 @@ class KeyCheck(SQLModel, table=True):
     key_id: str = Field(primary_key=True, max_length=80)
     ciphertext: str = Field(max_length=500)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class Provider(StrEnum):
+    datev = "datev"
+    lexware = "lexware"
+
+
+class ConnectionKind(StrEnum):
+    long_term = "long_term"  # DATEV Langzeittoken (offline_access) or a Lexware API key: used unattended
+    one_off = "one_off"  # a single DATEV login without offline_access, for one user's manual transfer
+
+
+class Connection(SQLModel, table=True):
+    """One company's access to one provider. Tokens themselves are `StoredSecret` rows
+    (owner_type "connection"): `refresh_token`, `access_token` (DATEV) or `api_key` (Lexware).
+
+    `slot` makes "one per company and provider" a database rule: "long_term" for the connection the
+    scheduler uses, "one_off:<user id>" for a user's manual login. The row outlives its token:
+    deleting erases the secrets and records who deleted it and when.
+    """
+
+    __table_args__ = (UniqueConstraint("company_id", "provider", "slot", name="uq_connection_slot"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    company_id: int = Field(foreign_key="company.id", index=True)
+    provider: str = Field(max_length=20)
+    kind: str = Field(default=ConnectionKind.long_term.value, max_length=20)
+    slot: str = Field(default=ConnectionKind.long_term.value, max_length=40)
+    owner_user_id: int | None = Field(default=None, foreign_key="app_user.id")
+
+    # Compare-and-swap counter: bumped whenever the stored token changes.
+    version: int = Field(default=0)
+    refresh_lease_until: datetime | None = Field(default=None)
+    refresh_lease_owner: str | None = Field(default=None, max_length=80)
+
+    has_token: bool = Field(default=False)
+    token_fingerprint: str | None = Field(default=None, max_length=16)
+    access_expires_at: datetime | None = Field(default=None)
+    refresh_expires_at: datetime | None = Field(default=None)  # Lexware: the API key's expiry
+    offline_granted: bool = Field(default=False)
+    scopes: str = Field(default="", max_length=1000)
+    bound_client: str | None = Field(default=None, max_length=20)  # DATEV "<consultant>-<client>"
+    grantor_name: str | None = Field(default=None, max_length=200)  # DATEV user / Lexware organisation
+    grantor_sub: str | None = Field(default=None, max_length=255)
+
+    requested_at: datetime | None = Field(default=None)
+    requested_by: str | None = Field(default=None, max_length=254)
+    last_refresh_at: datetime | None = Field(default=None)
+    last_used_at: datetime | None = Field(default=None)
+    last_test_at: datetime | None = Field(default=None)
+    last_test_ok: bool | None = Field(default=None)
+    last_test_message: str | None = Field(default=None, max_length=500)
+    invalid_at: datetime | None = Field(default=None)
+    invalid_reason: str | None = Field(default=None, max_length=500)
+    deleted_at: datetime | None = Field(default=None)
+    deleted_by: str | None = Field(default=None, max_length=254)
+
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class PendingAuthorization(SQLModel, table=True):
+    """A started DATEV login waiting for its callback. Single use, 10 minutes.
+
+    Keyed by sha256(state); the PKCE verifier and the nonce are `StoredSecret` rows
+    (owner_type "pending_authorization").
+    """
+
+    __tablename__ = "pending_authorization"
+
+    id: int | None = Field(default=None, primary_key=True)
+    state_hash: str = Field(max_length=64, unique=True)
+    company_id: int = Field(foreign_key="company.id")
+    provider: str = Field(max_length=20)
+    kind: str = Field(max_length=20)
+    user_id: int = Field(foreign_key="app_user.id")
+    redirect_uri: str = Field(max_length=500)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime = Field(index=True)
+
+
+class HttpLogEntry(SQLModel, table=True):
+    """Technical HTTP log of every call to DATEV or Lexware (DATEV requires at least 14 days).
+
+    Never the Authorization header, a token, a body or a query string.
+    """
+
+    __tablename__ = "http_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    provider: str = Field(max_length=20)
+    method: str = Field(max_length=10)
+    host: str = Field(max_length=255)
+    path: str = Field(max_length=500)
+    status: int | None = Field(default=None)
+    duration_ms: int = Field(default=0)
+    global_transaction_id: str | None = Field(default=None, max_length=100)
+    request_id: str | None = Field(default=None, max_length=100)
+    error: str | None = Field(default=None, max_length=300)
+    company_id: int | None = Field(default=None, index=True)
+    connection_id: int | None = Field(default=None)
+    purpose: str | None = Field(default=None, max_length=60)
+    correlation_id: str | None = Field(default=None, max_length=64, index=True)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.support import TEST_KEY_ENTRY
 
@@ -25,11 +26,13 @@ os.environ.pop("ADMIN_EMAILS", None)
 
 from sqlalchemy import Engine, create_engine, text  # noqa: E402
 
-from core.config import get_settings  # noqa: E402
+from core.config import Settings, get_settings  # noqa: E402
 from core.crypto import Keyring  # noqa: E402
+from core.datev_oidc import clear_discovery_cache  # noqa: E402
 from core.db import dispose_engines, make_engine  # noqa: E402
 from core.migrate import upgrade_to_head  # noqa: E402
 from core.secrets_store import get_keyring  # noqa: E402
+from emulator.server import EmulatorServer  # noqa: E402
 
 DATABASES = [d.strip() for d in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",") if d.strip()]
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -134,3 +137,30 @@ def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
 @pytest.fixture
 def keyring() -> Keyring:
     return Keyring.parse(TEST_KEY_ENTRY)
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[EmulatorServer]:
+    """One emulator over real HTTP for the whole run (reset before each test that uses it)."""
+    with EmulatorServer() as server:
+        yield server
+
+
+@pytest.fixture
+def emulator(emulator_server: EmulatorServer) -> EmulatorServer:
+    """The emulator, back to its demo data, with no faults and the real clock."""
+    requests.post(emulator_server.base_url + "/_admin/reset", timeout=5).raise_for_status()
+    requests.post(emulator_server.base_url + "/_admin/clock", json={"offset_seconds": 0}, timeout=5).raise_for_status()
+    clear_discovery_cache()
+    return emulator_server
+
+
+@pytest.fixture
+def settings_for(emulator: EmulatorServer) -> Callable[..., Settings]:
+    """Settings pointing at the test emulator (and optionally at a database)."""
+
+    def make(database_url: str = "sqlite://", **overrides: object) -> Settings:
+        return Settings(_env_file=None, app_env="test", database_url=database_url, emulator_url=emulator.base_url,
+                        **overrides)
+
+    return make

@@ -23,12 +23,17 @@ class PageSpec:
     url_path: str
     min_role: Role
     section: str = ""
+    hidden: bool = False  # reachable by URL (e.g. DATEV's redirect back), not listed in the menu
 
 
 PAGE_TABLE: tuple[PageSpec, ...] = (
+    PageSpec("pages/tokens.py", "Langzeittoken", ":material/key:", "tokens", Role.viewer),
     PageSpec("pages/companies.py", "Unternehmen", ":material/apartment:", "companies", Role.viewer),
     PageSpec("pages/users.py", "Benutzer", ":material/group:", "users", Role.admin, "Verwaltung"),
+    PageSpec("pages/http_log.py", "HTTP-Protokoll", ":material/lan:", "http_log", Role.admin, "Verwaltung"),
     PageSpec("pages/audit_log.py", "Audit-Protokoll", ":material/history:", "audit", Role.admin, "Verwaltung"),
+    PageSpec("pages/datev_callback.py", "DATEV-Anmeldung", ":material/login:", "datev_callback", Role.viewer,
+             hidden=True),
 )
 
 

@@ -48,3 +48,21 @@ def test_production_refuses_the_test_suite_key() -> None:
     with pytest.raises(ConfigurationError, match="test or local development key"):
         Settings(app_env="production", datev_client_secret="real", datev_env="production",
                  public_url="https://desk.example.de", _env_file=None)
+
+
+def test_plain_http_to_a_provider_is_refused_in_every_mode() -> None:
+    for env in ("development", "test"):
+        with pytest.raises(ConfigurationError, match="DATEV_API_BASE_URL must be https://"):
+            Settings(app_env=env, datev_api_base_url="http://datev.example.com/platform/v2", _env_file=None)
+    ok = Settings(datev_api_base_url="http://127.0.0.1:9/platform/v2", _env_file=None)
+    assert ok.datev_documents_base == "http://127.0.0.1:9/platform/v2"
+
+
+def test_endpoints_follow_datev_env() -> None:
+    sandbox = Settings(datev_env="sandbox", _env_file=None)
+    assert sandbox.datev_discovery == "https://login.datev.de/openidsandbox/.well-known/openid-configuration"
+    assert sandbox.datev_documents_base == "https://accounting-documents.api.datev.de/platform-sandbox/v2"
+    emu = Settings(emulator_url="http://127.0.0.1:8700", _env_file=None)
+    assert emu.datev_discovery == "http://127.0.0.1:8700/openid/.well-known/openid-configuration"
+    assert emu.lexware_base == "http://127.0.0.1:8700/lexware"
+    assert emu.datev_callback_uri == "http://localhost:8501/datev_callback"

@@ -10,16 +10,9 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from core.db import make_engine
 from core.demo import seed_demo
-from emulator.server import EmulatorServer
 from tests.e2e.harness import CHROMIUM_ARGS, require_chromium
 
 expect.set_options(timeout=20_000)
-
-
-@pytest.fixture(scope="session")
-def emulator() -> Iterator[EmulatorServer]:
-    with EmulatorServer() as server:
-        yield server
 
 
 @pytest.fixture

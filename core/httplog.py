@@ -1,0 +1,120 @@
+"""The technical HTTP log: every call to DATEV or Lexware Office, kept at least 14 days.
+
+Recorded: method, host, path (no query string), status, duration, `X-Global-Transaction-ID`,
+`V-Cap-Request-ID`, a short error text, and what the call was for. Never the Authorization header,
+a token, a body or a query string. Each entry is written in its own short transaction right after
+the call, so callers must not hold a transaction open across HTTP (they never do).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import requests
+from sqlalchemy import Engine, delete
+from sqlmodel import col, select
+
+from core.db import unit_of_work
+from core.models import HttpLogEntry, utcnow
+
+log = logging.getLogger(__name__)
+
+# requests-oauthlib and oauthlib log tokens and Basic credentials at DEBUG (style.md §3.3 rule 6).
+for _noisy in ("requests_oauthlib", "oauthlib", "urllib3"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """What a provider call belongs to; stored with its log line."""
+
+    provider: str
+    purpose: str
+    company_id: int | None = None
+    connection_id: int | None = None
+    correlation_id: str | None = None
+
+    def with_purpose(self, purpose: str) -> CallContext:
+        return replace(self, purpose=purpose)
+
+
+def _write(engine: Engine, entry: HttpLogEntry) -> None:
+    try:
+        with unit_of_work(engine) as session:
+            session.add(entry)
+    except Exception:  # noqa: BLE001  (the log must never turn a good call into a failure)
+        log.warning("could not write the HTTP log entry for %s %s", entry.method, entry.path, exc_info=True)
+
+
+def _entry(ctx: CallContext, method: str, url: str, started: float) -> HttpLogEntry:
+    parts = urlsplit(url)
+    return HttpLogEntry(provider=ctx.provider, method=method.upper(), host=(parts.hostname or "")[:255],
+                        path=(parts.path or "/")[:500], duration_ms=int((time.monotonic() - started) * 1000),
+                        company_id=ctx.company_id, connection_id=ctx.connection_id, purpose=ctx.purpose,
+                        correlation_id=ctx.correlation_id)
+
+
+def record_response(engine: Engine, ctx: CallContext, response: requests.Response, started: float) -> None:
+    entry = _entry(ctx, response.request.method or "GET", response.url, started)
+    entry.status = response.status_code
+    entry.global_transaction_id = (response.headers.get("X-Global-Transaction-ID") or "")[:100] or None
+    entry.request_id = (response.headers.get("V-Cap-Request-ID") or "")[:100] or None
+    _write(engine, entry)
+
+
+def record_failure(engine: Engine, ctx: CallContext, method: str, url: str, exc: BaseException,
+                   started: float) -> None:
+    entry = _entry(ctx, method, url, started)
+    entry.error = type(exc).__name__[:300]  # the class only: messages can echo URLs or bodies
+    _write(engine, entry)
+
+
+@contextmanager
+def recorded(engine: Engine, ctx: CallContext, session: requests.Session, method: str, url: str) -> Iterator[None]:
+    """Record the response (through a hook) or the transport failure of the call made inside."""
+    started = time.monotonic()
+
+    def hook(response: requests.Response, *_args: object, **_kwargs: object) -> None:
+        record_response(engine, ctx, response, started)
+
+    session.hooks["response"].append(hook)
+    try:
+        yield
+    except requests.RequestException as exc:
+        if getattr(exc, "response", None) is None:
+            record_failure(engine, ctx, method, url, exc, started)
+        raise
+    finally:
+        session.hooks["response"].remove(hook)
+
+
+def send(engine: Engine, ctx: CallContext, session: requests.Session, method: str, url: str,
+         **kwargs: object) -> requests.Response:
+    """`session.request(...)`, recorded in the HTTP log."""
+    with recorded(engine, ctx, session, method, url):
+        return session.request(method, url, **kwargs)  # type: ignore[arg-type]
+
+
+def purge_older_than(engine: Engine, days: int) -> int:
+    """Housekeeping: delete log lines older than the retention (never below DATEV's 14 days)."""
+    cutoff = utcnow() - timedelta(days=max(days, 14))
+    with unit_of_work(engine) as session:
+        result = session.exec(delete(HttpLogEntry).where(col(HttpLogEntry.at) < cutoff))  # type: ignore[call-overload]
+        return result.rowcount or 0
+
+
+def entries_for(engine: Engine, *, correlation_id: str | None = None, connection_id: int | None = None,
+                limit: int = 200) -> list[HttpLogEntry]:
+    with unit_of_work(engine) as session:
+        query = select(HttpLogEntry).order_by(col(HttpLogEntry.id).desc()).limit(limit)
+        if correlation_id:
+            query = query.where(HttpLogEntry.correlation_id == correlation_id)
+        if connection_id is not None:
+            query = query.where(HttpLogEntry.connection_id == connection_id)
+        return list(session.exec(query).all())

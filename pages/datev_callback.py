@@ -1,0 +1,30 @@
+"""DATEV sends the browser back here after login and consent (hidden page, `/datev_callback`)."""
+
+import streamlit as st
+
+from ui.guard import require_page
+
+user = require_page(__file__)
+
+from core.datev_connect import finish_login  # noqa: E402
+from ui.feedback import flash, flash_error  # noqa: E402
+from ui.services import services  # noqa: E402
+
+settings, engine, keyring = services()
+params = {key: str(value) for key, value in st.query_params.to_dict().items()}
+st.query_params.clear()  # code and state never stay in the address bar or the history
+
+if not params.get("state") and not params.get("code") and not params.get("error"):
+    st.title("DATEV-Anmeldung")
+    st.info("Es ist keine DATEV-Anmeldung offen.")
+    st.page_link("pages/tokens.py", label="Zu den Langzeittoken")
+    st.stop()
+
+outcome = finish_login(engine, settings, keyring, params=params, user=user)
+if outcome.ok:
+    flash(outcome.message)
+    if outcome.warning:
+        flash_error(outcome.warning)
+else:
+    flash_error(outcome.message)
+st.switch_page("pages/tokens.py")

@@ -1,0 +1,29 @@
+"""HTTP-Protokoll: every call to DATEV and Lexware Office (admins; DATEV requires >= 14 days)."""
+
+import pandas as pd
+import streamlit as st
+
+from ui.guard import require_page
+
+user = require_page(__file__)
+
+from core import httplog  # noqa: E402
+from core.timefmt import format_local  # noqa: E402
+from ui.services import services  # noqa: E402
+
+settings, engine, _keyring = services()
+st.title("HTTP-Protokoll")
+st.caption(f"Alle Aufrufe bei DATEV und Lexware Office, {settings.http_log_retention_days} Tage aufbewahrt. "
+           "Ohne Authorization-Header, Token oder Inhalte.")
+limit = st.select_slider("Einträge", options=[50, 200, 1000], value=200, key="http_log_limit")
+entries = httplog.entries_for(engine, limit=limit)
+st.dataframe(
+    pd.DataFrame([
+        {"Zeit": format_local(e.at), "Anbieter": e.provider, "Zweck": e.purpose or "", "Methode": e.method,
+         "Pfad": e.path, "Status": e.status, "Dauer (ms)": e.duration_ms, "Fehler": e.error or "",
+         "X-Global-Transaction-ID": e.global_transaction_id or "", "V-Cap-Request-ID": e.request_id or "",
+         "Unternehmen": e.company_id}
+        for e in entries
+    ]),
+    hide_index=True, width="stretch",
+)

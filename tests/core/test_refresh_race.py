@@ -1,0 +1,39 @@
+"""Eight OS processes want an access token for the same expired connection at the same moment:
+exactly one refresh reaches DATEV, all get the same working token, reuse detection never fires."""
+
+import json
+
+import pytest
+import requests
+
+from core.datev_api import get_client
+from core.httplog import CallContext
+from core.tokens import get_valid_token
+from tests.core.test_datev_tokens import World, world  # noqa: F401  (fixture)
+from tests.workers import run_together
+
+PROCESSES = 8
+
+
+@pytest.mark.slow
+def test_eight_processes_one_refresh(world: World, database_url: str) -> None:  # noqa: F811
+    assert world.request_token().ok
+    row = world.connection()
+    world.expire_access_token()
+    before = world.stats()
+
+    results = run_together("tests.core.refresh_worker",
+                           [[database_url, world.emulator_url, str(row.id)]] * PROCESSES)
+
+    assert [r.returncode for r in results] == [0] * PROCESSES, [r.stderr[-1500:] for r in results]
+    answers = [json.loads(r.stdout.strip().splitlines()[-1]) for r in results]
+    after = world.stats()
+    assert after["refresh_requests"] - before["refresh_requests"] == 1
+    assert after["reuse_detections"] == before["reuse_detections"] == 0
+    assert len({a["fingerprint"] for a in answers}) == 1  # everybody got the one new token
+    assert {a["version"] for a in answers} == {row.version + 1}
+    token = get_valid_token(world.engine, row.id, settings=world.settings, keyring=world.keyring)
+    client = get_client(world.engine, CallContext("datev", "check"), world.settings, token.value, "455148-1")
+    assert client["id"] == "455148-1"
+    assert requests.get(world.emulator_url + "/_admin/stats", timeout=5).json()["refresh_requests"] == \
+        after["refresh_requests"]
