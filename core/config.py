@@ -94,6 +94,33 @@ class Settings(BaseSettings):
     access_token_skew_seconds: int = Field(default=60, ge=0, le=600)
     pending_authorization_minutes: int = Field(default=10, ge=1, le=60)
 
+    # Transfers and the scheduler.
+    transfer_interval_seconds: int = Field(default=60, ge=5)
+    transfer_concurrency: int = Field(default=4, ge=1, le=32)
+    transfer_max_attempts: int = Field(default=6, ge=1, le=50)
+    retry_base_seconds: float = Field(default=30.0, ge=0)
+    retry_cap_seconds: float = Field(default=3600.0, ge=1)
+    # A claim must outlive one upload (connect + read timeout); a crashed worker's claim expires.
+    transfer_lease_seconds: int = Field(default=120, ge=1)
+    lexware_requests_per_second: float = Field(default=2.0, gt=0, le=10)
+    token_care_interval_minutes: int = Field(default=60, ge=1)
+    # Rolling 2-year window (contract §1.5, [U]): refresh this often so the token never runs out.
+    datev_refresh_rolling: bool = True
+    token_keepalive_days: int = Field(default=7, ge=1, le=365)
+    housekeeping_interval_minutes: int = Field(default=60, ge=1)
+    inbox_root: Path | None = None  # base for relative per-company inbox folders
+
+    # Alarms: Apprise URLs (json://, msteams://, slack://, mailto://) and/or SMTP for e-mail.
+    alarm_targets: str = ""
+    alarm_emails: str = ""  # global recipients; companies add their own
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_tls: Literal["none", "starttls", "ssl"] = "starttls"
+    smtp_sender: str = "token-desk@localhost"
+    transfer_failure_alarm_threshold: int = Field(default=3, ge=1)
+
     # Display.
     display_timezone: str = "Europe/Berlin"
     token_expiry_warning_days: int = Field(default=30, ge=1, le=365)

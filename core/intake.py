@@ -13,19 +13,11 @@ import re
 import unicodedata
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from enum import StrEnum
 
 from pypdf import PdfReader
 
 from core.errors import UserFacingError
-
-
-class Provider(StrEnum):
-    datev = "datev"
-    lexware = "lexware"
-
-
-PROVIDER_LABELS = {Provider.datev: "DATEV", Provider.lexware: "Lexware Office"}
+from core.models import PROVIDER_LABELS, Provider
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -61,6 +61,12 @@ class Company(SQLModel, table=True):
     auto_transfer: bool = Field(default=False)
     default_document_type: str | None = Field(default=None, max_length=30)
     archived_at: datetime | None = Field(default=None)
+    # A provider refused access (DATEV 403/404): transfers pause until a new token is requested
+    # after this moment, or an admin resumes. Pauses for a missing/invalid token are computed.
+    paused_at: datetime | None = Field(default=None)
+    paused_reason: str | None = Field(default=None, max_length=500)
+    alarm_recipients: str = Field(default="", max_length=1000)  # comma-separated e-mail addresses
+    inbox_dir: str | None = Field(default=None, max_length=500)  # folder the scheduler imports from
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -126,6 +132,9 @@ class KeyCheck(SQLModel, table=True):
 class Provider(StrEnum):
     datev = "datev"
     lexware = "lexware"
+
+
+PROVIDER_LABELS = {Provider.datev: "DATEV", Provider.lexware: "Lexware Office"}
 
 
 class ConnectionKind(StrEnum):
@@ -225,3 +234,141 @@ class HttpLogEntry(SQLModel, table=True):
     connection_id: int | None = Field(default=None)
     purpose: str | None = Field(default=None, max_length=60)
     correlation_id: str | None = Field(default=None, max_length=64, index=True)
+
+
+class DocumentStatus(StrEnum):
+    new = "new"  # neu
+    approved = "approved"  # freigegeben
+    transferring = "transferring"  # in Übertragung
+    delivered = "delivered"  # übertragen
+    failed = "failed"  # fehlgeschlagen
+    unresolved = "unresolved"  # ungeklärt (Lexware: outcome unknown, never re-sent automatically)
+
+
+class Document(SQLModel, table=True):
+    """A Beleg. Its GUID is fixed at intake, before any attempt: DATEV's PUT with it makes delivery
+    exactly once (a repeat answers 409 #DCO01012). The content lives in `document_content`."""
+
+    __table_args__ = (
+        UniqueConstraint("company_id", "sha256", name="uq_document_company_content"),
+        Index("ix_document_due", "status", "next_attempt_at"),
+        Index("ix_document_company_status", "company_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    company_id: int = Field(foreign_key="company.id")
+    guid: str = Field(max_length=36, unique=True)
+    status: str = Field(default=DocumentStatus.new.value, max_length=20)
+    file_name: str = Field(max_length=255)
+    original_name: str = Field(max_length=255)
+    size: int
+    sha256: str = Field(max_length=64)
+    media_type: str = Field(max_length=60)
+    document_type: str | None = Field(default=None, max_length=30)
+    note: str | None = Field(default=None, max_length=255)
+    source: str = Field(default="upload", max_length=20)
+    uploaded_at: datetime = Field(default_factory=utcnow)
+    uploaded_by: str = Field(max_length=254)
+    approved_at: datetime | None = Field(default=None)
+    approved_by: str | None = Field(default=None, max_length=254)
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime | None = Field(default=None)
+    lease_owner: str | None = Field(default=None, max_length=80)
+    lease_until: datetime | None = Field(default=None)
+    delivered_at: datetime | None = Field(default=None)
+    remote_id: str | None = Field(default=None, max_length=100)
+    last_error: str | None = Field(default=None, max_length=500)
+    last_error_code: str | None = Field(default=None, max_length=20)
+    last_help_uri: str | None = Field(default=None, max_length=300)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class DocumentContent(SQLModel, table=True):
+    """The file bytes, in the database so every scheduler replica on any host reaches them."""
+
+    __tablename__ = "document_content"
+
+    document_id: int = Field(foreign_key="document.id", primary_key=True)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class TransferAttempt(SQLModel, table=True):
+    """One attempt to deliver one document: the transfer history."""
+
+    __tablename__ = "transfer_attempt"
+    __table_args__ = (
+        Index("ix_attempt_started", "started_at"),
+        Index("ix_attempt_company_started", "company_id", "started_at"),
+        Index("ix_attempt_outcome_started", "outcome", "started_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    document_id: int = Field(foreign_key="document.id", index=True)
+    company_id: int = Field(foreign_key="company.id")
+    provider: str = Field(max_length=20)
+    trigger: str = Field(max_length=20)  # scheduler | manual
+    triggered_by: str = Field(max_length=254)
+    attempt_no: int
+    started_at: datetime
+    finished_at: datetime
+    outcome: str = Field(max_length=20)  # delivered | retry | failed | unresolved | paused
+    http_status: int | None = Field(default=None)
+    error_code: str | None = Field(default=None, max_length=20)
+    error_text: str | None = Field(default=None, max_length=500)
+    help_uri: str | None = Field(default=None, max_length=300)
+    global_transaction_id: str | None = Field(default=None, max_length=100)
+    request_id: str | None = Field(default=None, max_length=100)
+    remote_id: str | None = Field(default=None, max_length=100)
+    next_retry_at: datetime | None = Field(default=None)
+    correlation_id: str = Field(max_length=64)
+
+
+class DocumentTypeCache(SQLModel, table=True):
+    """A company's DATEV document types (Belegtypen), fetched and cached."""
+
+    __tablename__ = "document_type_cache"
+    __table_args__ = (UniqueConstraint("company_id", "name", name="uq_document_type"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    company_id: int = Field(foreign_key="company.id")
+    name: str = Field(max_length=30)
+    category: str | None = Field(default=None, max_length=40)
+    debit_credit: str | None = Field(default=None, max_length=10)
+    fetched_at: datetime = Field(default_factory=utcnow)
+
+
+class SchedulerHeartbeat(SQLModel, table=True):
+    """One row per scheduler process: lets the dashboard tell whether the scheduler runs."""
+
+    __tablename__ = "scheduler_heartbeat"
+
+    instance_id: str = Field(primary_key=True, max_length=80)
+    host: str = Field(max_length=255)
+    pid: int
+    started_at: datetime
+    last_tick_at: datetime
+    stopped_at: datetime | None = Field(default=None)
+    last_pass: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+
+
+class AlarmSent(SQLModel, table=True):
+    """Each alarm once: its dedupe key is unique."""
+
+    __tablename__ = "alarm_sent"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=200, unique=True)
+    company_id: int | None = Field(default=None, index=True)
+    title: str = Field(max_length=300)
+    sent_at: datetime = Field(default_factory=utcnow)
+    delivered: bool = Field(default=False)
+    detail: str | None = Field(default=None, max_length=1000)
+
+
+class RateSlot(SQLModel, table=True):
+    """Cross-process rate limiting (Lexware: 2 requests/s per API key across all workers)."""
+
+    __tablename__ = "rate_slot"
+
+    key: str = Field(primary_key=True, max_length=80)
+    next_free_at: datetime

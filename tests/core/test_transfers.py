@@ -1,0 +1,104 @@
+"""The transfer engine end to end over real HTTP against the emulator, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import requests
+from pypdf import PdfWriter
+from sqlmodel import select
+
+from core import documents
+from core.db import unit_of_work
+from core.models import Company, Document, DocumentStatus, TransferAttempt
+from core.transfers import PassOptions, run_pass
+from tests.core.test_datev_tokens import World, world  # noqa: F401  (fixture)
+
+
+def pdf(label: str) -> bytes:
+    writer = PdfWriter()
+    writer.add_blank_page(width=200, height=200)
+    writer.add_metadata({"/Title": label})
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def add_approved(world: World, count: int, company_id: int | None = None) -> list[int]:
+    report = documents.intake(world.engine, company_id=company_id or world.company_id, actor="operator@x.de",
+                              files=[(f"Rechnung {i}.pdf", pdf(f"doc-{i}")) for i in range(count)])
+    assert not report.rejected, report.rejected
+    ids = [d.id for d in report.accepted]
+    assert documents.approve(world.engine, document_ids=ids, actor="operator@x.de") == count
+    return ids
+
+
+def uploads(world: World) -> list[dict]:
+    data = requests.get(world.emulator_url + "/_admin/datev/uploads", timeout=5).json()
+    return data if isinstance(data, list) else data["uploads"]
+
+
+def scheduler_pass(world: World):  # type: ignore[no-untyped-def]
+    return run_pass(world.engine, world.settings, world.keyring,
+                    PassOptions(trigger="scheduler", actor="scheduler:test", only_auto_transfer=True))
+
+
+def test_approved_documents_are_delivered_exactly_once(world: World) -> None:
+    assert world.request_token().ok
+    ids = add_approved(world, 3)
+    summary = scheduler_pass(world)
+    assert (summary.delivered, summary.uploads, summary.reads) == (3, 3, 2)
+    with unit_of_work(world.engine) as s:
+        docs = s.exec(select(Document)).all()
+        assert {d.status for d in docs} == {DocumentStatus.delivered.value}
+        attempts = s.exec(select(TransferAttempt)).all()
+        assert len(attempts) == 3 and {a.outcome for a in attempts} == {"delivered"}
+    received = uploads(world)
+    assert sorted(u["guid"].lower() for u in received) == sorted(d.guid for d in docs)
+    assert scheduler_pass(world).uploads == 0  # nothing due: nobody contacted
+    assert len(ids) == 3
+
+
+def test_new_documents_are_never_sent(world: World) -> None:
+    assert world.request_token().ok
+    documents.intake(world.engine, company_id=world.company_id, actor="o", files=[("a.pdf", pdf("new"))])
+    assert scheduler_pass(world).uploads == 0 and uploads(world) == []
+
+
+def test_lost_answer_is_delivered_by_the_retry_without_a_copy(world: World) -> None:
+    assert world.request_token().ok
+    add_approved(world, 1)
+    world.admin_post("/faults", {"target": "documents", "kind": "accept_then_drop", "count": 1})
+    first = scheduler_pass(world)
+    assert first.retried == 1
+    with unit_of_work(world.engine) as s:
+        s.exec(select(Document)).one()  # still one document
+        from sqlalchemy import update
+        s.exec(update(Document).values(next_attempt_at=None))
+    second = scheduler_pass(world)
+    assert second.delivered == 1
+    assert len(uploads(world)) == 1  # the 409 #DCO01012 told us it had arrived
+    with unit_of_work(world.engine) as s:
+        outcomes = [a.outcome for a in s.exec(select(TransferAttempt).order_by(TransferAttempt.id))]
+    assert outcomes == ["retry", "delivered"]
+
+
+def test_company_without_token_waits_with_reason(world: World) -> None:
+    add_approved(world, 2)
+    summary = scheduler_pass(world)
+    assert summary.uploads == 0 and summary.waiting[world.company_id] == "Token fehlt"
+
+
+@pytest.mark.parametrize("auto", [False])
+def test_scheduler_skips_companies_without_automatic_transfer(world: World, auto: bool) -> None:
+    assert world.request_token().ok
+    with unit_of_work(world.engine) as s:
+        company = s.get(Company, world.company_id)
+        company.auto_transfer = auto
+        s.add(company)
+    add_approved(world, 1)
+    summary = scheduler_pass(world)
+    assert summary.uploads == 0 and "automatische Übertragung" in summary.waiting[world.company_id]
+    manual = run_pass(world.engine, world.settings, world.keyring, PassOptions(trigger="manual", actor="o@x.de"))
+    assert manual.delivered == 1
