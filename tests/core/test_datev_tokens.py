@@ -3,26 +3,20 @@ request, callback failures, refresh with rotation, test call, revoke at DATEV, d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
 import requests
-from sqlalchemy import Engine, update
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from core import connections
-from core.config import Settings
 from core.connections import Health, evaluate_health
-from core.crypto import Keyring
 from core.datev_connect import PENDING_OWNER, finish_login, start_login
 from core.db import unit_of_work
-from core.demo import seed_demo
 from core.errors import UserFacingError
 from core.models import (
-    AppUser,
     AuditEvent,
-    Company,
     Connection,
     ConnectionKind,
     HttpLogEntry,
@@ -33,60 +27,7 @@ from core.models import (
 from core.secrets_store import put_secret
 from core.tokens import TokenUnavailable, get_valid_token
 from tests.datev_user import consent
-
-
-@dataclass
-class World:
-    engine: Engine
-    settings: Settings
-    keyring: Keyring
-    emulator_url: str
-    admin: AppUser
-    operator: AppUser
-    company_id: int  # Musterfirma GmbH, 455148-1
-
-    def stats(self) -> dict:
-        return requests.get(self.emulator_url + "/_admin/stats", timeout=5).json()
-
-    def admin_post(self, path: str, body: dict) -> dict:
-        response = requests.post(self.emulator_url + "/_admin" + path, json=body, timeout=5)
-        response.raise_for_status()
-        return response.json() if response.content else {}
-
-    def connection(self, slot: str = "long_term") -> Connection | None:
-        with unit_of_work(self.engine) as s:
-            row = s.exec(select(Connection).where(Connection.company_id == self.company_id,
-                                                  Connection.slot == slot)).first()
-            if row is not None:
-                s.expunge(row)
-            return row
-
-    def request_token(self, user: AppUser | None = None, kind: ConnectionKind = ConnectionKind.long_term,
-                      **consent_args: str):  # type: ignore[no-untyped-def]
-        user = user or self.admin
-        url = start_login(self.engine, self.settings, self.keyring, company_id=self.company_id, user=user, kind=kind)
-        params = consent(url, **consent_args)
-        return finish_login(self.engine, self.settings, self.keyring, params=params, user=user)
-
-    def expire_access_token(self) -> None:
-        with unit_of_work(self.engine) as s:
-            s.exec(update(Connection).values(access_expires_at=utcnow() - timedelta(minutes=1)))
-
-    def stored_nothing(self) -> bool:
-        with unit_of_work(self.engine) as s:
-            return (s.exec(select(Connection)).first() is None
-                    and s.exec(select(StoredSecret).where(StoredSecret.owner_type == "connection")).first() is None)
-
-
-@pytest.fixture
-def world(engine: Engine, database_url: str, keyring: Keyring, settings_for, emulator) -> World:  # type: ignore[no-untyped-def]
-    seed_demo(engine)
-    with unit_of_work(engine) as s:
-        admin = s.exec(select(AppUser).where(AppUser.email == "admin@tokendesk.demo")).one()
-        operator = s.exec(select(AppUser).where(AppUser.email == "operator@tokendesk.demo")).one()
-        company = s.exec(select(Company).where(Company.client_number == 1)).one()
-        s.expunge_all()
-    return World(engine, settings_for(database_url), keyring, emulator.base_url, admin, operator, company.id)
+from tests.token_world import World
 
 
 def test_request_stores_an_encrypted_long_term_token_and_tests_it(world: World) -> None:

@@ -9,14 +9,14 @@ import requests
 from core.datev_api import get_client
 from core.httplog import CallContext
 from core.tokens import get_valid_token
-from tests.core.test_datev_tokens import World, world  # noqa: F401  (fixture)
+from tests.token_world import World
 from tests.workers import run_together
 
 PROCESSES = 8
 
 
 @pytest.mark.slow
-def test_eight_processes_one_refresh(world: World, database_url: str) -> None:  # noqa: F811
+def test_eight_processes_one_refresh(world: World, database_url: str) -> None:
     assert world.request_token().ok
     row = world.connection()
     world.expire_access_token()

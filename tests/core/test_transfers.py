@@ -13,7 +13,7 @@ from core import documents
 from core.db import unit_of_work
 from core.models import Company, Document, DocumentStatus, TransferAttempt
 from core.transfers import PassOptions, run_pass
-from tests.core.test_datev_tokens import World, world  # noqa: F401  (fixture)
+from tests.token_world import World
 
 
 def pdf(label: str) -> bytes:

@@ -1,0 +1,12 @@
+"""Fixtures for core tests that need users, companies and the emulator."""
+
+import pytest
+from sqlalchemy import Engine
+
+from core.crypto import Keyring
+from tests.token_world import World, make_world
+
+
+@pytest.fixture
+def world(engine: Engine, database_url: str, keyring: Keyring, settings_for, emulator) -> World:  # type: ignore[no-untyped-def]
+    return make_world(engine, database_url, keyring, settings_for(database_url), emulator.base_url)
