@@ -55,8 +55,8 @@ def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
             print(f"Wrote {SECRETS_TOML.relative_to(PROJECT_ROOT)} for sign-in at the local emulator.")
     cmd_migrate(settings, args)
     cmd_check_keys(settings, args)
-    if settings.app_env != "production" and demo.seed_demo(get_engine(settings.database_url)):
-        print("Seeded demo data (users for each role, four companies).")
+    if settings.app_env != "production" and demo.seed_demo(get_engine(settings.database_url), with_documents=True):
+        print("Seeded demo data (users for each role, four companies, three sample documents).")
     return 0
 
 

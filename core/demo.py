@@ -5,10 +5,13 @@ Seeded only into an empty database (no companies and no users), so it never touc
 
 from __future__ import annotations
 
+import io
+
+from pypdf import PdfWriter
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from core import auth, companies
+from core import auth, companies, documents
 from core.db import unit_of_work
 from core.models import AppUser, Company, Interface, Role
 
@@ -35,8 +38,12 @@ def is_empty(engine: Engine) -> bool:
         return session.exec(select(Company.id)).first() is None and session.exec(select(AppUser.id)).first() is None
 
 
-def seed_demo(engine: Engine) -> bool:
-    """Seed the demo data if the database is empty. Returns True if it seeded."""
+def seed_demo(engine: Engine, *, with_documents: bool = False) -> bool:
+    """Seed the demo data if the database is empty. Returns True if it seeded.
+
+    `with_documents` adds a few generated sample PDFs (new and approved) for the first company, so
+    a newcomer sees documents waiting for the Langzeittoken they are about to request.
+    """
     if not is_empty(engine):
         return False
     with unit_of_work(engine) as session:
@@ -44,4 +51,24 @@ def seed_demo(engine: Engine) -> bool:
             auth.set_role(session, actor=DEMO_ACTOR, email=email, role=role, display_name=name)
         for data in DEMO_COMPANIES:
             companies.create_company(session, actor=DEMO_ACTOR, data=data)
+        first_company_id = session.exec(select(Company.id).order_by(Company.id)).first()
+    if with_documents and first_company_id is not None:
+        _seed_documents(engine, first_company_id)
     return True
+
+
+def _sample_pdf(title: str) -> bytes:
+    writer = PdfWriter()
+    writer.add_blank_page(width=595, height=842)
+    writer.add_metadata({"/Title": title, "/Producer": "Token Desk demo"})
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def _seed_documents(engine: Engine, company_id: int) -> None:
+    names = ("Rechnung 2026-101 Büromaterial.pdf", "Rechnung 2026-102 Reisekosten.pdf", "Quittung Taxi 14.11.pdf")
+    report = documents.intake(engine, company_id=company_id, actor=DEMO_ACTOR, source="demo",
+                              files=[(name, _sample_pdf(name)) for name in names])
+    approved = [d.id for d in report.accepted[:2]]
+    documents.approve(engine, document_ids=approved, actor=DEMO_ACTOR)

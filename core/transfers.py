@@ -401,10 +401,11 @@ def _drain(engine: Engine, settings: Settings, keyring: Keyring, run: _CompanyRu
         if options.on_result is not None:
             options.on_result(DocumentResult(claimed.document.id, claimed.document.company_id,  # type: ignore[arg-type]
                                              claimed.document.file_name, outcome, result.message, result.help_uri))
-        if result.outcome in (Outcome.forbidden,) or (run.provider == Provider.lexware
-                                                      and result.outcome == Outcome.unauthorized):
+        if result.outcome in (Outcome.forbidden, Outcome.unauthorized):
+            # Paused, or the token is gone (a refresh after the 401 did not help): the company's other
+            # documents wait instead of each collecting its own refusal.
             summary.waiting[run.company.id] = result.message  # type: ignore[index]
-            return  # the company is paused: leave its other documents waiting
+            return
 
 
 def run_pass(engine: Engine, settings: Settings, keyring: Keyring, options: PassOptions) -> PassSummary:

@@ -1,4 +1,4 @@
-"""`make run`: prepare the embedded default and run emulator + dashboard together.
+"""`make run`: prepare the embedded default and run emulator, dashboard and scheduler together.
 
 Ctrl-C (or SIGTERM) stops every child process and waits for it; a child that dies takes the
 others down with it, so nothing is left running half.
@@ -54,6 +54,7 @@ def main() -> int:
         "dashboard": start("dashboard", [python, "-m", "streamlit", "run", "streamlit_app.py",
                                          "--server.port", str(dashboard.port or 8501),
                                          "--server.address", "localhost"]),
+        "scheduler": start("scheduler", [python, "scheduler.py", "--instance-id", "local"]),
     }
     print(f"\nToken Desk: {settings.public_url}  (emulator: {settings.emulator_url})\n"
           "Sign in as admin@tokendesk.demo, operator@tokendesk.demo or viewer@tokendesk.demo.\n"
