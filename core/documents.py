@@ -30,7 +30,6 @@ from core.models import (
     DocumentContent,
     DocumentStatus,
     DocumentTypeCache,
-    Interface,
     Provider,
     utcnow,
 )
@@ -55,7 +54,7 @@ class IntakeReport:
 
 
 def provider_of(company: Company) -> Provider | None:
-    return {Interface.datev.value: Provider.datev, Interface.lexware.value: Provider.lexware}.get(company.interface)
+    return company.provider  # TODO(lead): callers move to company.provider once the pages settle
 
 
 def known_document_types(session: Session, company_id: int) -> list[str]:
@@ -70,7 +69,7 @@ def intake(engine: Engine, *, company_id: int, files: Iterable[tuple[str, bytes]
         company = session.get(Company, company_id)
         if company is None or company.archived_at is not None:
             raise UserFacingError("Dieses Unternehmen gibt es nicht oder es ist archiviert.")
-        provider = provider_of(company)
+        provider = company.provider
         if provider is None:
             raise UserFacingError("Für dieses Unternehmen ist keine Schnittstelle eingerichtet.")
         known_types = known_document_types(session, company_id)

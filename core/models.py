@@ -31,6 +31,14 @@ class Interface(StrEnum):
     none = "none"
 
 
+class Provider(StrEnum):
+    datev = "datev"
+    lexware = "lexware"
+
+
+PROVIDER_LABELS = {Provider.datev: "DATEV", Provider.lexware: "Lexware Office"}
+
+
 class AppUser(SQLModel, table=True):
     """A person who may use the dashboard. The role is looked up on every Streamlit run."""
 
@@ -69,6 +77,11 @@ class Company(SQLModel, table=True):
     inbox_dir: str | None = Field(default=None, max_length=500)  # folder the scheduler imports from
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def provider(self) -> Provider | None:
+        """The provider behind the company's interface (None: no interface)."""
+        return {Interface.datev.value: Provider.datev, Interface.lexware.value: Provider.lexware}.get(self.interface)
 
     @property
     def datev_client_id(self) -> str | None:
@@ -127,14 +140,6 @@ class KeyCheck(SQLModel, table=True):
     key_id: str = Field(primary_key=True, max_length=80)
     ciphertext: str = Field(max_length=500)
     created_at: datetime = Field(default_factory=utcnow)
-
-
-class Provider(StrEnum):
-    datev = "datev"
-    lexware = "lexware"
-
-
-PROVIDER_LABELS = {Provider.datev: "DATEV", Provider.lexware: "Lexware Office"}
 
 
 class ConnectionKind(StrEnum):

@@ -187,8 +187,7 @@ def _prepare(engine: Engine, settings: Settings, keyring: Keyring, company_id: i
         company = session.get(Company, company_id)
         if company is None:
             return None
-        provider = {Interface.datev.value: Provider.datev, Interface.lexware.value: Provider.lexware}.get(
-            company.interface)
+        provider = company.provider
         connection = None
         if provider is not None:
             connection = session.exec(select(Connection).where(
