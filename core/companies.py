@@ -29,7 +29,8 @@ DOCUMENT_TYPE_MAX = 30  # DATEV #DCO01227
 
 INTERFACE_LABELS = {Interface.datev: "DATEV", Interface.lexware: "Lexware Office", Interface.none: "keine"}
 AUDITED_FIELDS = ("name", "consultant_number", "client_number", "interface", "auto_transfer",
-                  "default_document_type", "archived_at")
+                  "default_document_type", "alarm_recipients", "inbox_dir", "archived_at")
+EMAIL_RE = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class CompanyInput:
     interface: str = Interface.datev.value
     auto_transfer: bool = False
     default_document_type: str = ""
+    alarm_recipients: str = ""  # e-mail addresses, separated by commas, semicolons or spaces
+    inbox_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class ValidCompany:
     interface: str
     auto_transfer: bool
     default_document_type: str | None
+    alarm_recipients: str
+    inbox_dir: str | None
 
 
 def validate(data: CompanyInput) -> ValidCompany:
@@ -91,6 +96,19 @@ def validate(data: CompanyInput) -> ValidCompany:
     if len(document_type) > DOCUMENT_TYPE_MAX:
         errors["default_document_type"] = f"Der Belegtyp darf höchstens {DOCUMENT_TYPE_MAX} Zeichen lang sein."
 
+    recipients = [r.strip().lower() for r in re.split(r"[,;\s]+", data.alarm_recipients) if r.strip()]
+    bad = [r for r in recipients if not EMAIL_RE.match(r)]
+    if bad:
+        errors["alarm_recipients"] = f"Keine gültige E-Mail-Adresse: {', '.join(bad[:3])}."
+    elif len(", ".join(recipients)) > 1000:
+        errors["alarm_recipients"] = "Zu viele Empfänger (höchstens 1000 Zeichen)."
+
+    inbox = data.inbox_dir.strip()
+    if len(inbox) > 500:
+        errors["inbox_dir"] = "Der Eingangsordner darf höchstens 500 Zeichen lang sein."
+    elif "\0" in inbox or ".." in inbox.replace("\\", "/").split("/"):
+        errors["inbox_dir"] = "Der Eingangsordner darf kein „..“ enthalten."
+
     if errors:
         raise ValidationFailed(errors)
     assert interface is not None
@@ -101,6 +119,8 @@ def validate(data: CompanyInput) -> ValidCompany:
         interface=interface.value,
         auto_transfer=data.auto_transfer,
         default_document_type=document_type or None,
+        alarm_recipients=", ".join(recipients),
+        inbox_dir=inbox or None,
     )
 
 
@@ -210,4 +230,6 @@ def input_from(company: Company) -> CompanyInput:
         interface=company.interface,
         auto_transfer=company.auto_transfer,
         default_document_type=company.default_document_type or "",
+        alarm_recipients=company.alarm_recipients or "",
+        inbox_dir=company.inbox_dir or "",
     )

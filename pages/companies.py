@@ -7,7 +7,7 @@ from ui.guard import actor_of, may, require_page
 
 user = require_page(__file__)
 
-from core import companies  # noqa: E402  (after the guard: nothing runs for a visitor without access)
+from core import companies, transfers  # noqa: E402  (after the guard: nothing runs for a visitor without access)
 from core.companies import INTERFACE_LABELS, CompanyInput  # noqa: E402
 from core.db import get_engine, unit_of_work  # noqa: E402
 from core.errors import UserFacingError, ValidationFailed  # noqa: E402
@@ -35,7 +35,7 @@ if rows:
                 "Schnittstelle": INTERFACE_LABELS[Interface(c.interface)],
                 "Automatische Übertragung": c.auto_transfer,
                 "Standard-Belegtyp": c.default_document_type or "",
-                "Status": "archiviert" if c.archived_at else "aktiv",
+                "Status": "archiviert" if c.archived_at else ("pausiert" if c.paused_at else "aktiv"),
                 "Geändert": format_local(c.updated_at),
             }
             for c in rows
@@ -92,6 +92,16 @@ def company_form(form_key: str, initial: CompanyInput, submit_label: str) -> tup
             key=f"{form_key}_default_document_type", help="z. B. Rechnungseingang",
         )
         errors["default_document_type"] = st.empty()
+        values["alarm_recipients"] = st.text_input(
+            "Alarm-Empfänger (E-Mail)", value=initial.alarm_recipients, key=f"{form_key}_alarm_recipients",
+            help="Zusätzlich zu den globalen Empfängern; mehrere Adressen mit Komma trennen.",
+        )
+        errors["alarm_recipients"] = st.empty()
+        values["inbox_dir"] = st.text_input(
+            "Eingangsordner", value=initial.inbox_dir, key=f"{form_key}_inbox_dir",
+            help="Optional: Ordner, aus dem der Scheduler neue Belege übernimmt (relativ zu INBOX_ROOT).",
+        )
+        errors["inbox_dir"] = st.empty()
         submitted = st.form_submit_button(submit_label, type="primary", key=f"{form_key}_submit")
     return (CompanyInput(**values) if submitted else None), errors
 
@@ -147,6 +157,14 @@ if edit_values is not None:
         show_field_errors(edit_slots, failure)
     except UserFacingError as failure:
         st.error(failure.message)
+
+if selected.paused_at is not None:
+    st.warning(f"Übertragung pausiert seit {format_local(selected.paused_at)}: {selected.paused_reason or ''} "
+               "Sie läuft weiter, sobald ein neues Langzeittoken angefordert wurde, oder hier von Hand.")
+    if st.button("Übertragung fortsetzen", key=f"company_resume_{selected.id}"):
+        transfers.resume(get_engine(), selected.id, actor_of(user))
+        flash(f"Übertragung für „{selected.name}“ fortgesetzt.")
+        st.rerun()
 
 archive_label = "Reaktivieren" if selected.archived_at else "Archivieren"
 if st.button(archive_label, key=f"company_archive_{selected.id}"):

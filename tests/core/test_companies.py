@@ -30,6 +30,8 @@ GOOD = CompanyInput("Musterfirma GmbH", "455148", "1", "datev", True, "Rechnungs
         ({"interface": "none", "auto_transfer": True}, "auto_transfer", "braucht eine Schnittstelle"),
         ({"interface": "lexware", "client_number": ""}, "client_number", "nur zusammen"),
         ({"default_document_type": "x" * 31}, "default_document_type", "höchstens 30"),
+        ({"alarm_recipients": "buchhaltung@x.de, kaputt"}, "alarm_recipients", "kaputt"),
+        ({"inbox_dir": "../etc"}, "inbox_dir", "„..“"),
     ],
 )
 def test_invalid_input_names_the_field_in_german(changes: dict, field: str, fragment: str) -> None:
@@ -38,6 +40,11 @@ def test_invalid_input_names_the_field_in_german(changes: dict, field: str, frag
         validate(data)
     assert field in info.value.field_errors
     assert fragment in info.value.field_errors[field]
+
+
+def test_alarm_recipients_are_normalised() -> None:
+    valid = validate(CompanyInput(**{**GOOD.__dict__, "alarm_recipients": "A@x.de; b@y.de  c@z.de"}))
+    assert valid.alarm_recipients == "a@x.de, b@y.de, c@z.de"
 
 
 def test_valid_input_is_normalised() -> None:
