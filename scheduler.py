@@ -30,6 +30,18 @@ from core.transfers import release_claims
 log = logging.getLogger("scheduler")
 
 
+HEARTBEAT_SECONDS = 10
+
+
+def keep_beating(ctx: JobContext) -> None:
+    """Tick the heartbeat every few seconds while the process lives, also during a long pass."""
+    while not ctx.stop.wait(HEARTBEAT_SECONDS):
+        try:
+            heartbeat.tick(ctx.engine, ctx.instance_id)
+        except Exception:  # noqa: BLE001
+            log.exception("heartbeat failed")
+
+
 def run_job(ctx: JobContext, name: str, job: Callable[[JobContext], object]) -> None:
     """Run one job; an exception is logged and never stops the loop."""
     started = time.monotonic()
@@ -93,13 +105,10 @@ def main(argv: list[str] | None = None) -> int:
                      "inbox": settings.transfer_interval_seconds}
         for name, job in JOBS:
             ticker.every(intervals[name]).seconds.do(run_job, ctx, name, job)
+        threading.Thread(target=keep_beating, args=(ctx,), name="heartbeat", daemon=True).start()
         ticker.run_all()  # everything once at start, then on the intervals
-        last_beat = time.monotonic()
         while not stop.is_set():
             ticker.run_pending()
-            if time.monotonic() - last_beat >= 10:
-                heartbeat.tick(engine, ctx.instance_id)
-                last_beat = time.monotonic()
             stop.wait(timeout=max(0.2, min(1.0, ticker.idle_seconds or 1.0)))
         return 0
     finally:
