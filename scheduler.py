@@ -23,6 +23,7 @@ from core import heartbeat, scheduler_jobs
 from core.config import ConfigurationError, get_settings
 from core.crypto import KeyConfigurationError
 from core.db import get_engine
+from core.errors import UserFacingError
 from core.scheduler_jobs import JobContext
 from core.secrets_store import get_keyring, verify_keyring
 from core.transfers import release_claims
@@ -50,6 +51,8 @@ def run_job(ctx: JobContext, name: str, job: Callable[[JobContext], object]) -> 
         summary = result.as_dict() if hasattr(result, "as_dict") else result
         log.info("%s done in %.2fs: %s", name, time.monotonic() - started, summary)
         heartbeat.tick(ctx.engine, ctx.instance_id, {"job": name, **(summary or {})} if name == "transfer" else None)
+    except UserFacingError as exc:  # expected (e.g. a misconfigured inbox folder): one line, no traceback
+        log.error("%s failed: %s; the scheduler goes on", name, exc.message)
     except Exception:  # noqa: BLE001
         log.exception("%s failed; the scheduler goes on", name)
         try:

@@ -11,6 +11,7 @@ from core.auth import ROLE_LABELS
 from core.models import Role
 from ui.guard import may, require_signed_in_user
 from ui.navigation import PAGE_TABLE
+from ui.scheduler_status import show_scheduler_status
 
 st.set_page_config(page_title="Token Desk", page_icon=":material/key:", layout="wide")
 
@@ -30,5 +31,7 @@ with st.sidebar:
     st.write(f"**{user.display_name or user.email}**  \n{ROLE_LABELS[Role(user.role)]}")
     if st.button("Abmelden", key="sign_out"):
         st.logout()
+    st.divider()
+    show_scheduler_status()
 
 navigation.run()

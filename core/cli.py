@@ -7,7 +7,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from core import auth, crypto, demo
+from core import auth, crypto, demo, documents
 from core.config import PROJECT_ROOT, ConfigurationError, Settings, get_settings
 from core.crypto import KeyConfigurationError
 from core.db import get_engine, unit_of_work
@@ -16,6 +16,7 @@ from core.migrate import upgrade_to_head
 from core.models import Role
 from core.secrets_store import keyring_from_settings, reencrypt_all, verify_keyring
 
+CLI_ACTOR = "cli"
 SECRETS_TOML = PROJECT_ROOT / ".streamlit" / "secrets.toml"
 
 
@@ -143,6 +144,33 @@ def cmd_seed_demo(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_documents(settings: Settings, args: argparse.Namespace) -> int:
+    """Import files as documents of a company (status "neu", or "freigegeben" with --approve)."""
+    engine = get_engine(settings.database_url)
+    files: list[tuple[str, bytes]] = []
+    missing: list[tuple[str, str]] = []
+    for name in args.files:
+        path = Path(name)
+        try:
+            files.append((path.name, path.read_bytes()))
+        except OSError as exc:
+            missing.append((name, f"Datei nicht lesbar ({exc.strerror or exc})."))
+    report = documents.intake(engine, company_id=args.company_id, files=files, actor=CLI_ACTOR,
+                              document_type=args.type or "", note=args.note or "", source="cli") \
+        if files else documents.IntakeReport([], [])
+    approved = 0
+    if args.approve and report.accepted:
+        approved = documents.approve(engine, document_ids=[d.id for d in report.accepted], actor=CLI_ACTOR)  # type: ignore[misc]
+    status = "freigegeben" if args.approve else "neu"
+    for document in report.accepted:
+        print(f"OK         {document.original_name}: Beleg #{document.id} ({status})")
+    for name, message in [*missing, *((r.name, r.message) for r in report.rejected)]:
+        print(f"ABGELEHNT  {name}: {message}")
+    rejected = len(missing) + len(report.rejected)
+    print(f"{len(report.accepted)} übernommen ({approved} freigegeben), {rejected} abgelehnt.")
+    return 1 if rejected else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core.cli", description="Token Desk administration")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -161,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("remove-key", help="remove an unused old key from the key file")
     p.add_argument("key_id")
     sub.add_parser("seed-demo", help="seed demo data into an empty database")
+    p = sub.add_parser("import-documents", help="import files as documents (Belege) of a company")
+    p.add_argument("company_id", type=int, metavar="COMPANY_ID")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--type", help="document type (Belegtyp); default: the company's default")
+    p.add_argument("--note", help="note (Notiz) stored with every imported document")
+    p.add_argument("--approve", action="store_true", help="approve the imported documents at once")
     return parser
 
 
@@ -168,6 +202,7 @@ COMMANDS = {
     "bootstrap": cmd_bootstrap, "migrate": cmd_migrate, "check-keys": cmd_check_keys,
     "create-admin": cmd_set_role, "set-role": cmd_set_role, "generate-key": cmd_generate_key,
     "rotate-keys": cmd_rotate_keys, "remove-key": cmd_remove_key, "seed-demo": cmd_seed_demo,
+    "import-documents": cmd_import_documents,
 }
 
 

@@ -23,7 +23,15 @@ from core.httplog import CallContext
 from core.lexware_api import LexwareApiError, get_profile
 from core.models import Company, Connection, ConnectionKind, Interface, Provider, utcnow
 from core.secrets_store import erase_secret, get_secret, put_secret
-from core.tokens import ACCESS_TOKEN, API_KEY, OWNER_TYPE, REFRESH_TOKEN, TokenUnavailable, get_valid_token
+from core.tokens import (
+    ACCESS_TOKEN,
+    API_KEY,
+    OWNER_TYPE,
+    REFRESH_TOKEN,
+    TokenUnavailable,
+    get_valid_token,
+    mark_invalid,
+)
 
 DATEV_CONNECTED_APPS_URL = "https://apps.datev.de/tokrevui"
 
@@ -143,6 +151,9 @@ def _test_call(engine: Engine, settings: Settings, keyring: Keyring, row: Connec
         try:
             profile = get_profile(engine, ctx, settings, token.value)
         except LexwareApiError as exc:
+            if exc.status == 401:  # the key was revoked or has run out at Lexware
+                mark_invalid(engine, row.id, expected_version=token.version,  # type: ignore[arg-type]
+                             reason="Lexware Office lehnt den API-Schlüssel ab (401).")
             return TestResult(False, f"Lexware Office: {exc.summary()}")
         return TestResult(True, f"Verbunden mit „{profile.get('companyName') or profile.get('organizationId')}“.")
     client_id = row.bound_client or company.datev_client_id

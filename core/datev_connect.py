@@ -104,8 +104,7 @@ def start_login(engine: Engine, settings: Settings, keyring: Keyring, *, company
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     verifier, challenge = pkce_pair()
     now = utcnow()
-    with unit_of_work(engine) as session:
-        session.exec(delete(PendingAuthorization).where(col(PendingAuthorization.expires_at) < now))  # type: ignore[call-overload]
+    with unit_of_work(engine) as session:  # expired pending logins (and their secrets) go in housekeeping
         pending = PendingAuthorization(
             state_hash=state_hash(state), company_id=company_id, provider=Provider.datev.value, kind=kind.value,
             user_id=user.id, redirect_uri=settings.datev_callback_uri,  # type: ignore[arg-type]

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, update
-from sqlmodel import col
+from sqlmodel import col, select
 
 from core import audit
 from core.config import Settings, get_settings
@@ -38,8 +38,8 @@ from core.datev_oidc import ProviderRejected, ProviderUnavailable, TokenResponse
 from core.db import unit_of_work
 from core.errors import UserFacingError
 from core.httplog import CallContext
-from core.models import Connection, Provider, utcnow
-from core.secrets_store import get_keyring, get_secret, put_secret
+from core.models import Connection, Provider, StoredSecret, utcnow
+from core.secrets_store import get_keyring, put_secret
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,12 @@ def _read(engine: Engine, keyring: Keyring, connection_id: int) -> _Snapshot:
             raise TokenUnavailable("Diese Verbindung gibt es nicht (mehr).", permanent=True)
         session.expunge(row)
 
+        sealed = {s.purpose: s for s in session.exec(select(StoredSecret).where(  # one query for all secrets
+            StoredSecret.owner_type == OWNER_TYPE, StoredSecret.owner_id == connection_id)).all()}
+
         def secret(purpose: str) -> str | None:
-            return get_secret(session, keyring, owner_type=OWNER_TYPE, owner_id=connection_id, purpose=purpose)
+            found = sealed.get(purpose)
+            return keyring.open(found.ciphertext, found.context) if found is not None else None
 
         if row.provider == Provider.lexware.value:
             return _Snapshot(row, None, None, secret(API_KEY))

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, and_, delete, func, or_, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from core import audit
@@ -249,14 +250,21 @@ def _check_datev_access(engine: Engine, settings: Settings, keyring: Keyring, ru
 
 def store_document_types(engine: Engine, company_id: int, types: list[dict]) -> None:
     now = utcnow()
-    with unit_of_work(engine) as session:
-        session.exec(delete(DocumentTypeCache).where(col(DocumentTypeCache.company_id) == company_id))  # type: ignore[call-overload]
-        for item in types:
-            name = str(item.get("name", ""))[:30]
-            if name:
-                session.add(DocumentTypeCache(company_id=company_id, name=name, fetched_at=now,
-                                              category=(item.get("category") or None),
-                                              debit_credit=(item.get("debit_credit_identifier") or None)))
+    seen: set[str] = set()
+    try:
+        with unit_of_work(engine) as session:
+            session.exec(delete(DocumentTypeCache).where(col(DocumentTypeCache.company_id) == company_id))  # type: ignore[call-overload]
+            for item in types:
+                name = str(item.get("name", ""))[:30]
+                if name and name not in seen:
+                    seen.add(name)
+                    session.add(DocumentTypeCache(company_id=company_id, name=name, fetched_at=now,
+                                                  category=(item.get("category") or None),
+                                                  debit_credit=(item.get("debit_credit_identifier") or None)))
+    except IntegrityError:
+        # Another pass (another scheduler, a manual transfer) stored the same list at the same moment;
+        # on PostgreSQL our DELETE did not see its fresh rows. The cache is theirs; the pass goes on.
+        log.info("document types of company %s were stored concurrently by another pass", company_id)
 
 
 def _renew(engine: Engine, settings: Settings, keyring: Keyring, run: _CompanyRun) -> bool:

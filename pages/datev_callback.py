@@ -6,8 +6,10 @@ from ui.guard import require_page
 
 user = require_page(__file__)
 
+from streamlit.errors import StreamlitAPIException  # noqa: E402
+
 from core.datev_connect import finish_login  # noqa: E402
-from ui.feedback import flash, flash_error  # noqa: E402
+from ui.feedback import flash, flash_error, show_flashes  # noqa: E402
 from ui.services import services  # noqa: E402
 
 settings, engine, keyring = services()
@@ -17,7 +19,7 @@ st.query_params.clear()  # code and state never stay in the address bar or the h
 if not params.get("state") and not params.get("code") and not params.get("error"):
     st.title("DATEV-Anmeldung")
     st.info("Es ist keine DATEV-Anmeldung offen.")
-    st.page_link("pages/tokens.py", label="Zu den Langzeittoken")
+    st.markdown("[Zu den Langzeittoken](/)")
     st.stop()
 
 outcome = finish_login(engine, settings, keyring, params=params, user=user)
@@ -27,4 +29,8 @@ if outcome.ok:
         flash_error(outcome.warning)
 else:
     flash_error(outcome.message)
-st.switch_page("pages/tokens.py")
+try:
+    st.switch_page("pages/tokens.py")
+except StreamlitAPIException:  # opened without the router (a deep link on a fresh server)
+    show_flashes()
+    st.markdown("[Zu den Langzeittoken](/)")

@@ -1,7 +1,8 @@
 """Start several OS processes that begin their work at the same moment.
 
-Each worker is `python -m <module> <args>` and waits for one line on stdin before it starts, so
-the parent releases them together (no sleeps). Explicit subprocesses rather than multiprocessing:
+Each worker is `python -m <module> <args>`. When its setup is done (imports, database connection)
+it prints "ready" and waits for one line on stdin; the parent releases all of them only after every
+worker said ready, so the work really starts together (a barrier, no sleeps). Explicit subprocesses rather than multiprocessing:
 Streamlit's AppTest replaces `sys.modules['__main__']`, which `spawn` would re-run in the child.
 """
 
@@ -31,8 +32,13 @@ def run_together(module: str, argv_per_worker: list[list[str]], timeout: float =
                          env={**os.environ, **(env or {})})
         for argv in argv_per_worker
     ]
-    for proc in procs:  # every process is started (and importing) before any is released
-        assert proc.stdin is not None
+    for proc in procs:  # barrier: every worker has finished its setup before any is released
+        assert proc.stdin is not None and proc.stdout is not None
+        line = proc.stdout.readline()
+        if line.strip() != "ready":
+            proc.kill()
+            _out, err = proc.communicate()
+            raise RuntimeError(f"worker did not get ready: {line!r} {err[-2000:]}")
     for proc in procs:
         proc.stdin.write("go\n")
         proc.stdin.flush()
@@ -44,5 +50,6 @@ def run_together(module: str, argv_per_worker: list[list[str]], timeout: float =
 
 
 def wait_for_go() -> None:
-    """Called by a worker: block until the parent releases all workers."""
+    """Called by a worker after its setup: say ready, then block until the parent releases all."""
+    print("ready", flush=True)
     sys.stdin.readline()

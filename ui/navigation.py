@@ -29,6 +29,9 @@ class PageSpec:
 PAGE_TABLE: tuple[PageSpec, ...] = (
     PageSpec("pages/tokens.py", "Langzeittoken", ":material/key:", "tokens", Role.viewer),
     PageSpec("pages/companies.py", "Unternehmen", ":material/apartment:", "companies", Role.viewer),
+    PageSpec("pages/documents.py", "Belege", ":material/description:", "documents", Role.viewer),
+    PageSpec("pages/transfer.py", "Übertragen", ":material/upload:", "transfer", Role.operator),
+    PageSpec("pages/transfer_log.py", "Übertragungsprotokoll", ":material/receipt_long:", "transfer_log", Role.viewer),
     PageSpec("pages/users.py", "Benutzer", ":material/group:", "users", Role.admin, "Verwaltung"),
     PageSpec("pages/http_log.py", "HTTP-Protokoll", ":material/lan:", "http_log", Role.admin, "Verwaltung"),
     PageSpec("pages/audit_log.py", "Audit-Protokoll", ":material/history:", "audit", Role.admin, "Verwaltung"),

@@ -35,9 +35,10 @@ def test_direct_page_run_without_access_renders_nothing_protected(app, spec, who
 
 
 ALLOWED = {
-    "viewer": {"companies"},
-    "operator": {"companies"},
-    "admin": {"companies", "users", "audit"},
+    "viewer": {"tokens", "companies", "documents", "transfer_log", "datev_callback"},
+    "operator": {"tokens", "companies", "documents", "transfer", "transfer_log", "datev_callback"},
+    "admin": {"tokens", "companies", "users", "http_log", "audit", "documents", "transfer", "transfer_log",
+              "datev_callback"},
 }
 
 

@@ -42,3 +42,23 @@ def page(browser: Browser, tmp_path: Path) -> Iterator[Page]:
 
 def wait_connected(page: Page) -> None:
     expect(page.locator("[data-testid='stApp'][data-test-connection-state='CONNECTED']")).to_be_attached()
+
+
+DISPLAY_NAMES = {"admin": "Anna Admin", "operator": "Otto Operator", "viewer": "Vera Viewer"}
+
+
+def sign_in(page: Page, base_url: str, who: str) -> None:
+    """Sign in through the emulator's identity provider, as a person would (real st.login)."""
+    page.goto(base_url)
+    wait_connected(page)
+    page.get_by_role("button", name="Anmelden").click()
+    page.locator(f"[data-testid='login-{who}']").click()
+    page.wait_for_url(f"{base_url}/**")
+    wait_connected(page)
+    expect(page.get_by_text(DISPLAY_NAMES[who])).to_be_visible()
+
+
+def open_page(page: Page, title: str) -> None:
+    """Open a page through the sidebar menu, as a person would."""
+    page.get_by_role("link", name=title, exact=True).click()
+    expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible()

@@ -9,20 +9,10 @@ from sqlmodel import select
 
 from core.db import make_engine, unit_of_work
 from core.models import AuditEvent, Company
-from tests.e2e.conftest import wait_connected
+from tests.e2e.conftest import open_page, sign_in
 from tests.e2e.harness import DashboardServer
 
 pytestmark = pytest.mark.e2e
-
-
-def sign_in(page: Page, server: DashboardServer, who: str) -> None:
-    page.goto(server.url)
-    wait_connected(page)
-    page.get_by_role("button", name="Anmelden").click()
-    page.locator(f"[data-testid='login-{who}']").click()
-    page.wait_for_url(f"{server.url}/**")
-    wait_connected(page)
-    expect(page.get_by_role("heading", name="Unternehmen", exact=True)).to_be_visible()
 
 
 def field(page: Page, label: str, nth: int = 0):  # type: ignore[no-untyped-def]
@@ -32,8 +22,8 @@ def field(page: Page, label: str, nth: int = 0):  # type: ignore[no-untyped-def]
 def test_admin_manages_companies_and_viewer_reads(page: Page, demo_db_url: str, emulator, tmp_path: Path) -> None:
     with DashboardServer(tmp_path, demo_db_url, emulator.base_url) as server:
         try:
-            sign_in(page, server, "admin")
-            expect(page.get_by_text("Anna Admin")).to_be_visible()
+            sign_in(page, server.url, "admin")
+            open_page(page, "Unternehmen")
 
             # create (the first form on the page is "Neues Unternehmen")
             field(page, "Name").fill("Browser Test GmbH")
@@ -60,7 +50,8 @@ def test_admin_manages_companies_and_viewer_reads(page: Page, demo_db_url: str, 
             expect(page.get_by_text("„Browser Test AG“ archiviert")).to_be_visible()
 
             page.context.clear_cookies()
-            sign_in(page, server, "viewer")
+            sign_in(page, server.url, "viewer")
+            open_page(page, "Unternehmen")
             expect(page.get_by_text("Nur Administratoren können Unternehmen anlegen und ändern.")).to_be_visible()
             assert page.get_by_role("button", name="Anlegen").count() == 0
             assert page.locator("[data-testid='stTextInput']").count() == 0

@@ -1,0 +1,1 @@
+"""Speed figures for Token Desk (never part of the test suite; timing is never asserted in tests)."""

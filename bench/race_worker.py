@@ -1,0 +1,35 @@
+"""One contender in the refresh race: connect, say "ready", wait for "go", get a token, report.
+
+Prints one JSON line: the token's fingerprint (never the value), its version, and wall-clock
+start/end (time.time(), comparable across processes on one machine).
+"""
+
+import json
+import sys
+import time
+
+from core.config import Settings
+from core.crypto import fingerprint
+from core.db import make_engine
+from core.secrets_store import keyring_from_settings
+from core.tokens import get_valid_token
+
+
+def main(database_url: str, emulator_url: str, connection_id: int) -> None:
+    settings = Settings(_env_file=None, app_env="test", database_url=database_url, emulator_url=emulator_url)
+    engine = make_engine(database_url)
+    keyring = keyring_from_settings(settings)
+    with engine.connect():
+        pass
+    print("ready", flush=True)
+    sys.stdin.readline()
+    started = time.time()
+    token = get_valid_token(engine, connection_id, settings=settings, keyring=keyring)
+    ended = time.time()
+    print(json.dumps({"fingerprint": fingerprint(token.value), "version": token.version,
+                      "start": started, "end": ended}), flush=True)
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))

@@ -1,0 +1,111 @@
+"""The dry run of a manual transfer: exactly what would be sent where, without any HTTP.
+
+Mirrors the transfer engine's choices (core.transfers): only approved and due documents are
+sent; a company waits when its token is missing, invalid or expired, or when it is paused
+(core.transfers.waiting_reason); DATEV gets `PUT /clients/{id}/documents/{guid}` with the
+document's own GUID and its type and note as metadata, Lexware `POST /v1/files`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from core.config import Settings
+from core.db import unit_of_work
+from core.documents import STATUS_LABELS, provider_of
+from core.models import (
+    PROVIDER_LABELS,
+    Company,
+    Connection,
+    ConnectionKind,
+    Document,
+    DocumentStatus,
+    Provider,
+    utcnow,
+)
+from core.timefmt import format_local
+from core.transfers import waiting_reason
+
+
+@dataclass(frozen=True)
+class PlannedUpload:
+    document_id: int
+    company_id: int
+    company_name: str
+    provider: str  # "DATEV" | "Lexware Office" | ""
+    target: str  # e.g. "Mandant 455148-1 (Musterfirma GmbH)"
+    method: str
+    path: str
+    document_type: str
+    note: str
+    file_name: str  # as DATEV / Lexware will store it (sanitised at intake)
+    size: int
+    media_type: str
+    waits: str | None  # None: would be sent now
+
+    @property
+    def will_send(self) -> bool:
+        return self.waits is None
+
+
+def plan(engine: Engine, settings: Settings, document_ids: Sequence[int],
+         connection_slot: str = ConnectionKind.long_term.value) -> list[PlannedUpload]:
+    """One line per requested document (in id order); unknown ids are left out."""
+    now = utcnow()
+    with unit_of_work(engine) as session:
+        documents = list(session.exec(select(Document).where(col(Document.id).in_(list(document_ids)))
+                                      .order_by(col(Document.id))).all())
+        company_ids = {d.company_id for d in documents}
+        companies = {c.id: c for c in session.exec(select(Company).where(col(Company.id).in_(company_ids))).all()}
+        connections = {(c.company_id, c.provider): c for c in session.exec(
+            select(Connection).where(col(Connection.company_id).in_(company_ids),
+                                     Connection.slot == connection_slot)).all()}
+        session.expunge_all()
+    reasons: dict[int, str | None] = {}
+    planned = []
+    for document in documents:
+        company: Company = companies[document.company_id]
+        provider = provider_of(company)
+        connection = connections.get((company.id, provider.value)) if provider else None
+        if company.id not in reasons:
+            reasons[company.id] = waiting_reason(company, connection, settings, now)  # type: ignore[index]
+        planned.append(_line(document, company, provider, connection, reasons[company.id], now))  # type: ignore[index]
+    return planned
+
+
+def _line(document: Document, company: Company, provider: Provider | None, connection: Connection | None,
+          company_reason: str | None, now) -> PlannedUpload:  # type: ignore[no-untyped-def]
+    if provider == Provider.datev:
+        client = (connection.bound_client if connection is not None else None) or company.datev_client_id or "?"
+        target = f"Mandant {client} ({company.name})"
+        method, path = "PUT", f"/clients/{client}/documents/{document.guid}"
+    elif provider == Provider.lexware:
+        target = f"Lexware Office ({company.name})"
+        method, path = "POST", "/v1/files"
+    else:
+        target, method, path = "–", "–", "–"
+    waits = company_reason
+    if document.status != DocumentStatus.approved.value:
+        waits = f"nicht freigegeben (Status „{STATUS_LABELS.get(DocumentStatus(document.status), document.status)}“)"
+    elif document.next_attempt_at is not None and document.next_attempt_at > now:
+        waits = waits or f"nächster Versuch ab {format_local(document.next_attempt_at)}"
+    return PlannedUpload(
+        document_id=document.id, company_id=company.id, company_name=company.name,  # type: ignore[arg-type]
+        provider=PROVIDER_LABELS[provider] if provider else "", target=target, method=method, path=path,
+        document_type=document.document_type or "", note=document.note or "", file_name=document.file_name,
+        size=document.size, media_type=document.media_type, waits=waits)
+
+
+def connection_in_slot(engine: Engine, company_id: int, provider: Provider, slot: str) -> Connection | None:
+    """The company's connection in a slot (e.g. a user's one-off DATEV login "one_off:<user id>")."""
+    with unit_of_work(engine) as session:
+        row = session.exec(select(Connection).where(Connection.company_id == company_id,
+                                                    Connection.provider == provider.value,
+                                                    Connection.slot == slot)).first()
+        if row is not None:
+            session.expunge(row)
+        return row

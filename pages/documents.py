@@ -1,0 +1,240 @@
+"""Belege: everyone reads the list; operators upload, approve (singly or in bulk), delete before
+approval, and refresh a company's DATEV document types (Belegtypen)."""
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import streamlit as st
+
+from ui.guard import actor_of, may, require_page
+
+user = require_page(__file__)
+
+from core import documents  # noqa: E402  (after the guard: nothing runs for a visitor without access)
+from core.companies import list_companies  # noqa: E402
+from core.connections import long_term_connection  # noqa: E402
+from core.datev_api import DatevApiError, get_document_types  # noqa: E402
+from core.db import unit_of_work  # noqa: E402
+from core.documents import STATUS_LABELS, DocumentFilter, provider_of  # noqa: E402
+from core.errors import UserFacingError  # noqa: E402
+from core.httplog import CallContext  # noqa: E402
+from core.intake import LIMITS, describe_limits, size_warning  # noqa: E402
+from core.models import Company, DocumentStatus, Provider, Role, utcnow  # noqa: E402
+from core.timefmt import format_local  # noqa: E402
+from core.tokens import TokenUnavailable, get_valid_token  # noqa: E402
+from core.transfers import store_document_types, waiting_reason  # noqa: E402
+from ui.feedback import flash, flash_error, show_flashes  # noqa: E402
+from ui.preview import show_preview  # noqa: E402
+from ui.services import services  # noqa: E402
+
+settings, engine, keyring = services()
+is_operator = may(user, Role.operator)
+PAGE_SIZE = 50
+BERLIN = ZoneInfo("Europe/Berlin")
+
+st.title("Belege")
+show_flashes()
+
+with unit_of_work(engine) as session:
+    all_companies: list[Company] = list_companies(session, include_archived=True)
+    active = [c for c in all_companies if c.archived_at is None and provider_of(c) is not None]
+    types_by_company = {c.id: documents.known_document_types(session, c.id) for c in active}  # type: ignore[arg-type]
+company_names = {c.id: c.name for c in all_companies}
+
+
+def size_text(size: int) -> str:
+    if size < 1024:
+        return f"{size} Byte"
+    return f"{size / 1024:.0f} kB" if size < 1024 * 1024 else f"{size / (1024 * 1024):.1f} MB".replace(".", ",")
+
+
+def refresh_document_types(company: Company) -> None:
+    """Fetch the client's document types from DATEV with the stored long-term token and cache them."""
+    connection = long_term_connection(engine, company.id, Provider.datev)  # type: ignore[arg-type]
+    if connection is None or not connection.has_token:
+        flash_error(f"{company.name}: Kein Langzeittoken hinterlegt – Belegtypen können nicht geladen werden.")
+        return
+    client_id = connection.bound_client or company.datev_client_id
+    try:
+        token = get_valid_token(engine, connection.id, settings=settings, keyring=keyring)  # type: ignore[arg-type]
+        ctx = CallContext(provider="datev", purpose="document_types", company_id=company.id,
+                          connection_id=connection.id)
+        types = get_document_types(engine, ctx, settings, token.value, client_id)  # type: ignore[arg-type]
+    except TokenUnavailable as exc:
+        flash_error(f"{company.name}: {exc.message}")
+        return
+    except DatevApiError as exc:
+        hint = f" Hilfe: {exc.help_uri}" if exc.help_uri and exc.status and 400 <= exc.status < 500 else ""
+        flash_error(f"{company.name}: DATEV-Belegtypen konnten nicht geladen werden ({exc.summary()}).{hint}")
+        return
+    store_document_types(engine, company.id, types)  # type: ignore[arg-type]
+    flash(f"{company.name}: {len(types)} Belegtypen von DATEV geladen.")
+
+
+def upload_section() -> None:
+    st.subheader("Belege hochladen")
+    if not active:
+        st.info("Kein aktives Unternehmen mit Schnittstelle vorhanden.")
+        return
+    by_id = {c.id: c for c in active}
+    company_id = st.selectbox("Unternehmen", list(by_id), format_func=lambda i: by_id[i].name,
+                              key="documents_upload_company")
+    company = by_id[company_id]
+    provider = provider_of(company)
+    st.caption(describe_limits(provider))  # type: ignore[arg-type]
+    known = types_by_company.get(company_id, [])
+    if provider == Provider.datev:
+        left, right = st.columns([3, 1])
+        with right:
+            if st.button("Belegtypen aktualisieren", key="documents_refresh_types",
+                         help="Lädt die Belegtypen dieses Mandanten bei DATEV (mit dem Langzeittoken)."):
+                refresh_document_types(company)
+                st.rerun()
+        with left:
+            if not known:
+                st.caption("Noch keine Belegtypen von DATEV geladen.")
+    default_label = f"Standard des Unternehmens ({company.default_document_type})" \
+        if company.default_document_type else "ohne Belegtyp"
+    with st.form(f"documents_upload_{company_id}", clear_on_submit=True):
+        files = st.file_uploader("Dateien", accept_multiple_files=True, key=f"documents_files_{company_id}",
+                                 type=sorted(LIMITS[provider].extensions))  # type: ignore[index]
+        document_type = ""
+        if provider == Provider.datev:
+            document_type = st.selectbox("Belegtyp", ["", *known], key=f"documents_type_{company_id}",
+                                         format_func=lambda t: t or default_label)
+        note = st.text_input("Notiz (optional)", max_chars=255, key=f"documents_note_{company_id}")
+        submitted = st.form_submit_button("Hochladen", type="primary", key=f"documents_upload_submit_{company_id}")
+    if not submitted:
+        return
+    if not files:
+        st.warning("Bitte wählen Sie mindestens eine Datei aus.")
+        return
+    try:
+        report = documents.intake(engine, company_id=company_id, files=[(f.name, f.getvalue()) for f in files],
+                                  actor=actor_of(user), document_type=document_type or "", note=note)
+    except UserFacingError as exc:
+        st.error(exc.message)
+        return
+    for doc in report.accepted:
+        st.success(f"„{doc.original_name}“ angenommen (Beleg Nr. {doc.id}, {size_text(doc.size)}).")
+        if warning := size_warning(doc.size):
+            st.warning(f"„{doc.original_name}“: {warning}")
+    for rejected in report.rejected:
+        st.error(rejected.message)
+
+
+def local_midnight_utc(day: date) -> datetime:
+    return datetime.combine(day, time(0, 0), tzinfo=BERLIN).astimezone(UTC)
+
+
+if is_operator:
+    upload_section()
+    st.divider()
+
+st.subheader("Belegliste")
+filters = st.columns(4)
+company_options: list[int | None] = [None, *sorted(company_names, key=lambda i: company_names[i])]
+filter_company = filters[0].selectbox("Unternehmen", company_options, key="documents_filter_company",
+                                      format_func=lambda i: "Alle Unternehmen" if i is None else company_names[i])
+filter_status = filters[1].multiselect("Status", [s.value for s in DocumentStatus], key="documents_filter_status",
+                                       format_func=lambda s: STATUS_LABELS[DocumentStatus(s)])
+filter_type = filters[2].text_input("Belegtyp", key="documents_filter_type")
+period = filters[3].date_input("Zeitraum (hochgeladen)", value=(), format="DD.MM.YYYY", key="documents_filter_period")
+since = until = None
+if isinstance(period, tuple | list) and len(period) >= 1:
+    since = local_midnight_utc(period[0])
+    until = local_midnight_utc((period[1] if len(period) > 1 else period[0]) + timedelta(days=1))
+doc_filter = DocumentFilter(company_id=filter_company, statuses=tuple(filter_status),
+                            document_type=filter_type.strip() or None, since=since, until=until)
+
+_, total = documents.list_documents(engine, doc_filter, offset=0, limit=0)
+pages = max(1, -(-total // PAGE_SIZE))
+if st.session_state.get("documents_page", 1) > pages:
+    st.session_state["documents_page"] = pages
+page_no = st.number_input("Seite", min_value=1, max_value=pages, value=1, step=1, key="documents_page")
+rows, total = documents.list_documents(engine, doc_filter, offset=(int(page_no) - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+st.caption(f"Seite {int(page_no)} von {pages} · {total} Belege")
+
+now = utcnow()
+waiting: dict[int, str | None] = {}
+companies_by_id = {c.id: c for c in all_companies}
+for company_id in {d.company_id for d in rows if d.status == DocumentStatus.approved.value}:
+    company = companies_by_id.get(company_id)
+    provider = provider_of(company) if company else None
+    connection = long_term_connection(engine, company_id, provider) if provider else None
+    waiting[company_id] = waiting_reason(company, connection, settings, now) if company else None  # type: ignore[arg-type]
+
+
+def hint(doc) -> str:  # type: ignore[no-untyped-def]
+    if doc.status == DocumentStatus.approved.value and waiting.get(doc.company_id):
+        return f"wartet: {waiting[doc.company_id]}"
+    if doc.status in (DocumentStatus.failed.value, DocumentStatus.unresolved.value):
+        return doc.last_error or ""
+    if doc.status == DocumentStatus.approved.value and doc.next_attempt_at and doc.next_attempt_at > now:
+        return f"nächster Versuch ab {format_local(doc.next_attempt_at)}"
+    return ""
+
+
+if not rows:
+    st.info("Keine Belege für diese Auswahl.")
+    st.stop()
+
+st.dataframe(
+    pd.DataFrame([{
+        "Nr.": d.id,
+        "Datei": d.file_name,
+        "Unternehmen": company_names.get(d.company_id, "?"),
+        "Belegtyp": d.document_type or "",
+        "Status": STATUS_LABELS[DocumentStatus(d.status)],
+        "Hochgeladen": format_local(d.uploaded_at),
+        "Von": d.uploaded_by,
+        "Freigegeben": f"{format_local(d.approved_at)} von {d.approved_by}" if d.approved_at else "",
+        "Größe": size_text(d.size),
+        "Hinweis": hint(d),
+    } for d in rows]),
+    hide_index=True,
+    width="stretch",
+    column_config={"Nr.": st.column_config.NumberColumn(format="%d")},
+    key="documents_table",
+)
+
+by_doc = {d.id: d for d in rows}
+with st.expander("Vorschau"):
+    preview_id = st.selectbox("Beleg", list(by_doc), key="documents_preview",
+                              format_func=lambda i: f"Nr. {i} · {by_doc[i].file_name}")
+    if preview_id is not None:
+        show_preview(engine, by_doc[preview_id], key=f"documents_preview_{preview_id}")
+
+if not is_operator:
+    st.caption("Nur Operatoren können Belege hochladen, freigeben und löschen.")
+    st.stop()
+
+new_ids = [d.id for d in rows if d.status == DocumentStatus.new.value]
+st.subheader("Freigeben oder löschen")
+if not new_ids:
+    st.caption("Auf dieser Seite gibt es keine Belege im Status „neu“.")
+    st.stop()
+st.session_state["documents_chosen"] = [i for i in st.session_state.get("documents_chosen", []) if i in new_ids]
+chosen = st.multiselect("Belege im Status „neu“", new_ids, key="documents_chosen",
+                        format_func=lambda i: f"Nr. {i} · {by_doc[i].file_name} ({company_names.get(by_doc[i].company_id)})")
+st.button("Alle neuen dieser Seite auswählen", key="documents_choose_all",
+          on_click=lambda: st.session_state.update(documents_chosen=new_ids))
+cols = st.columns(2)
+if cols[0].button("Freigeben", type="primary", key="documents_approve", disabled=not chosen):
+    changed = documents.approve(engine, document_ids=chosen, actor=actor_of(user))
+    flash(f"{changed} Beleg{'e' if changed != 1 else ''} freigegeben.")
+    st.session_state.pop("documents_chosen", None)
+    st.rerun()
+if cols[1].button("Löschen", key="documents_delete", disabled=not chosen,
+                  help="Nur vor der Freigabe möglich; der Beleg wird endgültig entfernt."):
+    deleted = 0
+    for document_id in chosen:
+        try:
+            documents.delete_unapproved(engine, document_id=document_id, actor=actor_of(user))
+            deleted += 1
+        except UserFacingError as exc:
+            flash_error(f"Nr. {document_id}: {exc.message}")
+    flash(f"{deleted} Beleg{'e' if deleted != 1 else ''} gelöscht.")
+    st.session_state.pop("documents_chosen", None)
+    st.rerun()

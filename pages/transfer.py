@@ -1,0 +1,198 @@
+"""Übertragen (operators): pick approved documents, see the dry run, then transfer them with the
+stored Langzeittoken or after a one-off DATEV login, with a progress bar and a live row per document.
+
+Threading: core.transfers.run_pass runs in a helper thread and calls `on_result` from its worker
+threads; `on_result` only puts the result on a queue. This script's own thread takes results off
+the queue and renders them (Streamlit elements are never touched from another thread).
+"""
+
+import html
+import queue
+import threading
+
+import pandas as pd
+import streamlit as st
+
+from ui.guard import actor_of, require_page
+
+user = require_page(__file__)
+
+from core import documents  # noqa: E402  (after the guard: nothing runs for a visitor without access)
+from core.companies import list_companies  # noqa: E402
+from core.connections import USABLE, evaluate_health  # noqa: E402
+from core.datev_connect import start_login  # noqa: E402
+from core.datev_oidc import ProviderUnavailable  # noqa: E402
+from core.db import unit_of_work  # noqa: E402
+from core.documents import DocumentFilter, provider_of  # noqa: E402
+from core.errors import UserFacingError  # noqa: E402
+from core.history import OUTCOME_LABELS  # noqa: E402
+from core.models import Company, ConnectionKind, DocumentStatus, Provider, utcnow  # noqa: E402
+from core.transfer_plan import PlannedUpload, connection_in_slot, plan  # noqa: E402
+from core.transfers import DocumentResult, PassOptions, PassSummary, run_pass  # noqa: E402
+from ui.feedback import show_flashes  # noqa: E402
+from ui.preview import show_preview  # noqa: E402
+from ui.services import services  # noqa: E402
+
+settings, engine, keyring = services()
+MAX_LISTED = 500
+MODE_LONG_TERM, MODE_ONE_OFF = "long_term", "one_off"
+ONE_OFF_SLOT = f"{ConnectionKind.one_off.value}:{user.id}"
+RESULTS_KEY = "transfer_last_results"
+
+st.title("Übertragen")
+st.caption("Nur freigegebene Belege werden übertragen. Prüfen Sie vorher in der Vorschau, was wohin gesendet wird.")
+show_flashes()
+
+with unit_of_work(engine) as session:
+    companies = {c.id: c for c in list_companies(session) if provider_of(c) is not None}
+
+filter_company = st.selectbox("Unternehmen", [None, *companies], key="transfer_company",
+                              format_func=lambda i: "Alle Unternehmen" if i is None else companies[i].name)
+approved, total = documents.list_documents(
+    engine, DocumentFilter(company_id=filter_company, statuses=(DocumentStatus.approved.value,)), limit=MAX_LISTED)
+approved = [d for d in approved if d.company_id in companies]
+if total > MAX_LISTED:
+    st.caption(f"Es werden die neuesten {MAX_LISTED} von {total} freigegebenen Belegen angeboten.")
+
+
+def show_last_results() -> None:
+    last = st.session_state.get(RESULTS_KEY)
+    if last:
+        st.subheader("Ergebnis der letzten Übertragung")
+        result_table(last)
+
+
+def result_table(rows: list[dict]) -> None:
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 column_config={"DATEV-Hilfe": st.column_config.LinkColumn(display_text="Hilfe öffnen")})
+
+
+if not approved:
+    st.info("Keine freigegebenen Belege zum Übertragen.")
+    show_last_results()
+    st.stop()
+
+by_id = {d.id: d for d in approved}
+st.session_state["transfer_chosen"] = [i for i in st.session_state.get("transfer_chosen", []) if i in by_id]
+chosen = st.multiselect("Belege auswählen", list(by_id), key="transfer_chosen",
+                        format_func=lambda i: f"Nr. {i} · {by_id[i].file_name} ({companies[by_id[i].company_id].name})")
+st.button("Alle auswählen", key="transfer_choose_all",
+          on_click=lambda: st.session_state.update(transfer_chosen=list(by_id)))
+mode = st.radio("Anmeldung", [MODE_LONG_TERM, MODE_ONE_OFF], key="transfer_mode", horizontal=True,
+                format_func=lambda m: "Mit Langzeittoken" if m == MODE_LONG_TERM
+                else "Mit einmaliger DATEV-Anmeldung (ohne Langzeittoken)")
+slot = ConnectionKind.long_term.value if mode == MODE_LONG_TERM else ONE_OFF_SLOT
+
+if not chosen:
+    st.info("Bitte wählen Sie die Belege aus, die übertragen werden sollen.")
+    show_last_results()
+    st.stop()
+
+planned: list[PlannedUpload] = plan(engine, settings, chosen, slot)
+st.subheader("Probelauf: das wird gesendet")
+st.dataframe(
+    pd.DataFrame([{
+        "Nr.": p.document_id, "Unternehmen": p.company_name, "Schnittstelle": p.provider, "Ziel": p.target,
+        "Methode": p.method, "Pfad": p.path, "Belegtyp": p.document_type, "Notiz": p.note,
+        "Dateiname beim Empfänger": p.file_name, "Größe (Byte)": p.size,
+        "Hinweis": "wird gesendet" if p.will_send else f"wartet: {p.waits}",
+    } for p in planned]),
+    hide_index=True, width="stretch", key="transfer_plan",
+    column_config={"Nr.": st.column_config.NumberColumn(format="%d"),
+                   "Größe (Byte)": st.column_config.NumberColumn(format="%d")},
+)
+with st.expander("Vorschau eines Belegs"):
+    preview_id = st.selectbox("Beleg", chosen, key="transfer_preview",
+                              format_func=lambda i: f"Nr. {i} · {by_id[i].file_name}")
+    if preview_id is not None:
+        show_preview(engine, by_id[preview_id], key=f"transfer_preview_{preview_id}")
+
+
+def offer_one_off_login(company: Company) -> None:
+    key = f"transfer_oneoff_url_{company.id}"
+    if st.button(f"Einmalig bei DATEV anmelden: {company.name}", key=f"transfer_oneoff_{company.id}"):
+        try:
+            st.session_state[key] = start_login(engine, settings, keyring, company_id=company.id,  # type: ignore[arg-type]
+                                                user=user, kind=ConnectionKind.one_off)
+        except UserFacingError as exc:
+            st.error(exc.message)
+        except ProviderUnavailable as exc:
+            st.error(f"DATEV ist gerade nicht erreichbar ({exc}). Bitte später erneut versuchen.")
+    url = st.session_state.pop(key, None)
+    if url:
+        st.info("Die Anmeldung ist vorbereitet (10 Minuten gültig). Danach kommen Sie hierher zurück.")
+        st.markdown(f'<a href="{html.escape(url)}" target="_self" data-testid="auth-link">'
+                    f'Weiter zur einmaligen DATEV-Anmeldung ({html.escape(company.name)})</a>', unsafe_allow_html=True)
+
+
+if mode == MODE_ONE_OFF:
+    now = utcnow()
+    for company_id in sorted({p.company_id for p in planned}):
+        company = companies[company_id]
+        if provider_of(company) != Provider.datev:
+            st.caption(f"{company.name}: Lexware Office kennt keine einmalige Anmeldung; "
+                       "bitte mit dem hinterlegten API-Schlüssel übertragen.")
+            continue
+        health = evaluate_health(connection_in_slot(engine, company_id, Provider.datev, ONE_OFF_SLOT), now, settings.token_expiry_warning_days)
+        if health in USABLE:
+            st.success(f"{company.name}: einmalige DATEV-Anmeldung liegt vor.")
+        else:
+            offer_one_off_login(company)
+
+sendable = [p for p in planned if p.will_send]
+st.caption(f"{len(sendable)} von {len(planned)} ausgewählten Belegen werden gesendet.")
+
+
+def transfer(ids: list[int]) -> None:
+    """Run the pass in a helper thread; render progress and results here, in the script thread."""
+    results: queue.Queue[DocumentResult | None] = queue.Queue()
+    outcome: dict[str, PassSummary | str] = {}
+
+    def work() -> None:
+        try:
+            outcome["summary"] = run_pass(engine, settings, keyring, PassOptions(
+                trigger="manual", actor=actor_of(user), document_ids=ids, connection_slot=slot,
+                on_result=results.put))
+        except Exception:  # noqa: BLE001  (never a traceback in the UI; the log has it)
+            import logging
+
+            logging.getLogger(__name__).exception("manual transfer failed")
+            outcome["error"] = "Die Übertragung wurde wegen eines internen Fehlers abgebrochen."
+        finally:
+            results.put(None)  # end marker
+
+    worker = threading.Thread(target=work, name="manual-transfer", daemon=True)
+    progress = st.progress(0.0, text=f"0 von {len(ids)} Belegen übertragen …")
+    live = st.empty()
+    rows: list[dict] = []
+    worker.start()
+    while (item := results.get()) is not None:
+        rows.append({
+            "Nr.": item.document_id, "Datei": item.file_name, "Ergebnis": OUTCOME_LABELS.get(item.outcome, item.outcome),
+            "Meldung": item.message, "DATEV-Hilfe": item.help_uri or None,
+        })
+        progress.progress(min(1.0, len(rows) / len(ids)), text=f"{len(rows)} von {len(ids)} Belegen bearbeitet …")
+        with live.container():
+            result_table(rows)
+    worker.join()
+    progress.progress(1.0, text=f"Fertig: {len(rows)} von {len(ids)} Belegen bearbeitet.")
+    st.session_state[RESULTS_KEY] = rows
+    if "error" in outcome:
+        st.error(str(outcome["error"]))
+        return
+    summary: PassSummary = outcome["summary"]  # type: ignore[assignment]
+    counts = f"{summary.delivered} übertragen, {summary.failed} fehlgeschlagen, {summary.unresolved} ungeklärt"
+    if summary.retried:
+        counts += f", {summary.retried} werden wiederholt"
+    (st.success if summary.failed == 0 and summary.unresolved == 0 and summary.retried == 0 else st.warning)(counts + ".")
+    for company_id, reason in summary.waiting.items():
+        name = companies[company_id].name if company_id in companies else f"Unternehmen {company_id}"
+        st.warning(f"{name}: nicht übertragen – {reason}")
+
+
+label = "Übertragen" if mode == MODE_LONG_TERM else "Mit einmaliger DATEV-Anmeldung übertragen"
+if st.button(label, type="primary", key="transfer_run", disabled=not sendable):
+    st.session_state.pop(RESULTS_KEY, None)
+    transfer([p.document_id for p in sendable])
+else:
+    show_last_results()

@@ -1,0 +1,129 @@
+"""Shared helpers for the Belege, Übertragen and Übertragungsprotokoll page tests: a seeded
+dashboard database, the emulator for DATEV, and documents taken in through core."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from google.protobuf import text_format
+from pypdf import PdfWriter
+from sqlalchemy import Engine
+from sqlmodel import select
+from streamlit.testing.v1 import AppTest
+
+from core import documents
+from core.config import Settings, get_settings
+from core.datev_connect import finish_login, start_login
+from core.db import get_engine, unit_of_work
+from core.models import AppUser, AuditEvent, Company, ConnectionKind, Document
+from core.secrets_store import get_keyring
+from tests.datev_user import consent
+
+
+def pdf(label: str) -> bytes:
+    writer = PdfWriter()
+    writer.add_blank_page(width=200, height=200)
+    writer.add_metadata({"/Title": label})
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
+       b"\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7\x35\x81\x84\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+@dataclass
+class Desk:
+    engine: Engine
+    settings: Settings
+    companies: dict[str, int]
+
+    def user(self, email: str) -> AppUser:
+        with unit_of_work(self.engine) as s:
+            user = s.exec(select(AppUser).where(AppUser.email == email)).one()
+            s.expunge(user)
+            return user
+
+    def request_token(self, company: str = "Musterfirma GmbH", who: str = "admin@tokendesk.demo",
+                      kind: ConnectionKind = ConnectionKind.long_term) -> None:
+        user = self.user(who)
+        url = start_login(self.engine, self.settings, get_keyring(), company_id=self.companies[company], user=user,
+                          kind=kind)
+        outcome = finish_login(self.engine, self.settings, get_keyring(), params=consent(url), user=user)
+        assert outcome.ok, outcome.message
+
+    def intake(self, *names: str, company: str = "Musterfirma GmbH", approve: bool = False,
+               document_type: str = "") -> list[int]:
+        report = documents.intake(self.engine, company_id=self.companies[company], actor="operator@tokendesk.demo",
+                                  files=[(n, PNG if n.endswith(".png") else pdf(n)) for n in names],
+                                  document_type=document_type)
+        assert not report.rejected, report.rejected
+        ids = [d.id for d in report.accepted]
+        if approve:
+            assert documents.approve(self.engine, document_ids=ids, actor="operator@tokendesk.demo") == len(ids)
+        return ids  # type: ignore[return-value]
+
+    def document(self, document_id: int) -> Document | None:
+        with unit_of_work(self.engine) as s:
+            doc = s.get(Document, document_id)
+            if doc is not None:
+                s.expunge(doc)
+            return doc
+
+    def documents(self) -> list[Document]:
+        with unit_of_work(self.engine) as s:
+            rows = list(s.exec(select(Document).order_by(Document.id)).all())
+            s.expunge_all()
+            return rows
+
+    def audit_actions(self) -> list[tuple[str, str]]:
+        with unit_of_work(self.engine) as s:
+            return [(e.action, e.actor) for e in s.exec(select(AuditEvent).order_by(AuditEvent.id)).all()
+                    if e.action.startswith("document.")]
+
+
+def make_desk(app_db: str, emulator, monkeypatch: pytest.MonkeyPatch) -> Desk:  # type: ignore[no-untyped-def]
+    """The dashboard's settings point at the test emulator (the pages read them from the environment)."""
+    monkeypatch.setenv("EMULATOR_URL", emulator.base_url)
+    get_settings.cache_clear()
+    settings = get_settings()
+    assert settings.emulator_url == emulator.base_url and settings.database_url == app_db
+    engine = get_engine(app_db)
+    with unit_of_work(engine) as s:
+        companies = {c.name: c.id for c in s.exec(select(Company)).all()}
+    return Desk(engine, settings, companies)  # type: ignore[arg-type]
+
+
+def page_text(at: AppTest) -> str:
+    """Everything the page rendered (every element and block, all their fields), as one string."""
+
+    def walk(node) -> Iterator[str]:  # type: ignore[no-untyped-def]
+        proto = getattr(node, "proto", None)
+        if proto is not None:
+            yield text_format.MessageToString(proto, as_utf8=True)
+        for child in (getattr(node, "children", None) or {}).values():
+            yield from walk(child)
+
+    return "\n".join(walk(at._tree))
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(str(e.value) for e in [*at.title, *at.subheader, *at.markdown, *at.info, *at.success, *at.error,
+                                            *at.warning, *at.caption])
+
+
+def labels(at: AppTest) -> list[str]:
+    return [b.label for b in at.button]
+
+
+def table(at: AppTest, column: str) -> list[dict]:
+    """The rows of the first dataframe that has this column."""
+    for frame in at.dataframe:
+        data = frame.value
+        if column in data.columns:
+            return data.to_dict("records")
+    raise AssertionError(f"no dataframe with a column {column!r}")

@@ -1,0 +1,149 @@
+"""The Belege screen (AppTest): viewers read; operators upload (AppTest drives st.file_uploader),
+approve singly and in bulk, delete before approval, refresh DATEV document types; filters, paging,
+preview and the waiting reason of a paused company."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.app.support_documents import Desk, labels, make_desk, pdf, table, texts
+
+PAGE = "pages/documents.py"
+
+
+@pytest.fixture
+def desk(app_db: str, emulator, monkeypatch: pytest.MonkeyPatch) -> Desk:  # type: ignore[no-untyped-def]
+    return make_desk(app_db, emulator, monkeypatch)
+
+
+def run_page(app: Callable[..., AppTest], who: str) -> AppTest:
+    at = app(who, PAGE).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_viewer_reads_the_list_but_cannot_change_anything(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    desk.intake("Rechnung 1.pdf", "Rechnung 2.pdf")
+    at = run_page(app, "viewer")
+    assert [t.value for t in at.title] == ["Belege"]
+    rows = table(at, "Datei")
+    assert [r["Datei"] for r in rows] == ["Rechnung 2.pdf", "Rechnung 1.pdf"]
+    assert {r["Status"] for r in rows} == {"neu"} and {r["Unternehmen"] for r in rows} == {"Musterfirma GmbH"}
+    assert len(at.file_uploader) == 0 and len(at.multiselect(key="documents_filter_status").options) == 6
+    assert "Freigeben" not in labels(at) and "Löschen" not in labels(at) and "Hochladen" not in labels(at)
+    assert "Nur Operatoren können Belege hochladen, freigeben und löschen." in texts(at)
+
+
+def test_operator_uploads_and_gets_a_german_line_per_file(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    at = run_page(app, "operator")
+    at.selectbox(key="documents_upload_company").set_value(desk.companies["Musterfirma GmbH"]).run()
+    assert "Erlaubt: PDF, JPG, JPEG, PNG, GIF, TIF, TIFF, XML bis 20 MB je Datei (DATEV)." in texts(at)
+    at.file_uploader[0].set_value([("Rechnung März.pdf", pdf("ok"), "application/pdf"),
+                                   ("leer.pdf", b"", "application/pdf"),
+                                   ("kaputt.pdf", b"%PDF-1.4 nonsense", "application/pdf")])
+    at.button(key=f"documents_upload_submit_{desk.companies['Musterfirma GmbH']}").click().run()
+    assert not at.exception, at.exception
+    [stored] = desk.documents()
+    assert [s.value for s in at.success] == [f"„Rechnung März.pdf“ angenommen (Beleg Nr. {stored.id}, "
+                                             f"{stored.size} Byte)."]
+    assert [e.value for e in at.error] == ["Die Datei „leer.pdf“ ist leer (0 Byte).",
+                                           "Die PDF-Datei „kaputt.pdf“ ist beschädigt oder nicht lesbar."]
+    assert stored.file_name == "Rechnung März.pdf" and stored.uploaded_by == "operator@tokendesk.demo"
+    assert stored.document_type == "Rechnungseingang"  # the company's default type
+    assert [r["Datei"] for r in table(at, "Datei")] == ["Rechnung März.pdf"]
+
+
+def test_operator_approves_in_bulk_and_deletes_before_approval(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    first, second, third = desk.intake("a.pdf", "b.pdf", "c.pdf")
+    at = run_page(app, "operator")
+    assert at.multiselect(key="documents_chosen").options == ["Nr. 3 · c.pdf (Musterfirma GmbH)",
+                                                              "Nr. 2 · b.pdf (Musterfirma GmbH)",
+                                                              "Nr. 1 · a.pdf (Musterfirma GmbH)"]
+    at.multiselect(key="documents_chosen").set_value([first, second]).run()
+    at.button(key="documents_approve").click().run()
+    assert not at.exception, at.exception
+    assert "2 Belege freigegeben." in [s.value for s in at.success]
+    assert [desk.document(i).status for i in (first, second, third)] == ["approved", "approved", "new"]  # type: ignore[union-attr]
+    assert desk.document(first).approved_by == "operator@tokendesk.demo"  # type: ignore[union-attr]
+    # approved documents can no longer be chosen for deletion
+    assert at.multiselect(key="documents_chosen").options == ["Nr. 3 · c.pdf (Musterfirma GmbH)"]
+    at.multiselect(key="documents_chosen").set_value([third]).run()
+    at.button(key="documents_delete").click().run()
+    assert not at.exception, at.exception
+    assert "1 Beleg gelöscht." in [s.value for s in at.success]
+    assert desk.document(third) is None
+    assert ("document.deleted", "operator@tokendesk.demo") in desk.audit_actions()
+    assert [a for a, _ in desk.audit_actions()].count("document.approved") == 2
+
+
+def test_select_all_new_of_the_page(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    ids = desk.intake("a.pdf", "b.pdf")
+    at = run_page(app, "operator")
+    at.button(key="documents_choose_all").click().run()
+    assert sorted(at.multiselect(key="documents_chosen").value) == sorted(ids)
+    at.button(key="documents_approve").click().run()
+    assert {desk.document(i).status for i in ids} == {"approved"}  # type: ignore[union-attr]
+
+
+def test_approved_documents_of_a_company_without_token_show_why_they_wait(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    desk.intake("wartet.pdf", approve=True)
+    desk.intake("lex.pdf", company="Lexware Demo GmbH", approve=True)
+    at = run_page(app, "viewer")
+    hints = {r["Datei"]: r["Hinweis"] for r in table(at, "Datei")}
+    assert hints == {"wartet.pdf": "wartet: Token fehlt", "lex.pdf": "wartet: Token fehlt"}
+    desk.request_token()
+    at = run_page(app, "viewer")
+    hints = {r["Datei"]: r["Hinweis"] for r in table(at, "Datei")}
+    assert hints == {"wartet.pdf": "", "lex.pdf": "wartet: Token fehlt"}
+
+
+def test_filters_and_paging(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    desk.intake(*[f"Beleg {i:02}.pdf" for i in range(52)])
+    desk.intake("lex.pdf", company="Lexware Demo GmbH", approve=True)
+    at = run_page(app, "viewer")
+    assert "Seite 1 von 2 · 53 Belege" in texts(at) and len(table(at, "Datei")) == 50
+    at.number_input(key="documents_page").set_value(2).run()
+    assert [r["Datei"] for r in table(at, "Datei")] == ["Beleg 02.pdf", "Beleg 01.pdf", "Beleg 00.pdf"]
+    at.multiselect(key="documents_filter_status").set_value(["approved"]).run()
+    assert not at.exception
+    assert [r["Datei"] for r in table(at, "Datei")] == ["lex.pdf"]  # the page number fell back to 1
+    at.multiselect(key="documents_filter_status").set_value([]).run()
+    at.selectbox(key="documents_filter_company").set_value(desk.companies["Lexware Demo GmbH"]).run()
+    assert [r["Datei"] for r in table(at, "Datei")] == ["lex.pdf"]
+    at.selectbox(key="documents_filter_company").set_value(None).run()
+    at.text_input(key="documents_filter_type").set_value("Rechnungseingang").run()
+    assert "Seite 1 von 2 · 52 Belege" in texts(at)
+
+
+def test_preview_of_an_image_and_a_pdf(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    pdf_id, png_id = desk.intake("scan.pdf", "foto.png")
+    at = run_page(app, "viewer")
+    at.selectbox(key="documents_preview").set_value(png_id).run()
+    assert not at.exception
+    assert len(at.get("image")) == 1
+    assert [d.label for d in at.get("download_button")] == ["Beleg herunterladen"]
+    at.selectbox(key="documents_preview").set_value(pdf_id).run()
+    assert not at.exception
+    assert len(at.get("image")) == 0
+    frames = [e for e in at.get("iframe")]
+    assert len(frames) == 1 and "data:application/pdf;base64," in str(frames[0].proto)
+
+
+def test_refresh_document_types_from_datev(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    company = desk.companies["Musterfirma GmbH"]
+    at = run_page(app, "operator")
+    at.selectbox(key="documents_upload_company").set_value(company).run()
+    at.button(key="documents_refresh_types").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Musterfirma GmbH: Kein Langzeittoken hinterlegt – Belegtypen können "
+                                           "nicht geladen werden."]
+    desk.request_token()
+    at.button(key="documents_refresh_types").click().run()
+    assert not at.exception
+    [message] = [s.value for s in at.success]
+    assert message.startswith("Musterfirma GmbH: ") and message.endswith(" Belegtypen von DATEV geladen.")
+    options = at.selectbox(key=f"documents_type_{company}").options
+    assert options[0] == "Standard des Unternehmens (Rechnungseingang)" and "Rechnungseingang" in options[1:]

@@ -1,0 +1,286 @@
+"""The Langzeittoken screen (AppTest): cards per role, the request link, DATEV's redirect back to
+the callback page, the Lexware key form, and the HTTP log. Tokens are created through core
+against the emulator over real HTTP, never by writing rows by hand."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+from google.protobuf import text_format
+from sqlalchemy import Engine
+from sqlmodel import select
+from streamlit.proto.TextInput_pb2 import TextInput as TextInputProto
+from streamlit.testing.v1 import AppTest
+
+from core.config import Settings, get_settings
+from core.crypto import fingerprint
+from core.datev_connect import finish_login, start_login
+from core.db import get_engine, unit_of_work
+from core.models import AppUser, Company, Connection, ConnectionKind, PendingAuthorization, StoredSecret
+from core.secrets_store import get_keyring
+from tests.datev_user import consent
+
+PAGE = "pages/tokens.py"
+LEXWARE_KEY = "demo-lexware-key"
+
+
+def page_text(at: AppTest) -> str:
+    """Everything the page rendered (every element and block, all their fields), as one string."""
+
+    def walk(node) -> Iterator[str]:  # type: ignore[no-untyped-def]
+        proto = getattr(node, "proto", None)
+        if proto is not None:
+            yield text_format.MessageToString(proto, as_utf8=True)
+        for child in (getattr(node, "children", None) or {}).values():
+            yield from walk(child)
+
+    return "\n".join(walk(at._tree))
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(str(e.value) for e in [*at.title, *at.subheader, *at.markdown, *at.info, *at.success, *at.error,
+                                            *at.warning, *at.caption])
+
+
+def labels(at: AppTest) -> list[str]:
+    return [b.label for b in at.button]
+
+
+@dataclass
+class Desk:
+    engine: Engine
+    settings: Settings
+    companies: dict[str, int]
+
+    def user(self, email: str) -> AppUser:
+        with unit_of_work(self.engine) as s:
+            user = s.exec(select(AppUser).where(AppUser.email == email)).one()
+            s.expunge(user)
+            return user
+
+    def request_token(self, company: str = "Musterfirma GmbH") -> None:
+        admin = self.user("admin@tokendesk.demo")
+        url = start_login(self.engine, self.settings, get_keyring(), company_id=self.companies[company], user=admin,
+                          kind=ConnectionKind.long_term)
+        outcome = finish_login(self.engine, self.settings, get_keyring(), params=consent(url), user=admin)
+        assert outcome.ok, outcome.message
+
+    def connection(self, company: str = "Musterfirma GmbH") -> Connection | None:
+        with unit_of_work(self.engine) as s:
+            row = s.exec(select(Connection).where(Connection.company_id == self.companies[company])).first()
+            if row is not None:
+                s.expunge(row)
+            return row
+
+    def pending(self) -> list[PendingAuthorization]:
+        with unit_of_work(self.engine) as s:
+            return list(s.exec(select(PendingAuthorization)).all())
+
+
+@pytest.fixture
+def desk(app_db: str, emulator, monkeypatch: pytest.MonkeyPatch) -> Desk:  # type: ignore[no-untyped-def]
+    """The dashboard's settings point at the test emulator (the pages read them from the environment)."""
+    monkeypatch.setenv("EMULATOR_URL", emulator.base_url)
+    get_settings.cache_clear()
+    settings = get_settings()
+    assert settings.emulator_url == emulator.base_url and settings.database_url == app_db
+    engine = get_engine(app_db)
+    with unit_of_work(engine) as s:
+        companies = {c.name: c.id for c in s.exec(select(Company)).all()}
+    return Desk(engine, settings, companies)
+
+
+def run_page(app: Callable[..., AppTest], who: str) -> AppTest:
+    at = app(who, PAGE).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_viewer_sees_the_cards_read_only(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    desk.request_token()
+    at = run_page(app, "viewer")
+    assert [t.value for t in at.title] == ["Langzeittoken"]
+    subheaders = [s.value for s in at.subheader]
+    assert "🟢 Musterfirma GmbH · DATEV" in subheaders and "⚪ Lexware Demo GmbH · Lexware Office" in subheaders
+    assert "**DATEV-Benutzer:** Max Mustermann" in texts(at)
+    assert labels(at) == [] and len(at.text_input) == 0 and len(at.get("popover")) == 0
+    assert len(at.get("expander")) == 0 and len(at.get("form")) == 0
+
+
+def test_operator_may_log_in_once_but_not_request_or_delete(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    desk.request_token()
+    at = run_page(app, "operator")
+    assert labels(at) == ["Einmalig anmelden"] * 3  # the three DATEV companies
+    assert len(at.get("popover")) == 0 and len(at.text_input) == 0
+    at.button(key=f"oneoff_{desk.companies['Demo Bau AG']}").click().run()
+    assert not at.exception
+    assert "Weiter zur einmaligen DATEV-Anmeldung" in texts(at)
+    [pending] = desk.pending()
+    assert pending.kind == "one_off" and pending.company_id == desk.companies["Demo Bau AG"]
+
+
+def test_admin_sees_request_test_and_delete(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    desk.request_token()
+    at = run_page(app, "admin")
+    musterfirma = desk.companies["Musterfirma GmbH"]
+    assert at.button(key=f"request_{musterfirma}").label == "Neues Langzeittoken anfordern"
+    assert at.button(key=f"test_{musterfirma}").label == "Verbindung testen"
+    assert at.button(key=f"delete_{musterfirma}").label == "Endgültig löschen"
+    assert [p.proto.popover.label for p in at.get("popover")] == ["Langzeittoken löschen"]
+    for name in ("Beispiel Handel KG", "Demo Bau AG"):
+        assert at.button(key=f"request_{desk.companies[name]}").label == "Langzeittoken anfordern"
+    assert "API-Schlüssel hinterlegen" in [e.label for e in at.get("expander")]
+    assert labels(at).count("Einmalig anmelden") == 3
+
+
+def test_card_shows_the_facts_and_never_a_token(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    desk.request_token()
+    row = desk.connection()
+    at = run_page(app, "admin")
+    shown = texts(at)
+    assert "Status: **aktiv**" in shown
+    assert "**DATEV-Benutzer:** Max Mustermann" in shown
+    assert re.search(r"\*\*Angefordert:\*\* \d\d\.\d\d\.\d{4} \d\d:\d\d von admin@tokendesk\.demo", shown)
+    assert re.search(r"\*\*Gültig bis:\*\* \d\d\.\d\d\.\d{4} \d\d:\d\d", shown)
+    assert "**Datenbestand (Berater-Nr.–Mandanten-Nr.):** 455148–1" in shown
+    assert "**Letzte Erneuerung:** –" in shown
+    assert re.search(r"\*\*Letzte Verwendung:\*\* \d\d\.\d\d\.\d{4} \d\d:\d\d", shown)
+    assert re.search(r"\*\*Letzte Testabfrage:\*\* \d\d\.\d\d\.\d{4} \d\d:\d\d: ✅ Zugriff auf Mandant 455148-1", shown)
+    assert f"**Fingerprint:** `{row.token_fingerprint}`" in shown
+    assert "https://apps.datev.de/tokrevui" in shown
+    everything = page_text(at)
+    with unit_of_work(desk.engine) as s:
+        for secret in s.exec(select(StoredSecret)).all():
+            value = get_keyring().open(secret.ciphertext, secret.context)
+            assert value not in everything and secret.ciphertext not in everything
+    assert row.token_fingerprint in everything  # the search above can find what is shown
+
+
+def test_request_shows_the_login_link_and_keeps_a_pending_row(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    at = run_page(app, "admin")
+    assert desk.pending() == []
+    musterfirma = desk.companies["Musterfirma GmbH"]
+    at.button(key=f"request_{musterfirma}").click().run()
+    assert not at.exception
+    links = [m.value for m in at.markdown if 'data-testid="auth-link"' in m.value]
+    assert len(links) == 1 and "Weiter zur DATEV-Anmeldung (Langzeittoken)" in links[0]
+    href = html.unescape(re.search(r'href="([^"]+)"', links[0]).group(1))
+    assert href.startswith(desk.settings.emulator_url + "/openid/authorize?")
+    assert "datev%3Aiam%3Aclient%3A455148-1" in href and "target=\"_self\"" in links[0]
+    [pending] = desk.pending()
+    assert pending.company_id == musterfirma and pending.kind == "long_term"
+    assert pending.user_id == desk.user("admin@tokendesk.demo").id
+
+
+def callback(app, params: dict[str, str]) -> AppTest:  # type: ignore[no-untyped-def]
+    """DATEV's redirect back: a new session on /datev_callback?code=…&state=… through the router."""
+    at = app("admin").run()
+    assert not at.exception
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.switch_page("pages/datev_callback.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_callback_stores_the_token_and_shows_the_tokens_page(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    at = run_page(app, "admin")
+    at.button(key=f"request_{desk.companies['Musterfirma GmbH']}").click().run()
+    link = next(m.value for m in at.markdown if 'data-testid="auth-link"' in m.value)
+    params = consent(html.unescape(re.search(r'href="([^"]+)"', link).group(1)))
+    assert set(params) == {"code", "state"}
+
+    back = callback(app, params)
+    assert [t.value for t in back.title] == ["Langzeittoken"]  # switched to the tokens page
+    success = " ".join(s.value for s in back.success)
+    assert "Langzeittoken gespeichert (DATEV-Benutzer: Max Mustermann)" in success
+    assert "Zugriff auf Mandant 455148-1 (Musterfirma GmbH) bestätigt" in success
+    assert "🟢 Musterfirma GmbH · DATEV" in [s.value for s in back.subheader]
+    assert params["code"] not in page_text(back) and params["state"] not in page_text(back)
+    assert not back.query_params.get("code") and not back.query_params.get("state")
+    row = desk.connection()
+    assert row.has_token and row.grantor_name == "Max Mustermann" and row.requested_by == "admin@tokendesk.demo"
+    assert desk.pending() == []
+
+
+@pytest.mark.parametrize("case", ["unknown_state", "denied"])
+def test_callback_failure_is_shown_in_german_and_stores_nothing(app, desk: Desk, case: str) -> None:  # type: ignore[no-untyped-def]
+    if case == "unknown_state":
+        params, expected = {"state": "s" * 43, "code": "irgendwas"}, "unbekannt oder wurde bereits verwendet"
+    else:
+        url = start_login(desk.engine, desk.settings, get_keyring(), company_id=desk.companies["Musterfirma GmbH"],
+                          user=desk.user("admin@tokendesk.demo"), kind=ConnectionKind.long_term)
+        params, expected = consent(url, decision="deny"), "Die Zustimmung wurde bei DATEV abgelehnt."
+    back = callback(app, params)
+    assert [t.value for t in back.title] == ["Langzeittoken"]
+    errors = " ".join(e.value for e in back.error)
+    assert expected in errors and "Es wurde nichts gespeichert." in errors
+    assert not back.success
+    assert desk.connection() is None and desk.pending() == []
+    with unit_of_work(desk.engine) as s:
+        assert s.exec(select(StoredSecret)).first() is None
+
+
+def test_callback_without_parameters_explains_itself(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    back = callback(app, {})
+    assert "Es ist keine DATEV-Anmeldung offen." in texts(back)
+    assert desk.connection() is None
+
+
+def test_admin_tests_and_deletes_a_token(app, desk: Desk, emulator) -> None:  # type: ignore[no-untyped-def]
+    desk.request_token()
+    musterfirma = desk.companies["Musterfirma GmbH"]
+    at = run_page(app, "admin")
+    at.button(key=f"test_{musterfirma}").click().run()
+    assert not at.exception
+    assert "Musterfirma GmbH: Zugriff auf Mandant 455148-1 (Musterfirma GmbH) bestätigt." in [s.value for s in at.success]
+    at.button(key=f"delete_{musterfirma}").click().run()
+    assert not at.exception
+    assert "Musterfirma GmbH: Token gelöscht und beim Anbieter widerrufen." in [s.value for s in at.success]
+    assert "Status: **widerrufen**" in texts(at)
+    assert "Gelöscht am" in texts(at) and "von admin@tokendesk.demo" in texts(at)
+    row = desk.connection()
+    assert not row.has_token and row.deleted_by == "admin@tokendesk.demo"
+
+
+def test_lexware_key_form_stores_the_key_and_shows_only_its_fingerprint(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    lexware = desk.companies["Lexware Demo GmbH"]
+    at = run_page(app, "admin")
+    at.text_input(key=f"lexware_key_value_{lexware}").input(LEXWARE_KEY)
+    at.button(key=f"lexware_key_submit_{lexware}").click().run()
+    assert not at.exception
+    assert ("Lexware Demo GmbH: API-Schlüssel gespeichert. Verbunden mit „Lexware Demo GmbH“."
+            in [s.value for s in at.success])
+    shown = texts(at)
+    assert "🟢 Lexware Demo GmbH · Lexware Office" in [s.value for s in at.subheader]
+    assert "**Lexware-Organisation:** Lexware Demo GmbH" in shown
+    assert f"**Fingerprint:** `{fingerprint(LEXWARE_KEY)}`" in shown
+    assert LEXWARE_KEY not in page_text(at)
+    assert at.text_input(key=f"lexware_key_value_{lexware}").proto.type == TextInputProto.PASSWORD
+    row = desk.connection("Lexware Demo GmbH")
+    assert row.has_token and row.token_fingerprint == fingerprint(LEXWARE_KEY)
+
+
+def test_lexware_key_form_shows_field_errors(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    lexware = desk.companies["Lexware Demo GmbH"]
+    at = run_page(app, "admin")
+    at.text_input(key=f"lexware_key_value_{lexware}").input("falscher-schluessel")
+    at.button(key=f"lexware_key_submit_{lexware}").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Lexware Office lehnt diesen API-Schlüssel ab."]
+    assert not at.success and desk.connection("Lexware Demo GmbH") is None
+
+
+def test_http_log_lists_the_calls_for_admins(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    desk.request_token()
+    at = app("admin", "pages/http_log.py").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert {"/datev-api/token", "/platform/v2/clients/455148-1"} <= set(table["Pfad"])
+    assert set(table["Anbieter"]) == {"datev"}
+    row = table[table["Pfad"] == "/platform/v2/clients/455148-1"].iloc[0]
+    assert row["Status"] == 200 and row["Zweck"] == "connection_test" and row["V-Cap-Request-ID"]

@@ -1,0 +1,130 @@
+"""The Übertragen screen (AppTest) against the real emulator: dry run, manual transfer with the
+stored Langzeittoken (progress and a result row per document), a DATEV rejection with its help link,
+and the transfer after a one-off DATEV login."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+
+import pytest
+import requests
+from sqlmodel import select
+from streamlit.testing.v1 import AppTest
+
+from core.db import unit_of_work
+from core.models import Connection, ConnectionKind, HttpLogEntry, TransferAttempt
+from tests.app.support_documents import Desk, labels, make_desk, table, texts
+
+PAGE = "pages/transfer.py"
+
+
+@pytest.fixture
+def desk(app_db: str, emulator, monkeypatch: pytest.MonkeyPatch) -> Desk:  # type: ignore[no-untyped-def]
+    return make_desk(app_db, emulator, monkeypatch)
+
+
+def run_page(app: Callable[..., AppTest], who: str = "operator") -> AppTest:
+    at = app(who, PAGE).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def datev_uploads(desk: Desk) -> list[str]:
+    data = requests.get(desk.settings.emulator_url + "/_admin/datev/uploads", timeout=5).json()
+    return sorted(u["guid"].lower() for u in (data if isinstance(data, list) else data["uploads"]))
+
+
+def attempts() -> list[TransferAttempt]:
+    from core.db import get_engine
+
+    with unit_of_work(get_engine()) as s:
+        rows = list(s.exec(select(TransferAttempt).order_by(TransferAttempt.id)).all())
+        s.expunge_all()
+        return rows
+
+
+def test_nothing_to_transfer(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    desk.intake("neu.pdf")  # not approved: never offered
+    at = run_page(app)
+    assert [t.value for t in at.title] == ["Übertragen"]
+    assert "Keine freigegebenen Belege zum Übertragen." in texts(at)
+    assert "Übertragen" not in labels(at)
+
+
+def test_dry_run_then_transfer_with_the_long_term_token(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    desk.request_token()
+    first, second = desk.intake("Rechnung 1.pdf", "Rechnung 2.pdf", approve=True)
+    [lex] = desk.intake("lex.pdf", company="Lexware Demo GmbH", approve=True)
+    at = run_page(app)
+    assert "Bitte wählen Sie die Belege aus, die übertragen werden sollen." in texts(at)
+    at.button(key="transfer_choose_all").click().run()
+    assert sorted(at.multiselect(key="transfer_chosen").value) == sorted([first, second, lex])
+    plan = {r["Nr."]: r for r in table(at, "Methode")}
+    guid = desk.document(first).guid  # type: ignore[union-attr]
+    assert plan[first]["Ziel"] == "Mandant 455148-1 (Musterfirma GmbH)"
+    assert (plan[first]["Methode"], plan[first]["Pfad"]) == ("PUT", f"/clients/455148-1/documents/{guid}")
+    assert plan[first]["Hinweis"] == "wird gesendet" and plan[first]["Belegtyp"] == "Rechnungseingang"
+    assert (plan[lex]["Methode"], plan[lex]["Pfad"], plan[lex]["Hinweis"]) == ("POST", "/v1/files", "wartet: Token fehlt")
+    assert "2 von 3 ausgewählten Belegen werden gesendet." in texts(at)
+    assert datev_uploads(desk) == [] and attempts() == []  # the dry run sent nothing
+
+    at.button(key="transfer_run").click().run()
+    assert not at.exception, at.exception
+    results = table(at, "Ergebnis")
+    assert sorted(r["Nr."] for r in results) == sorted([first, second])
+    assert {r["Ergebnis"] for r in results} == {"übertragen"} and {r["Meldung"] for r in results} == {"An DATEV übertragen."}
+    assert "2 übertragen, 0 fehlgeschlagen, 0 ungeklärt." in [s.value for s in at.success]
+    assert at.get("progress")[0].proto.value == 100
+    assert datev_uploads(desk) == sorted(desk.document(i).guid for i in (first, second))  # type: ignore[union-attr]
+    assert [desk.document(i).status for i in (first, second, lex)] == ["delivered", "delivered", "approved"]  # type: ignore[union-attr]
+    assert {(a.trigger, a.triggered_by) for a in attempts()} == {("manual", "operator@tokendesk.demo")}
+
+    at.run()  # next run: the delivered documents are no longer offered, the last result stays visible
+    assert not at.exception
+    assert at.multiselect(key="transfer_chosen").options == ["Nr. 3 · lex.pdf (Lexware Demo GmbH)"]
+    assert "Ergebnis der letzten Übertragung" in texts(at)
+
+
+def test_a_datev_rejection_shows_the_help_link(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    desk.request_token()
+    [doc] = desk.intake("falscher Typ.pdf", approve=True, document_type="Gibt es nicht")
+    at = run_page(app)
+    at.multiselect(key="transfer_chosen").set_value([doc]).run()
+    at.button(key="transfer_run").click().run()
+    assert not at.exception, at.exception
+    [row] = table(at, "Ergebnis")
+    assert row["Ergebnis"] == "fehlgeschlagen" and "#DCO01010" in row["Meldung"]
+    assert row["DATEV-Hilfe"] and row["DATEV-Hilfe"].startswith("http")
+    assert "0 übertragen, 1 fehlgeschlagen, 0 ungeklärt." in [w.value for w in at.warning]
+    assert desk.document(doc).status == "failed"  # type: ignore[union-attr]
+
+
+def test_transfer_after_a_one_off_datev_login(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    [doc] = desk.intake("einmalig.pdf", approve=True)  # no long-term token at all
+    at = run_page(app)
+    at.multiselect(key="transfer_chosen").set_value([doc]).run()
+    assert table(at, "Methode")[0]["Hinweis"] == "wartet: Token fehlt"
+    at.radio(key="transfer_mode").set_value("one_off").run()
+    musterfirma = desk.companies["Musterfirma GmbH"]
+    at.button(key=f"transfer_oneoff_{musterfirma}").click().run()
+    assert not at.exception, at.exception
+    [link] = [m.value for m in at.markdown if 'data-testid="auth-link"' in m.value]
+    assert 'target="_self"' in link and "Weiter zur einmaligen DATEV-Anmeldung (Musterfirma GmbH)" in link
+    href = html.unescape(re.search(r'href="([^"]+)"', link).group(1))  # type: ignore[union-attr]
+    assert href.startswith(desk.settings.emulator_url + "/openid/authorize?")
+
+    desk.request_token(who="operator@tokendesk.demo", kind=ConnectionKind.one_off)
+    at.run()
+    assert "Musterfirma GmbH: einmalige DATEV-Anmeldung liegt vor." in [s.value for s in at.success]
+    assert table(at, "Methode")[0]["Hinweis"] == "wird gesendet"
+    assert at.button(key="transfer_run").label == "Mit einmaliger DATEV-Anmeldung übertragen"
+    at.button(key="transfer_run").click().run()
+    assert not at.exception, at.exception
+    assert [r["Ergebnis"] for r in table(at, "Ergebnis")] == ["übertragen"]
+    with unit_of_work(desk.engine) as s:
+        one_off = s.exec(select(Connection).where(Connection.kind == "one_off")).one()
+        used = {e.connection_id for e in s.exec(select(HttpLogEntry).where(HttpLogEntry.purpose == "upload"))}
+    assert used == {one_off.id} and one_off.slot == f"one_off:{desk.user('operator@tokendesk.demo').id}"
+    assert datev_uploads(desk) == [desk.document(doc).guid]  # type: ignore[union-attr]

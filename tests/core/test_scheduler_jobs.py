@@ -1,0 +1,274 @@
+"""Scheduler jobs called directly (style.md §1.4): token care with alarms to a real local SMTP server,
+keepalive refresh against the emulator, housekeeping. SQLite and PostgreSQL via `world`."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+from sqlmodel import select
+
+from core import documents
+from core.connections import run_test
+from core.db import unit_of_work
+from core.models import (
+    AlarmSent,
+    Company,
+    Connection,
+    ConnectionKind,
+    Document,
+    DocumentStatus,
+    HttpLogEntry,
+    PendingAuthorization,
+    StoredSecret,
+    TransferAttempt,
+    utcnow,
+)
+from core.scheduler_jobs import JobContext, care_for_tokens, housekeeping, token_care
+from core.secrets_store import put_secret
+from core.transfers import PassOptions, companies_with_work
+from tests.core.test_notify import SmtpSink
+from tests.core.test_transfers import add_approved, pdf
+from tests.token_world import World
+
+pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
+
+COMPANY = "Musterfirma GmbH"
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    with SmtpSink.running() as sink:
+        yield sink
+
+
+@pytest.fixture
+def alarmed(world: World, smtp: SmtpSink) -> World:
+    """The world with alarms by e-mail to a global address and the company's own recipient."""
+    world.settings = world.settings.model_copy(update={
+        "smtp_host": "127.0.0.1", "smtp_port": smtp.port, "smtp_tls": "none", "alarm_emails": "ops@example.com"})
+    with unit_of_work(world.engine) as s:
+        company = s.get(Company, world.company_id)
+        company.alarm_recipients = "buchhaltung@musterfirma.de"  # type: ignore[union-attr]
+        s.add(company)
+    return world
+
+
+def context(world: World) -> JobContext:
+    return JobContext(world.engine, world.settings, world.keyring, "test-1", threading.Event())
+
+
+def mails(smtp: SmtpSink) -> list[tuple[str, list[str]]]:
+    return sorted((str(message["Subject"]), rcpts) for rcpts, message in smtp.messages)
+
+
+def set_connection(world: World, **values: object) -> None:
+    with unit_of_work(world.engine) as s:
+        s.exec(update(Connection).where(Connection.company_id == world.company_id,  # type: ignore[call-overload]
+                                        Connection.slot == "long_term").values(**values))
+
+
+def alarm_keys(world: World) -> list[str]:
+    with unit_of_work(world.engine) as s:
+        return sorted(s.exec(select(AlarmSent.key)).all())
+
+
+# --- token care ---------------------------------------------------------------------------------
+
+
+def test_revoked_token_raises_invalid_and_paused_once(alarmed: World, smtp: SmtpSink) -> None:
+    world = alarmed
+    assert world.request_token().ok
+    add_approved(world, 2)
+    world.admin_post("/datev/grants/revoke", {"all": True})
+    connection = world.connection()
+    assert connection is not None
+    assert not run_test(world.engine, world.settings, world.keyring, connection_id=connection.id,  # type: ignore[arg-type]
+                        actor="admin@x.de").ok
+    assert world.connection().invalid_at is not None  # type: ignore[union-attr]
+    refreshes = world.stats()["refresh_requests"]
+
+    first = token_care(context(world))
+
+    assert first["alarms"] == 2 and first["refreshed"] == 0
+    recipients = ["buchhaltung@musterfirma.de", "ops@example.com"]
+    subjects = sorted({subject for subject, _ in mails(smtp)})
+    assert subjects == [f"Token ungültig: {COMPANY} (DATEV)", f"Unternehmen pausiert: {COMPANY}"]
+    assert sorted(r for _, rcpts in mails(smtp) for r in rcpts) == sorted(recipients * 2)
+    paused_body = next(m for _, m in smtp.messages if "pausiert" in str(m["Subject"])).get_content()
+    assert "Token ungültig" in paused_body and "2 freigegebene Belege warten" in paused_body
+
+    second = token_care(context(world))
+
+    assert second["alarms"] == 0 and len(smtp.messages) == 4
+    assert [k.split(":")[0] for k in alarm_keys(world)] == ["company_paused", "token_invalid"]
+    assert world.stats()["refresh_requests"] == refreshes  # token care did not call DATEV
+
+
+def test_expiry_reminder_once_per_step(alarmed: World, smtp: SmtpSink) -> None:
+    world = alarmed
+    assert world.request_token().ok
+    set_connection(world, refresh_expires_at=utcnow() + timedelta(days=29))
+    stats = world.stats()
+
+    assert token_care(context(world))["alarms"] == 1
+    assert token_care(context(world))["alarms"] == 0
+
+    [subject] = {subject for subject, _ in mails(smtp)}
+    assert re.fullmatch(rf"Token läuft in 2[89] Tagen ab: {COMPANY} \(DATEV\)", subject)  # 28 only past midnight
+    assert len(smtp.messages) == 2  # one alarm, two recipients
+    [key] = alarm_keys(world)
+    assert key.startswith(f"token_expiring:company:{world.company_id}:datev:") and key.endswith(":30")
+
+    set_connection(world, refresh_expires_at=utcnow() + timedelta(days=13))
+    assert token_care(context(world))["alarms"] == 1
+    assert [k.rsplit(":", 1)[1] for k in alarm_keys(world)] == ["14", "30"]
+    assert world.stats() == stats  # reminders come from the database alone
+
+
+def test_keepalive_refreshes_a_rolling_token_once(world: World) -> None:
+    assert world.request_token().ok
+    set_connection(world, last_refresh_at=utcnow() - timedelta(days=8))
+    before = world.connection()
+    refreshes = world.stats()["refresh_requests"]
+
+    first = token_care(context(world))
+
+    assert first["refreshed"] == 1 and first["refresh_failed"] == 0
+    assert world.stats()["refresh_requests"] == refreshes + 1
+    after = world.connection()
+    assert after is not None and before is not None
+    assert after.version == before.version + 1 and after.last_refresh_at > before.last_refresh_at  # type: ignore[operator]
+    assert after.invalid_at is None
+
+    assert token_care(context(world))["refreshed"] == 0
+    assert world.stats()["refresh_requests"] == refreshes + 1
+
+
+def test_no_keepalive_when_the_window_is_not_rolling(world: World) -> None:
+    assert world.request_token().ok
+    set_connection(world, last_refresh_at=utcnow() - timedelta(days=30))
+    refreshes = world.stats()["refresh_requests"]
+    settings = world.settings.model_copy(update={"datev_refresh_rolling": False})
+    assert care_for_tokens(world.engine, settings, world.keyring)["refreshed"] == 0
+    assert world.stats()["refresh_requests"] == refreshes
+
+
+def test_repeated_failures_since_the_last_delivery_raise_one_alarm(alarmed: World, smtp: SmtpSink) -> None:
+    world = alarmed
+    report = documents.intake(world.engine, company_id=world.company_id, actor="o@x.de",
+                              files=[(f"R{i}.pdf", pdf(f"f{i}")) for i in range(3)])
+    document_id = report.accepted[0].id
+    now = utcnow()
+
+    def attempt(outcome: str, minutes_ago: int, text: str = "#DCO01245 PDF beschädigt") -> TransferAttempt:
+        at = now - timedelta(minutes=minutes_ago)
+        return TransferAttempt(document_id=document_id, company_id=world.company_id, provider="datev",  # type: ignore[arg-type]
+                               trigger="scheduler", triggered_by="scheduler:x", attempt_no=1, started_at=at,
+                               finished_at=at, outcome=outcome, error_text=None if outcome == "delivered" else text,
+                               correlation_id=f"c{minutes_ago}")
+
+    with unit_of_work(world.engine) as s:  # two failures before the last delivery do not count
+        s.add_all([attempt("failed", 50), attempt("failed", 40), attempt("delivered", 30),
+                   attempt("failed", 20), attempt("retry", 15), attempt("failed", 10)])
+    assert token_care(context(world))["alarms"] == 0  # 2 < threshold 3
+
+    with unit_of_work(world.engine) as s:
+        s.add(attempt("failed", 5, "#DCO01216 Datei zu groß"))
+    assert token_care(context(world))["alarms"] == 1
+    assert token_care(context(world))["alarms"] == 0
+
+    [(subject, _), *_] = mails(smtp)
+    assert subject == f"Übertragung fehlgeschlagen: {COMPANY}"
+    body = smtp.messages[0][1].get_content()
+    assert "3 Belege konnten nicht übertragen werden" in body and "#DCO01216 Datei zu groß" in body
+
+
+def test_missing_token_with_approved_documents_pauses_once(alarmed: World, smtp: SmtpSink) -> None:
+    world = alarmed
+    assert token_care(context(world))["alarms"] == 0  # no token, but nothing waiting either
+    add_approved(world, 1)
+    assert token_care(context(world))["alarms"] == 1
+    assert token_care(context(world))["alarms"] == 0
+    body = smtp.messages[0][1].get_content()
+    assert "Grund: Token fehlt. 1 freigegebener Beleg wartet auf die Übertragung." in body
+
+
+# --- housekeeping -------------------------------------------------------------------------------
+
+
+def test_housekeeping(world: World) -> None:
+    engine, now = world.engine, utcnow()
+    # one-off logins (first: a new login also deletes expired pending rows): the operator's has run out, the admin's has not
+    assert world.request_token(world.operator, ConnectionKind.one_off).ok
+    assert world.request_token(world.admin, ConnectionKind.one_off).ok
+    expired_slot, kept_slot = f"one_off:{world.operator.id}", f"one_off:{world.admin.id}"
+    with unit_of_work(engine) as s:
+        s.exec(update(Connection).where(Connection.slot == expired_slot).values(  # type: ignore[call-overload]
+            refresh_expires_at=now - timedelta(minutes=1)))
+    with unit_of_work(engine) as s:
+        for days in (40, 20, 13):
+            s.add(HttpLogEntry(at=now - timedelta(days=days), provider="datev", method="GET", host="old.example",
+                               path=f"/{days}"))
+    # pending logins: one expired, one fresh, plus a verifier whose login is gone
+    pending_ids = []
+    with unit_of_work(engine) as s:
+        for minutes in (-1, 5):
+            row = PendingAuthorization(state_hash=f"{minutes:+}".ljust(64, "0"), company_id=world.company_id,
+                                       provider="datev", kind="long_term", user_id=world.admin.id,  # type: ignore[arg-type]
+                                       redirect_uri="http://localhost/cb", expires_at=now + timedelta(minutes=minutes))
+            s.add(row)
+            s.flush()
+            pending_ids.append(row.id)
+            for purpose in ("pkce_verifier", "nonce"):
+                put_secret(s, world.keyring, owner_type="pending_authorization", owner_id=row.id,  # type: ignore[arg-type]
+                           purpose=purpose, value="v" * 64)
+        put_secret(s, world.keyring, owner_type="pending_authorization", owner_id=99999, purpose="nonce", value="x")
+    # documents left "in Übertragung": a dead worker's (lease over) and a live one
+    abandoned, live = add_approved(world, 2)
+    with unit_of_work(engine) as s:
+        for document_id, lease in ((abandoned, now - timedelta(minutes=1)), (live, now + timedelta(minutes=5))):
+            s.exec(update(Document).where(Document.id == document_id).values(  # type: ignore[call-overload]
+                status="transferring", lease_owner="scheduler:dead", lease_until=lease, attempts=1))
+    lexware_doc = _lexware_document_in_transfer(world, now - timedelta(minutes=1))
+
+    summary = housekeeping(context(world))
+
+    assert summary == {"http_log_purged": 1, "pending_logins_expired": 1, "abandoned_claims": 2,
+                       "one_off_logins_discarded": 1}
+    with unit_of_work(engine) as s:
+        assert sorted(s.exec(select(HttpLogEntry.path).where(HttpLogEntry.host == "old.example")).all()) == [
+            "/13", "/20"]  # 14 days are always kept
+        assert list(s.exec(select(PendingAuthorization.id)).all()) == [pending_ids[1]]
+        assert sorted(s.exec(select(StoredSecret.owner_id).where(
+            StoredSecret.owner_type == "pending_authorization")).all()) == [pending_ids[1]] * 2
+        docs = {d.id: d for d in s.exec(select(Document)).all()}
+        assert (docs[abandoned].status, docs[abandoned].lease_owner, docs[abandoned].lease_until) == (
+            DocumentStatus.approved.value, None, None)
+        assert (docs[live].status, docs[live].lease_owner) == ("transferring", "scheduler:dead")
+        assert docs[lexware_doc].status == DocumentStatus.unresolved.value  # never re-sent to Lexware
+        [lex_attempt] = s.exec(select(TransferAttempt).where(TransferAttempt.document_id == lexware_doc)).all()
+        assert lex_attempt.outcome == "unresolved"
+        expired = s.exec(select(Connection).where(Connection.slot == expired_slot)).one()
+        kept = s.exec(select(Connection).where(Connection.slot == kept_slot)).one()
+        assert (expired.has_token, kept.has_token) == (False, True)
+        secret_owners = set(s.exec(select(StoredSecret.owner_id).where(StoredSecret.owner_type == "connection")).all())
+        assert expired.id not in secret_owners and kept.id in secret_owners
+    assert companies_with_work(engine, PassOptions(trigger="scheduler", actor="t"), utcnow()) == {world.company_id: 1}  # the released one
+    assert housekeeping(context(world)) == {"http_log_purged": 0, "pending_logins_expired": 0,
+                                            "abandoned_claims": 0, "one_off_logins_discarded": 0}
+
+
+def _lexware_document_in_transfer(world: World, lease_until) -> int:  # type: ignore[no-untyped-def]
+    with unit_of_work(world.engine) as s:
+        company_id = s.exec(select(Company.id).where(Company.name == "Lexware Demo GmbH")).one()
+    report = documents.intake(world.engine, company_id=company_id, actor="o@x.de", files=[("L.pdf", pdf("lex"))])
+    document_id = report.accepted[0].id
+    with unit_of_work(world.engine) as s:
+        s.exec(update(Document).where(Document.id == document_id).values(  # type: ignore[call-overload]
+            status="transferring", lease_owner="scheduler:dead", lease_until=lease_until, attempts=1))
+    return document_id  # type: ignore[return-value]

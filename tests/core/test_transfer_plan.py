@@ -1,0 +1,118 @@
+"""The dry run (core.transfer_plan): what would be sent where, and why a document would wait, without
+any HTTP. Tokens come from the emulator through core, as a user would request them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, update
+from sqlmodel import col, select
+
+from core import documents
+from core.db import unit_of_work
+from core.models import Company, ConnectionKind, Document, HttpLogEntry, Provider, utcnow
+from core.transfer_plan import connection_in_slot, plan
+from core.transfers import PassOptions, run_pass
+from tests.core.test_history import pdf
+from tests.token_world import World
+
+
+def intake(world: World, name: str, company_id: int | None = None, **kwargs: str) -> Document:
+    report = documents.intake(world.engine, company_id=company_id or world.company_id, actor="o@x.de",
+                              files=[(name, pdf(name))], **kwargs)
+    assert not report.rejected, report.rejected
+    return report.accepted[0]
+
+
+def approve(world: World, *docs: Document) -> None:
+    documents.approve(world.engine, document_ids=[d.id for d in docs], actor="o@x.de")  # type: ignore[misc]
+
+
+def http_lines(world: World) -> int:
+    with unit_of_work(world.engine) as s:
+        return int(s.exec(select(func.count()).select_from(HttpLogEntry)).one())
+
+
+def lexware_company(world: World) -> int:
+    with unit_of_work(world.engine) as s:
+        return s.exec(select(Company.id).where(Company.name == "Lexware Demo GmbH")).one()  # type: ignore[return-value]
+
+
+def test_datev_line_names_target_method_path_and_metadata(world: World) -> None:
+    assert world.request_token().ok
+    doc = intake(world, "Rechnung: März?.pdf", document_type="Rechnungseingang", note="Bitte buchen")
+    approve(world, doc)
+    before = http_lines(world)
+    [line] = plan(world.engine, world.settings, [doc.id])  # type: ignore[list-item]
+    assert http_lines(world) == before  # a dry run makes no HTTP call
+    assert line.will_send and line.waits is None
+    assert (line.company_name, line.provider) == ("Musterfirma GmbH", "DATEV")
+    assert line.target == "Mandant 455148-1 (Musterfirma GmbH)"
+    assert (line.method, line.path) == ("PUT", f"/clients/455148-1/documents/{doc.guid}")
+    assert (line.document_type, line.note) == ("Rechnungseingang", "Bitte buchen")
+    assert line.file_name == "Rechnung_ März_.pdf"  # as DATEV stores it
+    assert line.size == doc.size and line.media_type == "application/pdf"
+
+
+def test_the_plan_matches_what_the_transfer_then_does(world: World) -> None:
+    assert world.request_token().ok
+    doc = intake(world, "Beleg.pdf")
+    approve(world, doc)
+    [line] = plan(world.engine, world.settings, [doc.id])  # type: ignore[list-item]
+    run_pass(world.engine, world.settings, world.keyring,
+             PassOptions(trigger="manual", actor="o@x.de", document_ids=[doc.id]))  # type: ignore[list-item]
+    with unit_of_work(world.engine) as s:
+        paths = [e.path for e in s.exec(select(HttpLogEntry).where(HttpLogEntry.purpose == "upload"))]
+    assert len(paths) == 1 and paths[0].endswith(line.path)
+
+
+def test_waiting_reasons_without_token_for_new_and_for_backoff(world: World) -> None:
+    lex = lexware_company(world)
+    waiting = intake(world, "a.pdf")
+    fresh = intake(world, "b.pdf")
+    later = intake(world, "c.pdf")
+    lex_doc = intake(world, "d.pdf", company_id=lex)
+    approve(world, waiting, later, lex_doc)
+    lines = {p.document_id: p for p in plan(world.engine, world.settings,
+                                            [waiting.id, fresh.id, later.id, lex_doc.id, 999_999])}  # type: ignore[list-item]
+    assert set(lines) == {waiting.id, fresh.id, later.id, lex_doc.id}  # unknown ids are left out
+    assert lines[waiting.id].waits == "Token fehlt" and not lines[waiting.id].will_send
+    assert lines[fresh.id].waits == "nicht freigegeben (Status „neu“)"
+    assert lines[lex_doc.id].target == "Lexware Office (Lexware Demo GmbH)"
+    assert (lines[lex_doc.id].method, lines[lex_doc.id].path) == ("POST", "/v1/files")
+    assert lines[lex_doc.id].provider == "Lexware Office" and lines[lex_doc.id].waits == "Token fehlt"
+
+    assert world.request_token().ok
+    with unit_of_work(world.engine) as s:
+        s.exec(update(Document).where(col(Document.id) == later.id)
+               .values(next_attempt_at=utcnow() + timedelta(hours=1)))
+    lines = {p.document_id: p for p in plan(world.engine, world.settings, [waiting.id, later.id])}  # type: ignore[list-item]
+    assert lines[waiting.id].will_send
+    assert lines[later.id].waits is not None and lines[later.id].waits.startswith("nächster Versuch ab ")
+
+
+def test_paused_company_waits_with_the_reason(world: World) -> None:
+    assert world.request_token().ok
+    doc = intake(world, "p.pdf")
+    approve(world, doc)
+    with unit_of_work(world.engine) as s:
+        company = s.get(Company, world.company_id)
+        company.paused_at, company.paused_reason = utcnow() + timedelta(seconds=1), "DATEV verweigert den Zugriff"
+        s.add(company)
+    [line] = plan(world.engine, world.settings, [doc.id])  # type: ignore[list-item]
+    assert line.waits == "pausiert: DATEV verweigert den Zugriff"
+
+
+def test_one_off_slot_uses_the_users_own_login(world: World) -> None:
+    assert world.request_token().ok  # a long-term token exists, but the one-off slot is separate
+    doc = intake(world, "o.pdf")
+    approve(world, doc)
+    slot = f"one_off:{world.operator.id}"
+    [line] = plan(world.engine, world.settings, [doc.id], slot)  # type: ignore[list-item]
+    assert line.waits == "Token fehlt"
+    assert connection_in_slot(world.engine, world.company_id, Provider.datev, slot) is None
+    assert world.request_token(world.operator, ConnectionKind.one_off).ok
+    [line] = plan(world.engine, world.settings, [doc.id], slot)  # type: ignore[list-item]
+    assert line.will_send
+    found = connection_in_slot(world.engine, world.company_id, Provider.datev, slot)
+    assert found is not None and found.kind == "one_off" and found.owner_user_id == world.operator.id

@@ -1,0 +1,95 @@
+"""Belege to DATEV in a real browser: the operator uploads a valid PDF and an empty file (German
+rejection), approves the PDF, transfers it on "Übertragen" with the company's Langzeittoken and sees
+it delivered; the emulator received the document's GUID exactly once. Real servers, real HTTP."""
+
+import io
+from pathlib import Path
+
+import pytest
+import requests
+from playwright.sync_api import Page, expect
+from pypdf import PdfWriter
+from sqlmodel import select
+
+from core.config import Settings
+from core.datev_connect import finish_login, start_login
+from core.db import make_engine, unit_of_work
+from core.models import AppUser, Company, ConnectionKind, Document
+from core.secrets_store import get_keyring
+from tests.datev_user import consent
+from tests.e2e.conftest import sign_in
+from tests.e2e.harness import DashboardServer
+
+pytestmark = pytest.mark.e2e
+
+
+def pdf_bytes() -> bytes:
+    writer = PdfWriter()
+    writer.add_blank_page(width=200, height=200)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def request_long_term_token(db_url: str, emulator_url: str) -> None:
+    """Through core against the emulator, before the dashboard starts (same database, same key)."""
+    settings = Settings(_env_file=None, app_env="test", database_url=db_url, emulator_url=emulator_url)
+    engine = make_engine(db_url)
+    with unit_of_work(engine) as s:
+        admin = s.exec(select(AppUser).where(AppUser.email == "admin@tokendesk.demo")).one()
+        company_id = s.exec(select(Company.id).where(Company.name == "Musterfirma GmbH")).one()
+        s.expunge(admin)
+    url = start_login(engine, settings, get_keyring(), company_id=company_id, user=admin, kind=ConnectionKind.long_term)
+    outcome = finish_login(engine, settings, get_keyring(), params=consent(url), user=admin)
+    engine.dispose()
+    assert outcome.ok, outcome.message
+
+
+def test_operator_uploads_approves_and_transfers(page: Page, demo_db_url: str, emulator, tmp_path: Path) -> None:
+    request_long_term_token(demo_db_url, emulator.base_url)
+    with DashboardServer(tmp_path, demo_db_url, emulator.base_url) as server:
+        try:
+            sign_in(page, server.url, "operator")
+            page.get_by_role("link", name="Belege").click()
+            expect(page.get_by_role("heading", name="Belege", exact=True)).to_be_visible()
+
+            page.get_by_role("combobox", name="Unternehmen").first.click()
+            page.get_by_role("option", name="Musterfirma GmbH").click()
+            expect(page.get_by_text("Erlaubt: PDF, JPG, JPEG, PNG, GIF, TIF, TIFF, XML bis 20 MB je Datei (DATEV).")
+                   ).to_be_visible()
+            uploader = page.locator("[data-testid='stFileUploaderDropzoneInput']")
+            expect(uploader).to_have_count(1)  # the previous company's form is gone
+            for name, content in (("Rechnung Mai.pdf", pdf_bytes()), ("leer.pdf", b"")):
+                # one file at a time, each confirmed by the server before the next (no sleeps)
+                with page.expect_response(lambda r: "/_stcore/upload_file/" in r.url and r.request.method == "PUT"):
+                    uploader.set_input_files([{"name": name, "mimeType": "application/pdf", "buffer": content}])
+            page.get_by_role("button", name="Hochladen").click()
+            expect(page.get_by_text("„Rechnung Mai.pdf“ angenommen")).to_be_visible()
+            expect(page.get_by_text("Die Datei „leer.pdf“ ist leer (0 Byte).")).to_be_visible()
+
+            page.get_by_role("button", name="Alle neuen dieser Seite auswählen").click()
+            expect(page.get_by_text("Nr. 1 · Rechnung Mai.pdf (Musterfirma GmbH)")).to_be_visible()
+            page.get_by_role("button", name="Freigeben", exact=True).click()
+            expect(page.get_by_text("1 Beleg freigegeben.")).to_be_visible()
+
+            page.get_by_role("link", name="Übertragen", exact=True).click()
+            expect(page.get_by_role("heading", name="Übertragen", exact=True)).to_be_visible()
+            page.get_by_role("button", name="Alle auswählen").click()
+            expect(page.get_by_text("1 von 1 ausgewählten Belegen werden gesendet.")).to_be_visible()
+            page.get_by_role("button", name="Übertragen", exact=True).click()
+            expect(page.get_by_text("1 übertragen, 0 fehlgeschlagen, 0 ungeklärt.")).to_be_visible()
+            expect(page.get_by_text("Fertig: 1 von 1 Belegen bearbeitet.")).to_be_visible()
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"))
+            print(server.log())
+            raise
+
+    engine = make_engine(demo_db_url)
+    with unit_of_work(engine) as s:
+        [document] = s.exec(select(Document)).all()
+        guid, status = document.guid, document.status
+    engine.dispose()
+    assert status == "delivered"
+    data = requests.get(emulator.base_url + "/_admin/datev/uploads", timeout=5).json()
+    received = [u["guid"].lower() for u in (data if isinstance(data, list) else data["uploads"])]
+    assert received == [guid]

@@ -1,0 +1,87 @@
+"""The Langzeittoken request in a real browser: sign in at the local identity provider, request the
+token for Musterfirma GmbH, log in and consent at the emulator's DATEV pages, land back on the
+dashboard and see the card; then delete it (revoked at DATEV). Real servers, real HTTP."""
+
+from pathlib import Path
+
+import pytest
+import requests
+from playwright.sync_api import Page, expect
+from sqlmodel import select
+
+from core.db import make_engine, unit_of_work
+from core.models import AuditEvent, Company, Connection, StoredSecret
+from tests.e2e.conftest import sign_in, wait_connected
+from tests.e2e.harness import DashboardServer
+
+pytestmark = pytest.mark.e2e
+
+
+def company_id(db_url: str, name: str) -> int:
+    engine = make_engine(db_url)
+    with unit_of_work(engine) as s:
+        found = s.exec(select(Company).where(Company.name == name)).one().id
+    engine.dispose()
+    return found
+
+
+def test_admin_requests_and_deletes_a_long_term_token(page: Page, demo_db_url: str, emulator, tmp_path: Path) -> None:
+    musterfirma = company_id(demo_db_url, "Musterfirma GmbH")
+    with DashboardServer(tmp_path, demo_db_url, emulator.base_url) as server:
+        callback_uri = f"{server.url}/datev_callback"
+        requests.post(f"{emulator.base_url}/_admin/datev/clients", json={"redirect_uris": [callback_uri]},
+                      timeout=5).raise_for_status()
+        try:
+            sign_in(page, server.url, "admin")
+            page.get_by_role("link", name="Langzeittoken").click()  # the default page; opened via the menu
+            expect(page.get_by_role("heading", name="Langzeittoken", exact=True)).to_be_visible()
+            card = page.locator(f".st-key-request_{musterfirma}")
+            card.get_by_role("button", name="Langzeittoken anfordern").click()
+            link = page.locator("[data-testid='auth-link']")
+            expect(link).to_have_text("Weiter zur DATEV-Anmeldung (Langzeittoken)")
+            link.click()
+
+            # at DATEV (the emulator): log in with SmartLogin as Max Mustermann and consent
+            page.wait_for_url(f"{emulator.base_url}/openid/authorize**")
+            page.select_option("select[name=person]", "max")
+            page.locator("#method-smartlogin").click()
+            page.locator("#qr-scanned").click()
+            expect(page.locator("[data-testid='consent-offline']")).to_be_visible()
+            page.locator("#consent-accept").click()
+
+            # back on the dashboard: the callback stored the token and showed the tokens page
+            page.wait_for_url(f"{server.url}/**")
+            wait_connected(page)
+            expect(page.get_by_text("Langzeittoken gespeichert (DATEV-Benutzer: Max Mustermann)")).to_be_visible()
+            expect(page.get_by_text("Zugriff auf Mandant 455148-1 (Musterfirma GmbH) bestätigt").first).to_be_visible()
+            assert "code=" not in page.url and "state=" not in page.url
+            heading = page.get_by_role("heading", name="Musterfirma GmbH · DATEV")
+            expect(heading).to_contain_text("🟢")
+            expect(page.get_by_text("Status: aktiv", exact=True)).to_be_visible()
+            expect(page.get_by_text("DATEV-Benutzer: Max Mustermann", exact=True)).to_be_visible()
+            expect(page.get_by_text("Datenbestand (Berater-Nr.–Mandanten-Nr.): 455148–1", exact=True)).to_be_visible()
+            expect(page.get_by_role("button", name="Neues Langzeittoken anfordern")).to_be_visible()
+
+            # delete: revoke at DATEV and erase here
+            page.get_by_role("button", name="Langzeittoken löschen").click()
+            page.get_by_role("button", name="Endgültig löschen").click()
+            expect(page.get_by_text("Musterfirma GmbH: Token gelöscht und beim Anbieter widerrufen.")).to_be_visible()
+            expect(page.get_by_text("Status: widerrufen", exact=True)).to_be_visible()
+            expect(page.get_by_text("DATEV-Benutzer: Max Mustermann", exact=True)).to_have_count(0)
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"))
+            print(server.log())
+            raise
+
+    engine = make_engine(demo_db_url)
+    with unit_of_work(engine) as s:
+        row = s.exec(select(Connection).where(Connection.company_id == musterfirma)).one()
+        actions = [e.action for e in s.exec(select(AuditEvent).where(AuditEvent.entity_type == "connection")
+                                            .order_by(AuditEvent.id))]
+        leftover = s.exec(select(StoredSecret)).all()
+    engine.dispose()
+    assert not row.has_token and row.deleted_by == "admin@tokendesk.demo" and row.grantor_name == "Max Mustermann"
+    assert actions == ["token.requested", "token.test", "token.deleted"] and leftover == []
+    grants = requests.get(f"{emulator.base_url}/_admin/datev/grants", timeout=5).json()
+    grants = grants if isinstance(grants, list) else grants["grants"]
+    assert len(grants) == 1 and grants[0]["revoked"]
