@@ -45,8 +45,6 @@ class Health(StrEnum):
     missing = "fehlt"
 
 
-HEALTH_LIGHTS = {Health.active: "🟢", Health.expiring: "🟡", Health.expired: "🔴", Health.invalid: "🔴",
-                 Health.revoked: "⚪", Health.missing: "⚪"}
 USABLE = frozenset({Health.active, Health.expiring})
 
 
@@ -86,10 +84,6 @@ class TokenCard:
     provider: Provider
     connection: Connection | None
     health: Health
-
-    @property
-    def light(self) -> str:
-        return HEALTH_LIGHTS[self.health]
 
 
 def token_cards(engine: Engine, settings: Settings, *, now: datetime | None = None) -> list[TokenCard]:

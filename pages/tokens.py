@@ -14,7 +14,7 @@ from core.connections import DATEV_CONNECTED_APPS_URL, Health, TokenCard  # noqa
 from core.datev_connect import start_login  # noqa: E402
 from core.datev_oidc import ProviderUnavailable  # noqa: E402
 from core.errors import UserFacingError, ValidationFailed  # noqa: E402
-from core.models import ConnectionKind, Provider, Role, utcnow  # noqa: E402
+from core.models import PROVIDER_LABELS, ConnectionKind, Provider, Role, utcnow  # noqa: E402
 from core.timefmt import format_local  # noqa: E402
 from ui.feedback import flash, flash_error, show_flashes  # noqa: E402
 from ui.services import services  # noqa: E402
@@ -22,7 +22,18 @@ from ui.services import services  # noqa: E402
 settings, engine, keyring = services()
 is_admin = may(user, Role.admin)
 is_operator = may(user, Role.operator)
-PROVIDER_LABELS = {Provider.datev: "DATEV", Provider.lexware: "Lexware Office"}
+# The status light DATEV requires, as a coloured badge (renders without emoji fonts).
+HEALTH_BADGES = {
+    Health.active: ("green", ":material/check_circle:"), Health.expiring: ("orange", ":material/schedule:"),
+    Health.expired: ("red", ":material/cancel:"), Health.invalid: ("red", ":material/error:"),
+    Health.revoked: ("gray", ":material/block:"), Health.missing: ("gray", ":material/radio_button_unchecked:"),
+}
+TEST_ICONS = {True: ":green[:material/check_circle:]", False: ":red[:material/error:]"}
+
+
+def status_badge(health: Health) -> str:
+    color, icon = HEALTH_BADGES[health]
+    return f":{color}-badge[{icon} {health.value}]"
 
 st.title("Langzeittoken")
 st.caption(
@@ -68,7 +79,7 @@ def datev_facts(card: TokenCard) -> None:
         fact("Letzte Erneuerung", format_local(c.last_refresh_at))
         fact("Letzte Verwendung", format_local(c.last_used_at))
         test = "–" if c.last_test_at is None else (
-            f"{format_local(c.last_test_at)}: {'✅' if c.last_test_ok else '❌'} {html.escape(c.last_test_message or '')}")
+            f"{format_local(c.last_test_at)}: {TEST_ICONS[bool(c.last_test_ok)]} {html.escape(c.last_test_message or '')}")
         fact("Letzte Testabfrage", test)
         fact("Fingerprint", f"`{c.token_fingerprint}`" if c.token_fingerprint else "–")
     if c.has_token and not c.offline_granted:
@@ -85,7 +96,7 @@ def lexware_facts(card: TokenCard) -> None:
     with right:
         fact("Letzte Verwendung", format_local(c.last_used_at))
         test = "–" if c.last_test_at is None else (
-            f"{format_local(c.last_test_at)}: {'✅' if c.last_test_ok else '❌'} {html.escape(c.last_test_message or '')}")
+            f"{format_local(c.last_test_at)}: {TEST_ICONS[bool(c.last_test_ok)]} {html.escape(c.last_test_message or '')}")
         fact("Letzte Testabfrage", test)
         fact("Fingerprint", f"`{c.token_fingerprint}`" if c.token_fingerprint else "–")
 
@@ -108,7 +119,7 @@ def datev_actions(card: TokenCard) -> None:
     has_token = card.connection is not None and card.connection.has_token
     cols = st.columns(4)
     if is_admin:
-        label = "Neues Langzeittoken anfordern" if has_token else "Langzeittoken anfordern"
+        label = "Neu anfordern" if has_token else "Langzeittoken anfordern"
         if cols[0].button(label, key=f"request_{cid}", type="primary"):
             start(card, ConnectionKind.long_term)
         if has_token and cols[1].button("Verbindung testen", key=f"test_{cid}"):
@@ -178,8 +189,8 @@ if not cards:
     st.info("Kein Unternehmen nutzt DATEV oder Lexware Office als Schnittstelle.")
 for card in cards:
     with st.container(border=True):
-        st.subheader(f"{card.light} {card.company.name} · {PROVIDER_LABELS[card.provider]}")
-        st.markdown(f"Status: **{card.health.value}**")
+        st.subheader(f"{card.company.name} · {PROVIDER_LABELS[card.provider]}")
+        st.markdown(f"Status: {status_badge(card.health)}")
         if card.connection is not None and card.connection.has_token:
             (datev_facts if card.provider == Provider.datev else lexware_facts)(card)
         state_notes(card)

@@ -41,6 +41,6 @@ def show_scheduler_status() -> None:
         st.caption("Scheduler-Status nicht verfügbar")
         return
     if running:
-        st.caption(f"🟢 {text}")
+        st.caption(f":green[:material/check_circle:] {text}")
     else:
         st.warning(text)

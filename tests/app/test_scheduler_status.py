@@ -44,7 +44,7 @@ def test_running_and_stale_schedulers(app_db: str) -> None:
     heartbeat.start(engine, "host-b-2")
     at = run()
     [caption] = [c.value for c in at.sidebar.caption]
-    assert caption.startswith("🟢 Scheduler läuft (2) · letzter Takt ") and len(at.sidebar.warning) == 0
+    assert caption.startswith(":green[:material/check_circle:] Scheduler läuft (2) · letzter Takt ") and len(at.sidebar.warning) == 0
     old = utcnow() - timedelta(minutes=10)
     with unit_of_work(engine) as s:
         for row in s.exec(select(SchedulerHeartbeat)).all():

@@ -105,7 +105,10 @@ def test_viewer_sees_the_cards_read_only(app, desk: Desk) -> None:  # type: igno
     at = run_page(app, "viewer")
     assert [t.value for t in at.title] == ["Langzeittoken"]
     subheaders = [s.value for s in at.subheader]
-    assert "🟢 Musterfirma GmbH · DATEV" in subheaders and "⚪ Lexware Demo GmbH · Lexware Office" in subheaders
+    assert "Musterfirma GmbH · DATEV" in subheaders and "Lexware Demo GmbH · Lexware Office" in subheaders
+    badges = [m.value for m in at.markdown if m.value.startswith("Status: ")]
+    assert "Status: :green-badge[:material/check_circle: aktiv]" in badges
+    assert "Status: :gray-badge[:material/radio_button_unchecked: fehlt]" in badges
     assert "**DATEV-Benutzer:** Max Mustermann" in texts(at)
     assert labels(at) == [] and len(at.text_input) == 0 and len(at.get("popover")) == 0
     assert len(at.get("expander")) == 0 and len(at.get("form")) == 0
@@ -127,7 +130,7 @@ def test_admin_sees_request_test_and_delete(app, desk: Desk) -> None:  # type: i
     desk.request_token()
     at = run_page(app, "admin")
     musterfirma = desk.companies["Musterfirma GmbH"]
-    assert at.button(key=f"request_{musterfirma}").label == "Neues Langzeittoken anfordern"
+    assert at.button(key=f"request_{musterfirma}").label == "Neu anfordern"
     assert at.button(key=f"test_{musterfirma}").label == "Verbindung testen"
     assert at.button(key=f"delete_{musterfirma}").label == "Endgültig löschen"
     assert [p.proto.popover.label for p in at.get("popover")] == ["Langzeittoken löschen"]
@@ -142,14 +145,14 @@ def test_card_shows_the_facts_and_never_a_token(app, desk: Desk) -> None:  # typ
     row = desk.connection()
     at = run_page(app, "admin")
     shown = texts(at)
-    assert "Status: **aktiv**" in shown
+    assert "Status: :green-badge[:material/check_circle: aktiv]" in shown
     assert "**DATEV-Benutzer:** Max Mustermann" in shown
     assert re.search(r"\*\*Angefordert:\*\* \d\d\.\d\d\.\d{4} \d\d:\d\d von admin@tokendesk\.demo", shown)
     assert re.search(r"\*\*Gültig bis:\*\* \d\d\.\d\d\.\d{4} \d\d:\d\d", shown)
     assert "**Datenbestand (Berater-Nr.–Mandanten-Nr.):** 455148–1" in shown
     assert "**Letzte Erneuerung:** –" in shown
     assert re.search(r"\*\*Letzte Verwendung:\*\* \d\d\.\d\d\.\d{4} \d\d:\d\d", shown)
-    assert re.search(r"\*\*Letzte Testabfrage:\*\* \d\d\.\d\d\.\d{4} \d\d:\d\d: ✅ Zugriff auf Mandant 455148-1", shown)
+    assert re.search(r"\*\*Letzte Testabfrage:\*\* \d\d\.\d\d\.\d{4} \d\d:\d\d: :green\[:material/check_circle:\] Zugriff auf Mandant 455148-1", shown)
     assert f"**Fingerprint:** `{row.token_fingerprint}`" in shown
     assert "https://apps.datev.de/tokrevui" in shown
     everything = page_text(at)
@@ -199,7 +202,8 @@ def test_callback_stores_the_token_and_shows_the_tokens_page(app, desk: Desk) ->
     success = " ".join(s.value for s in back.success)
     assert "Langzeittoken gespeichert (DATEV-Benutzer: Max Mustermann)" in success
     assert "Zugriff auf Mandant 455148-1 (Musterfirma GmbH) bestätigt" in success
-    assert "🟢 Musterfirma GmbH · DATEV" in [s.value for s in back.subheader]
+    assert "Musterfirma GmbH · DATEV" in [s.value for s in back.subheader]
+    assert "Status: :green-badge[:material/check_circle: aktiv]" in [m.value for m in back.markdown]
     assert params["code"] not in page_text(back) and params["state"] not in page_text(back)
     assert not back.query_params.get("code") and not back.query_params.get("state")
     row = desk.connection()
@@ -241,7 +245,7 @@ def test_admin_tests_and_deletes_a_token(app, desk: Desk, emulator) -> None:  # 
     at.button(key=f"delete_{musterfirma}").click().run()
     assert not at.exception
     assert "Musterfirma GmbH: Token gelöscht und beim Anbieter widerrufen." in [s.value for s in at.success]
-    assert "Status: **widerrufen**" in texts(at)
+    assert "Status: :gray-badge[:material/block: widerrufen]" in texts(at)
     assert "Gelöscht am" in texts(at) and "von admin@tokendesk.demo" in texts(at)
     row = desk.connection()
     assert not row.has_token and row.deleted_by == "admin@tokendesk.demo"
@@ -256,7 +260,8 @@ def test_lexware_key_form_stores_the_key_and_shows_only_its_fingerprint(app, des
     assert ("Lexware Demo GmbH: API-Schlüssel gespeichert. Verbunden mit „Lexware Demo GmbH“."
             in [s.value for s in at.success])
     shown = texts(at)
-    assert "🟢 Lexware Demo GmbH · Lexware Office" in [s.value for s in at.subheader]
+    assert "Lexware Demo GmbH · Lexware Office" in [s.value for s in at.subheader]
+    assert "Status: :green-badge[:material/check_circle: aktiv]" in [m.value for m in at.markdown]
     assert "**Lexware-Organisation:** Lexware Demo GmbH" in shown
     assert f"**Fingerprint:** `{fingerprint(LEXWARE_KEY)}`" in shown
     assert LEXWARE_KEY not in page_text(at)

@@ -55,18 +55,19 @@ def test_admin_requests_and_deletes_a_long_term_token(page: Page, demo_db_url: s
             expect(page.get_by_text("Langzeittoken gespeichert (DATEV-Benutzer: Max Mustermann)")).to_be_visible()
             expect(page.get_by_text("Zugriff auf Mandant 455148-1 (Musterfirma GmbH) bestätigt").first).to_be_visible()
             assert "code=" not in page.url and "state=" not in page.url
-            heading = page.get_by_role("heading", name="Musterfirma GmbH · DATEV")
-            expect(heading).to_contain_text("🟢")
-            expect(page.get_by_text("Status: aktiv", exact=True)).to_be_visible()
+            card = page.locator("div").filter(has=page.get_by_role("heading", name="Musterfirma GmbH · DATEV")).filter(
+                has_text="Status:").last  # the innermost block that holds the card
+            expect(card.locator("[data-testid='stMarkdownContainer']").filter(has_text="Status:")).to_contain_text("aktiv")
             expect(page.get_by_text("DATEV-Benutzer: Max Mustermann", exact=True)).to_be_visible()
             expect(page.get_by_text("Datenbestand (Berater-Nr.–Mandanten-Nr.): 455148–1", exact=True)).to_be_visible()
-            expect(page.get_by_role("button", name="Neues Langzeittoken anfordern")).to_be_visible()
+            expect(card.get_by_role("button", name="Neu anfordern")).to_be_visible()
 
             # delete: revoke at DATEV and erase here
             page.get_by_role("button", name="Langzeittoken löschen").click()
             page.get_by_role("button", name="Endgültig löschen").click()
             expect(page.get_by_text("Musterfirma GmbH: Token gelöscht und beim Anbieter widerrufen.")).to_be_visible()
-            expect(page.get_by_text("Status: widerrufen", exact=True)).to_be_visible()
+            expect(card.locator("[data-testid='stMarkdownContainer']").filter(has_text="Status:")).to_contain_text(
+                "widerrufen")
             expect(page.get_by_text("DATEV-Benutzer: Max Mustermann", exact=True)).to_have_count(0)
         except Exception:
             page.screenshot(path=str(tmp_path / "failure.png"))
