@@ -1,0 +1,551 @@
+"""Transfer benchmarks, on SQLite and (if reachable) PostgreSQL. Figures only: nothing is asserted.
+
+(1) throughput: the emulator (its own process) sleeps LATENCY_MS on every upload; N approved small
+    PDFs across 1 or 4 companies; one `run_pass` with TRANSFER_CONCURRENCY 4 and 8. Reported:
+    documents per second and the fraction of the ideal (concurrency ÷ latency). Each pass is
+    instrumented (wrappers around the engine's functions, core/ untouched): time per upload in
+    claiming, the upload call, the HTTP-log write and recording the outcome, and how busy the
+    workers were. A run without latency shows the engine's own ceiling.
+(2) reads per upload: `summary.reads / summary.uploads` of the same passes.
+(3) idle pass: 10,000 companies and 1,000,000 delivered documents (bulk insert; no content rows),
+    and 1,000 / 100,000; `companies_with_work` and `run_pass` with nothing due, 50 runs each:
+    median and p95 in ms, and the ratio large ÷ small.
+
+Run: `python -m bench.transfers` (all), `--only throughput|idle`, `--quick` (smaller, for a try).
+Results: bench/results/transfers.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import functools
+import json
+import os
+import platform
+import pstats
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import requests
+from sqlalchemy import Engine, create_engine, text, update
+from sqlmodel import col, select
+
+import core.httplog
+import core.transfers
+from core import companies, documents
+from core.config import Settings
+from core.crypto import Keyring, new_key_entry
+from core.datev_connect import finish_login, start_login
+from core.db import make_engine, unit_of_work
+from core.demo import seed_demo
+from core.migrate import upgrade_to_head
+from core.models import AppUser, Company, ConnectionKind, Interface
+from core.transfers import PassOptions, companies_with_work, run_pass
+from tests.datev_user import consent
+from tests.proof.fleet import pdf
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results" / "transfers.json"
+POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
+KEY_ENTRY = new_key_entry("bench-k1")  # a throw-away key for this run only
+LATENCY_MS = 50
+CLIENTS = ("455148-1", "455148-2", "455148-4", "455148-5")  # "max" has rights; all with Belege online
+IDLE_RUNS = 50
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+
+
+# --- databases and the emulator ----------------------------------------------------------------
+
+
+@contextmanager
+def sqlite_database(label: str) -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix=f"bench-transfers-{label}-") as tmp:
+        yield f"sqlite:///{Path(tmp) / 'bench.db'}"
+
+
+def postgres_reachable() -> bool:
+    probe = create_engine(POSTGRES_ADMIN_URL)
+    try:
+        with probe.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return True
+    except Exception as exc:  # noqa: BLE001
+        print(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL} ({type(exc).__name__}): left out")
+        return False
+    finally:
+        probe.dispose()
+
+
+@contextmanager
+def postgres_database(label: str) -> Iterator[str]:
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"bench_transfers_{label}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def databases(label: str) -> Iterator[tuple[str, Callable[[], object]]]:
+    yield "sqlite", functools.partial(sqlite_database, label)
+    if postgres_reachable():
+        yield "postgresql", functools.partial(postgres_database, label)
+
+
+@contextmanager
+def emulator_process() -> Iterator[tuple[str, int]]:
+    """The emulator in its own process, so it does not share our GIL (as the real DATEV would not)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "emulator", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(url + "/_admin/health", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the emulator did not start")
+            time.sleep(0.1)
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def admin_post(emulator_url: str, path: str, body: dict | None = None) -> None:
+    requests.post(emulator_url + "/_admin" + path, json=body or {}, timeout=10).raise_for_status()
+
+
+# --- (1) and (2): throughput and reads per upload ----------------------------------------------
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of another process (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Meter:
+    """Wall time spent in the engine's steps, summed over worker threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.totals: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def wrap(self, module: object, name: str, label: str) -> Callable[[], None]:
+        original = getattr(module, name)
+
+        @functools.wraps(original)
+        def timed(*args, **kwargs):  # type: ignore[no-untyped-def]
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                with self.lock:
+                    self.totals[label] += time.perf_counter() - started
+                    self.calls[label] += 1
+
+        setattr(module, name, timed)
+        return lambda: setattr(module, name, original)
+
+    def reset(self) -> None:
+        self.totals.clear()
+        self.calls.clear()
+
+
+class ThreadProfiles:
+    """cProfile in every worker thread (cProfile sees only its own thread), merged afterwards. The timer
+    is the thread's CPU time, so waiting (sockets, locks, the database server) does not count."""
+
+    def __init__(self) -> None:
+        self.profiles: list[cProfile.Profile] = []
+        self.lock = threading.Lock()
+
+    def wrap(self, module: object, name: str) -> Callable[[], None]:
+        original = getattr(module, name)
+
+        @functools.wraps(original)
+        def profiled(*args, **kwargs):  # type: ignore[no-untyped-def]
+            profile = cProfile.Profile(time.thread_time)
+            with self.lock:
+                self.profiles.append(profile)
+            profile.enable()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                profile.disable()
+
+        setattr(module, name, profiled)
+        return lambda: setattr(module, name, original)
+
+    def top(self, uploads: int, limit: int = 25) -> list[dict]:
+        stats = pstats.Stats(self.profiles[0])
+        for profile in self.profiles[1:]:
+            stats.add(profile)
+        rows = []
+        for (filename, line, function), (_cc, calls, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+            short = filename.split("site-packages/")[-1].replace(str(ROOT) + "/", "")
+            rows.append({"function": f"{short}:{line}({function})", "calls_per_upload": round(calls / uploads, 1),
+                         "own_ms_per_upload": round(tottime / uploads * 1000, 3),
+                         "cum_ms_per_upload": round(cumtime / uploads * 1000, 3)})
+        return sorted(rows, key=lambda r: r["own_ms_per_upload"], reverse=True)[:limit]
+
+    def cpu_by_package(self, uploads: int) -> dict[str, float]:
+        """Own CPU ms per upload, grouped by top-level package (sqlalchemy, requests, urllib3, …)."""
+        stats = pstats.Stats(self.profiles[0])
+        for profile in self.profiles[1:]:
+            stats.add(profile)
+        groups: dict[str, float] = defaultdict(float)
+        for (filename, _line, _function), (_cc, _calls, tottime, _cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+            if "site-packages/" in filename:
+                group = filename.split("site-packages/")[1].split("/")[0]
+            elif filename.startswith(str(ROOT)):
+                group = filename.replace(str(ROOT) + "/", "").split("/")[0]
+            elif filename == "~":
+                group = "builtins (C)"
+            else:
+                group = "stdlib"
+            groups[group] += tottime
+        return {k: round(v / uploads * 1000, 2) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])}
+
+
+def prepare_fleet(database_url: str, emulator_url: str) -> tuple[Engine, Settings, Keyring, dict[str, int]]:
+    engine = make_engine(database_url)
+    upgrade_to_head(engine)
+    seed_demo(engine)
+    settings = Settings(_env_file=None, app_env="test", database_url=database_url, emulator_url=emulator_url,
+                        encryption_keys=KEY_ENTRY)
+    keyring = Keyring.parse(KEY_ENTRY)
+    with unit_of_work(engine) as s:
+        for client in ("4", "5"):
+            companies.create_company(s, actor="bench", data=companies.CompanyInput(
+                f"Bench {client}", "455148", client, Interface.datev.value, True, "Rechnungseingang"))
+    with unit_of_work(engine) as s:
+        admin = s.exec(select(AppUser).where(AppUser.email == "admin@tokendesk.demo")).one()
+        ids = {c.datev_client_id: c.id for c in s.exec(select(Company)).all() if c.datev_client_id in CLIENTS}
+        s.exec(update(Company).where(col(Company.id).in_(list(ids.values()))).values(auto_transfer=True))  # type: ignore[call-overload]
+        s.expunge_all()
+    for company_id in ids.values():
+        url = start_login(engine, settings, keyring, company_id=company_id, user=admin, kind=ConnectionKind.long_term)  # type: ignore[arg-type]
+        outcome = finish_login(engine, settings, keyring, params=consent(url, person="max"), user=admin)
+        if not outcome.ok:
+            raise RuntimeError(outcome.message)
+    return engine, settings, keyring, ids  # type: ignore[return-value]
+
+
+def approve_documents(engine: Engine, company_ids: list[int], total: int, tag: str) -> None:
+    for n, company_id in enumerate(company_ids):
+        share = total // len(company_ids) + (1 if n < total % len(company_ids) else 0)
+        report = documents.intake(engine, company_id=company_id, actor="bench", files=[
+            (f"Beleg {tag}-{i}.pdf", pdf(f"{tag}-{company_id}-{i}")) for i in range(share)])
+        documents.approve(engine, document_ids=[d.id for d in report.accepted], actor="bench")  # type: ignore[misc]
+
+
+def one_throughput_run(engine: Engine, settings: Settings, keyring: Keyring, company_ids: list[int], *,
+                       concurrency: int, latency_ms: int, total: int, emulator_url: str, emulator_pid: int,
+                       meter: Meter) -> dict:
+    approve_documents(engine, company_ids, total, uuid.uuid4().hex[:8])
+    requests.delete(emulator_url + "/_admin/faults", timeout=5).raise_for_status()
+    if latency_ms:
+        admin_post(emulator_url, "/faults", {"target": "documents", "kind": "latency", "latency_ms": latency_ms,
+                                             "count": 100_000})
+    run_settings = settings.model_copy(update={"transfer_concurrency": concurrency})
+    meter.reset()
+    cpu_before, emulator_cpu_before = time.process_time(), process_cpu_seconds(emulator_pid)
+    started = time.perf_counter()
+    summary = run_pass(engine, run_settings, keyring, PassOptions(trigger="manual", actor="bench",
+                                                                  company_ids=company_ids))
+    wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu_before
+    emulator_cpu = process_cpu_seconds(emulator_pid) - emulator_cpu_before
+    uploads = max(summary.uploads, 1)
+    per_upload = {label: round(meter.totals[label] / uploads * 1000, 2) for label in meter.totals}
+    upload_call = per_upload.get("upload_call", 0.0) - per_upload.get("http_log_write", 0.0)
+    result = {
+        "companies": len(company_ids), "concurrency": concurrency, "latency_ms": latency_ms,
+        "documents": total, "delivered": summary.delivered, "uploads": summary.uploads, "reads": summary.reads,
+        "wall_s": round(wall, 3), "docs_per_s": round(summary.delivered / wall, 1),
+        "reads_per_upload": round(summary.reads / uploads, 4),
+        "ms_per_upload": {"claim": per_upload.get("claim", 0.0), "upload_http": round(upload_call, 2),
+                          "http_log_write": per_upload.get("http_log_write", 0.0),
+                          "record": per_upload.get("record", 0.0), "prepare_company": per_upload.get("prepare", 0.0)},
+        "worker_busy_share": round(meter.totals["drain"] / (concurrency * wall), 3) if wall else 0.0,
+        "cpu_ms_per_upload": {"engine_process": round(cpu / uploads * 1000, 2),
+                              "emulator_process": round(emulator_cpu / uploads * 1000, 2)},
+    }
+    if latency_ms:
+        ideal = concurrency / (latency_ms / 1000)
+        result["ideal_docs_per_s"] = ideal
+        result["fraction_of_ideal"] = round(summary.delivered / wall / ideal, 3)
+    return result
+
+
+def bench_throughput(quick: bool) -> tuple[dict, dict]:
+    total = 120 if quick else 400
+    plans = [(1, 4), (4, 4), (4, 8)] if not quick else [(4, 4)]
+    meter = Meter()
+    undo = [meter.wrap(core.transfers, "claim_next", "claim"), meter.wrap(core.transfers, "_record", "record"),
+            meter.wrap(core.transfers, "upload_datev", "upload_call"),
+            meter.wrap(core.httplog, "_write", "http_log_write"), meter.wrap(core.transfers, "_prepare", "prepare"),
+            meter.wrap(core.transfers, "_drain", "drain")]
+    results: dict[str, list[dict]] = {}
+    profiles: dict[str, dict] = {}
+    try:
+        with emulator_process() as (emulator_url, emulator_pid):
+            for db, database in databases("throughput"):
+                with database() as url:  # type: ignore[attr-defined]
+                    engine, settings, keyring, ids = prepare_fleet(url, emulator_url)
+                    runs = []
+                    for companies_n, concurrency in plans:
+                        chosen = [ids[c] for c in CLIENTS[:companies_n]]
+                        for latency in (LATENCY_MS, 0):
+                            if latency == 0 and (companies_n, concurrency) != (4, 4):
+                                continue
+                            run = one_throughput_run(engine, settings, keyring, chosen, concurrency=concurrency,
+                                                     latency_ms=latency, total=total, emulator_url=emulator_url,
+                                                     emulator_pid=emulator_pid, meter=meter)
+                            runs.append(run)
+                            print(f"  {db:<11} companies={companies_n} concurrency={concurrency} latency={latency}ms: "
+                                  f"{run['docs_per_s']} docs/s" + (f", {run['fraction_of_ideal']:.0%} of ideal"
+                                                                   if latency else ""))
+                    results[db] = runs
+                    # Where the time goes: the 4-company, concurrency-4 pass again, profiled per worker thread.
+                    threads = ThreadProfiles()
+                    unprofile = threads.wrap(core.transfers, "_drain")
+                    try:
+                        run = one_throughput_run(engine, settings, keyring, [ids[c] for c in CLIENTS], concurrency=4,
+                                                 latency_ms=LATENCY_MS, total=total, emulator_url=emulator_url,
+                                                 emulator_pid=emulator_pid, meter=meter)
+                    finally:
+                        unprofile()
+                    profiles[db] = {"run_under_profiler": {k: run[k] for k in ("docs_per_s", "fraction_of_ideal")},
+                                    "cpu_ms_per_upload_by_package": threads.cpu_by_package(max(run["uploads"], 1)),
+                                    "top_own_time": threads.top(max(run["uploads"], 1))}
+                    engine.dispose()
+    finally:
+        for restore in undo:
+            restore()
+    return results, profiles
+
+
+# --- (3) the idle pass at scale -----------------------------------------------------------------
+
+
+DOC_COLUMNS = ("company_id", "guid", "status", "file_name", "original_name", "size", "sha256", "media_type",
+               "source", "uploaded_at", "uploaded_by", "attempts", "delivered_at", "updated_at", "remote_id")
+
+
+def _stamp(days_ago: int, sqlite: bool) -> datetime | str:
+    """SQLModel stores UTC datetimes on SQLite as naive text; PostgreSQL takes aware values."""
+    value = datetime.now(UTC) - timedelta(days=days_ago)
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else value
+
+
+def _document_rows(n_companies: int, n_documents: int, first_company_id: int, sqlite: bool) -> Iterator[tuple]:
+    stamp = _stamp(30, sqlite)
+    for i in range(n_documents):
+        company_id = first_company_id + i % n_companies
+        guid = str(uuid.UUID(int=i + 1))
+        yield (company_id, guid, "delivered", f"Beleg {i}.pdf", f"Beleg {i}.pdf", 1234, f"{i:064x}",
+               "application/pdf", "upload", stamp, "bench", 1, stamp, stamp, guid.upper())
+
+
+def _company_rows(n_companies: int, sqlite: bool) -> Iterator[tuple]:
+    stamp = _stamp(400, sqlite)
+    for i in range(n_companies):
+        yield (f"Firma {i}", 1000 + i // 99_999, 1 + i % 99_999, "datev", True, "", stamp, stamp)
+
+
+COMPANY_COLUMNS = ("name", "consultant_number", "client_number", "interface", "auto_transfer", "alarm_recipients",
+                   "created_at", "updated_at")
+
+
+def load_sqlite(database_url: str, n_companies: int, n_documents: int) -> None:
+    path = database_url.removeprefix("sqlite:///")
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        with conn:
+            conn.executemany(f"INSERT INTO company ({', '.join(COMPANY_COLUMNS)}) VALUES "
+                             f"({', '.join('?' * len(COMPANY_COLUMNS))})", _company_rows(n_companies, True))
+            first = conn.execute("SELECT min(id) FROM company").fetchone()[0]
+            conn.executemany(f"INSERT INTO document ({', '.join(DOC_COLUMNS)}) VALUES "
+                             f"({', '.join('?' * len(DOC_COLUMNS))})", _document_rows(n_companies, n_documents, first, True))
+    finally:
+        conn.close()
+
+
+def load_postgres(engine: Engine, n_companies: int, n_documents: int) -> None:
+    raw = engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        with driver.cursor() as cur:  # type: ignore[union-attr]
+            with cur.copy(f"COPY company ({', '.join(COMPANY_COLUMNS)}) FROM STDIN") as copy:
+                for row in _company_rows(n_companies, False):
+                    copy.write_row(row)
+            cur.execute("SELECT min(id) FROM company")
+            first = cur.fetchone()[0]
+            with cur.copy(f"COPY document ({', '.join(DOC_COLUMNS)}) FROM STDIN") as copy:
+                for row in _document_rows(n_companies, n_documents, first, False):
+                    copy.write_row(row)
+        driver.commit()  # type: ignore[union-attr]
+        with driver.cursor() as cur:  # type: ignore[union-attr]
+            cur.execute("ANALYZE")  # what autovacuum does after a bulk load
+        driver.commit()  # type: ignore[union-attr]
+    finally:
+        raw.close()
+
+
+def query_plan(engine: Engine) -> list[str]:
+    query = select(core.transfers.Document.company_id).where(core.transfers._due(datetime.now(UTC)))
+    compiled = query.compile(engine, compile_kwargs={"literal_binds": True})
+    sql = str(compiled)
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            return [str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql).all()]
+        return [r[0] for r in conn.exec_driver_sql("EXPLAIN " + sql).all()]
+
+
+def time_idle(engine: Engine, settings: Settings, keyring: Keyring) -> dict:
+    options = PassOptions(trigger="scheduler", actor="bench", only_auto_transfer=True)
+    results = {}
+    for label, call in (("companies_with_work", lambda: companies_with_work(engine, options, datetime.now(UTC))),
+                        ("run_pass", lambda: run_pass(engine, settings, keyring, options))):
+        for _ in range(5):
+            call()
+        samples = []
+        for _ in range(IDLE_RUNS):
+            started = time.perf_counter()
+            outcome = call()
+            samples.append((time.perf_counter() - started) * 1000)
+            assert not outcome if label == "companies_with_work" else outcome.uploads == 0  # type: ignore[union-attr]
+        results[label] = {"median_ms": round(statistics.median(samples), 2),
+                          "p95_ms": round(percentile(samples, 0.95), 2)}
+    return results
+
+
+def bench_idle(quick: bool) -> dict:
+    sizes = [(100, 10_000), (1_000, 100_000)] if quick else [(1_000, 100_000), (10_000, 1_000_000)]
+    results: dict[str, dict] = {}
+    keyring = Keyring.parse(KEY_ENTRY)
+    for db, database in databases("idle"):
+        per_size = {}
+        for n_companies, n_documents in sizes:
+            with database() as url:  # type: ignore[attr-defined]
+                engine = make_engine(url)
+                upgrade_to_head(engine)
+                started = time.perf_counter()
+                if db == "sqlite":
+                    load_sqlite(url, n_companies, n_documents)
+                else:
+                    load_postgres(engine, n_companies, n_documents)
+                load_s = time.perf_counter() - started
+                settings = Settings(_env_file=None, app_env="test", database_url=url, encryption_keys=KEY_ENTRY)
+                timing = time_idle(engine, settings, keyring)
+                per_size[f"{n_companies}x{n_documents}"] = {
+                    "companies": n_companies, "documents": n_documents, "load_s": round(load_s, 1), **timing,
+                    "plan": query_plan(engine)}
+                print(f"  {db:<11} {n_companies:>6} companies {n_documents:>8} documents: "
+                      f"run_pass median {timing['run_pass']['median_ms']} ms, p95 {timing['run_pass']['p95_ms']} ms")
+                engine.dispose()
+        small, large = (per_size[f"{c}x{d}"] for c, d in sizes)
+        per_size["ratio_large_to_small"] = {
+            label: round(large[label]["median_ms"] / small[label]["median_ms"], 2)
+            for label in ("companies_with_work", "run_pass")}
+        results[db] = per_size
+    return results
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def print_table(results: dict) -> None:
+    if "throughput" in results:
+        print("\n(1)+(2) throughput, one pass, emulator latency per upload (ideal = concurrency ÷ latency)")
+        print(f"{'database':<11}{'comp.':>6}{'conc.':>6}{'lat ms':>7}{'docs':>6}{'docs/s':>8}{'ideal':>7}{'share':>7}"
+              f"{'reads/up':>9}{'claim':>7}{'http':>7}{'log':>7}{'record':>7}{'busy':>6}{'cpu':>6}{'emu cpu':>8}")
+        for db, runs in results["throughput"].items():
+            for r in runs:
+                ms = r["ms_per_upload"]
+                share = f"{r['fraction_of_ideal']:.2f}" if "fraction_of_ideal" in r else "-"
+                ideal = f"{r['ideal_docs_per_s']:.0f}" if "ideal_docs_per_s" in r else "-"
+                print(f"{db:<11}{r['companies']:>6}{r['concurrency']:>6}{r['latency_ms']:>7}{r['delivered']:>6}"
+                      f"{r['docs_per_s']:>8}{ideal:>7}{share:>7}{r['reads_per_upload']:>9}{ms['claim']:>7}"
+                      f"{ms['upload_http']:>7}{ms['http_log_write']:>7}{ms['record']:>7}{r['worker_busy_share']:>6}"
+                      f"{r['cpu_ms_per_upload']['engine_process']:>6}{r['cpu_ms_per_upload']['emulator_process']:>8}")
+        print("  (claim/http/log/record: wall ms per upload in each step, per worker; cpu: CPU ms per upload of the\n"
+              "   engine process and of the emulator process)")
+        for db, profile in results.get("throughput_profile", {}).items():
+            print(f"\n  {db}: own CPU time per upload in the worker threads, under the profiler (top 12)")
+            print("    by package: " + ", ".join(f"{k} {v}" for k, v in
+                                             list(profile["cpu_ms_per_upload_by_package"].items())[:8]))
+            for row in profile["top_own_time"][:12]:
+                print(f"    {row['own_ms_per_upload']:>7} ms  {row['calls_per_upload']:>6}×  {row['function'][:90]}")
+    if "idle" in results:
+        print(f"\n(3) pass with nothing to do, {IDLE_RUNS} runs (ms)")
+        print(f"{'database':<11}{'size':>18}{'cww median':>11}{'cww p95':>9}{'pass median':>12}{'pass p95':>9}"
+              f"{'load s':>8}")
+        for db, sizes in results["idle"].items():
+            for key, r in sizes.items():
+                if key == "ratio_large_to_small":
+                    continue
+                print(f"{db:<11}{key:>18}{r['companies_with_work']['median_ms']:>11}"
+                      f"{r['companies_with_work']['p95_ms']:>9}{r['run_pass']['median_ms']:>12}"
+                      f"{r['run_pass']['p95_ms']:>9}{r['load_s']:>8}")
+            ratio = sizes["ratio_large_to_small"]
+            print(f"{db:<11}{'ratio 10x size':>18}{ratio['companies_with_work']:>11}{'':>9}{ratio['run_pass']:>12}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.transfers", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=("throughput", "idle"))
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a try run")
+    args = parser.parse_args(argv)
+    results: dict[str, object] = {}
+    if args.only in (None, "throughput"):
+        print("throughput …")
+        results["throughput"], results["throughput_profile"] = bench_throughput(args.quick)
+    if args.only in (None, "idle"):
+        print("idle pass at scale …")
+        results["idle"] = bench_idle(args.quick)
+    print_table(results)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() and args.only else {}
+    RESULTS.write_text(json.dumps({
+        **previous, "generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
+        "python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+        "latency_ms": LATENCY_MS, **results}, indent=2) + "\n")
+    print(f"\nwritten: {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
