@@ -313,7 +313,7 @@ def bench_throughput(quick: bool) -> tuple[dict, dict]:
     total = 120 if quick else 400
     plans = [(1, 4), (4, 4), (4, 8)] if not quick else [(4, 4)]
     meter = Meter()
-    undo = [meter.wrap(core.transfers, "claim_next", "claim"), meter.wrap(core.transfers, "_record", "record"),
+    undo = [meter.wrap(core.transfers, "claim_batch", "claim"), meter.wrap(core.transfers, "_record", "record"),
             meter.wrap(core.transfers, "upload_datev", "upload_call"),
             meter.wrap(core.httplog, "_write", "http_log_write"), meter.wrap(core.transfers, "_prepare", "prepare"),
             meter.wrap(core.transfers, "_drain", "drain")]

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -39,12 +39,18 @@ class CallContext:
     company_id: int | None = None
     connection_id: int | None = None
     correlation_id: str | None = None
+    # When set, log entries are collected here instead of written at once: the transfer engine writes
+    # an upload's log line in the same transaction as its outcome (one write transaction less).
+    sink: list[HttpLogEntry] | None = field(default=None, compare=False, repr=False)
 
     def with_purpose(self, purpose: str) -> CallContext:
         return replace(self, purpose=purpose)
 
 
-def _write(engine: Engine, entry: HttpLogEntry) -> None:
+def _write(engine: Engine, entry: HttpLogEntry, ctx: CallContext) -> None:
+    if ctx.sink is not None:
+        ctx.sink.append(entry)
+        return
     try:
         with unit_of_work(engine) as session:
             session.add(entry)
@@ -65,14 +71,14 @@ def record_response(engine: Engine, ctx: CallContext, response: requests.Respons
     entry.status = response.status_code
     entry.global_transaction_id = (response.headers.get("X-Global-Transaction-ID") or "")[:100] or None
     entry.request_id = (response.headers.get("V-Cap-Request-ID") or "")[:100] or None
-    _write(engine, entry)
+    _write(engine, entry, ctx)
 
 
 def record_failure(engine: Engine, ctx: CallContext, method: str, url: str, exc: BaseException,
                    started: float) -> None:
     entry = _entry(ctx, method, url, started)
     entry.error = type(exc).__name__[:300]  # the class only: messages can echo URLs or bodies
-    _write(engine, entry)
+    _write(engine, entry, ctx)
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import requests
 from sqlalchemy import Engine, and_, delete, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -45,6 +46,7 @@ from core.models import (
     DocumentContent,
     DocumentStatus,
     DocumentTypeCache,
+    HttpLogEntry,
     Interface,
     Provider,
     TransferAttempt,
@@ -139,6 +141,7 @@ class _CompanyRun:
     token: AccessToken
     client_id: str | None
     token_lock: threading.Lock = field(default_factory=threading.Lock)
+    halted: threading.Event = field(default_factory=threading.Event)  # paused or token gone: stop uploading
 
 
 def waiting_reason(company: Company, connection: Connection | None, settings: Settings, now: datetime) -> str | None:
@@ -286,17 +289,21 @@ class _Claimed:
     taken_over: bool  # the claim of a worker that crashed or stalled had expired
 
 
-def claim_next(engine: Engine, company_id: int, owner: str, lease_seconds: int,
-               document_ids: Sequence[int] | None = None) -> _Claimed | None:
-    """Claim one due document of the company (lease), committed at once."""
+CLAIM_BATCH = 3  # documents a worker claims per transaction (fewer write transactions per upload)
+
+
+def claim_batch(engine: Engine, company_id: int, owner: str, lease_seconds: int,
+                document_ids: Sequence[int] | None = None, limit: int = CLAIM_BATCH) -> list[_Claimed]:
+    """Claim up to `limit` due documents of the company (lease), committed at once."""
     now = utcnow()
     with unit_of_work(engine) as session:
         query = (select(Document.id, Document.status).where(col(Document.company_id) == company_id, _due(now))
-                 .order_by(col(Document.id)).limit(8))
+                 .order_by(col(Document.id)).limit(limit + 5))
         if document_ids is not None:
             query = query.where(col(Document.id).in_(document_ids))
         if is_postgres(engine):
             query = query.with_for_update(skip_locked=True)
+        won: dict[int, bool] = {}  # document id → taken over from an expired claim
         for document_id, status in session.exec(query).all():
             claimed = session.exec(  # type: ignore[call-overload]
                 update(Document).where(col(Document.id) == document_id, _due(now)).values(
@@ -305,17 +312,41 @@ def claim_next(engine: Engine, company_id: int, owner: str, lease_seconds: int,
                     updated_at=now)
             ).rowcount
             if claimed == 1:
-                document = session.get(Document, document_id)
-                content = session.get(DocumentContent, document_id)
-                session.expunge_all()
-                return _Claimed(document, bytes(content.data),  # type: ignore[arg-type,union-attr]
-                                status == DocumentStatus.transferring.value)
-    return None
+                won[document_id] = status == DocumentStatus.transferring.value
+                if len(won) == limit:
+                    break
+        if not won:
+            return []
+        documents = {d.id: d for d in session.exec(select(Document).where(col(Document.id).in_(won))).all()}
+        contents = {c.document_id: bytes(c.data) for c in session.exec(
+            select(DocumentContent).where(col(DocumentContent.document_id).in_(won))).all()}
+        session.expunge_all()
+        return [_Claimed(documents[i], contents[i], won[i]) for i in sorted(won)]
+
+
+def claim_next(engine: Engine, company_id: int, owner: str, lease_seconds: int,
+               document_ids: Sequence[int] | None = None) -> _Claimed | None:
+    """Claim one due document of the company (lease), committed at once."""
+    batch = claim_batch(engine, company_id, owner, lease_seconds, document_ids, limit=1)
+    return batch[0] if batch else None
+
+
+# A document whose claims keep being abandoned (its worker dies every time) still ends: after this many
+# times the retry budget in claims, it fails instead of looping for ever.
+ABANDONED_CLAIMS_FACTOR = 3
+
+
+def _recorded_retries(engine: Engine, document_id: int) -> int:
+    with unit_of_work(engine) as session:
+        return int(session.exec(select(func.count()).select_from(TransferAttempt).where(
+            col(TransferAttempt.document_id) == document_id, col(TransferAttempt.outcome) == Outcome.retry.value)).one())
 
 
 def _record(engine: Engine, settings: Settings, claimed: _Claimed, owner: str, options: PassOptions,
-            provider: Provider, result: UploadResult, started: datetime, correlation_id: str) -> str:
-    """Store the outcome on the document (if we still hold its lease) and the attempt row."""
+            provider: Provider, result: UploadResult, started: datetime, correlation_id: str,
+            log_entries: Sequence[HttpLogEntry] = ()) -> str:
+    """Store the outcome on the document (if we still hold its lease), the attempt row and the
+    upload's HTTP log lines, in one short transaction."""
     document = claimed.document
     now = utcnow()
     values: dict = {"lease_owner": None, "lease_until": None, "updated_at": now}
@@ -334,11 +365,12 @@ def _record(engine: Engine, settings: Settings, claimed: _Claimed, owner: str, o
         values |= {"status": DocumentStatus.approved.value, "attempts": max(0, document.attempts - 1),
                    "last_error": result.message[:500], "next_attempt_at": None}
         outcome = Outcome.retry
-    else:  # retry with backoff, bounded
-        if document.attempts >= settings.transfer_max_attempts:
+    else:  # retry with backoff, bounded by answered attempts (a crashed worker's claim does not count)
+        failures = _recorded_retries(engine, document.id) + 1  # type: ignore[arg-type]
+        if failures >= settings.transfer_max_attempts or document.attempts >= ABANDONED_CLAIMS_FACTOR * settings.transfer_max_attempts:
             outcome = Outcome.failed
             values |= {"status": DocumentStatus.failed.value,
-                       "last_error": f"Nach {document.attempts} Versuchen aufgegeben: {result.message}"[:500],
+                       "last_error": f"Nach {failures} Versuchen aufgegeben: {result.message}"[:500],
                        "last_error_code": result.error_code, "last_help_uri": result.help_uri}
         else:
             delay = next_delay(document.attempts, base=settings.retry_base_seconds, cap=settings.retry_cap_seconds,
@@ -358,22 +390,34 @@ def _record(engine: Engine, settings: Settings, claimed: _Claimed, owner: str, o
             help_uri=result.help_uri, global_transaction_id=result.global_transaction_id,
             request_id=result.request_id, remote_id=result.remote_id, next_retry_at=next_retry,
             correlation_id=correlation_id))
+        session.add_all(log_entries)
     return outcome.value
 
 
 def _deliver_one(engine: Engine, settings: Settings, keyring: Keyring, run: _CompanyRun, claimed: _Claimed,
-                 owner: str, options: PassOptions) -> tuple[str, UploadResult]:
+                 owner: str, options: PassOptions, http: requests.Session,
+                 upload_slots: threading.BoundedSemaphore) -> tuple[str, UploadResult] | None:
+    """Upload one claimed document and record the outcome. None: the company halted, nothing sent."""
     document = claimed.document
     correlation_id = uuid.uuid4().hex
+    log_entries: list[HttpLogEntry] = []
     ctx = CallContext(provider=run.provider.value, purpose="upload", company_id=document.company_id,
-                      connection_id=run.connection_id, correlation_id=correlation_id)
+                      connection_id=run.connection_id, correlation_id=correlation_id, sink=log_entries)
     started = utcnow()
     if run.provider == Provider.datev:
-        result = upload_datev(engine, ctx, settings, access_token=run.token.value, client_id=run.client_id,  # type: ignore[arg-type]
-                              document=document, content=claimed.content)
-        if result.outcome == Outcome.unauthorized and _renew(engine, settings, keyring, run):
+        # At most TRANSFER_CONCURRENCY uploads in flight; claims and records happen outside. A 401 is
+        # renewed (and retried once) while the slot is still held, and a refusal halts the company
+        # before the slot is given up, so refusals never exceed the uploads already in flight.
+        with upload_slots:
+            if run.halted.is_set():
+                return None
             result = upload_datev(engine, ctx, settings, access_token=run.token.value, client_id=run.client_id,  # type: ignore[arg-type]
-                                  document=document, content=claimed.content)
+                                  document=document, content=claimed.content, session=http)
+            if result.outcome == Outcome.unauthorized and _renew(engine, settings, keyring, run):
+                result = upload_datev(engine, ctx, settings, access_token=run.token.value, client_id=run.client_id,  # type: ignore[arg-type]
+                                      document=document, content=claimed.content, session=http)
+            if result.outcome in (Outcome.unauthorized, Outcome.forbidden):
+                run.halted.set()  # the company's other workers stop before their next upload
         if result.outcome == Outcome.forbidden:
             _pause(engine, document.company_id, result.message, options.actor)
     elif claimed.taken_over:
@@ -382,23 +426,49 @@ def _deliver_one(engine: Engine, settings: Settings, keyring: Keyring, run: _Com
                                                   "Beleg angekommen ist, ist unklar. Bitte in Lexware prüfen.")
     else:
         acquire(engine, f"lexware:{run.connection_id}", settings.lexware_requests_per_second)
-        result = upload_lexware(engine, ctx, settings, api_key=run.token.value, document=document,
-                                content=claimed.content)
+        with upload_slots:
+            if run.halted.is_set():
+                return None
+            result = upload_lexware(engine, ctx, settings, api_key=run.token.value, document=document,
+                                    content=claimed.content)
         if result.outcome == Outcome.unauthorized:
+            run.halted.set()
             mark_invalid(engine, run.connection_id, expected_version=run.token.version,
                          reason="Lexware Office lehnt den API-Schlüssel ab (401).", actor=options.actor)
-    outcome = _record(engine, settings, claimed, owner, options, run.provider, result, started, correlation_id)
+    outcome = _record(engine, settings, claimed, owner, options, run.provider, result, started, correlation_id,
+                      log_entries)
     return outcome, result
 
 
 def _drain(engine: Engine, settings: Settings, keyring: Keyring, run: _CompanyRun, options: PassOptions,
-           summary: PassSummary, owner: str, stopped: Callable[[], bool]) -> None:
-    while not stopped():
-        claimed = claim_next(engine, run.company.id, owner, settings.transfer_lease_seconds, options.document_ids)  # type: ignore[arg-type]
-        if claimed is None:
+           summary: PassSummary, owner: str, stopped: Callable[[], bool],
+           upload_slots: threading.BoundedSemaphore) -> None:
+    with requests.Session() as http:  # one keep-alive connection per worker
+        _drain_with(engine, settings, keyring, run, options, summary, owner, stopped, upload_slots, http)
+
+
+def _drain_with(engine: Engine, settings: Settings, keyring: Keyring, run: _CompanyRun, options: PassOptions,
+                summary: PassSummary, owner: str, stopped: Callable[[], bool],
+                upload_slots: threading.BoundedSemaphore, http: requests.Session) -> None:
+    batch: list[_Claimed] = []
+    while True:
+        if not batch:
+            if stopped():
+                return
+            batch = claim_batch(engine, run.company.id, owner, settings.transfer_lease_seconds,  # type: ignore[arg-type]
+                                options.document_ids, limit=1 if run.provider == Provider.lexware else CLAIM_BATCH)
+            if not batch:
+                return
+        claimed = batch.pop(0)
+        if stopped() or run.halted.is_set():  # give the rest back at once instead of letting leases run out
+            _release(engine, [claimed, *batch], owner)
             return
         try:
-            outcome, result = _deliver_one(engine, settings, keyring, run, claimed, owner, options)
+            delivered = _deliver_one(engine, settings, keyring, run, claimed, owner, options, http, upload_slots)
+            if delivered is None:  # halted while waiting for an upload slot: hand everything back
+                _release(engine, [claimed, *batch], owner)
+                return
+            outcome, result = delivered
         except Exception:  # noqa: BLE001  (one broken document must not stop the others)
             log.exception("transfer of document %s failed unexpectedly", claimed.document.id)
             result = UploadResult(Outcome.retry, "Interner Fehler bei der Übertragung; wird wiederholt.")
@@ -412,6 +482,7 @@ def _drain(engine: Engine, settings: Settings, keyring: Keyring, run: _CompanyRu
             # Paused, or the token is gone (a refresh after the 401 did not help): the company's other
             # documents wait instead of each collecting its own refusal.
             summary.waiting[run.company.id] = result.message  # type: ignore[index]
+            _release(engine, batch, owner)
             return
 
 
@@ -425,7 +496,11 @@ def run_pass(engine: Engine, settings: Settings, keyring: Keyring, options: Pass
     if not work:
         summary.duration_ms = int((utcnow() - summary.started_at).total_seconds() * 1000)
         return summary
-    with ThreadPoolExecutor(max_workers=settings.transfer_concurrency, thread_name_prefix="transfer") as pool:
+    # TRANSFER_CONCURRENCY uploads are in flight at once (the semaphore); a few more worker threads
+    # claim and record meanwhile, so the upload slots never wait for the database.
+    upload_slots = threading.BoundedSemaphore(settings.transfer_concurrency)
+    workers_per_datev_company = settings.transfer_concurrency + max(1, settings.transfer_concurrency // 2)
+    with ThreadPoolExecutor(max_workers=workers_per_datev_company, thread_name_prefix="transfer") as pool:
         futures = []
         for company_id, count in work.items():
             if stopped():
@@ -434,13 +509,27 @@ def run_pass(engine: Engine, settings: Settings, keyring: Keyring, options: Pass
             if run is None:
                 continue
             summary.companies_served += 1
-            workers = min(count, settings.transfer_concurrency if run.provider == Provider.datev else 1)
-            futures += [pool.submit(_drain, engine, settings, keyring, run, options, summary, owner, stopped)
-                        for _ in range(workers)]
+            workers = min(count, workers_per_datev_company if run.provider == Provider.datev else 1)
+            futures += [pool.submit(_drain, engine, settings, keyring, run, options, summary, owner, stopped,
+                                    upload_slots) for _ in range(workers)]
         for future in futures:
             future.result()
     summary.duration_ms = int((utcnow() - summary.started_at).total_seconds() * 1000)
     return summary
+
+
+def _release(engine: Engine, claims: Sequence[_Claimed], owner: str) -> None:
+    """Hand unstarted claims back: due again at once, the claim not counted as an attempt."""
+    if not claims:
+        return
+    now = utcnow()
+    with unit_of_work(engine) as session:
+        for claimed in claims:
+            session.exec(update(Document).where(  # type: ignore[call-overload]
+                col(Document.id) == claimed.document.id, col(Document.lease_owner) == owner,
+                col(Document.status) == DocumentStatus.transferring.value).values(
+                status=DocumentStatus.approved.value if not claimed.taken_over else DocumentStatus.transferring.value,
+                lease_owner=None, lease_until=now, attempts=claimed.document.attempts - 1, updated_at=now))
 
 
 def release_claims(engine: Engine, owner: str) -> int:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 
 import pytest
 import requests
 from pypdf import PdfWriter
+from sqlalchemy import update
 from sqlmodel import select
 
 from core import documents
 from core.db import unit_of_work
-from core.models import Company, Document, DocumentStatus, TransferAttempt
-from core.transfers import PassOptions, run_pass
+from core.models import Company, Document, DocumentStatus, TransferAttempt, utcnow
+from core.transfers import PassOptions, claim_next, run_pass
 from tests.token_world import World
 
 
@@ -74,7 +76,6 @@ def test_lost_answer_is_delivered_by_the_retry_without_a_copy(world: World) -> N
     assert first.retried == 1
     with unit_of_work(world.engine) as s:
         s.exec(select(Document)).one()  # still one document
-        from sqlalchemy import update
         s.exec(update(Document).values(next_attempt_at=None))
     second = scheduler_pass(world)
     assert second.delivered == 1
@@ -102,3 +103,55 @@ def test_scheduler_skips_companies_without_automatic_transfer(world: World, auto
     assert summary.uploads == 0 and "automatische Übertragung" in summary.waiting[world.company_id]
     manual = run_pass(world.engine, world.settings, world.keyring, PassOptions(trigger="manual", actor="o@x.de"))
     assert manual.delivered == 1
+
+
+def _due_now(world: World) -> None:
+    with unit_of_work(world.engine) as s:
+        s.exec(update(Document).values(next_attempt_at=None))
+
+
+def test_retries_are_bounded_and_end_as_failed(world: World) -> None:
+    assert world.request_token().ok
+    add_approved(world, 1)
+    world.admin_post("/faults", {"target": "documents", "kind": "503", "count": 10})
+    settings = world.settings.model_copy(update={"transfer_max_attempts": 2})
+    options = PassOptions(trigger="scheduler", actor="scheduler:test", only_auto_transfer=True)
+    assert run_pass(world.engine, settings, world.keyring, options).retried == 1
+    _due_now(world)
+    assert run_pass(world.engine, settings, world.keyring, options).failed == 1
+    with unit_of_work(world.engine) as s:
+        document = s.exec(select(Document)).one()
+        outcomes = [a.outcome for a in s.exec(select(TransferAttempt).order_by(TransferAttempt.id))]
+    assert document.status == DocumentStatus.failed.value and "Nach 2 Versuchen aufgegeben" in document.last_error
+    assert outcomes == ["retry", "failed"] and uploads(world) == []
+
+
+def test_abandoned_claims_do_not_use_up_the_retries(world: World) -> None:
+    assert world.request_token().ok
+    [document_id] = add_approved(world, 1)
+    for _ in range(2):  # two workers claimed it and died before answering
+        assert claim_next(world.engine, world.company_id, "dead-worker", 60) is not None
+        with unit_of_work(world.engine) as s:
+            s.exec(update(Document).values(lease_until=utcnow() - timedelta(seconds=1)))
+    world.admin_post("/faults", {"target": "documents", "kind": "503", "count": 1})
+    settings = world.settings.model_copy(update={"transfer_max_attempts": 2})
+    options = PassOptions(trigger="scheduler", actor="scheduler:test", only_auto_transfer=True)
+    assert run_pass(world.engine, settings, world.keyring, options).retried == 1  # 3 claims, 1 answered failure
+    _due_now(world)
+    assert run_pass(world.engine, settings, world.keyring, options).delivered == 1
+    assert [u["guid"].lower() for u in uploads(world)] == [documents.get_documents(world.engine, [document_id])[0].guid]
+
+
+def test_forbidden_pauses_the_company_until_a_new_token(world: World) -> None:
+    assert world.request_token().ok
+    add_approved(world, 3)
+    world.admin_post("/datev/rights/remove", {"person": "max", "client_id": "455148-1"})
+    summary = scheduler_pass(world)
+    assert summary.uploads == 0 and "pausiert" in summary.waiting[world.company_id]
+    with unit_of_work(world.engine) as s:
+        company = s.get(Company, world.company_id)
+        assert company.paused_at is not None and "455148-1" in company.paused_reason
+        assert {d.status for d in s.exec(select(Document))} == {DocumentStatus.approved.value}
+    assert "pausiert" in scheduler_pass(world).waiting[world.company_id]  # stays paused, DATEV not asked again
+    assert world.request_token(person="erika").ok  # a new token requested after the pause resumes it
+    assert scheduler_pass(world).delivered == 3

@@ -31,7 +31,7 @@ def pdf_bytes() -> bytes:
     return out.getvalue()
 
 
-def request_long_term_token(db_url: str, emulator_url: str) -> None:
+def request_long_term_token(db_url: str, emulator_url: str) -> int:
     """Through core against the emulator, before the dashboard starts (same database, same key)."""
     settings = Settings(_env_file=None, app_env="test", database_url=db_url, emulator_url=emulator_url)
     engine = make_engine(db_url)
@@ -43,10 +43,11 @@ def request_long_term_token(db_url: str, emulator_url: str) -> None:
     outcome = finish_login(engine, settings, get_keyring(), params=consent(url), user=admin)
     engine.dispose()
     assert outcome.ok, outcome.message
+    return company_id
 
 
 def test_operator_uploads_approves_and_transfers(page: Page, demo_db_url: str, emulator, tmp_path: Path) -> None:
-    request_long_term_token(demo_db_url, emulator.base_url)
+    company_id = request_long_term_token(demo_db_url, emulator.base_url)
     with DashboardServer(tmp_path, demo_db_url, emulator.base_url) as server:
         try:
             sign_in(page, server.url, "operator")
@@ -57,8 +58,9 @@ def test_operator_uploads_approves_and_transfers(page: Page, demo_db_url: str, e
             page.get_by_role("option", name="Musterfirma GmbH").click()
             expect(page.get_by_text("Erlaubt: PDF, JPG, JPEG, PNG, GIF, TIF, TIFF, XML bis 20 MB je Datei (DATEV).")
                    ).to_be_visible()
-            uploader = page.locator("[data-testid='stFileUploaderDropzoneInput']")
-            expect(uploader).to_have_count(1)  # the previous company's form is gone
+            # the uploader of the chosen company (keyed per company), not a stale one still fading out
+            uploader = page.locator(f".st-key-documents_files_{company_id} [data-testid='stFileUploaderDropzoneInput']")
+            expect(uploader).to_have_count(1)
             for name, content in (("Rechnung Mai.pdf", pdf_bytes()), ("leer.pdf", b"")):
                 # one file at a time, each confirmed by the server before the next (no sleeps)
                 with page.expect_response(lambda r: "/_stcore/upload_file/" in r.url and r.request.method == "PUT"):
