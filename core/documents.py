@@ -53,10 +53,6 @@ class IntakeReport:
     rejected: list[Rejected]
 
 
-def provider_of(company: Company) -> Provider | None:
-    return company.provider  # TODO(lead): callers move to company.provider once the pages settle
-
-
 def known_document_types(session: Session, company_id: int) -> list[str]:
     return list(session.exec(select(DocumentTypeCache.name).where(DocumentTypeCache.company_id == company_id)
                              .order_by(col(DocumentTypeCache.name))).all())

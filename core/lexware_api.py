@@ -28,7 +28,8 @@ class LexwareApiError(Exception):
         return f"HTTP {self.status}" + (f" – {self.message}" if self.message else "")
 
 
-def _message(response: requests.Response) -> str | None:
+def error_message(response: requests.Response) -> str | None:
+    """Lexware's error text from any of its error body shapes (contract §3)."""
     try:
         body = response.json()
     except ValueError:
@@ -56,7 +57,7 @@ def request(engine: Engine, ctx: CallContext, settings: Settings, api_key: str, 
     except requests.RequestException:
         raise LexwareApiError(status=None, transport=True) from None
     if not 200 <= response.status_code < 300:
-        raise LexwareApiError(status=response.status_code, message=_message(response),
+        raise LexwareApiError(status=response.status_code, message=error_message(response),
                               retry_after=response.headers.get("Retry-After"))
     return response
 

@@ -16,7 +16,7 @@ from sqlmodel import col, select
 
 from core.config import Settings
 from core.db import unit_of_work
-from core.documents import STATUS_LABELS, provider_of
+from core.documents import STATUS_LABELS
 from core.models import (
     PROVIDER_LABELS,
     Company,
@@ -69,7 +69,7 @@ def plan(engine: Engine, settings: Settings, document_ids: Sequence[int],
     planned = []
     for document in documents:
         company: Company = companies[document.company_id]
-        provider = provider_of(company)
+        provider = company.provider
         connection = connections.get((company.id, provider.value)) if provider else None
         if company.id not in reasons:
             reasons[company.id] = waiting_reason(company, connection, settings, now)  # type: ignore[index]

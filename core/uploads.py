@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 from core.config import Settings
 from core.datev_api import error_from
 from core.httplog import CallContext, send
+from core.lexware_api import error_message as lexware_error_message
 from core.models import Document
 
 ALREADY_DELIVERED = "#DCO01012"
@@ -130,9 +131,7 @@ def upload_lexware(engine: Engine, ctx: CallContext, settings: Settings, *, api_
         voucher = body.get("voucherId") if isinstance(body, dict) else None
         return UploadResult(Outcome.delivered, "An Lexware Office übertragen" + (f" (Beleg {voucher})." if voucher else "."),
                             status, remote_id=str(remote) if remote else None)
-    from core.lexware_api import _message
-
-    message = _message(response)
+    message = lexware_error_message(response)
     if status == 429:
         return UploadResult(Outcome.retry, "Lexware Office: zu viele Anfragen (429).", status,
                             retry_after=response.headers.get("Retry-After"))

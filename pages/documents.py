@@ -16,7 +16,7 @@ from core.companies import list_companies  # noqa: E402
 from core.connections import long_term_connection  # noqa: E402
 from core.datev_api import DatevApiError, get_document_types  # noqa: E402
 from core.db import unit_of_work  # noqa: E402
-from core.documents import STATUS_LABELS, DocumentFilter, provider_of  # noqa: E402
+from core.documents import STATUS_LABELS, DocumentFilter  # noqa: E402
 from core.errors import UserFacingError  # noqa: E402
 from core.httplog import CallContext  # noqa: E402
 from core.intake import LIMITS, describe_limits, size_warning  # noqa: E402
@@ -38,7 +38,7 @@ show_flashes()
 
 with unit_of_work(engine) as session:
     all_companies: list[Company] = list_companies(session, include_archived=True)
-    active = [c for c in all_companies if c.archived_at is None and provider_of(c) is not None]
+    active = [c for c in all_companies if c.archived_at is None and c.provider is not None]
     types_by_company = {c.id: documents.known_document_types(session, c.id) for c in active}  # type: ignore[arg-type]
 company_names = {c.id: c.name for c in all_companies}
 
@@ -81,7 +81,7 @@ def upload_section() -> None:
     company_id = st.selectbox("Unternehmen", list(by_id), format_func=lambda i: by_id[i].name,
                               key="documents_upload_company")
     company = by_id[company_id]
-    provider = provider_of(company)
+    provider = company.provider
     st.caption(describe_limits(provider))  # type: ignore[arg-type]
     known = types_by_company.get(company_id, [])
     if provider == Provider.datev:
@@ -161,7 +161,7 @@ waiting: dict[int, str | None] = {}
 companies_by_id = {c.id: c for c in all_companies}
 for company_id in {d.company_id for d in rows if d.status == DocumentStatus.approved.value}:
     company = companies_by_id.get(company_id)
-    provider = provider_of(company) if company else None
+    provider = company.provider if company else None
     connection = long_term_connection(engine, company_id, provider) if provider else None
     waiting[company_id] = waiting_reason(company, connection, settings, now) if company else None  # type: ignore[arg-type]
 

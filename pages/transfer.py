@@ -23,7 +23,7 @@ from core.connections import USABLE, evaluate_health  # noqa: E402
 from core.datev_connect import start_login  # noqa: E402
 from core.datev_oidc import ProviderUnavailable  # noqa: E402
 from core.db import unit_of_work  # noqa: E402
-from core.documents import DocumentFilter, provider_of  # noqa: E402
+from core.documents import DocumentFilter  # noqa: E402
 from core.errors import UserFacingError  # noqa: E402
 from core.history import OUTCOME_LABELS  # noqa: E402
 from core.models import Company, ConnectionKind, DocumentStatus, Provider, utcnow  # noqa: E402
@@ -44,7 +44,7 @@ st.caption("Nur freigegebene Belege werden übertragen. Prüfen Sie vorher in de
 show_flashes()
 
 with unit_of_work(engine) as session:
-    companies = {c.id: c for c in list_companies(session) if provider_of(c) is not None}
+    companies = {c.id: c for c in list_companies(session) if c.provider is not None}
 
 filter_company = st.selectbox("Unternehmen", [None, *companies], key="transfer_company",
                               format_func=lambda i: "Alle Unternehmen" if i is None else companies[i].name)
@@ -129,7 +129,7 @@ if mode == MODE_ONE_OFF:
     now = utcnow()
     for company_id in sorted({p.company_id for p in planned}):
         company = companies[company_id]
-        if provider_of(company) != Provider.datev:
+        if company.provider != Provider.datev:
             st.caption(f"{company.name}: Lexware Office kennt keine einmalige Anmeldung; "
                        "bitte mit dem hinterlegten API-Schlüssel übertragen.")
             continue

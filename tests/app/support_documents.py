@@ -3,13 +3,9 @@ dashboard database, the emulator for DATEV, and documents taken in through core.
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from google.protobuf import text_format
-from pypdf import PdfWriter
 from sqlalchemy import Engine
 from sqlmodel import select
 from streamlit.testing.v1 import AppTest
@@ -21,16 +17,7 @@ from core.db import get_engine, unit_of_work
 from core.models import AppUser, AuditEvent, Company, ConnectionKind, Document
 from core.secrets_store import get_keyring
 from tests.datev_user import consent
-
-
-def pdf(label: str) -> bytes:
-    writer = PdfWriter()
-    writer.add_blank_page(width=200, height=200)
-    writer.add_metadata({"/Title": label})
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
-
+from tests.support import pdf
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
        b"\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7\x35\x81\x84\x00\x00\x00\x00IEND\xaeB`\x82")
@@ -98,26 +85,10 @@ def make_desk(app_db: str, emulator, monkeypatch: pytest.MonkeyPatch) -> Desk:  
     return Desk(engine, settings, companies)  # type: ignore[arg-type]
 
 
-def page_text(at: AppTest) -> str:
-    """Everything the page rendered (every element and block, all their fields), as one string."""
-
-    def walk(node) -> Iterator[str]:  # type: ignore[no-untyped-def]
-        proto = getattr(node, "proto", None)
-        if proto is not None:
-            yield text_format.MessageToString(proto, as_utf8=True)
-        for child in (getattr(node, "children", None) or {}).values():
-            yield from walk(child)
-
-    return "\n".join(walk(at._tree))
 
 
-def texts(at: AppTest) -> str:
-    return "\n".join(str(e.value) for e in [*at.title, *at.subheader, *at.markdown, *at.info, *at.success, *at.error,
-                                            *at.warning, *at.caption])
 
 
-def labels(at: AppTest) -> list[str]:
-    return [b.label for b in at.button]
 
 
 def table(at: AppTest, column: str) -> list[dict]:

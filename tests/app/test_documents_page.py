@@ -9,7 +9,9 @@ from collections.abc import Callable
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.support_documents import Desk, labels, make_desk, pdf, table, texts
+from tests.app.rendered import labels, texts
+from tests.app.support_documents import Desk, make_desk, table
+from tests.support import pdf
 
 PAGE = "pages/documents.py"
 

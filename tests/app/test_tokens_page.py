@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from google.protobuf import text_format
 from sqlalchemy import Engine
 from sqlmodel import select
 from streamlit.proto.TextInput_pb2 import TextInput as TextInputProto
@@ -22,32 +21,17 @@ from core.datev_connect import finish_login, start_login
 from core.db import get_engine, unit_of_work
 from core.models import AppUser, Company, Connection, ConnectionKind, PendingAuthorization, StoredSecret
 from core.secrets_store import get_keyring
+from tests.app.rendered import labels, page_text, texts
 from tests.datev_user import consent
 
 PAGE = "pages/tokens.py"
 LEXWARE_KEY = "demo-lexware-key"
 
 
-def page_text(at: AppTest) -> str:
-    """Everything the page rendered (every element and block, all their fields), as one string."""
-
-    def walk(node) -> Iterator[str]:  # type: ignore[no-untyped-def]
-        proto = getattr(node, "proto", None)
-        if proto is not None:
-            yield text_format.MessageToString(proto, as_utf8=True)
-        for child in (getattr(node, "children", None) or {}).values():
-            yield from walk(child)
-
-    return "\n".join(walk(at._tree))
 
 
-def texts(at: AppTest) -> str:
-    return "\n".join(str(e.value) for e in [*at.title, *at.subheader, *at.markdown, *at.info, *at.success, *at.error,
-                                            *at.warning, *at.caption])
 
 
-def labels(at: AppTest) -> list[str]:
-    return [b.label for b in at.button]
 
 
 @dataclass

@@ -18,7 +18,8 @@ from core.history import CSV_HEADERS
 from core.models import TransferAttempt
 from core.secrets_store import get_keyring
 from core.transfers import PassOptions, run_pass
-from tests.app.support_documents import Desk, labels, make_desk, table, texts
+from tests.app.rendered import labels, texts
+from tests.app.support_documents import Desk, make_desk, table
 
 PAGE = "pages/transfer_log.py"
 

@@ -15,7 +15,8 @@ from streamlit.testing.v1 import AppTest
 
 from core.db import unit_of_work
 from core.models import Connection, ConnectionKind, HttpLogEntry, TransferAttempt
-from tests.app.support_documents import Desk, labels, make_desk, table, texts
+from tests.app.rendered import labels, texts
+from tests.app.support_documents import Desk, make_desk, table
 
 PAGE = "pages/transfer.py"
 

@@ -9,7 +9,6 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from pypdf import PdfWriter
 from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
@@ -20,18 +19,12 @@ from core.errors import NotFound, UserFacingError, ValidationFailed
 from core.history import HistoryFilter
 from core.models import AuditEvent, Company, Document, DocumentStatus, TransferAttempt
 from core.transfers import PassOptions, run_pass
+from tests.support import pdf
 from tests.token_world import World
 
 BASE = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
-def pdf(label: str) -> bytes:
-    writer = PdfWriter()
-    writer.add_blank_page(width=200, height=200)
-    writer.add_metadata({"/Title": label})
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
 
 
 def company_ids(engine: Engine) -> dict[str, int]:

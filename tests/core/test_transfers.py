@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 from datetime import timedelta
 
 import pytest
 import requests
-from pypdf import PdfWriter
 from sqlalchemy import update
 from sqlmodel import select
 
@@ -15,16 +13,8 @@ from core import documents
 from core.db import unit_of_work
 from core.models import Company, Document, DocumentStatus, TransferAttempt, utcnow
 from core.transfers import PassOptions, claim_next, run_pass
+from tests.support import pdf
 from tests.token_world import World
-
-
-def pdf(label: str) -> bytes:
-    writer = PdfWriter()
-    writer.add_blank_page(width=200, height=200)
-    writer.add_metadata({"/Title": label})
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
 
 
 def add_approved(world: World, count: int, company_id: int | None = None) -> list[int]:

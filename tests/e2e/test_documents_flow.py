@@ -2,13 +2,11 @@
 rejection), approves the PDF, transfers it on "Übertragen" with the company's Langzeittoken and sees
 it delivered; the emulator received the document's GUID exactly once. Real servers, real HTTP."""
 
-import io
 from pathlib import Path
 
 import pytest
 import requests
 from playwright.sync_api import Page, expect
-from pypdf import PdfWriter
 from sqlmodel import select
 
 from core.config import Settings
@@ -19,16 +17,11 @@ from core.secrets_store import get_keyring
 from tests.datev_user import consent
 from tests.e2e.conftest import sign_in
 from tests.e2e.harness import DashboardServer
+from tests.support import pdf
 
 pytestmark = pytest.mark.e2e
 
 
-def pdf_bytes() -> bytes:
-    writer = PdfWriter()
-    writer.add_blank_page(width=200, height=200)
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
 
 
 def request_long_term_token(db_url: str, emulator_url: str) -> int:
@@ -61,7 +54,7 @@ def test_operator_uploads_approves_and_transfers(page: Page, demo_db_url: str, e
             # the uploader of the chosen company (keyed per company), not a stale one still fading out
             uploader = page.locator(f".st-key-documents_files_{company_id} [data-testid='stFileUploaderDropzoneInput']")
             expect(uploader).to_have_count(1)
-            for name, content in (("Rechnung Mai.pdf", pdf_bytes()), ("leer.pdf", b"")):
+            for name, content in (("Rechnung Mai.pdf", pdf("Rechnung Mai")), ("leer.pdf", b"")):
                 # one file at a time, each confirmed by the server before the next (no sleeps)
                 with page.expect_response(lambda r: "/_stcore/upload_file/" in r.url and r.request.method == "PUT"):
                     uploader.set_input_files([{"name": name, "mimeType": "application/pdf", "buffer": content}])

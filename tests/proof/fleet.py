@@ -8,7 +8,6 @@ online, so it is left out), documents, and helpers to start, kill and watch `sch
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
@@ -20,14 +19,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import requests
-from pypdf import PdfWriter
 from sqlalchemy import Engine, func, update
 from sqlmodel import col, select
 
 from core import companies, documents
 from core.db import unit_of_work
 from core.models import Company, Connection, Document, DocumentStatus, Interface
-from tests.support import TEST_KEY_ENTRY
+from tests.support import TEST_KEY_ENTRY, pdf
 from tests.token_world import World
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,14 +33,6 @@ DATEV_CLIENTS = ("455148-1", "455148-2", "455148-4", "455148-5")
 EXTRA_COMPANIES = {"455148-4": "Bäckerei Sonnenschein e.K.", "455148-5": "Nordlicht Logistik GmbH & Co. KG"}
 
 
-def pdf(label: str) -> bytes:
-    """A small valid PDF whose bytes (and so sha256) differ per label."""
-    writer = PdfWriter()
-    writer.add_blank_page(width=200, height=200)
-    writer.add_metadata({"/Title": label})
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float, interval: float = 0.05,

@@ -1,0 +1,28 @@
+"""What an AppTest run rendered, as text: for assertions about pages."""
+
+from collections.abc import Iterator
+
+from google.protobuf import text_format
+from streamlit.testing.v1 import AppTest
+
+
+def page_text(at: AppTest) -> str:
+    """Everything the page rendered (every element and block, all their fields), as one string."""
+
+    def walk(node) -> Iterator[str]:  # type: ignore[no-untyped-def]
+        proto = getattr(node, "proto", None)
+        if proto is not None:
+            yield text_format.MessageToString(proto, as_utf8=True)
+        for child in (getattr(node, "children", None) or {}).values():
+            yield from walk(child)
+
+    return "\n".join(walk(at._tree))
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(str(e.value) for e in [*at.title, *at.subheader, *at.markdown, *at.info, *at.success, *at.error,
+                                            *at.warning, *at.caption])
+
+
+def labels(at: AppTest) -> list[str]:
+    return [b.label for b in at.button]
