@@ -6,6 +6,7 @@ import uuid
 
 from flask import Blueprint, jsonify, request
 
+from . import datev_stapled
 from . import datev_upload_validation as validation
 from .context import emulator_state
 from .datev_gateway import ApiError, authenticate, client_for, dco
@@ -120,3 +121,5 @@ for _variant, _paths in VARIANTS.items():
         ("/clients/<client_id>/documents/<guid>", "put_document", put_document, ["PUT"]),
     ):
         bp.add_url_rule(_base + _rule, f"{_name}_{_variant}", _view, defaults=_defaults, methods=_methods)
+
+datev_stapled.register(bp)
