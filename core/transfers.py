@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import requests
-from sqlalchemy import Engine, and_, delete, func, or_, update
+from sqlalchemy import Engine, and_, delete, func, insert, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -381,7 +381,8 @@ def _record(engine: Engine, settings: Settings, claimed: _Claimed, owner: str, o
     with unit_of_work(engine) as session:
         session.exec(update(Document).where(col(Document.id) == document.id,  # type: ignore[call-overload]
                                             col(Document.lease_owner) == owner).values(**values))
-        session.add(TransferAttempt(
+        # Core inserts: no ORM unit-of-work bookkeeping on the hot path.
+        session.exec(insert(TransferAttempt).values(dict(
             document_id=document.id, company_id=document.company_id, provider=provider.value,  # type: ignore[arg-type]
             trigger=options.trigger, triggered_by=options.actor[:254], attempt_no=document.attempts,
             started_at=started, finished_at=now, outcome=outcome.value, http_status=result.http_status,
@@ -389,8 +390,9 @@ def _record(engine: Engine, settings: Settings, claimed: _Claimed, owner: str, o
                                                       else result.message[:500]),
             help_uri=result.help_uri, global_transaction_id=result.global_transaction_id,
             request_id=result.request_id, remote_id=result.remote_id, next_retry_at=next_retry,
-            correlation_id=correlation_id))
-        session.add_all(log_entries)
+            correlation_id=correlation_id)))  # type: ignore[call-overload]
+        if log_entries:
+            session.exec(insert(HttpLogEntry), params=[e.model_dump(exclude={"id"}) for e in log_entries])  # type: ignore[call-overload]
     return outcome.value
 
 
