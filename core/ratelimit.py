@@ -5,7 +5,7 @@ API key, global for the whole API). Each caller reserves the next free slot in a
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -15,8 +15,8 @@ from core.db import unit_of_work
 from core.models import RateSlot, utcnow
 
 
-def reserve(engine: Engine, key: str, per_second: float) -> float:
-    """Reserve the next slot for `key`; returns how many seconds to wait before using it."""
+def reserve(engine: Engine, key: str, per_second: float) -> datetime:
+    """Reserve the next free slot for `key` (slots are 1/per_second apart); returns its time."""
     interval = timedelta(seconds=1 / per_second)
     for _ in range(5):
         try:
@@ -25,17 +25,17 @@ def reserve(engine: Engine, key: str, per_second: float) -> float:
                 now = utcnow()
                 if row is None:
                     session.add(RateSlot(key=key, next_free_at=now + interval))
-                    return 0.0
+                    return now
                 slot = max(now, row.next_free_at)
                 row.next_free_at = slot + interval
                 session.add(row)
-                return max(0.0, (slot - now).total_seconds())
+                return slot
         except IntegrityError:  # two first callers inserted at once: the other row won, go again
             continue
     raise RuntimeError(f"could not reserve a rate slot for {key}")
 
 
 def acquire(engine: Engine, key: str, per_second: float) -> None:
-    wait = reserve(engine, key, per_second)
+    wait = (reserve(engine, key, per_second) - utcnow()).total_seconds()
     if wait > 0:
         time.sleep(wait)  # pacing requests to the provider's limit, not synchronisation

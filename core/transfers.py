@@ -34,7 +34,7 @@ from core import audit
 from core.backoff import next_delay, parse_retry_after
 from core.config import Settings
 from core.connections import USABLE, evaluate_health
-from core.crypto import Keyring
+from core.crypto import Keyring, fingerprint
 from core.datev_api import DatevApiError, get_client, get_document_types
 from core.db import is_postgres, unit_of_work
 from core.httplog import CallContext
@@ -431,7 +431,8 @@ def _deliver_one(engine: Engine, settings: Settings, keyring: Keyring, run: _Com
         result = UploadResult(Outcome.unresolved, "Die Übertragung an Lexware Office wurde unterbrochen; ob der "
                                                   "Beleg angekommen ist, ist unklar. Bitte in Lexware prüfen.")
     else:
-        acquire(engine, f"lexware:{run.connection_id}", settings.lexware_requests_per_second)
+        # Lexware's limit is per API key (two companies may share one): the slot is keyed by its fingerprint.
+        acquire(engine, f"lexware:{fingerprint(run.token.value)}", settings.lexware_requests_per_second)
         with upload_slots:
             if run.halted.is_set():
                 return None
