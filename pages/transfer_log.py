@@ -41,7 +41,7 @@ def local_midnight_utc(day: date) -> datetime:
 cols = st.columns(5)
 f_company = cols[0].selectbox("Unternehmen", [None, *sorted(company_names, key=lambda i: company_names[i])],
                               key="log_company", format_func=lambda i: "Alle" if i is None else company_names[i])
-f_outcomes = cols[1].multiselect("Ergebnis", list(OUTCOME_LABELS), key="log_outcomes",
+f_outcomes = cols[1].multiselect("Ergebnis", list(OUTCOME_LABELS), key="log_outcomes", placeholder="Alle",
                                  format_func=lambda o: OUTCOME_LABELS[o])
 f_provider = cols[2].selectbox("Schnittstelle", [None, *[p.value for p in Provider]], key="log_provider",
                                format_func=lambda p: "Alle" if p is None else provider_label(p))
