@@ -10,6 +10,7 @@ import functools
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from core.config import Settings, get_settings
@@ -88,30 +89,40 @@ class KeyringReport:
     checked_keys: tuple[str, ...]
 
 
+def _check_canary(engine: Engine, kid: str, single: Keyring) -> None:
+    """Write the key's canary if it has none (tolerating a concurrent first writer), then verify it."""
+    for _ in range(2):
+        with unit_of_work(engine) as session:
+            canary = session.get(KeyCheck, kid)
+            if canary is not None:
+                try:
+                    ok = single.open(canary.ciphertext, _KEY_CHECK_CONTEXT) == _KEY_CHECK_PLAINTEXT
+                except SecretDecryptionError:
+                    ok = False
+                if not ok:
+                    raise KeyConfigurationError(
+                        f"Encryption key '{kid}' is not the key this database was written with. "
+                        "Load the original key (ENCRYPTION_KEYS or ENCRYPTION_KEY_FILE)."
+                    )
+                return
+        try:
+            with unit_of_work(engine) as session:
+                session.add(KeyCheck(key_id=kid, ciphertext=single.seal(_KEY_CHECK_PLAINTEXT, _KEY_CHECK_CONTEXT)))
+            return
+        except IntegrityError:  # another process (e.g. a second scheduler starting) wrote it first: verify theirs
+            continue
+
+
 def verify_keyring(engine: Engine, keyring: Keyring) -> KeyringReport:
     """Fail loudly at start when the loaded keys do not fit the database.
 
     Each loaded key is checked against its sealed canary (a key with the right id but the wrong
     bytes fails here), the canary of a new key is written, and every key id that stored secrets
-    use must be loaded.
+    use must be loaded. Safe when several processes start at once.
     """
+    for kid, raw in keyring.keys:
+        _check_canary(engine, kid, Keyring(((kid, raw),)))
     with unit_of_work(engine) as session:
-        canaries = {row.key_id: row for row in session.exec(select(KeyCheck)).all()}
-        for kid, _ in keyring.keys:
-            single = Keyring(((kid, dict(keyring.keys)[kid]),))
-            canary = canaries.get(kid)
-            if canary is None:
-                session.add(KeyCheck(key_id=kid, ciphertext=single.seal(_KEY_CHECK_PLAINTEXT, _KEY_CHECK_CONTEXT)))
-                continue
-            try:
-                ok = single.open(canary.ciphertext, _KEY_CHECK_CONTEXT) == _KEY_CHECK_PLAINTEXT
-            except SecretDecryptionError:
-                ok = False
-            if not ok:
-                raise KeyConfigurationError(
-                    f"Encryption key '{kid}' is not the key this database was written with. "
-                    "Load the original key (ENCRYPTION_KEYS or ENCRYPTION_KEY_FILE)."
-                )
         in_use = tuple(sorted(set(session.exec(select(StoredSecret.key_id)).all())))
         count = len(session.exec(select(StoredSecret.id)).all())
     missing = [kid for kid in in_use if kid not in keyring.key_ids]

@@ -37,7 +37,7 @@ from core.connections import USABLE, evaluate_health
 from core.crypto import Keyring, fingerprint
 from core.datev_api import DatevApiError, get_client, get_document_types
 from core.db import is_postgres, unit_of_work
-from core.httplog import CallContext
+from core.httplog import CallContext, provider_session
 from core.models import (
     Company,
     Connection,
@@ -400,6 +400,24 @@ def _record(engine: Engine, settings: Settings, claimed: _Claimed, owner: str, o
     return outcome.value
 
 
+def _lease_still_ours(engine: Engine, settings: Settings, claimed: _Claimed, owner: str) -> bool:
+    """Before the upload: the lease must be ours with time for a whole call left; else extend it.
+
+    A claimed document may wait for an upload slot. If its lease ran short meanwhile it is renewed;
+    if another worker already took it over, this worker must not upload it.
+    """
+    call = timedelta(seconds=settings.http_connect_timeout_seconds + settings.http_read_timeout_seconds)
+    lease_until = claimed.document.lease_until
+    now = utcnow()
+    if lease_until is not None and lease_until - now > call:
+        return True
+    with unit_of_work(engine) as session:
+        return session.exec(update(Document).where(  # type: ignore[call-overload]
+            col(Document.id) == claimed.document.id, col(Document.lease_owner) == owner,
+            col(Document.status) == DocumentStatus.transferring.value).values(
+            lease_until=now + max(call, timedelta(seconds=settings.transfer_lease_seconds)))).rowcount == 1
+
+
 def _deliver_one(engine: Engine, settings: Settings, keyring: Keyring, run: _CompanyRun, claimed: _Claimed,
                  owner: str, options: PassOptions, http: requests.Session,
                  upload_slots: threading.BoundedSemaphore) -> tuple[str, UploadResult] | None:
@@ -415,7 +433,7 @@ def _deliver_one(engine: Engine, settings: Settings, keyring: Keyring, run: _Com
         # renewed (and retried once) while the slot is still held, and a refusal halts the company
         # before the slot is given up, so refusals never exceed the uploads already in flight.
         with upload_slots:
-            if run.halted.is_set():
+            if run.halted.is_set() or not _lease_still_ours(engine, settings, claimed, owner):
                 return None
             result = upload_datev(engine, ctx, settings, access_token=run.token.value, client_id=run.client_id,  # type: ignore[arg-type]
                                   document=document, content=claimed.content, session=http)
@@ -434,7 +452,7 @@ def _deliver_one(engine: Engine, settings: Settings, keyring: Keyring, run: _Com
         # Lexware's limit is per API key (two companies may share one): the slot is keyed by its fingerprint.
         acquire(engine, f"lexware:{fingerprint(run.token.value)}", settings.lexware_requests_per_second)
         with upload_slots:
-            if run.halted.is_set():
+            if run.halted.is_set() or not _lease_still_ours(engine, settings, claimed, owner):
                 return None
             result = upload_lexware(engine, ctx, settings, api_key=run.token.value, document=document,
                                     content=claimed.content)
@@ -450,7 +468,8 @@ def _deliver_one(engine: Engine, settings: Settings, keyring: Keyring, run: _Com
 def _drain(engine: Engine, settings: Settings, keyring: Keyring, run: _CompanyRun, options: PassOptions,
            summary: PassSummary, owner: str, stopped: Callable[[], bool],
            upload_slots: threading.BoundedSemaphore) -> None:
-    with requests.Session() as http:  # one keep-alive connection per worker
+    base = settings.datev_documents_base if run.provider == Provider.datev else settings.lexware_base
+    with provider_session(base) as http:  # one keep-alive connection per worker
         _drain_with(engine, settings, keyring, run, options, summary, owner, stopped, upload_slots, http)
 
 
@@ -472,7 +491,7 @@ def _drain_with(engine: Engine, settings: Settings, keyring: Keyring, run: _Comp
             return
         try:
             delivered = _deliver_one(engine, settings, keyring, run, claimed, owner, options, http, upload_slots)
-            if delivered is None:  # halted while waiting for an upload slot: hand everything back
+            if delivered is None:  # halted, or the claim was lost while waiting for a slot: hand back the rest
                 _release(engine, [claimed, *batch], owner)
                 return
             outcome, result = delivered
@@ -506,7 +525,7 @@ def run_pass(engine: Engine, settings: Settings, keyring: Keyring, options: Pass
     # TRANSFER_CONCURRENCY uploads are in flight at once (the semaphore); a few more worker threads
     # claim and record meanwhile, so the upload slots never wait for the database.
     upload_slots = threading.BoundedSemaphore(settings.transfer_concurrency)
-    workers_per_datev_company = settings.transfer_concurrency + max(1, settings.transfer_concurrency // 2)
+    workers_per_datev_company = 2 * settings.transfer_concurrency
     with ThreadPoolExecutor(max_workers=workers_per_datev_company, thread_name_prefix="transfer") as pool:
         futures = []
         for company_id, count in work.items():

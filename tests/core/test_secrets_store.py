@@ -9,6 +9,7 @@ from core.db import unit_of_work
 from core.models import StoredSecret
 from core.secrets_store import erase_secret, get_secret, put_secret, reencrypt_all, verify_keyring
 from tests.support import TEST_KEY_ENTRY
+from tests.workers import run_together
 
 
 def _put(engine: Engine, keyring: Keyring, owner_id: int, value: str, purpose: str = "datev_refresh_token") -> None:
@@ -86,3 +87,10 @@ def test_rotation_round_trip(engine: Engine, keyring: Keyring) -> None:
     verify_keyring(engine, only_new)  # the old key can now be removed
     for owner, value in values.items():
         assert _get(engine, only_new, owner) == value
+
+
+def test_processes_starting_together_all_pass_the_key_check(engine: Engine, database_url: str) -> None:
+    results = run_together("tests.core.keycheck_worker", [[database_url]] * 4, timeout=60)
+    assert [r.returncode for r in results] == [0] * 4, [r.stderr[-1500:] for r in results]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM key_check")).scalar_one() == 1

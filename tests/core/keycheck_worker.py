@@ -1,0 +1,17 @@
+"""Worker: verify the keyring at start, as every process does (several start at once)."""
+
+import sys
+
+from core.crypto import Keyring
+from core.db import make_engine
+from core.secrets_store import verify_keyring
+from tests.support import TEST_KEY_ENTRY
+from tests.workers import wait_for_go
+
+if __name__ == "__main__":
+    engine = make_engine(sys.argv[1])
+    with engine.connect():
+        pass
+    wait_for_go()
+    verify_keyring(engine, Keyring.parse(TEST_KEY_ENTRY))
+    engine.dispose()
