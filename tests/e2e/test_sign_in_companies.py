@@ -19,23 +19,31 @@ def field(page: Page, label: str, nth: int = 0):  # type: ignore[no-untyped-def]
     return page.get_by_label(label, exact=True).nth(nth)
 
 
+def fill(page: Page, label: str, value: str, nth: int = 0) -> None:
+    """Type into a field and make sure the value is there before anything is submitted."""
+    field(page, label, nth).fill(value)
+    expect(field(page, label, nth)).to_have_value(value)
+
+
 def test_admin_manages_companies_and_viewer_reads(page: Page, demo_db_url: str, emulator, tmp_path: Path) -> None:
     with DashboardServer(tmp_path, demo_db_url, emulator.base_url) as server:
         try:
             sign_in(page, server.url, "admin")
             open_page(page, "Unternehmen")
+            # the page's last element: the whole script has rendered, no input gets replaced while typing
+            expect(page.get_by_role("button", name="Archivieren")).to_be_visible()
 
             # create (the first form on the page is "Neues Unternehmen")
-            field(page, "Name").fill("Browser Test GmbH")
-            field(page, "Berater-Nr.").fill("29098")
-            field(page, "Mandanten-Nr.").fill("55")
+            fill(page, "Name", "Browser Test GmbH")
+            fill(page, "Berater-Nr.", "29098")
+            fill(page, "Mandanten-Nr.", "55")
             page.get_by_role("button", name="Anlegen").click()
             expect(page.get_by_text("„Browser Test GmbH“ angelegt")).to_be_visible()
 
             # invalid input: German message, nothing stored
-            field(page, "Name").fill("Ungültig GmbH")
-            field(page, "Berater-Nr.").fill("12")
-            field(page, "Mandanten-Nr.").fill("1")
+            fill(page, "Name", "Ungültig GmbH")
+            fill(page, "Berater-Nr.", "12")
+            fill(page, "Mandanten-Nr.", "1")
             page.get_by_role("button", name="Anlegen").click()
             expect(page.get_by_text("Die Berater-Nr. besteht aus 4 bis 7 Ziffern").first).to_be_visible()
 
@@ -43,7 +51,7 @@ def test_admin_manages_companies_and_viewer_reads(page: Page, demo_db_url: str, 
             page.get_by_role("combobox", name="Unternehmen auswählen").click()
             page.get_by_role("option", name="Browser Test GmbH").click()
             expect(field(page, "Name", 1)).to_have_value("Browser Test GmbH")  # the edit form re-rendered
-            field(page, "Name", 1).fill("Browser Test AG")
+            fill(page, "Name", "Browser Test AG", 1)
             page.get_by_role("button", name="Speichern").click()
             expect(page.get_by_text("Änderungen an „Browser Test AG“ gespeichert")).to_be_visible()
             page.get_by_role("button", name="Archivieren").click()
