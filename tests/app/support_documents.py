@@ -14,7 +14,7 @@ from core import documents
 from core.config import Settings, get_settings
 from core.datev_connect import finish_login, start_login
 from core.db import get_engine, unit_of_work
-from core.models import AppUser, AuditEvent, Company, ConnectionKind, Document
+from core.models import AppUser, AuditEvent, Company, Connection, ConnectionKind, Document, PendingAuthorization
 from core.secrets_store import get_keyring
 from tests.datev_user import consent
 from tests.support import pdf
@@ -66,6 +66,17 @@ class Desk:
             rows = list(s.exec(select(Document).order_by(Document.id)).all())
             s.expunge_all()
             return rows
+
+    def connection(self, company: str = "Musterfirma GmbH") -> Connection | None:
+        with unit_of_work(self.engine) as s:
+            row = s.exec(select(Connection).where(Connection.company_id == self.companies[company])).first()
+            if row is not None:
+                s.expunge(row)
+            return row
+
+    def pending(self) -> list[PendingAuthorization]:
+        with unit_of_work(self.engine) as s:
+            return list(s.exec(select(PendingAuthorization)).all())
 
     def audit_actions(self) -> list[tuple[str, str]]:
         with unit_of_work(self.engine) as s:

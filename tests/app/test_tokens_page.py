@@ -7,21 +7,19 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import Engine
 from sqlmodel import select
 from streamlit.proto.TextInput_pb2 import TextInput as TextInputProto
 from streamlit.testing.v1 import AppTest
 
-from core.config import Settings, get_settings
 from core.crypto import fingerprint
-from core.datev_connect import finish_login, start_login
-from core.db import get_engine, unit_of_work
-from core.models import AppUser, Company, Connection, ConnectionKind, PendingAuthorization, StoredSecret
+from core.datev_connect import start_login
+from core.db import unit_of_work
+from core.models import ConnectionKind, StoredSecret
 from core.secrets_store import get_keyring
 from tests.app.rendered import labels, page_text, texts
+from tests.app.support_documents import Desk, make_desk
 from tests.datev_user import consent
 
 PAGE = "pages/tokens.py"
@@ -34,48 +32,9 @@ LEXWARE_KEY = "demo-lexware-key"
 
 
 
-@dataclass
-class Desk:
-    engine: Engine
-    settings: Settings
-    companies: dict[str, int]
-
-    def user(self, email: str) -> AppUser:
-        with unit_of_work(self.engine) as s:
-            user = s.exec(select(AppUser).where(AppUser.email == email)).one()
-            s.expunge(user)
-            return user
-
-    def request_token(self, company: str = "Musterfirma GmbH") -> None:
-        admin = self.user("admin@tokendesk.demo")
-        url = start_login(self.engine, self.settings, get_keyring(), company_id=self.companies[company], user=admin,
-                          kind=ConnectionKind.long_term)
-        outcome = finish_login(self.engine, self.settings, get_keyring(), params=consent(url), user=admin)
-        assert outcome.ok, outcome.message
-
-    def connection(self, company: str = "Musterfirma GmbH") -> Connection | None:
-        with unit_of_work(self.engine) as s:
-            row = s.exec(select(Connection).where(Connection.company_id == self.companies[company])).first()
-            if row is not None:
-                s.expunge(row)
-            return row
-
-    def pending(self) -> list[PendingAuthorization]:
-        with unit_of_work(self.engine) as s:
-            return list(s.exec(select(PendingAuthorization)).all())
-
-
 @pytest.fixture
 def desk(app_db: str, emulator, monkeypatch: pytest.MonkeyPatch) -> Desk:  # type: ignore[no-untyped-def]
-    """The dashboard's settings point at the test emulator (the pages read them from the environment)."""
-    monkeypatch.setenv("EMULATOR_URL", emulator.base_url)
-    get_settings.cache_clear()
-    settings = get_settings()
-    assert settings.emulator_url == emulator.base_url and settings.database_url == app_db
-    engine = get_engine(app_db)
-    with unit_of_work(engine) as s:
-        companies = {c.name: c.id for c in s.exec(select(Company)).all()}
-    return Desk(engine, settings, companies)
+    return make_desk(app_db, emulator, monkeypatch)
 
 
 def run_page(app: Callable[..., AppTest], who: str) -> AppTest:
