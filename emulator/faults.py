@@ -1,4 +1,4 @@
-"""Fault injection (503, 429, latency, drop, accept_then_drop) applied before/after matching requests."""
+"""Fault injection (503, 429, latency, drop, accept_then_drop, revoke_grants) applied before/after matching requests."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import time
 
 from flask import Response, g, jsonify, request
 
+from . import datev_tokens
+from .context import emulator_state
 from .request_ids import add_datev_headers, request_id
 
-KINDS = ("503", "429", "latency", "drop", "accept_then_drop")
+KINDS = ("503", "429", "latency", "drop", "accept_then_drop", "revoke_grants")
 TARGETS = ("token", "revoke", "userinfo", "documents", "clients", "lexware", "any")
 _DATEV_API = re.compile(r"^/datev(-sandbox)?-api/(token|revoke|userinfo)$")
 _PLATFORM = re.compile(r"^/platform(-sandbox)?/v2/clients(/[^/]+(/(documents).*)?)?")
@@ -65,6 +67,19 @@ class FaultRegistry:
         return None
 
 
+def _revoke_every_grant() -> None:
+    """What a user does in "Verbundene Anwendungen", at an exact point in a request sequence.
+
+    Tests queue it behind a counted fault so the revocation lands between two known uploads instead
+    of racing a polling test thread; the matched request itself then proceeds with revoked tokens.
+    """
+    state = emulator_state()
+    with state.lock:
+        for grant_id in list(state.data["grants"]):
+            datev_tokens.revoke_grant(state, grant_id)
+        state.changed()
+
+
 def drop_connection() -> Response:
     """Shut the socket down; werkzeug's write then fails quietly and the client sees no response."""
     sock = request.environ.get("werkzeug.socket")
@@ -108,6 +123,9 @@ def before_request(registry: FaultRegistry):
         return drop_connection()
     if fault["kind"] == "accept_then_drop":
         g.drop_after_response = True
+        return None
+    if fault["kind"] == "revoke_grants":
+        _revoke_every_grant()
         return None
     return _fault_response(fault, target)
 

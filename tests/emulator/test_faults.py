@@ -1,4 +1,4 @@
-"""Fault injection: 503, 429, latency, drop and accept_then_drop over real HTTP."""
+"""Fault injection: 503, 429, latency, drop, accept_then_drop and revoke_grants over real HTTP."""
 
 from __future__ import annotations
 
@@ -75,3 +75,20 @@ def test_accept_then_drop_on_datev_upload_then_409_on_retry(base) -> None:
         requests.put(url, headers=api_headers(token), files=files, timeout=5)
     retry = requests.put(url, headers=api_headers(token), files=files, timeout=5)
     assert retry.status_code == 409 and retry.json()["error"] == "#DCO01012"
+
+
+def test_revoke_grants_lands_at_an_exact_request_in_the_sequence(base) -> None:
+    body = connect(base, scope="openid accounting:documents offline_access datev:iam:client:455148-1")
+    _fault(base, target="documents", kind="latency", latency_ms=1, count=1)
+    _fault(base, target="documents", kind="revoke_grants", count=1)
+    files = {"file": ("a.pdf", minimal_pdf("first"), "application/pdf")}
+    url = f"{base}/platform/v2/clients/455148-1/documents/"
+    first = requests.put(url + "6F9619FF-8B86-D011-B42D-00C04FC964F1", headers=api_headers(body["access_token"]),
+                         files=files, timeout=5)
+    assert first.status_code == 201
+    files = {"file": ("b.pdf", minimal_pdf("second"), "application/pdf")}
+    second = requests.put(url + "6F9619FF-8B86-D011-B42D-00C04FC964F2", headers=api_headers(body["access_token"]),
+                          files=files, timeout=5)
+    assert second.status_code == 401
+    assert refresh(base, body["refresh_token"]).json()["error"] == "invalid_grant"
+    assert all(g["revoked"] for g in requests.get(base + "/_admin/datev/grants", timeout=5).json())
