@@ -73,7 +73,11 @@ class EmulatorState:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.data), encoding="utf-8")
+        # The file holds (emulated) tokens and the signing key: owner-only, like data/encryption.keys.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # an older 0644 temp file keeps its mode on O_CREAT
+            handle.write(json.dumps(self.data))
         os.replace(tmp, self.path)
 
     def count(self, name: str, amount: int = 1) -> None:

@@ -15,6 +15,7 @@ def test_tokens_survive_a_restart_with_state_file(tmp_path) -> None:
         body = connect(first.base_url)
     with EmulatorServer(config) as second:
         assert refresh(second.base_url, body["refresh_token"]).status_code == 200
+    assert (tmp_path / "state.json").stat().st_mode & 0o777 == 0o600  # it holds tokens and the signing key
 
 
 def test_reset_clears_grants_and_clock(base) -> None:
