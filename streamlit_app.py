@@ -9,29 +9,36 @@ import streamlit as st
 
 from core.auth import ROLE_LABELS
 from core.models import Role
+from ui.errors import error_boundary
 from ui.guard import may, require_signed_in_user
 from ui.navigation import PAGE_TABLE
 from ui.scheduler_status import show_scheduler_status
 
 st.set_page_config(page_title="Token Desk", page_icon=":material/key:", layout="wide")
 
-user = require_signed_in_user()
 
-sections: dict[str, list] = {}
-for spec in PAGE_TABLE:
-    if may(user, spec.min_role):
-        sections.setdefault(spec.section, []).append(
-            st.Page(spec.file, title=spec.title, icon=spec.icon, url_path=spec.url_path,
-                    visibility="hidden" if spec.hidden else "visible")
-        )
-navigation = st.navigation(sections)
+def main() -> None:
+    user = require_signed_in_user()
 
-with st.sidebar:
-    st.caption("Angemeldet als")
-    st.write(f"**{user.display_name or user.email}**  \n{ROLE_LABELS[Role(user.role)]}")
-    if st.button("Abmelden", key="sign_out"):
-        st.logout()
-    st.divider()
-    show_scheduler_status()
+    sections: dict[str, list] = {}
+    for spec in PAGE_TABLE:
+        if may(user, spec.min_role):
+            sections.setdefault(spec.section, []).append(
+                st.Page(spec.file, title=spec.title, icon=spec.icon, url_path=spec.url_path,
+                        visibility="hidden" if spec.hidden else "visible")
+            )
+    navigation = st.navigation(sections)
 
-navigation.run()
+    with st.sidebar:
+        st.caption("Angemeldet als")
+        st.write(f"**{user.display_name or user.email}**  \n{ROLE_LABELS[Role(user.role)]}")
+        if st.button("Abmelden", key="sign_out"):
+            st.logout()
+        st.divider()
+        show_scheduler_status()
+
+    navigation.run()
+
+
+with error_boundary():  # no traceback ever reaches the browser (ui/errors.py)
+    main()

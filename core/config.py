@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     smtp_tls: Literal["none", "starttls", "ssl"] = "starttls"
     smtp_sender: str = "token-desk@localhost"
     transfer_failure_alarm_threshold: int = Field(default=3, ge=1)
+    # An alarm not delivered to every target is retried with backoff until this many attempts in all.
+    alarm_max_attempts: int = Field(default=8, ge=1, le=50)
+    # alarm_sent rows are deleted this many days after the first attempt (retries pending are kept).
+    alarm_retention_days: int = Field(default=400, ge=30)
 
     # Display.
     display_timezone: str = "Europe/Berlin"

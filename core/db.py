@@ -24,7 +24,12 @@ _engines_lock = threading.Lock()
 
 
 def make_engine(url: str, **kwargs: object) -> Engine:
-    """A new engine for `url` with the pragmas and transaction mode this product needs."""
+    """A new engine for `url` with the pragmas and transaction mode this product needs.
+
+    `hide_parameters`: SQL errors and logs never show bound values (ciphertexts, document content,
+    e-mail addresses), only the statement.
+    """
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(
             url,

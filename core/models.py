@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -357,7 +357,10 @@ class SchedulerHeartbeat(SQLModel, table=True):
 
 
 class AlarmSent(SQLModel, table=True):
-    """Each alarm once: its dedupe key is unique."""
+    """Each alarm once: its dedupe key is unique. The row is also the send claim and the retry queue
+    (core.notify): `next_attempt_at` is the end of a running send's lease or the time of the next
+    retry, and NULL once the alarm is final (delivered, given up, or no targets). Title and body are
+    kept for the retry; alarm texts never contain secrets."""
 
     __tablename__ = "alarm_sent"
 
@@ -365,9 +368,13 @@ class AlarmSent(SQLModel, table=True):
     key: str = Field(max_length=200, unique=True)
     company_id: int | None = Field(default=None, index=True)
     title: str = Field(max_length=300)
-    sent_at: datetime = Field(default_factory=utcnow)
+    body: str = Field(default="", sa_type=Text)
+    severity: str = Field(default="error", max_length=10)  # core.alarms.Severity
+    sent_at: datetime = Field(default_factory=utcnow)  # first attempt; retention counts from here
     delivered: bool = Field(default=False)
     detail: str | None = Field(default=None, max_length=1000)
+    attempts: int = Field(default=1)  # send attempts started (every claim counts one)
+    next_attempt_at: datetime | None = Field(default=None, index=True)
 
 
 class RateSlot(SQLModel, table=True):

@@ -6,11 +6,13 @@ work there; none keeps state in the process. scheduler.py only ticks them.
   reminders at 60/30/14/7/1 days, company paused with documents waiting, repeated failures). It
   contacts DATEV only for the keepalive refresh; everything else is read from the database.
 - housekeeping: HTTP log retention, expired pending logins, abandoned document claims, expired
-  one-off logins.
+  one-off logins, retries of undelivered alarms, alarm retention.
 - inbox_import: the companies' inbox folders (core.inbox).
 
 Every alarm goes through core.notify.raise_alarm, whose unique key makes it "once" across ticks
-and across scheduler processes.
+and across scheduler processes; housekeeping resends the undelivered ones (core.notify.retry_due_alarms).
+Housekeeping rather than token care: both run every 60 minutes by default, and retries belong with
+the other maintenance of durable state.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from core.models import (
     TransferAttempt,
     utcnow,
 )
-from core.notify import raise_alarm
+from core.notify import purge_old_alarms, raise_alarm, retry_due_alarms
 from core.secrets_store import erase_secret
 from core.tokens import ACCESS_TOKEN, OWNER_TYPE, REFRESH_TOKEN, TokenUnavailable, get_valid_token
 from core.transfers import PassOptions, PassSummary, run_pass, waiting_reason
@@ -213,14 +215,27 @@ def _failures_since_last_delivery(engine: Engine, company_id: int) -> tuple[int,
 
 
 def housekeeping(ctx: JobContext) -> dict:
-    """HTTP log retention, expired pending logins, abandoned claims, expired one-off logins."""
+    """HTTP log retention, expired pending logins, abandoned claims, expired one-off logins,
+    alarm retries and alarm retention."""
     engine, now = ctx.engine, utcnow()
     return {
         "http_log_purged": httplog.purge_older_than(engine, ctx.settings.http_log_retention_days),
         "pending_logins_expired": purge_expired_pending_logins(engine, now),
         "abandoned_claims": release_abandoned_claims(engine, ctx.settings, now, actor=ctx.owner),
         "one_off_logins_discarded": discard_expired_one_off_logins(engine, now, actor=ctx.owner),
+        "alarms_retried": retry_alarms(ctx),
+        "alarms_purged": purge_old_alarms(engine, ctx.settings, now, batch=BATCH),
     }
+
+
+def retry_alarms(ctx: JobContext) -> int:
+    """Resend due undelivered alarms; a failure is logged, never raised, so the rest of
+    housekeeping still runs (-1 in the summary then)."""
+    try:
+        return retry_due_alarms(ctx.engine, ctx.settings, stop=ctx.stop)
+    except Exception:  # noqa: BLE001
+        log.exception("retrying undelivered alarms failed")
+        return -1
 
 
 def purge_expired_pending_logins(engine: Engine, now: datetime) -> int:

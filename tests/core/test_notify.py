@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,8 +24,19 @@ from sqlmodel import select
 from core.alarms import Alarm, webhook_target
 from core.config import Settings
 from core.db import unit_of_work
-from core.models import AlarmSent
-from core.notify import NO_TARGETS, alarm_targets, raise_alarm, split_addresses, split_targets
+from core.models import AlarmSent, Company, utcnow
+from core.notify import (
+    NO_TARGETS,
+    RETRY_BATCH,
+    SENDING,
+    alarm_targets,
+    claim_lease,
+    purge_old_alarms,
+    raise_alarm,
+    retry_due_alarms,
+    split_addresses,
+    split_targets,
+)
 from tests.workers import run_together
 
 pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
@@ -59,8 +71,8 @@ class SmtpSink:
 
     @classmethod
     @contextmanager
-    def running(cls) -> Iterator[SmtpSink]:
-        sink = cls()
+    def running(cls, port: int | None = None) -> Iterator[SmtpSink]:
+        sink = cls(port) if port is not None else cls()
         controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
         controller.start()  # returns once the server answers
         try:
@@ -158,7 +170,7 @@ def test_mail_arrives_once_even_when_raised_twice(engine: Engine, smtp: SmtpSink
 
 
 def test_two_processes_at_once_send_one_mail(engine: Engine, database_url: str, smtp: SmtpSink) -> None:
-    results = run_together("tests.core.notify_worker", [[database_url, str(smtp.port), ALARM.key]] * 3, timeout=60)
+    results = run_together("tests.core.notify_worker", [["raise", database_url, str(smtp.port), ALARM.key]] * 3, timeout=60)
 
     assert all(r.returncode == 0 for r in results), [r.stderr[-2000:] for r in results]
     outcomes = [json.loads(r.stdout.strip().splitlines()[-1]) for r in results]
@@ -200,11 +212,12 @@ def test_failing_targets_are_recorded_and_nothing_raises(engine: Engine, hook: H
     assert "S3CRET" not in row.detail
 
 
-def test_without_any_target_the_alarm_is_recorded_as_not_delivered(engine: Engine) -> None:
+def test_without_any_target_the_alarm_is_recorded_as_not_delivered_and_not_retried(engine: Engine) -> None:
     outcome = raise_alarm(engine, settings(), ALARM)
     assert outcome is not None and outcome.results == [] and not outcome.delivered
     [row] = rows(engine)
-    assert (row.delivered, row.detail) == (False, NO_TARGETS)
+    assert (row.delivered, row.detail, row.next_attempt_at) == (False, NO_TARGETS, None)
+    assert retry_due_alarms(engine, settings(), now=utcnow() + timedelta(days=30)) == 0
 
 
 def test_target_and_address_lists() -> None:
@@ -217,3 +230,163 @@ def test_target_and_address_lists() -> None:
     assert with_smtp[0] == "json://hook.example/x"
     assert with_smtp[1].startswith("mailto://mail.example:25?") and "to=a%40x.de%2Cb%40x.de" in with_smtp[1]
     assert alarm_targets(settings(alarm_emails="a@x.de"), "b@x.de") == []  # e-mail needs SMTP_HOST
+
+
+# --- retries of undelivered alarms ----------------------------------------------------------
+
+
+def mail_settings(port: int, **overrides: Any) -> Settings:
+    return settings(smtp_host="127.0.0.1", smtp_port=port, smtp_tls="none", alarm_emails="ops@example.com",
+                    **overrides)
+
+
+def failed_alarm(engine: Engine, port: int, alarm: Alarm = ALARM, company_id: int | None = None) -> AlarmSent:
+    """Raise `alarm` while nothing listens on `port`: the first attempt fails."""
+    outcome = raise_alarm(engine, mail_settings(port), alarm, company_id=company_id, timeout=3)
+    assert outcome is not None and not outcome.delivered
+    [row] = [r for r in rows(engine) if r.key == alarm.key]
+    return row
+
+
+def test_mail_that_failed_is_sent_once_when_its_retry_is_due(engine: Engine) -> None:
+    port = free_port()  # the mail server is down at first: nothing listens
+    first = failed_alarm(engine, port)
+    assert (first.attempts, first.delivered, first.body, first.severity) == (1, False, ALARM.body, "error")
+    assert first.next_attempt_at is not None and "Senden fehlgeschlagen" in (first.detail or "")
+    due = first.next_attempt_at
+
+    with SmtpSink.running(port) as smtp:  # the server is back
+        early = retry_due_alarms(engine, mail_settings(port), now=due - timedelta(minutes=1), timeout=5)
+        assert (early, smtp.messages) == (0, [])
+        assert retry_due_alarms(engine, mail_settings(port), now=due, timeout=5) == 1
+        assert retry_due_alarms(engine, mail_settings(port), now=due + timedelta(days=1), timeout=5) == 0
+
+    assert [(rcpts, str(message["Subject"])) for rcpts, message in smtp.messages] == [(["ops@example.com"], ALARM.title)]
+    assert ALARM.body in smtp.messages[0][1].get_content()
+    [row] = rows(engine)
+    assert (row.delivered, row.attempts, row.next_attempt_at, row.detail) == (True, 2, None, "mailto://127.0.0.1: zugestellt")
+
+
+def test_webhook_answering_500_is_given_up_after_the_maximum_attempts(engine: Engine, hook: HookSink) -> None:
+    config = settings(alarm_targets=webhook_target(hook.url("/fail/S3CRET")), alarm_max_attempts=3)
+    outcome = raise_alarm(engine, config, ALARM, timeout=3)
+    assert outcome is not None and not outcome.delivered
+    start = utcnow()
+
+    resent = [retry_due_alarms(engine, config, now=start + timedelta(days=day), timeout=3) for day in (1, 2, 3, 4)]
+
+    assert resent == [1, 1, 0, 0]
+    assert len(hook.received) == 3
+    [row] = rows(engine)
+    assert (row.delivered, row.attempts, row.next_attempt_at) == (False, 3, None)
+    assert row.detail is not None and row.detail.endswith(" – aufgegeben nach 3 Versuchen")
+    assert "Senden fehlgeschlagen" in row.detail and "S3CRET" not in row.detail
+
+
+def test_two_processes_retrying_at_once_send_each_alarm_once(engine: Engine, database_url: str, smtp: SmtpSink,
+                                                             closed_port: int) -> None:
+    # several due alarms (one retry pass's worth), so the processes overlap on many claims rather than on one
+    alarms = [Alarm(f"token_invalid:company:{n}:datev:2026-11-28", f"Token ungültig: Firma {n}", "Bitte neu anmelden.",
+                    "error") for n in range(1, RETRY_BATCH + 1)]
+    for alarm in alarms:
+        failed_alarm(engine, closed_port, alarm)
+    when = (utcnow() + timedelta(days=1)).isoformat()
+
+    results = run_together("tests.core.notify_worker", [["retry", database_url, str(smtp.port), when]] * 3, timeout=60)
+
+    assert all(r.returncode == 0 for r in results), [r.stderr[-2000:] for r in results]
+    assert sum(int(r.stdout.strip().splitlines()[-1]) for r in results) == len(alarms)
+    assert sorted(smtp.subjects()) == sorted(alarm.title for alarm in alarms)  # each exactly once
+    assert [(row.delivered, row.attempts) for row in rows(engine)] == [(True, 2)] * len(alarms)
+
+
+class Crash(BaseException):
+    """Stands for the process dying while it sends."""
+
+
+def crash(*_args: Any, **_kwargs: Any) -> None:
+    raise Crash()
+
+
+def test_a_claim_whose_process_died_is_sent_after_its_lease(engine: Engine, smtp: SmtpSink,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    config = mail_settings(smtp.port)
+    before = utcnow()
+    with monkeypatch.context() as patched:
+        patched.setattr("core.notify.send_alarm", crash)
+        with pytest.raises(Crash):
+            raise_alarm(engine, config, ALARM, timeout=5)
+    [claimed] = rows(engine)
+    assert (claimed.detail, claimed.attempts, claimed.delivered) == (SENDING, 1, False)
+    assert claimed.next_attempt_at is not None and claimed.next_attempt_at >= before + claim_lease(1, 5)
+
+    assert retry_due_alarms(engine, config, now=claimed.next_attempt_at - timedelta(minutes=1), timeout=5) == 0
+    assert smtp.messages == []  # the lease still protects the (dead) sender
+    assert retry_due_alarms(engine, config, now=claimed.next_attempt_at, timeout=5) == 1
+
+    assert smtp.subjects() == [ALARM.title]
+    [row] = rows(engine)
+    assert (row.delivered, row.attempts, row.next_attempt_at) == (True, 2, None)
+
+
+def test_a_died_last_attempt_is_given_up_without_sending(engine: Engine, smtp: SmtpSink,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    config = mail_settings(smtp.port, alarm_max_attempts=1)
+    with monkeypatch.context() as patched:
+        patched.setattr("core.notify.send_alarm", crash)
+        with pytest.raises(Crash):
+            raise_alarm(engine, config, ALARM, timeout=5)
+
+    assert retry_due_alarms(engine, config, now=utcnow() + timedelta(days=1), timeout=5) == 0
+
+    assert smtp.messages == []
+    [row] = rows(engine)
+    assert (row.delivered, row.next_attempt_at, row.detail) == (
+        False, None, "Versand unterbrochen – aufgegeben nach 1 Versuch")
+
+
+def test_a_retry_goes_to_the_targets_configured_now(engine: Engine, smtp: SmtpSink, closed_port: int) -> None:
+    with unit_of_work(engine) as session:
+        active = Company(name="Nord GmbH", alarm_recipients="chefin@nord.example")
+        archived = Company(name="Süd GmbH", alarm_recipients="chef@sued.example")
+        session.add_all([active, archived])
+    for company in (active, archived):
+        alarm = Alarm(f"token_invalid:company:{company.id}:datev:2026-11-28", f"Token ungültig: {company.name}",
+                      "Bitte neu anmelden.", "error")
+        raise_alarm(engine, mail_settings(closed_port), alarm, company_id=company.id,
+                    recipients=company.alarm_recipients, timeout=3)
+    failed_alarm(engine, closed_port, Alarm("company_paused:company:999:2026-11-28", "Unternehmen pausiert: Alt",
+                                            "Gelöscht.", "warning"), company_id=999)  # the company is gone
+    with unit_of_work(engine) as session:
+        gone = session.get(Company, archived.id)
+        gone.archived_at = utcnow()  # type: ignore[union-attr]
+        session.add(gone)
+
+    assert retry_due_alarms(engine, mail_settings(smtp.port), now=utcnow() + timedelta(days=1), timeout=5) == 3
+
+    assert sorted((str(message["Subject"]), rcpt) for rcpts, message in smtp.messages for rcpt in rcpts) == [
+        ("Token ungültig: Nord GmbH", "chefin@nord.example"), ("Token ungültig: Nord GmbH", "ops@example.com"),
+        ("Token ungültig: Süd GmbH", "ops@example.com"), ("Unternehmen pausiert: Alt", "ops@example.com")]
+    assert all(row.delivered for row in rows(engine))
+
+
+def test_old_final_alarms_are_purged_and_pending_retries_kept(engine: Engine) -> None:
+    now = utcnow()
+    old, recent = now - timedelta(days=401), now - timedelta(days=399)
+    with unit_of_work(engine) as session:
+        for key, sent_at, delivered, next_attempt_at in (
+                ("old-delivered", old, True, None), ("old-given-up", old, False, None),
+                ("old-retry-due", old, False, now - timedelta(minutes=1)),
+                ("old-being-sent", old, False, now + timedelta(minutes=1)), ("recent-delivered", recent, True, None)):
+            session.add(AlarmSent(key=key, title=key, body="", severity="info", sent_at=sent_at,
+                                  delivered=delivered, next_attempt_at=next_attempt_at))
+
+    counts = [purge_old_alarms(engine, settings(), now, batch=1) for _ in range(3)]
+
+    assert counts == [1, 1, 0]
+    assert sorted(row.key for row in rows(engine)) == ["old-being-sent", "old-retry-due", "recent-delivered"]
+
+
+def test_claim_lease_covers_every_target() -> None:
+    assert claim_lease(0, 10) == claim_lease(1, 10) == timedelta(seconds=21 + 60)
+    assert claim_lease(3, 5) == timedelta(seconds=3 * 11 + 60)
