@@ -32,6 +32,7 @@ PAGE_TABLE: tuple[PageSpec, ...] = (
     PageSpec("pages/documents.py", "Belege", ":material/description:", "documents", Role.viewer),
     PageSpec("pages/transfer.py", "Übertragen", ":material/upload:", "transfer", Role.operator),
     PageSpec("pages/transfer_log.py", "Übertragungsprotokoll", ":material/receipt_long:", "transfer_log", Role.viewer),
+    PageSpec("pages/alarms.py", "Alarme", ":material/notifications:", "alarms", Role.viewer),
     PageSpec("pages/users.py", "Benutzer", ":material/group:", "users", Role.admin, "Verwaltung"),
     PageSpec("pages/http_log.py", "HTTP-Protokoll", ":material/lan:", "http_log", Role.admin, "Verwaltung"),
     PageSpec("pages/audit_log.py", "Audit-Protokoll", ":material/history:", "audit", Role.admin, "Verwaltung"),

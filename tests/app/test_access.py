@@ -35,10 +35,10 @@ def test_direct_page_run_without_access_renders_nothing_protected(app, spec, who
 
 
 ALLOWED = {
-    "viewer": {"tokens", "companies", "documents", "transfer_log", "datev_callback"},
-    "operator": {"tokens", "companies", "documents", "transfer", "transfer_log", "datev_callback"},
+    "viewer": {"tokens", "companies", "documents", "transfer_log", "alarms", "datev_callback"},
+    "operator": {"tokens", "companies", "documents", "transfer", "transfer_log", "alarms", "datev_callback"},
     "admin": {"tokens", "companies", "users", "http_log", "audit", "documents", "transfer", "transfer_log",
-              "datev_callback"},
+              "alarms", "datev_callback"},
 }
 
 

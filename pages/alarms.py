@@ -1,0 +1,53 @@
+"""Alarme: which alarms went out, to whom (redacted), whether they arrived; admins send a test alarm."""
+
+import pandas as pd
+import streamlit as st
+
+from ui.guard import require_page
+
+user = require_page(__file__)
+
+from core import alarm_history  # noqa: E402
+from core.models import Role  # noqa: E402
+from core.timefmt import format_local  # noqa: E402
+from ui.feedback import flash, flash_error, show_flashes  # noqa: E402
+from ui.guard import may  # noqa: E402
+from ui.services import services  # noqa: E402
+
+settings, engine, _keyring = services()
+st.title("Alarme")
+st.caption("Benachrichtigungen per E-Mail und Webhook: Token ungültig, Ablauf in 60/30/14/7/1 Tagen, "
+           "Unternehmen pausiert, wiederholt fehlgeschlagene Übertragungen. Jeder Alarm wird einmal ausgelöst; "
+           f"kommt er nicht an, wird er bis zu {settings.alarm_max_attempts}-mal gesendet.")
+show_flashes()
+
+if may(user, Role.admin):
+    with st.container(border=True):
+        st.write("**Test-Alarm**: prüft die Einstellungen (ALARM_TARGETS, ALARM_EMAILS mit SMTP_HOST).")
+        if not alarm_history.targets_configured(settings):
+            st.info("Es sind keine Alarm-Empfänger eingerichtet. Bitte ALARM_TARGETS oder ALARM_EMAILS "
+                    "mit SMTP_HOST setzen.")
+        elif st.button("Test-Alarm senden", key="send_test_alarm", icon=":material/notifications:"):
+            with st.spinner("Test-Alarm wird gesendet …"):
+                outcome = alarm_history.send_test_alarm(engine, settings, actor=user.email)
+            report = "; ".join(f"{r.target}: {'zugestellt' if r.ok else r.error}" for r in outcome.results)
+            if outcome.delivered:
+                flash(f"Test-Alarm zugestellt ({report}).")
+            else:
+                flash_error(f"Test-Alarm nicht überall zugestellt ({report}). Er wird später erneut gesendet.")
+            st.rerun()
+
+only_open = st.toggle("Nur nicht zugestellte", key="alarms_only_undelivered")
+limit = st.select_slider("Einträge", options=[50, 200, 1000], value=200, key="alarms_limit")
+rows = alarm_history.recent_alarms(engine, limit=limit, only_undelivered=only_open)
+if not rows:
+    st.info("Keine Alarme." if not only_open else "Alle Alarme wurden zugestellt.")
+else:
+    st.dataframe(
+        pd.DataFrame([
+            {"Ausgelöst": format_local(r.first_attempt), "Unternehmen": r.company, "Alarm": r.title,
+             "Zustellung": r.state, "Versuche": r.attempts, "Empfänger und Ergebnis": r.detail}
+            for r in rows
+        ]),
+        hide_index=True, width="stretch",
+    )
