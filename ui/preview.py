@@ -1,8 +1,10 @@
-"""Preview of a document (Beleg) before approval or transfer: PDF viewer, image, or download."""
+"""Preview of a document (Beleg) before approval or transfer: PDF viewer, image, or download.
+
+PDFs are shown with `st.pdf` (the official streamlit-pdf component, pdf.js): it renders in any
+browser, also where the browser's own PDF plug-in is missing or blocked for embedded documents.
+"""
 
 from __future__ import annotations
-
-import base64
 
 import streamlit as st
 from sqlalchemy import Engine
@@ -11,16 +13,7 @@ from core.documents import content_of
 from core.errors import UserFacingError
 from core.models import Document
 
-INLINE_PDF_LIMIT = 8 * 1024 * 1024  # a data URL beyond this size gets slow in the browser
 BROWSER_IMAGES = {"image/png", "image/jpeg", "image/gif"}
-
-
-def _pdf_viewer_available() -> bool:
-    try:
-        import streamlit_pdf  # type: ignore[import-not-found]  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def show_preview(engine: Engine, document: Document, key: str) -> None:
@@ -30,12 +23,7 @@ def show_preview(engine: Engine, document: Document, key: str) -> None:
         st.error(exc.message)
         return
     if document.media_type == "application/pdf":
-        if _pdf_viewer_available():
-            st.pdf(data, height=600, key=f"{key}_pdf")
-        elif len(data) <= INLINE_PDF_LIMIT:
-            st.iframe("data:application/pdf;base64," + base64.b64encode(data).decode("ascii"), height=600)
-        else:
-            st.info("Die Datei ist für die Vorschau zu groß; bitte herunterladen.")
+        st.pdf(data, height=600, key=f"{key}_pdf")
     elif document.media_type in BROWSER_IMAGES:
         st.image(data, caption=document.file_name)
     else:

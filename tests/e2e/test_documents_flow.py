@@ -1,6 +1,7 @@
 """Belege to DATEV in a real browser: the operator uploads a valid PDF and an empty file (German
-rejection), approves the PDF, transfers it on "Übertragen" with the company's Langzeittoken and sees
-it delivered; the emulator received the document's GUID exactly once. Real servers, real HTTP."""
+rejection), sees the PDF drawn in the preview, approves it, transfers it on "Übertragen" with the
+company's Langzeittoken and sees it delivered; the emulator received the document's GUID exactly
+once. Real servers, real HTTP."""
 
 from pathlib import Path
 
@@ -61,6 +62,13 @@ def test_operator_uploads_approves_and_transfers(page: Page, demo_db_url: str, e
             page.get_by_role("button", name="Hochladen").click()
             expect(page.get_by_text("„Rechnung Mai.pdf“ angenommen")).to_be_visible()
             expect(page.get_by_text("Die Datei „leer.pdf“ ist leer (0 Byte).")).to_be_visible()
+
+            # the preview before approval: pdf.js (st.pdf) draws the page, no browser PDF plug-in needed
+            page.get_by_text("Vorschau", exact=True).click()
+            rendered = page.locator("[class*='st-key-documents_preview_'] canvas")
+            expect(rendered).to_be_visible()
+            box = rendered.bounding_box()
+            assert box is not None and box["width"] > 50 and box["height"] > 50, box
 
             page.get_by_role("button", name="Alle neuen dieser Seite auswählen").click()
             expect(page.get_by_text("Nr. 1 · Rechnung Mai.pdf (Musterfirma GmbH)")).to_be_visible()
