@@ -17,18 +17,15 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
-from sqlalchemy import Engine, create_engine, text, update
+from sqlalchemy import Engine, update
 from sqlmodel import select
 
+from bench.databases import postgres_database, postgres_reachable, sqlite_database
 from core.config import Settings
 from core.crypto import Keyring, new_key_entry
 from core.datev_connect import finish_login, start_login
@@ -46,38 +43,7 @@ FRESH_CALLS = 2000
 WARMUP_CALLS = 50
 RACE_PROCESSES = 8
 RACE_REPEATS = 10
-POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL",
-                                    os.environ.get("TEST_POSTGRES_URL",
-                                                   "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
 KEY_ENTRY = new_key_entry("bench-k1")  # a throw-away key for this run only
-
-
-@contextmanager
-def sqlite_database() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="bench-tokens-") as tmp:
-        yield f"sqlite:///{Path(tmp) / 'bench.db'}"
-
-
-@contextmanager
-def postgres_database() -> Iterator[str | None]:
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001
-        print(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL} ({type(exc).__name__}): skipped in the benchmark")
-        admin.dispose()
-        yield None
-        return
-    name = f"bench_tokens_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def prepare(database_url: str, emulator_url: str) -> tuple[Engine, Settings, Keyring, int]:
@@ -131,7 +97,7 @@ def one_race(engine: Engine, database_url: str, emulator_url: str, connection_id
                .values(access_expires_at=utcnow() - timedelta(minutes=1)))
     before = emulator_stats(emulator_url)
     env = {**os.environ, "APP_ENV": "test", "ENCRYPTION_KEYS": KEY_ENTRY}
-    procs = [subprocess.Popen([sys.executable, "-m", "bench.race_worker", database_url, emulator_url,
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.core.refresh_worker", database_url, emulator_url,
                                str(connection_id)], cwd=ROOT, env=env, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(RACE_PROCESSES)]
@@ -200,10 +166,10 @@ def print_table(results: dict) -> None:
 def main() -> None:
     results: dict[str, dict] = {}
     with EmulatorServer() as emulator:
-        with sqlite_database() as url:
+        with sqlite_database("tokens") as url:
             results["sqlite"] = run_database("sqlite", url, emulator.base_url)
-        with postgres_database() as url:
-            if url is not None:
+        if postgres_reachable():
+            with postgres_database("tokens") as url:
                 results["postgresql"] = run_database("postgresql", url, emulator.base_url)
     print_table(results)
     ok = all(r["race"]["refresh_calls_per_race"] == [1] and r["race"]["reuse_detections"] == 0

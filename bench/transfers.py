@@ -29,7 +29,6 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -40,11 +39,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
-from sqlalchemy import Engine, create_engine, text, update
+from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
 import core.httplog
 import core.transfers
+from bench.databases import postgres_database, postgres_reachable, sqlite_database
 from core import companies, documents
 from core.config import Settings
 from core.crypto import Keyring, new_key_entry
@@ -59,8 +59,6 @@ from tests.proof.fleet import pdf
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "transfers.json"
-POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", os.environ.get(
-    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
 KEY_ENTRY = new_key_entry("bench-k1")  # a throw-away key for this run only
 LATENCY_MS = 50
 CLIENTS = ("455148-1", "455148-2", "455148-4", "455148-5")  # "max" has rights; all with Belege online
@@ -75,43 +73,10 @@ def percentile(values: list[float], share: float) -> float:
 # --- databases and the emulator ----------------------------------------------------------------
 
 
-@contextmanager
-def sqlite_database(label: str) -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix=f"bench-transfers-{label}-") as tmp:
-        yield f"sqlite:///{Path(tmp) / 'bench.db'}"
-
-
-def postgres_reachable() -> bool:
-    probe = create_engine(POSTGRES_ADMIN_URL)
-    try:
-        with probe.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return True
-    except Exception as exc:  # noqa: BLE001
-        print(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL} ({type(exc).__name__}): left out")
-        return False
-    finally:
-        probe.dispose()
-
-
-@contextmanager
-def postgres_database(label: str) -> Iterator[str]:
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"bench_transfers_{label}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def databases(label: str) -> Iterator[tuple[str, Callable[[], object]]]:
-    yield "sqlite", functools.partial(sqlite_database, label)
+    yield "sqlite", functools.partial(sqlite_database, f"transfers-{label}")
     if postgres_reachable():
-        yield "postgresql", functools.partial(postgres_database, label)
+        yield "postgresql", functools.partial(postgres_database, f"transfers-{label}")
 
 
 @contextmanager

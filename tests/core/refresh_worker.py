@@ -1,7 +1,13 @@
-"""Worker for the refresh race: ask for an access token once; print its fingerprint (never the value)."""
+"""Worker for the refresh race (tests/core/test_refresh_race.py and bench/tokens.py): connect, say
+ready, wait for go, ask for an access token once.
+
+Prints one JSON line: the token's fingerprint (never the value), its version, and wall-clock
+start/end (time.time(), comparable across processes on one machine; the benchmark reads them).
+"""
 
 import json
 import sys
+import time
 
 from core.config import Settings
 from core.crypto import fingerprint
@@ -18,8 +24,11 @@ def main(database_url: str, emulator_url: str, connection_id: int) -> None:
     with engine.connect():
         pass
     wait_for_go()
+    started = time.time()
     token = get_valid_token(engine, connection_id, settings=settings, keyring=keyring)
-    print(json.dumps({"fingerprint": fingerprint(token.value), "version": token.version}))
+    ended = time.time()
+    print(json.dumps({"fingerprint": fingerprint(token.value), "version": token.version,
+                      "start": started, "end": ended}), flush=True)
     engine.dispose()
 
 

@@ -9,9 +9,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+from playwright.sync_api import Page
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -89,3 +92,14 @@ def require_chromium() -> Path:
     if found is None:
         raise RuntimeError("Debian's chromium is required for browser tests: apt-get install chromium")
     return found
+
+
+@contextmanager
+def evidence_on_failure(page: Page, server: DashboardServer, folder: Path) -> Iterator[None]:
+    """A failing browser step leaves a screenshot (failure.png in `folder`) and prints the server log."""
+    try:
+        yield
+    except Exception:
+        page.screenshot(path=str(folder / "failure.png"))
+        print(server.log())
+        raise

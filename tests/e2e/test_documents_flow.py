@@ -17,7 +17,7 @@ from core.models import AppUser, Company, ConnectionKind, Document
 from core.secrets_store import get_keyring
 from tests.datev_user import consent
 from tests.e2e.conftest import sign_in
-from tests.e2e.harness import DashboardServer
+from tests.e2e.harness import DashboardServer, evidence_on_failure
 from tests.support import pdf
 
 pytestmark = pytest.mark.e2e
@@ -43,7 +43,7 @@ def request_long_term_token(db_url: str, emulator_url: str) -> int:
 def test_operator_uploads_approves_and_transfers(page: Page, demo_db_url: str, emulator, tmp_path: Path) -> None:
     company_id = request_long_term_token(demo_db_url, emulator.base_url)
     with DashboardServer(tmp_path, demo_db_url, emulator.base_url) as server:
-        try:
+        with evidence_on_failure(page, server, tmp_path):
             sign_in(page, server.url, "operator")
             page.get_by_role("link", name="Belege").click()
             expect(page.get_by_role("heading", name="Belege", exact=True)).to_be_visible()
@@ -82,10 +82,6 @@ def test_operator_uploads_approves_and_transfers(page: Page, demo_db_url: str, e
             page.get_by_role("button", name="Übertragen", exact=True).click()
             expect(page.get_by_text("1 übertragen, 0 fehlgeschlagen, 0 ungeklärt.")).to_be_visible()
             expect(page.get_by_text("Fertig: 1 von 1 Belegen bearbeitet.")).to_be_visible()
-        except Exception:
-            page.screenshot(path=str(tmp_path / "failure.png"))
-            print(server.log())
-            raise
 
     engine = make_engine(demo_db_url)
     with unit_of_work(engine) as s:

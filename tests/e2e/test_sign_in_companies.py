@@ -10,7 +10,7 @@ from sqlmodel import select
 from core.db import make_engine, unit_of_work
 from core.models import AuditEvent, Company
 from tests.e2e.conftest import open_page, sign_in
-from tests.e2e.harness import DashboardServer
+from tests.e2e.harness import DashboardServer, evidence_on_failure
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +27,7 @@ def fill(page: Page, label: str, value: str, nth: int = 0) -> None:
 
 def test_admin_manages_companies_and_viewer_reads(page: Page, demo_db_url: str, emulator, tmp_path: Path) -> None:
     with DashboardServer(tmp_path, demo_db_url, emulator.base_url) as server:
-        try:
+        with evidence_on_failure(page, server, tmp_path):
             sign_in(page, server.url, "admin")
             open_page(page, "Unternehmen")
             # the page's last element: the whole script has rendered, no input gets replaced while typing
@@ -63,10 +63,6 @@ def test_admin_manages_companies_and_viewer_reads(page: Page, demo_db_url: str, 
             expect(page.get_by_text("Nur Administratoren können Unternehmen anlegen und ändern.")).to_be_visible()
             assert page.get_by_role("button", name="Anlegen").count() == 0
             assert page.locator("[data-testid='stTextInput']").count() == 0
-        except Exception:
-            page.screenshot(path=str(tmp_path / "failure.png"))
-            print(server.log())
-            raise
 
     engine = make_engine(demo_db_url)
     with unit_of_work(engine) as s:

@@ -12,7 +12,7 @@ from sqlmodel import select
 from core.db import make_engine, unit_of_work
 from core.models import AuditEvent, Company, Connection, StoredSecret
 from tests.e2e.conftest import sign_in, wait_connected
-from tests.e2e.harness import DashboardServer
+from tests.e2e.harness import DashboardServer, evidence_on_failure
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +31,7 @@ def test_admin_requests_and_deletes_a_long_term_token(page: Page, demo_db_url: s
         callback_uri = f"{server.url}/datev_callback"
         requests.post(f"{emulator.base_url}/_admin/datev/clients", json={"redirect_uris": [callback_uri]},
                       timeout=5).raise_for_status()
-        try:
+        with evidence_on_failure(page, server, tmp_path):
             sign_in(page, server.url, "admin")
             page.get_by_role("link", name="Langzeittoken").click()  # the default page; opened via the menu
             expect(page.get_by_role("heading", name="Langzeittoken", exact=True)).to_be_visible()
@@ -69,10 +69,6 @@ def test_admin_requests_and_deletes_a_long_term_token(page: Page, demo_db_url: s
             expect(card.locator("[data-testid='stMarkdownContainer']").filter(has_text="Status:")).to_contain_text(
                 "widerrufen")
             expect(page.get_by_text("DATEV-Benutzer: Max Mustermann", exact=True)).to_have_count(0)
-        except Exception:
-            page.screenshot(path=str(tmp_path / "failure.png"))
-            print(server.log())
-            raise
 
     engine = make_engine(demo_db_url)
     with unit_of_work(engine) as s:
