@@ -6,6 +6,7 @@ from flask import Flask, jsonify, request
 
 from . import (
     admin,
+    alarm_inbox,
     datev_authorize,
     datev_documents,
     datev_token_endpoints,
@@ -48,6 +49,6 @@ def create_app(config: EmulatorConfig | None = None) -> Flask:
 
     idp_dashboard.create_server(app, config)
     for blueprint in (idp_dashboard.bp, datev_authorize.bp, datev_token_endpoints.bp, datev_documents.bp,
-                      lexware.bp, admin.bp, pages.bp):
+                      lexware.bp, admin.bp, pages.bp, alarm_inbox.bp):
         app.register_blueprint(blueprint)
     return app

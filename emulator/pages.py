@@ -1,4 +1,5 @@
-"""German HTML pages: start page, "Verbundene Anwendungen" (tokrevui), received uploads and files."""
+"""German HTML pages: start page, "Verbundene Anwendungen" (tokrevui), received uploads and files
+(the demo alarm receiver lists its alarms with the same table: emulator/alarm_inbox.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ START = """
 <li><a href="/tokrevui" data-testid="link-tokrevui">Verbundene Anwendungen</a></li>
 <li><a href="/uploads" data-testid="link-uploads">Empfangene DATEV-Belege</a></li>
 <li><a href="/lexware-files" data-testid="link-lexware-files">Empfangene Lexware-Dateien</a></li>
+<li><a href="/alarms" data-testid="link-alarms">Empfangene Alarme (Demo-Webhook)</a></li>
 <li><a href="/_admin/stats">Statistik (JSON)</a></li>
 </ul>
 """

@@ -37,6 +37,7 @@ def fresh_data(config: EmulatorConfig, now: float) -> dict:
         "access_tokens": {},
         "refresh_tokens": {},
         "uploads": [],
+        "alarms": [],  # received by the demo alarm webhook (alarm_inbox.py)
         "lexware_keys": {config.lexware_api_key: {"expires_at": now + 730 * 86400, "revoked": False}},
         "lexware_files": {},
         "lexware_vouchers": {},

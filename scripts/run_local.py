@@ -45,6 +45,12 @@ def main() -> int:
         return 1
     settings = get_settings()
     emulator = urlparse(settings.emulator_url)
+    if not (settings.alarm_targets or settings.smtp_host):
+        # The demo has no mail server: alarms go to the emulator's demo webhook (listed at /alarms).
+        demo_alarms = f"json://{emulator.hostname or '127.0.0.1'}:{emulator.port or 8700}/_demo/alarms"
+        os.environ["ALARM_TARGETS"] = demo_alarms  # inherited by the dashboard and the scheduler
+        print(f"alarms: no ALARM_TARGETS or SMTP_HOST set, sending them to the emulator ({settings.emulator_url}"
+              "/alarms)", flush=True)
     dashboard = urlparse(settings.public_url)
     python = sys.executable
     children = {
