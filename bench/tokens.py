@@ -183,3 +183,7 @@ def main() -> None:
     print(f"\nwritten: {RESULTS.relative_to(ROOT)}")
     if not ok:
         raise SystemExit("refresh race: expected exactly 1 refresh per race and 0 reuse detections")
+
+
+if __name__ == "__main__":
+    main()
