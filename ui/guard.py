@@ -14,6 +14,7 @@ from core import auth
 from core.config import ConfigurationError, get_settings
 from core.db import get_engine, unit_of_work
 from core.models import AppUser, Role
+from ui.errors import error_boundary
 from ui.navigation import spec_for_file
 
 
@@ -69,11 +70,14 @@ def require_signed_in_user() -> AppUser:
     if identity() is None:
         show_sign_in()
         st.stop()
-    user = current_user()
-    if user is None:
-        show_no_access()
-        st.stop()
-    return user
+    with error_boundary():  # also when a page runs without the router (deep link, legacy pages/ mode)
+        user = current_user()
+        if user is None:
+            show_no_access()
+            st.stop()
+        return user
+    st.stop()  # the lookup failed (e.g. database down): the boundary has shown why
+    raise AssertionError("st.stop() returned")  # never reached; keeps the return type honest
 
 
 def require_role(required: Role) -> AppUser:

@@ -39,3 +39,14 @@ def test_an_unreachable_database_is_named_as_such(tmp_path, monkeypatch: pytest.
     (shown,) = [e.value for e in at.error]
     assert shown.startswith("Die Datenbank ist gerade nicht erreichbar.")
     assert "Fehlernummer" in shown and "sqlite" not in shown.lower()
+
+
+def test_a_page_run_directly_with_the_database_down_shows_the_german_message(tmp_path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/missing-folder/tokendesk.db")
+    at = AppTest.from_file(str(ROOT / "pages/tokens.py"), default_timeout=30)  # a deep link, without the router
+    at.user = dict(IDENTITIES["operator"])
+    at.run()
+    assert not at.exception
+    assert [e.value.split(".")[0] for e in at.error] == ["Die Datenbank ist gerade nicht erreichbar"]
+    assert "Langzeittoken" not in [t.value for t in at.title]
