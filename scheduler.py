@@ -1,7 +1,8 @@
 """Token Desk scheduler: the unattended process next to the dashboard, on the same database.
 
 `schedule` is only the ticker; all state lives in the database (style.md §3.4). Jobs: transfer pass,
-token care (health, proactive refresh, reminders and alarms), housekeeping, inbox import. A failing
+token care (health, proactive refresh, reminders and alarms), alarm retries, housekeeping, inbox
+import. A failing
 job is logged and the loop goes on. SIGTERM/SIGINT: in-flight uploads finish, claims are released,
 exit 0. `--once` runs every job once and exits (cron, systemd timers). Several schedulers on one
 PostgreSQL database are safe: work is claimed row by row with leases.
@@ -65,6 +66,7 @@ JOBS: list[tuple[str, Callable[[JobContext], object]]] = [
     ("housekeeping", scheduler_jobs.housekeeping),
     ("inbox", scheduler_jobs.inbox_import),
     ("token_care", scheduler_jobs.token_care),
+    ("alarm_retry", scheduler_jobs.alarm_retry),
     ("transfer", scheduler_jobs.transfer_pass),
 ]
 
@@ -105,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         intervals = {"transfer": settings.transfer_interval_seconds,
                      "token_care": settings.token_care_interval_minutes * 60,
                      "housekeeping": settings.housekeeping_interval_minutes * 60,
+                     "alarm_retry": settings.alarm_retry_interval_minutes * 60,
                      "inbox": settings.transfer_interval_seconds}
         for name, job in JOBS:
             ticker.every(intervals[name]).seconds.do(run_job, ctx, name, job)

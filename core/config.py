@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     alarm_max_attempts: int = Field(default=8, ge=1, le=50)
     # alarm_sent rows are deleted this many days after the first attempt (retries pending are kept).
     alarm_retention_days: int = Field(default=400, ge=30)
+    # How often the scheduler looks for undelivered alarms whose next attempt is due.
+    alarm_retry_interval_minutes: int = Field(default=5, ge=1)
 
     # Display.
     display_timezone: str = "Europe/Berlin"

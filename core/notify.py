@@ -14,8 +14,8 @@ address and error) is written back afterwards, and decides what happens next:
 - no target configured at all: final with NO_TARGETS (logged as a warning). Not retried: that is
   configuration, not a passing outage, and retrying cannot help until someone sets targets.
 
-`retry_due_alarms` (called by the scheduler's housekeeping) resends rows that are due: each is claimed
-by a conditional UPDATE on its attempt counter (compare-and-swap, rowcount 1 wins, new lease,
+`retry_due_alarms` (the scheduler's alarm_retry job, every ALARM_RETRY_INTERVAL_MINUTES) resends
+rows that are due: each is claimed by a conditional UPDATE on its attempt counter (compare-and-swap, rowcount 1 wins, new lease,
 attempts + 1), sent outside any transaction to the targets configured now (ALARM_TARGETS,
 ALARM_EMAILS and the company's own recipients; only the global ones when the company is gone or
 archived), and written back as above. A retry goes to every target again, so a target that got an

@@ -6,13 +6,14 @@ work there; none keeps state in the process. scheduler.py only ticks them.
   reminders at 60/30/14/7/1 days, company paused with documents waiting, repeated failures). It
   contacts DATEV only for the keepalive refresh; everything else is read from the database.
 - housekeeping: HTTP log retention, expired pending logins, abandoned document claims, expired
-  one-off logins, retries of undelivered alarms, alarm retention.
+  one-off logins, alarm retention.
+- alarm_retry: resends undelivered alarms whose next attempt is due (core.notify.retry_due_alarms).
 - inbox_import: the companies' inbox folders (core.inbox).
 
 Every alarm goes through core.notify.raise_alarm, whose unique key makes it "once" across ticks
-and across scheduler processes; housekeeping resends the undelivered ones (core.notify.retry_due_alarms).
-Housekeeping rather than token care: both run every 60 minutes by default, and retries belong with
-the other maintenance of durable state.
+and across scheduler processes; the alarm_retry job (every ALARM_RETRY_INTERVAL_MINUTES, 5) resends
+the undelivered ones, so a mail server that was down for a moment delays an alarm by minutes, not by
+the hour of housekeeping or token care.
 """
 
 from __future__ import annotations
@@ -216,26 +217,20 @@ def _failures_since_last_delivery(engine: Engine, company_id: int) -> tuple[int,
 
 def housekeeping(ctx: JobContext) -> dict:
     """HTTP log retention, expired pending logins, abandoned claims, expired one-off logins,
-    alarm retries and alarm retention."""
+    alarm retention."""
     engine, now = ctx.engine, utcnow()
     return {
         "http_log_purged": httplog.purge_older_than(engine, ctx.settings.http_log_retention_days),
         "pending_logins_expired": purge_expired_pending_logins(engine, now),
         "abandoned_claims": release_abandoned_claims(engine, ctx.settings, now, actor=ctx.owner),
         "one_off_logins_discarded": discard_expired_one_off_logins(engine, now, actor=ctx.owner),
-        "alarms_retried": retry_alarms(ctx),
         "alarms_purged": purge_old_alarms(engine, ctx.settings, now, batch=BATCH),
     }
 
 
-def retry_alarms(ctx: JobContext) -> int:
-    """Resend due undelivered alarms; a failure is logged, never raised, so the rest of
-    housekeeping still runs (-1 in the summary then)."""
-    try:
-        return retry_due_alarms(ctx.engine, ctx.settings, stop=ctx.stop)
-    except Exception:  # noqa: BLE001
-        log.exception("retrying undelivered alarms failed")
-        return -1
+def alarm_retry(ctx: JobContext) -> dict:
+    """Resend undelivered alarms whose next attempt is due (at most core.notify.RETRY_BATCH per run)."""
+    return {"alarms_retried": retry_due_alarms(ctx.engine, ctx.settings, stop=ctx.stop)}
 
 
 def purge_expired_pending_logins(engine: Engine, now: datetime) -> int:

@@ -32,7 +32,7 @@ from core.models import (
     utcnow,
 )
 from core.notify import raise_alarm
-from core.scheduler_jobs import JobContext, care_for_tokens, housekeeping, token_care
+from core.scheduler_jobs import JobContext, alarm_retry, care_for_tokens, housekeeping, token_care
 from core.secrets_store import put_secret
 from core.transfers import PassOptions, companies_with_work
 from tests.core.test_notify import SmtpSink, free_port
@@ -243,7 +243,7 @@ def test_housekeeping(world: World) -> None:
     summary = housekeeping(context(world))
 
     assert summary == {"http_log_purged": 1, "pending_logins_expired": 1, "abandoned_claims": 2,
-                       "one_off_logins_discarded": 1, "alarms_retried": 0, "alarms_purged": 0}
+                       "one_off_logins_discarded": 1, "alarms_purged": 0}
     with unit_of_work(engine) as s:
         assert sorted(s.exec(select(HttpLogEntry.path).where(HttpLogEntry.host == "old.example")).all()) == [
             "/13", "/20"]  # 14 days are always kept
@@ -265,7 +265,7 @@ def test_housekeeping(world: World) -> None:
     assert companies_with_work(engine, PassOptions(trigger="scheduler", actor="t"), utcnow()) == {world.company_id: 1}  # the released one
     assert housekeeping(context(world)) == {"http_log_purged": 0, "pending_logins_expired": 0,
                                             "abandoned_claims": 0, "one_off_logins_discarded": 0,
-                                            "alarms_retried": 0, "alarms_purged": 0}
+                                            "alarms_purged": 0}
 
 
 def alarm_context(engine: Engine, keyring: Keyring, smtp_port: int) -> JobContext:
@@ -274,8 +274,8 @@ def alarm_context(engine: Engine, keyring: Keyring, smtp_port: int) -> JobContex
     return JobContext(engine, config, keyring, "test-1", threading.Event())
 
 
-def test_housekeeping_retries_due_alarms_and_purges_old_ones(engine: Engine, keyring: Keyring,
-                                                             smtp: SmtpSink) -> None:
+def test_alarm_retry_resends_due_alarms_and_housekeeping_purges_old_ones(engine: Engine, keyring: Keyring,
+                                                                          smtp: SmtpSink) -> None:
     now = utcnow()
     failed = Alarm("token_invalid:company:1:datev:2026-11-28", "Token ungültig: Nord GmbH (DATEV)", "Bitte neu anmelden.",
                    "error")
@@ -289,30 +289,12 @@ def test_housekeeping_retries_due_alarms_and_purges_old_ones(engine: Engine, key
                         attempts=3, next_attempt_at=now + timedelta(hours=1)))
     ctx = alarm_context(engine, keyring, smtp.port)
 
-    first = housekeeping(ctx)
-    second = housekeeping(ctx)
-
-    assert (first["alarms_retried"], first["alarms_purged"]) == (1, 1)
-    assert (second["alarms_retried"], second["alarms_purged"]) == (0, 0)
+    assert [alarm_retry(ctx), alarm_retry(ctx)] == [{"alarms_retried": 1}, {"alarms_retried": 0}]
+    assert [housekeeping(ctx)["alarms_purged"], housekeeping(ctx)["alarms_purged"]] == [1, 0]
     assert mails(smtp) == [(failed.title, ["ops@example.com"])]
     with unit_of_work(engine) as s:
         assert {a.key: (a.delivered, a.attempts) for a in s.exec(select(AlarmSent)).all()} == {
             failed.key: (True, 2), "old-waiting": (False, 3)}
-
-
-def test_housekeeping_goes_on_when_retrying_alarms_fails(engine: Engine, keyring: Keyring,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(*_args: object, **_kwargs: object) -> int:
-        raise RuntimeError("database gone")
-
-    monkeypatch.setattr("core.scheduler_jobs.retry_due_alarms", broken)
-
-    summary = housekeeping(alarm_context(engine, keyring, free_port()))
-
-    assert summary["alarms_retried"] == -1
-    assert {key: value for key, value in summary.items() if key != "alarms_retried"} == {
-        "http_log_purged": 0, "pending_logins_expired": 0, "abandoned_claims": 0, "one_off_logins_discarded": 0,
-        "alarms_purged": 0}
 
 
 def _lexware_document_in_transfer(world: World, lease_until) -> int:  # type: ignore[no-untyped-def]
