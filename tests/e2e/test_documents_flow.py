@@ -16,7 +16,7 @@ from core.db import make_engine, unit_of_work
 from core.models import AppUser, Company, ConnectionKind, Document
 from core.secrets_store import get_keyring
 from tests.datev_user import consent
-from tests.e2e.conftest import sign_in
+from tests.e2e.conftest import choose, settled, sign_in
 from tests.e2e.harness import DashboardServer, evidence_on_failure
 from tests.support import pdf
 
@@ -48,8 +48,7 @@ def test_operator_uploads_approves_and_transfers(page: Page, demo_db_url: str, e
             page.get_by_role("link", name="Belege").click()
             expect(page.get_by_role("heading", name="Belege", exact=True)).to_be_visible()
 
-            page.get_by_role("combobox", name="Unternehmen").first.click()
-            page.get_by_role("option", name="Musterfirma GmbH").click()
+            choose(page, "Unternehmen", "Musterfirma GmbH")
             expect(page.get_by_text("Erlaubt: PDF, JPG, JPEG, PNG, GIF, TIF, TIFF, XML bis 20 MB je Datei (DATEV).")
                    ).to_be_visible()
             # the uploader of the chosen company (keyed per company), not a stale one still fading out
@@ -62,6 +61,7 @@ def test_operator_uploads_approves_and_transfers(page: Page, demo_db_url: str, e
             page.get_by_role("button", name="Hochladen").click()
             expect(page.get_by_text("„Rechnung Mai.pdf“ angenommen")).to_be_visible()
             expect(page.get_by_text("Die Datei „leer.pdf“ ist leer (0 Byte).")).to_be_visible()
+            settled(page)
 
             # the preview before approval: pdf.js (st.pdf) draws the page, no browser PDF plug-in needed
             page.get_by_text("Vorschau", exact=True).click()
@@ -72,6 +72,7 @@ def test_operator_uploads_approves_and_transfers(page: Page, demo_db_url: str, e
 
             page.get_by_role("button", name="Alle neuen dieser Seite auswählen").click()
             expect(page.get_by_text("Nr. 1 · Rechnung Mai.pdf (Musterfirma GmbH)")).to_be_visible()
+            settled(page)
             page.get_by_role("button", name="Freigeben", exact=True).click()
             expect(page.get_by_text("1 Beleg freigegeben.")).to_be_visible()
 
@@ -79,6 +80,7 @@ def test_operator_uploads_approves_and_transfers(page: Page, demo_db_url: str, e
             expect(page.get_by_role("heading", name="Übertragen", exact=True)).to_be_visible()
             page.get_by_role("button", name="Alle auswählen").click()
             expect(page.get_by_text("1 von 1 ausgewählten Belegen werden gesendet.")).to_be_visible()
+            settled(page)
             page.get_by_role("button", name="Übertragen", exact=True).click()
             expect(page.get_by_text("1 übertragen, 0 fehlgeschlagen, 0 ungeklärt.")).to_be_visible()
             expect(page.get_by_text("Fertig: 1 von 1 Belegen bearbeitet.")).to_be_visible()

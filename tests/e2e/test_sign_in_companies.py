@@ -9,7 +9,7 @@ from sqlmodel import select
 
 from core.db import make_engine, unit_of_work
 from core.models import AuditEvent, Company
-from tests.e2e.conftest import open_page, sign_in
+from tests.e2e.conftest import choose, open_page, settled, sign_in
 from tests.e2e.harness import DashboardServer, evidence_on_failure
 
 pytestmark = pytest.mark.e2e
@@ -39,6 +39,7 @@ def test_admin_manages_companies_and_viewer_reads(page: Page, demo_db_url: str, 
             fill(page, "Mandanten-Nr.", "55")
             page.get_by_role("button", name="Anlegen").click()
             expect(page.get_by_text("„Browser Test GmbH“ angelegt")).to_be_visible()
+            settled(page)
 
             # invalid input: German message, nothing stored
             fill(page, "Name", "Ungültig GmbH")
@@ -46,14 +47,16 @@ def test_admin_manages_companies_and_viewer_reads(page: Page, demo_db_url: str, 
             fill(page, "Mandanten-Nr.", "1")
             page.get_by_role("button", name="Anlegen").click()
             expect(page.get_by_text("Die Berater-Nr. besteht aus 4 bis 7 Ziffern").first).to_be_visible()
+            settled(page)
 
             # edit + archive "Browser Test GmbH" (choose it in the edit select box)
-            page.get_by_role("combobox", name="Unternehmen auswählen").click()
-            page.get_by_role("option", name="Browser Test GmbH").click()
+            choose(page, "Unternehmen auswählen", "Browser Test GmbH")
             expect(field(page, "Name", 1)).to_have_value("Browser Test GmbH")  # the edit form re-rendered
+            settled(page)
             fill(page, "Name", "Browser Test AG", 1)
             page.get_by_role("button", name="Speichern").click()
             expect(page.get_by_text("Änderungen an „Browser Test AG“ gespeichert")).to_be_visible()
+            settled(page)
             page.get_by_role("button", name="Archivieren").click()
             expect(page.get_by_text("„Browser Test AG“ archiviert")).to_be_visible()
 

@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from core.db import make_engine, unit_of_work
 from core.models import AuditEvent, Company, Connection, StoredSecret
-from tests.e2e.conftest import sign_in, wait_connected
+from tests.e2e.conftest import settled, sign_in, wait_connected
 from tests.e2e.harness import DashboardServer, evidence_on_failure
 
 pytestmark = pytest.mark.e2e
@@ -61,9 +61,12 @@ def test_admin_requests_and_deletes_a_long_term_token(page: Page, demo_db_url: s
             expect(page.get_by_text("DATEV-Benutzer: Max Mustermann", exact=True)).to_be_visible()
             expect(page.get_by_text("Datenbestand (Berater-Nr.–Mandanten-Nr.): 455148–1", exact=True)).to_be_visible()
             expect(card.get_by_role("button", name="Neu anfordern")).to_be_visible()
+            settled(page)
 
             # delete: revoke at DATEV and erase here
             page.get_by_role("button", name="Langzeittoken löschen").click()
+            expect(page.get_by_role("button", name="Endgültig löschen")).to_be_visible()
+            settled(page)
             page.get_by_role("button", name="Endgültig löschen").click()
             expect(page.get_by_text("Musterfirma GmbH: Token gelöscht und beim Anbieter widerrufen.")).to_be_visible()
             expect(card.locator("[data-testid='stMarkdownContainer']").filter(has_text="Status:")).to_contain_text(
