@@ -14,7 +14,7 @@ from core.connections import DATEV_CONNECTED_APPS_URL, Health, TokenCard  # noqa
 from core.datev_connect import start_login  # noqa: E402
 from core.datev_oidc import ProviderUnavailable  # noqa: E402
 from core.errors import UserFacingError, ValidationFailed  # noqa: E402
-from core.models import PROVIDER_LABELS, ConnectionKind, Provider, Role, utcnow  # noqa: E402
+from core.models import PROVIDER_LABELS, Connection, ConnectionKind, Provider, Role, utcnow  # noqa: E402
 from core.timefmt import format_local  # noqa: E402
 from ui.feedback import flash, flash_error, show_flashes  # noqa: E402
 from ui.services import services  # noqa: E402
@@ -66,6 +66,13 @@ def start(card: TokenCard, kind: ConnectionKind) -> None:
     st.session_state[f"auth_url_{card.company.id}_{kind.value}"] = url
 
 
+def last_test(c: Connection) -> str:
+    """The last test call: when, whether it worked, and what the provider said."""
+    if c.last_test_at is None:
+        return "–"
+    return f"{format_local(c.last_test_at)}: {TEST_ICONS[bool(c.last_test_ok)]} {html.escape(c.last_test_message or '')}"
+
+
 def datev_facts(card: TokenCard) -> None:
     c = card.connection
     left, right = st.columns(2)
@@ -78,9 +85,7 @@ def datev_facts(card: TokenCard) -> None:
     with right:
         fact("Letzte Erneuerung", format_local(c.last_refresh_at))
         fact("Letzte Verwendung", format_local(c.last_used_at))
-        test = "–" if c.last_test_at is None else (
-            f"{format_local(c.last_test_at)}: {TEST_ICONS[bool(c.last_test_ok)]} {html.escape(c.last_test_message or '')}")
-        fact("Letzte Testabfrage", test)
+        fact("Letzte Testabfrage", last_test(c))
         fact("Fingerprint", f"`{c.token_fingerprint}`" if c.token_fingerprint else "–")
     if c.has_token and not c.offline_granted:
         st.warning("Kein Langzeittoken: DATEV hat keinen dauerhaften Zugriff erteilt. Bitte neu anfordern.")
@@ -95,9 +100,7 @@ def lexware_facts(card: TokenCard) -> None:
         fact("Gültig bis", format_local(c.refresh_expires_at))
     with right:
         fact("Letzte Verwendung", format_local(c.last_used_at))
-        test = "–" if c.last_test_at is None else (
-            f"{format_local(c.last_test_at)}: {TEST_ICONS[bool(c.last_test_ok)]} {html.escape(c.last_test_message or '')}")
-        fact("Letzte Testabfrage", test)
+        fact("Letzte Testabfrage", last_test(c))
         fact("Fingerprint", f"`{c.token_fingerprint}`" if c.token_fingerprint else "–")
 
 

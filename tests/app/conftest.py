@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.db import get_engine
 from core.demo import seed_demo
+from tests.app.support_documents import Desk, make_desk
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -38,3 +39,9 @@ def app(app_db: str) -> Callable[..., AppTest]:
         return at
 
     return make
+
+
+@pytest.fixture
+def desk(app_db: str, emulator, monkeypatch: pytest.MonkeyPatch) -> Desk:  # type: ignore[no-untyped-def]
+    """The page tests' world: seeded database, settings pointing at the test emulator (support_documents)."""
+    return make_desk(app_db, emulator, monkeypatch)

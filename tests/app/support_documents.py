@@ -109,3 +109,10 @@ def table(at: AppTest, column: str) -> list[dict]:
         if column in data.columns:
             return data.to_dict("records")
     raise AssertionError(f"no dataframe with a column {column!r}")
+
+
+def run_page(app, who: str, page: str) -> AppTest:  # type: ignore[no-untyped-def]
+    """Run `page` as `who` (the `app` fixture) and make sure it rendered without an exception."""
+    at = app(who, page).run()
+    assert not at.exception, at.exception
+    return at

@@ -4,32 +4,16 @@ preview and the waiting reason of a paused company."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import pytest
-from streamlit.testing.v1 import AppTest
-
 from tests.app.rendered import labels, texts
-from tests.app.support_documents import Desk, make_desk, table
+from tests.app.support_documents import Desk, run_page, table
 from tests.support import pdf
 
 PAGE = "pages/documents.py"
 
 
-@pytest.fixture
-def desk(app_db: str, emulator, monkeypatch: pytest.MonkeyPatch) -> Desk:  # type: ignore[no-untyped-def]
-    return make_desk(app_db, emulator, monkeypatch)
-
-
-def run_page(app: Callable[..., AppTest], who: str) -> AppTest:
-    at = app(who, PAGE).run()
-    assert not at.exception, at.exception
-    return at
-
-
 def test_viewer_reads_the_list_but_cannot_change_anything(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
     desk.intake("Rechnung 1.pdf", "Rechnung 2.pdf")
-    at = run_page(app, "viewer")
+    at = run_page(app, "viewer", PAGE)
     assert [t.value for t in at.title] == ["Belege"]
     rows = table(at, "Datei")
     assert [r["Datei"] for r in rows] == ["Rechnung 2.pdf", "Rechnung 1.pdf"]
@@ -40,7 +24,7 @@ def test_viewer_reads_the_list_but_cannot_change_anything(app, desk: Desk) -> No
 
 
 def test_operator_uploads_and_gets_a_german_line_per_file(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
-    at = run_page(app, "operator")
+    at = run_page(app, "operator", PAGE)
     at.selectbox(key="documents_upload_company").set_value(desk.companies["Musterfirma GmbH"]).run()
     assert "Erlaubt: PDF, JPG, JPEG, PNG, GIF, TIF, TIFF, XML bis 20 MB je Datei (DATEV)." in texts(at)
     at.file_uploader[0].set_value([("Rechnung März.pdf", pdf("ok"), "application/pdf"),
@@ -60,7 +44,7 @@ def test_operator_uploads_and_gets_a_german_line_per_file(app, desk: Desk) -> No
 
 def test_operator_approves_in_bulk_and_deletes_before_approval(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
     first, second, third = desk.intake("a.pdf", "b.pdf", "c.pdf")
-    at = run_page(app, "operator")
+    at = run_page(app, "operator", PAGE)
     assert at.multiselect(key="documents_chosen").options == ["Nr. 3 · c.pdf (Musterfirma GmbH)",
                                                               "Nr. 2 · b.pdf (Musterfirma GmbH)",
                                                               "Nr. 1 · a.pdf (Musterfirma GmbH)"]
@@ -83,7 +67,7 @@ def test_operator_approves_in_bulk_and_deletes_before_approval(app, desk: Desk) 
 
 def test_select_all_new_of_the_page(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
     ids = desk.intake("a.pdf", "b.pdf")
-    at = run_page(app, "operator")
+    at = run_page(app, "operator", PAGE)
     at.button(key="documents_choose_all").click().run()
     assert sorted(at.multiselect(key="documents_chosen").value) == sorted(ids)
     at.button(key="documents_approve").click().run()
@@ -93,11 +77,11 @@ def test_select_all_new_of_the_page(app, desk: Desk) -> None:  # type: ignore[no
 def test_approved_documents_of_a_company_without_token_show_why_they_wait(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
     desk.intake("wartet.pdf", approve=True)
     desk.intake("lex.pdf", company="Lexware Demo GmbH", approve=True)
-    at = run_page(app, "viewer")
+    at = run_page(app, "viewer", PAGE)
     hints = {r["Datei"]: r["Hinweis"] for r in table(at, "Datei")}
     assert hints == {"wartet.pdf": "wartet: Token fehlt", "lex.pdf": "wartet: Token fehlt"}
     desk.request_token()
-    at = run_page(app, "viewer")
+    at = run_page(app, "viewer", PAGE)
     hints = {r["Datei"]: r["Hinweis"] for r in table(at, "Datei")}
     assert hints == {"wartet.pdf": "", "lex.pdf": "wartet: Token fehlt"}
 
@@ -105,7 +89,7 @@ def test_approved_documents_of_a_company_without_token_show_why_they_wait(app, d
 def test_filters_and_paging(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
     desk.intake(*[f"Beleg {i:02}.pdf" for i in range(52)])
     desk.intake("lex.pdf", company="Lexware Demo GmbH", approve=True)
-    at = run_page(app, "viewer")
+    at = run_page(app, "viewer", PAGE)
     assert "Seite 1 von 2 · 53 Belege" in texts(at) and len(table(at, "Datei")) == 50
     at.number_input(key="documents_page").set_value(2).run()
     assert [r["Datei"] for r in table(at, "Datei")] == ["Beleg 02.pdf", "Beleg 01.pdf", "Beleg 00.pdf"]
@@ -122,7 +106,7 @@ def test_filters_and_paging(app, desk: Desk) -> None:  # type: ignore[no-untyped
 
 def test_preview_of_an_image_and_a_pdf(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
     pdf_id, png_id = desk.intake("scan.pdf", "foto.png")
-    at = run_page(app, "viewer")
+    at = run_page(app, "viewer", PAGE)
     at.selectbox(key="documents_preview").set_value(png_id).run()
     assert not at.exception
     assert len(at.get("image")) == 1
@@ -136,7 +120,7 @@ def test_preview_of_an_image_and_a_pdf(app, desk: Desk) -> None:  # type: ignore
 
 def test_refresh_document_types_from_datev(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
     company = desk.companies["Musterfirma GmbH"]
-    at = run_page(app, "operator")
+    at = run_page(app, "operator", PAGE)
     at.selectbox(key="documents_upload_company").set_value(company).run()
     at.button(key="documents_refresh_types").click().run()
     assert not at.exception

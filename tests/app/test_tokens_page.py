@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable
 
 import pytest
 from sqlmodel import select
@@ -19,33 +18,16 @@ from core.db import unit_of_work
 from core.models import ConnectionKind, StoredSecret
 from core.secrets_store import get_keyring
 from tests.app.rendered import labels, page_text, texts
-from tests.app.support_documents import Desk, make_desk
+from tests.app.support_documents import Desk, run_page
 from tests.datev_user import consent
 
 PAGE = "pages/tokens.py"
 LEXWARE_KEY = "demo-lexware-key"
 
 
-
-
-
-
-
-
-@pytest.fixture
-def desk(app_db: str, emulator, monkeypatch: pytest.MonkeyPatch) -> Desk:  # type: ignore[no-untyped-def]
-    return make_desk(app_db, emulator, monkeypatch)
-
-
-def run_page(app: Callable[..., AppTest], who: str) -> AppTest:
-    at = app(who, PAGE).run()
-    assert not at.exception, at.exception
-    return at
-
-
 def test_viewer_sees_the_cards_read_only(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
     desk.request_token()
-    at = run_page(app, "viewer")
+    at = run_page(app, "viewer", PAGE)
     assert [t.value for t in at.title] == ["Langzeittoken"]
     subheaders = [s.value for s in at.subheader]
     assert "Musterfirma GmbH · DATEV" in subheaders and "Lexware Demo GmbH · Lexware Office" in subheaders
@@ -59,7 +41,7 @@ def test_viewer_sees_the_cards_read_only(app, desk: Desk) -> None:  # type: igno
 
 def test_operator_may_log_in_once_but_not_request_or_delete(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
     desk.request_token()
-    at = run_page(app, "operator")
+    at = run_page(app, "operator", PAGE)
     assert labels(at) == ["Einmalig anmelden"] * 3  # the three DATEV companies
     assert len(at.get("popover")) == 0 and len(at.text_input) == 0
     at.button(key=f"oneoff_{desk.companies['Demo Bau AG']}").click().run()
@@ -71,7 +53,7 @@ def test_operator_may_log_in_once_but_not_request_or_delete(app, desk: Desk) -> 
 
 def test_admin_sees_request_test_and_delete(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
     desk.request_token()
-    at = run_page(app, "admin")
+    at = run_page(app, "admin", PAGE)
     musterfirma = desk.companies["Musterfirma GmbH"]
     assert at.button(key=f"request_{musterfirma}").label == "Neu anfordern"
     assert at.button(key=f"test_{musterfirma}").label == "Verbindung testen"
@@ -86,7 +68,7 @@ def test_admin_sees_request_test_and_delete(app, desk: Desk) -> None:  # type: i
 def test_card_shows_the_facts_and_never_a_token(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
     desk.request_token()
     row = desk.connection()
-    at = run_page(app, "admin")
+    at = run_page(app, "admin", PAGE)
     shown = texts(at)
     assert "Status: :green-badge[:material/check_circle: aktiv]" in shown
     assert "**DATEV-Benutzer:** Max Mustermann" in shown
@@ -107,7 +89,7 @@ def test_card_shows_the_facts_and_never_a_token(app, desk: Desk) -> None:  # typ
 
 
 def test_request_shows_the_login_link_and_keeps_a_pending_row(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
-    at = run_page(app, "admin")
+    at = run_page(app, "admin", PAGE)
     assert desk.pending() == []
     musterfirma = desk.companies["Musterfirma GmbH"]
     at.button(key=f"request_{musterfirma}").click().run()
@@ -134,7 +116,7 @@ def callback(app, params: dict[str, str]) -> AppTest:  # type: ignore[no-untyped
 
 
 def test_callback_stores_the_token_and_shows_the_tokens_page(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
-    at = run_page(app, "admin")
+    at = run_page(app, "admin", PAGE)
     at.button(key=f"request_{desk.companies['Musterfirma GmbH']}").click().run()
     link = next(m.value for m in at.markdown if 'data-testid="auth-link"' in m.value)
     params = consent(html.unescape(re.search(r'href="([^"]+)"', link).group(1)))
@@ -181,7 +163,7 @@ def test_callback_without_parameters_explains_itself(app, desk: Desk) -> None:  
 def test_admin_tests_and_deletes_a_token(app, desk: Desk, emulator) -> None:  # type: ignore[no-untyped-def]
     desk.request_token()
     musterfirma = desk.companies["Musterfirma GmbH"]
-    at = run_page(app, "admin")
+    at = run_page(app, "admin", PAGE)
     at.button(key=f"test_{musterfirma}").click().run()
     assert not at.exception
     assert "Musterfirma GmbH: Zugriff auf Mandant 455148-1 (Musterfirma GmbH) bestätigt." in [s.value for s in at.success]
@@ -196,7 +178,7 @@ def test_admin_tests_and_deletes_a_token(app, desk: Desk, emulator) -> None:  # 
 
 def test_lexware_key_form_stores_the_key_and_shows_only_its_fingerprint(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
     lexware = desk.companies["Lexware Demo GmbH"]
-    at = run_page(app, "admin")
+    at = run_page(app, "admin", PAGE)
     at.text_input(key=f"lexware_key_value_{lexware}").input(LEXWARE_KEY)
     at.button(key=f"lexware_key_submit_{lexware}").click().run()
     assert not at.exception
@@ -215,7 +197,7 @@ def test_lexware_key_form_stores_the_key_and_shows_only_its_fingerprint(app, des
 
 def test_lexware_key_form_shows_field_errors(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
     lexware = desk.companies["Lexware Demo GmbH"]
-    at = run_page(app, "admin")
+    at = run_page(app, "admin", PAGE)
     at.text_input(key=f"lexware_key_value_{lexware}").input("falscher-schluessel")
     at.button(key=f"lexware_key_submit_{lexware}").click().run()
     assert not at.exception

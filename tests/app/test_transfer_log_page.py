@@ -4,7 +4,6 @@ and DATEV's help link, retry and resolve as operator, read-only for viewers, and
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
 
 import pytest
@@ -19,14 +18,9 @@ from core.models import TransferAttempt
 from core.secrets_store import get_keyring
 from core.transfers import PassOptions, run_pass
 from tests.app.rendered import labels, texts
-from tests.app.support_documents import Desk, make_desk, table
+from tests.app.support_documents import Desk, run_page, table
 
 PAGE = "pages/transfer_log.py"
-
-
-@pytest.fixture
-def desk(app_db: str, emulator, monkeypatch: pytest.MonkeyPatch) -> Desk:  # type: ignore[no-untyped-def]
-    return make_desk(app_db, emulator, monkeypatch)
 
 
 @pytest.fixture
@@ -51,12 +45,6 @@ def attempts(desk: Desk) -> dict[str, int]:
             "doc_ok": ok, "doc_bad": bad, "doc_lex": lex}
 
 
-def run_page(app: Callable[..., AppTest], who: str) -> AppTest:
-    at = app(who, PAGE).run()
-    assert not at.exception, at.exception
-    return at
-
-
 def select_attempt(at: AppTest, attempt_id: int) -> AppTest:
     at.selectbox(key="log_selected").set_value(attempt_id).run()
     assert not at.exception, at.exception
@@ -64,7 +52,7 @@ def select_attempt(at: AppTest, attempt_id: int) -> AppTest:
 
 
 def test_viewer_sees_history_and_detail_but_no_actions(app, attempts: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
-    at = run_page(app, "viewer")
+    at = run_page(app, "viewer", PAGE)
     assert [t.value for t in at.title] == ["Übertragungsprotokoll"]
     rows = {r["Beleg"]: r for r in table(at, "Ergebnis")}
     assert {k: v["Ergebnis"] for k, v in rows.items()} == {"gut.pdf": "übertragen", "falsch.pdf": "fehlgeschlagen",
@@ -80,7 +68,7 @@ def test_viewer_sees_history_and_detail_but_no_actions(app, attempts: dict[str, 
 
 
 def test_detail_shows_http_lines_and_the_datev_help_link(app, attempts: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
-    at = select_attempt(run_page(app, "viewer"), attempts["bad"])
+    at = select_attempt(run_page(app, "viewer", PAGE), attempts["bad"])
     assert any("#DCO01010" in e.value for e in at.error)
     [help_line] = [m.value for m in at.markdown if m.value.startswith("DATEV-Hilfe zu diesem Fehler:")]
     assert "http" in help_line
@@ -93,7 +81,7 @@ def test_detail_shows_http_lines_and_the_datev_help_link(app, attempts: dict[str
 
 
 def test_filters_and_paging(app, desk: Desk, attempts: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
-    at = run_page(app, "viewer")
+    at = run_page(app, "viewer", PAGE)
     at.multiselect(key="log_outcomes").set_value(["failed", "unresolved"]).run()
     assert sorted(r["Beleg"] for r in table(at, "Ergebnis")) == ["falsch.pdf", "lex.pdf"]
     at.selectbox(key="log_provider").set_value("lexware").run()
@@ -109,7 +97,7 @@ def test_filters_and_paging(app, desk: Desk, attempts: dict[str, int]) -> None: 
 
 
 def test_operator_retries_a_failed_document(app, desk: Desk, attempts: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
-    at = select_attempt(run_page(app, "operator"), attempts["bad"])
+    at = select_attempt(run_page(app, "operator", PAGE), attempts["bad"])
     at.text_input(key=f"log_retry_reason_{attempts['doc_bad']}").set_value("Belegtyp geprüft")
     at.button(key=f"log_retry_submit_{attempts['doc_bad']}").click().run()
     assert not at.exception, at.exception
@@ -123,7 +111,7 @@ def test_operator_retries_a_failed_document(app, desk: Desk, attempts: dict[str,
 
 def test_operator_resolves_an_unresolved_document_with_a_reason(app, desk: Desk, attempts: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
     doc_id = attempts["doc_lex"]
-    at = select_attempt(run_page(app, "operator"), attempts["lex"])
+    at = select_attempt(run_page(app, "operator", PAGE), attempts["lex"])
     assert at.radio(key=f"log_resolve_decision_{doc_id}").options == [
         "Ist in Lexware vorhanden: als übertragen markieren", "Ist nicht angekommen: erneut senden"]
     at.button(key=f"log_resolve_submit_{doc_id}").click().run()  # no reason
@@ -152,7 +140,7 @@ def test_csv_download_has_the_filtered_rows(app, attempts: dict[str, int], monke
             managers.append(self)
 
     monkeypatch.setattr(app_test_module, "MediaFileManager", Recording)
-    at = run_page(app, "viewer")
+    at = run_page(app, "viewer", PAGE)
     at.multiselect(key="log_outcomes").set_value(["failed"]).run()
     [button] = at.get("download_button")
     file_id = button.proto.deferred_file_id

@@ -6,30 +6,16 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable
 
-import pytest
 import requests
 from sqlmodel import select
-from streamlit.testing.v1 import AppTest
 
 from core.db import unit_of_work
 from core.models import Connection, ConnectionKind, HttpLogEntry, TransferAttempt
 from tests.app.rendered import labels, texts
-from tests.app.support_documents import Desk, make_desk, table
+from tests.app.support_documents import Desk, run_page, table
 
 PAGE = "pages/transfer.py"
-
-
-@pytest.fixture
-def desk(app_db: str, emulator, monkeypatch: pytest.MonkeyPatch) -> Desk:  # type: ignore[no-untyped-def]
-    return make_desk(app_db, emulator, monkeypatch)
-
-
-def run_page(app: Callable[..., AppTest], who: str = "operator") -> AppTest:
-    at = app(who, PAGE).run()
-    assert not at.exception, at.exception
-    return at
 
 
 def datev_uploads(desk: Desk) -> list[str]:
@@ -48,7 +34,7 @@ def attempts() -> list[TransferAttempt]:
 
 def test_nothing_to_transfer(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
     desk.intake("neu.pdf")  # not approved: never offered
-    at = run_page(app)
+    at = run_page(app, "operator", PAGE)
     assert [t.value for t in at.title] == ["Übertragen"]
     assert "Keine freigegebenen Belege zum Übertragen." in texts(at)
     assert "Übertragen" not in labels(at)
@@ -58,7 +44,7 @@ def test_dry_run_then_transfer_with_the_long_term_token(app, desk: Desk) -> None
     desk.request_token()
     first, second = desk.intake("Rechnung 1.pdf", "Rechnung 2.pdf", approve=True)
     [lex] = desk.intake("lex.pdf", company="Lexware Demo GmbH", approve=True)
-    at = run_page(app)
+    at = run_page(app, "operator", PAGE)
     assert "Bitte wählen Sie die Belege aus, die übertragen werden sollen." in texts(at)
     at.button(key="transfer_choose_all").click().run()
     assert sorted(at.multiselect(key="transfer_chosen").value) == sorted([first, second, lex])
@@ -91,7 +77,7 @@ def test_dry_run_then_transfer_with_the_long_term_token(app, desk: Desk) -> None
 def test_a_datev_rejection_shows_the_help_link(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
     desk.request_token()
     [doc] = desk.intake("falscher Typ.pdf", approve=True, document_type="Gibt es nicht")
-    at = run_page(app)
+    at = run_page(app, "operator", PAGE)
     at.multiselect(key="transfer_chosen").set_value([doc]).run()
     at.button(key="transfer_run").click().run()
     assert not at.exception, at.exception
@@ -104,7 +90,7 @@ def test_a_datev_rejection_shows_the_help_link(app, desk: Desk) -> None:  # type
 
 def test_transfer_after_a_one_off_datev_login(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
     [doc] = desk.intake("einmalig.pdf", approve=True)  # no long-term token at all
-    at = run_page(app)
+    at = run_page(app, "operator", PAGE)
     at.multiselect(key="transfer_chosen").set_value([doc]).run()
     assert table(at, "Methode")[0]["Hinweis"] == "wartet: Token fehlt"
     at.radio(key="transfer_mode").set_value("one_off").run()
