@@ -25,17 +25,21 @@ import requests
 from sqlalchemy import Engine, update
 from sqlmodel import select
 
-from bench.databases import postgres_database, postgres_reachable, sqlite_database
+from bench.common import (
+    KEY_ENTRY,
+    demo_database,
+    percentile,
+    postgres_database,
+    postgres_reachable,
+    sqlite_database,
+)
 from core.config import Settings
-from core.crypto import Keyring, new_key_entry
-from core.datev_connect import finish_login, start_login
-from core.db import make_engine, unit_of_work
-from core.demo import seed_demo
-from core.migrate import upgrade_to_head
-from core.models import AppUser, Company, Connection, ConnectionKind, utcnow
+from core.crypto import Keyring
+from core.db import unit_of_work
+from core.models import AppUser, Company, Connection, utcnow
 from core.tokens import get_valid_token
 from emulator.server import EmulatorServer
-from tests.datev_user import consent
+from tests.datev_user import log_in_at_datev
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "tokens.json"
@@ -43,33 +47,22 @@ FRESH_CALLS = 2000
 WARMUP_CALLS = 50
 RACE_PROCESSES = 8
 RACE_REPEATS = 10
-KEY_ENTRY = new_key_entry("bench-k1")  # a throw-away key for this run only
 
 
 def prepare(database_url: str, emulator_url: str) -> tuple[Engine, Settings, Keyring, int]:
     """A migrated, seeded database with one Langzeittoken for Musterfirma GmbH (real login flow)."""
-    engine = make_engine(database_url)
-    upgrade_to_head(engine)
-    seed_demo(engine)
-    settings = Settings(_env_file=None, app_env="test", database_url=database_url, emulator_url=emulator_url,
-                        encryption_keys=KEY_ENTRY)
-    keyring = Keyring.parse(KEY_ENTRY)
+    engine, settings, keyring = demo_database(database_url, emulator_url)
     with unit_of_work(engine) as s:
         admin = s.exec(select(AppUser).where(AppUser.email == "admin@tokendesk.demo")).one()
         company = s.exec(select(Company).where(Company.client_number == 1)).one()
         s.expunge_all()
-    url = start_login(engine, settings, keyring, company_id=company.id, user=admin, kind=ConnectionKind.long_term)
-    outcome = finish_login(engine, settings, keyring, params=consent(url), user=admin)
+    outcome = log_in_at_datev(engine, settings, keyring, company_id=company.id, user=admin)  # type: ignore[arg-type]
     if not outcome.ok:
         raise RuntimeError(outcome.message)
     with unit_of_work(engine) as s:
         connection_id = s.exec(select(Connection.id).where(Connection.company_id == company.id)).one()
     return engine, settings, keyring, connection_id
 
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
 
 
 def bench_fresh(engine: Engine, settings: Settings, keyring: Keyring, connection_id: int) -> dict:

@@ -44,30 +44,30 @@ from sqlmodel import col, select
 
 import core.httplog
 import core.transfers
-from bench.databases import postgres_database, postgres_reachable, sqlite_database
+from bench.common import (
+    KEY_ENTRY,
+    demo_database,
+    percentile,
+    postgres_database,
+    postgres_reachable,
+    sqlite_database,
+)
 from core import companies, documents
 from core.config import Settings
-from core.crypto import Keyring, new_key_entry
-from core.datev_connect import finish_login, start_login
+from core.crypto import Keyring
 from core.db import make_engine, unit_of_work
-from core.demo import seed_demo
 from core.migrate import upgrade_to_head
-from core.models import AppUser, Company, ConnectionKind, Interface
+from core.models import AppUser, Company, Interface
 from core.transfers import PassOptions, companies_with_work, run_pass
-from tests.datev_user import consent
+from tests.datev_user import log_in_at_datev
 from tests.proof.fleet import pdf
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "transfers.json"
-KEY_ENTRY = new_key_entry("bench-k1")  # a throw-away key for this run only
 LATENCY_MS = 50
 CLIENTS = ("455148-1", "455148-2", "455148-4", "455148-5")  # "max" has rights; all with Belege online
 IDLE_RUNS = 50
 
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
 
 
 # --- databases and the emulator ----------------------------------------------------------------
@@ -204,12 +204,7 @@ class ThreadProfiles:
 
 
 def prepare_fleet(database_url: str, emulator_url: str) -> tuple[Engine, Settings, Keyring, dict[str, int]]:
-    engine = make_engine(database_url)
-    upgrade_to_head(engine)
-    seed_demo(engine)
-    settings = Settings(_env_file=None, app_env="test", database_url=database_url, emulator_url=emulator_url,
-                        encryption_keys=KEY_ENTRY)
-    keyring = Keyring.parse(KEY_ENTRY)
+    engine, settings, keyring = demo_database(database_url, emulator_url)
     with unit_of_work(engine) as s:
         for client in ("4", "5"):
             companies.create_company(s, actor="bench", data=companies.CompanyInput(
@@ -220,8 +215,7 @@ def prepare_fleet(database_url: str, emulator_url: str) -> tuple[Engine, Setting
         s.exec(update(Company).where(col(Company.id).in_(list(ids.values()))).values(auto_transfer=True))  # type: ignore[call-overload]
         s.expunge_all()
     for company_id in ids.values():
-        url = start_login(engine, settings, keyring, company_id=company_id, user=admin, kind=ConnectionKind.long_term)  # type: ignore[arg-type]
-        outcome = finish_login(engine, settings, keyring, params=consent(url, person="max"), user=admin)
+        outcome = log_in_at_datev(engine, settings, keyring, company_id=company_id, user=admin, person="max")
         if not outcome.ok:
             raise RuntimeError(outcome.message)
     return engine, settings, keyring, ids  # type: ignore[return-value]

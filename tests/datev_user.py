@@ -1,6 +1,7 @@
 """Plays the person at DATEV's login and consent pages (the emulator's HTML), without a browser.
 
-Used by the non-browser tests of the token flow; the browser test clicks the same pages.
+Used by the non-browser tests of the token flow and by the benchmarks; the browser test clicks the
+same pages.
 """
 
 from __future__ import annotations
@@ -9,6 +10,12 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 import requests
+from sqlalchemy import Engine
+
+from core.config import Settings
+from core.crypto import Keyring
+from core.datev_connect import CallbackOutcome, finish_login, start_login
+from core.models import AppUser, ConnectionKind
 
 
 def _hidden(html: str, name: str) -> str:
@@ -36,6 +43,13 @@ def consent(authorization_url: str, *, person: str = "max", decision: str = "acc
                          allow_redirects=False, timeout=10)
     assert done.status_code == 302, done.text[:500]
     return _query(done.headers["Location"])
+
+
+def log_in_at_datev(engine: Engine, settings: Settings, keyring: Keyring, *, company_id: int, user: AppUser,
+                    kind: ConnectionKind = ConnectionKind.long_term, **consent_args: str) -> CallbackOutcome:
+    """The whole DATEV login as the product runs it: start, the person at DATEV (`consent`), callback."""
+    url = start_login(engine, settings, keyring, company_id=company_id, user=user, kind=kind)
+    return finish_login(engine, settings, keyring, params=consent(url, **consent_args), user=user)
 
 
 def _query(location: str) -> dict[str, str]:

@@ -14,11 +14,10 @@ from sqlmodel import select
 
 from core.config import Settings
 from core.crypto import Keyring
-from core.datev_connect import finish_login, start_login
 from core.db import unit_of_work
 from core.demo import seed_demo
 from core.models import AppUser, Company, Connection, ConnectionKind, StoredSecret, utcnow
-from tests.datev_user import consent
+from tests.datev_user import log_in_at_datev
 
 
 @dataclass
@@ -49,10 +48,8 @@ class World:
 
     def request_token(self, user: AppUser | None = None, kind: ConnectionKind = ConnectionKind.long_term,
                       **consent_args: str):  # type: ignore[no-untyped-def]
-        user = user or self.admin
-        url = start_login(self.engine, self.settings, self.keyring, company_id=self.company_id, user=user, kind=kind)
-        params = consent(url, **consent_args)
-        return finish_login(self.engine, self.settings, self.keyring, params=params, user=user)
+        return log_in_at_datev(self.engine, self.settings, self.keyring, company_id=self.company_id,
+                               user=user or self.admin, kind=kind, **consent_args)
 
     def expire_access_token(self) -> None:
         with unit_of_work(self.engine) as s:

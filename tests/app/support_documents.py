@@ -12,11 +12,10 @@ from streamlit.testing.v1 import AppTest
 
 from core import documents
 from core.config import Settings, get_settings
-from core.datev_connect import finish_login, start_login
 from core.db import get_engine, unit_of_work
 from core.models import AppUser, AuditEvent, Company, Connection, ConnectionKind, Document, PendingAuthorization
 from core.secrets_store import get_keyring
-from tests.datev_user import consent
+from tests.datev_user import log_in_at_datev
 from tests.support import pdf
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
@@ -37,10 +36,8 @@ class Desk:
 
     def request_token(self, company: str = "Musterfirma GmbH", who: str = "admin@tokendesk.demo",
                       kind: ConnectionKind = ConnectionKind.long_term) -> None:
-        user = self.user(who)
-        url = start_login(self.engine, self.settings, get_keyring(), company_id=self.companies[company], user=user,
-                          kind=kind)
-        outcome = finish_login(self.engine, self.settings, get_keyring(), params=consent(url), user=user)
+        outcome = log_in_at_datev(self.engine, self.settings, get_keyring(), company_id=self.companies[company],
+                                  user=self.user(who), kind=kind)
         assert outcome.ok, outcome.message
 
     def intake(self, *names: str, company: str = "Musterfirma GmbH", approve: bool = False,

@@ -11,18 +11,15 @@ from playwright.sync_api import Page, expect
 from sqlmodel import select
 
 from core.config import Settings
-from core.datev_connect import finish_login, start_login
 from core.db import make_engine, unit_of_work
-from core.models import AppUser, Company, ConnectionKind, Document
+from core.models import AppUser, Company, Document
 from core.secrets_store import get_keyring
-from tests.datev_user import consent
+from tests.datev_user import log_in_at_datev
 from tests.e2e.conftest import choose, settled, sign_in
 from tests.e2e.harness import DashboardServer, evidence_on_failure
 from tests.support import pdf
 
 pytestmark = pytest.mark.e2e
-
-
 
 
 def request_long_term_token(db_url: str, emulator_url: str) -> int:
@@ -33,8 +30,7 @@ def request_long_term_token(db_url: str, emulator_url: str) -> int:
         admin = s.exec(select(AppUser).where(AppUser.email == "admin@tokendesk.demo")).one()
         company_id = s.exec(select(Company.id).where(Company.name == "Musterfirma GmbH")).one()
         s.expunge(admin)
-    url = start_login(engine, settings, get_keyring(), company_id=company_id, user=admin, kind=ConnectionKind.long_term)
-    outcome = finish_login(engine, settings, get_keyring(), params=consent(url), user=admin)
+    outcome = log_in_at_datev(engine, settings, get_keyring(), company_id=company_id, user=admin)
     engine.dispose()
     assert outcome.ok, outcome.message
     return company_id

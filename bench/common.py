@@ -1,6 +1,7 @@
-"""Throw-away databases for the benchmarks: a SQLite file in a temporary folder, and a PostgreSQL
-database created for the run and dropped afterwards (BENCH_POSTGRES_URL, else TEST_POSTGRES_URL,
-else postgres@127.0.0.1:5432)."""
+"""What both benchmarks set up: throw-away databases (a SQLite file in a temporary folder, a
+PostgreSQL database created for the run and dropped afterwards: BENCH_POSTGRES_URL, else
+TEST_POSTGRES_URL, else postgres@127.0.0.1:5432), migrated with the demo data under a throw-away
+key, and the percentile used in the tables."""
 
 from __future__ import annotations
 
@@ -11,10 +12,32 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
+
+from core.config import Settings
+from core.crypto import Keyring, new_key_entry
+from core.db import make_engine
+from core.demo import seed_demo
+from core.migrate import upgrade_to_head
 
 POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
+KEY_ENTRY = new_key_entry("bench-k1")  # a throw-away key for this run only
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+
+
+def demo_database(database_url: str, emulator_url: str) -> tuple[Engine, Settings, Keyring]:
+    """The database migrated and seeded with the demo data; settings for it and the emulator."""
+    engine = make_engine(database_url)
+    upgrade_to_head(engine)
+    seed_demo(engine)
+    settings = Settings(_env_file=None, app_env="test", database_url=database_url, emulator_url=emulator_url,
+                        encryption_keys=KEY_ENTRY)
+    return engine, settings, Keyring.parse(KEY_ENTRY)
 
 
 @contextmanager
