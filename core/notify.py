@@ -199,13 +199,14 @@ def _after_attempt(results: Sequence[DeliveryResult], delivered: bool, attempts:
     if not results:
         return None, NO_TARGETS  # nothing to retry until targets are configured
     if delivered:
-        return None, _detail(results)
+        return None, delivery_detail(results)
     if attempts >= settings.alarm_max_attempts:
-        return None, _given_up(_detail(results), attempts)
-    return now + retry_delay(attempts), _detail(results)
+        return None, _given_up(delivery_detail(results), attempts)
+    return now + retry_delay(attempts), delivery_detail(results)
 
 
-def _detail(results: Sequence[DeliveryResult]) -> str:
+def delivery_detail(results: Sequence[DeliveryResult]) -> str:
+    """Per target its redacted address and "zugestellt" or the error, as stored and shown."""
     return _cut("; ".join(f"{r.target}: {'zugestellt' if r.ok else r.error or 'fehlgeschlagen'}" for r in results))
 
 

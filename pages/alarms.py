@@ -9,6 +9,7 @@ user = require_page(__file__)
 
 from core import alarm_history  # noqa: E402
 from core.models import Role  # noqa: E402
+from core.notify import delivery_detail  # noqa: E402
 from core.timefmt import format_local  # noqa: E402
 from ui.feedback import flash, flash_error, show_flashes  # noqa: E402
 from ui.guard import may  # noqa: E402
@@ -30,7 +31,7 @@ if may(user, Role.admin):
         elif st.button("Test-Alarm senden", key="send_test_alarm", icon=":material/notifications:"):
             with st.spinner("Test-Alarm wird gesendet …"):
                 outcome = alarm_history.send_test_alarm(engine, settings, actor=user.email)
-            report = "; ".join(f"{r.target}: {'zugestellt' if r.ok else r.error}" for r in outcome.results)
+            report = delivery_detail(outcome.results)
             if outcome.delivered:
                 flash(f"Test-Alarm zugestellt ({report}).")
             else:
