@@ -20,14 +20,14 @@ from collections.abc import Callable
 
 import schedule
 
-from core import heartbeat, scheduler_jobs
-from core.config import ConfigurationError, get_settings
-from core.crypto import KeyConfigurationError
-from core.db import get_engine
-from core.errors import UserFacingError
-from core.scheduler_jobs import JobContext
-from core.secrets_store import get_keyring, verify_keyring
-from core.transfers import release_claims
+from core import heartbeat, jobs
+from core.jobs import JobContext
+from core.platform.config import ConfigurationError, get_settings
+from core.platform.crypto import KeyConfigurationError
+from core.platform.db import get_engine
+from core.platform.errors import UserFacingError
+from core.platform.secret_store import get_keyring, verify_keyring
+from core.transfers.engine import release_claims
 
 log = logging.getLogger("scheduler")
 
@@ -63,11 +63,11 @@ def run_job(ctx: JobContext, name: str, job: Callable[[JobContext], object]) -> 
 
 
 JOBS: list[tuple[str, Callable[[JobContext], object]]] = [
-    ("housekeeping", scheduler_jobs.housekeeping),
-    ("inbox", scheduler_jobs.inbox_import),
-    ("token_care", scheduler_jobs.token_care),
-    ("alarm_retry", scheduler_jobs.alarm_retry),
-    ("transfer", scheduler_jobs.transfer_pass),
+    ("housekeeping", jobs.housekeeping),
+    ("inbox", jobs.inbox_import),
+    ("token_care", jobs.token_care),
+    ("alarm_retry", jobs.alarm_retry),
+    ("transfer", jobs.transfer_pass),
 ]
 
 

@@ -7,8 +7,8 @@ pages/ can run it without this router (style.md §3.1 rule 1).
 
 import streamlit as st
 
-from core.auth import ROLE_LABELS
-from core.models import Role
+from core.platform.models import Role
+from core.users import ROLE_LABELS
 from ui.errors import error_boundary
 from ui.guard import may, require_signed_in_user
 from ui.navigation import PAGE_TABLE

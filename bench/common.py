@@ -14,11 +14,11 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, text
 
-from core.config import Settings
-from core.crypto import Keyring, new_key_entry
-from core.db import make_engine
 from core.demo import seed_demo
-from core.migrate import upgrade_to_head
+from core.platform.config import Settings
+from core.platform.crypto import Keyring, new_key_entry
+from core.platform.db import make_engine
+from core.platform.migrate import upgrade_to_head
 
 POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))

@@ -33,11 +33,11 @@ from bench.common import (
     postgres_reachable,
     sqlite_database,
 )
-from core.config import Settings
-from core.crypto import Keyring
-from core.db import unit_of_work
-from core.models import AppUser, Company, Connection, utcnow
-from core.tokens import get_valid_token
+from core.connections.access import get_valid_token
+from core.platform.config import Settings
+from core.platform.crypto import Keyring
+from core.platform.db import unit_of_work
+from core.platform.models import AppUser, Company, Connection, utcnow
 from emulator.server import EmulatorServer
 from tests.datev_user import log_in_at_datev
 

@@ -42,8 +42,8 @@ import requests
 from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
-import core.httplog
-import core.transfers
+import core.providers.http
+import core.transfers.engine
 from bench.common import (
     KEY_ENTRY,
     demo_database,
@@ -52,13 +52,14 @@ from bench.common import (
     postgres_reachable,
     sqlite_database,
 )
-from core import companies, documents
-from core.config import Settings
-from core.crypto import Keyring
-from core.db import make_engine, unit_of_work
-from core.migrate import upgrade_to_head
-from core.models import AppUser, Company, Interface
-from core.transfers import PassOptions, companies_with_work, run_pass
+from core import companies
+from core.documents import intake
+from core.platform.config import Settings
+from core.platform.crypto import Keyring
+from core.platform.db import make_engine, unit_of_work
+from core.platform.migrate import upgrade_to_head
+from core.platform.models import AppUser, Company, Interface
+from core.transfers.engine import PassOptions, companies_with_work, run_pass
 from tests.datev_user import log_in_at_datev
 from tests.proof.fleet import pdf
 
@@ -224,9 +225,9 @@ def prepare_fleet(database_url: str, emulator_url: str) -> tuple[Engine, Setting
 def approve_documents(engine: Engine, company_ids: list[int], total: int, tag: str) -> None:
     for n, company_id in enumerate(company_ids):
         share = total // len(company_ids) + (1 if n < total % len(company_ids) else 0)
-        report = documents.intake(engine, company_id=company_id, actor="bench", files=[
+        report = intake.intake(engine, company_id=company_id, actor="bench", files=[
             (f"Beleg {tag}-{i}.pdf", pdf(f"{tag}-{company_id}-{i}")) for i in range(share)])
-        documents.approve(engine, document_ids=[d.id for d in report.accepted], actor="bench")  # type: ignore[misc]
+        intake.approve(engine, document_ids=[d.id for d in report.accepted], actor="bench")  # type: ignore[misc]
 
 
 def one_throughput_run(engine: Engine, settings: Settings, keyring: Keyring, company_ids: list[int], *,
@@ -272,10 +273,10 @@ def bench_throughput(quick: bool) -> tuple[dict, dict]:
     total = 120 if quick else 400
     plans = [(1, 4), (4, 4), (4, 8)] if not quick else [(4, 4)]
     meter = Meter()
-    undo = [meter.wrap(core.transfers, "claim_batch", "claim"), meter.wrap(core.transfers, "_record", "record"),
-            meter.wrap(core.transfers, "upload_datev", "upload_call"),
-            meter.wrap(core.httplog, "_write", "http_log_write"), meter.wrap(core.transfers, "_prepare", "prepare"),
-            meter.wrap(core.transfers, "_drain", "drain")]
+    undo = [meter.wrap(core.transfers.engine, "claim_batch", "claim"), meter.wrap(core.transfers.engine, "_record", "record"),
+            meter.wrap(core.transfers.engine, "upload_datev", "upload_call"),
+            meter.wrap(core.providers.http, "_write", "http_log_write"), meter.wrap(core.transfers.engine, "_prepare", "prepare"),
+            meter.wrap(core.transfers.engine, "_drain", "drain")]
     results: dict[str, list[dict]] = {}
     profiles: dict[str, dict] = {}
     try:
@@ -299,7 +300,7 @@ def bench_throughput(quick: bool) -> tuple[dict, dict]:
                     results[db] = runs
                     # Where the time goes: the 4-company, concurrency-4 pass again, profiled per worker thread.
                     threads = ThreadProfiles()
-                    unprofile = threads.wrap(core.transfers, "_drain")
+                    unprofile = threads.wrap(core.transfers.engine, "_drain")
                     try:
                         run = one_throughput_run(engine, settings, keyring, [ids[c] for c in CLIENTS], concurrency=4,
                                                  latency_ms=LATENCY_MS, total=total, emulator_url=emulator_url,
@@ -385,7 +386,7 @@ def load_postgres(engine: Engine, n_companies: int, n_documents: int) -> None:
 
 
 def query_plan(engine: Engine) -> list[str]:
-    query = select(core.transfers.Document.company_id).where(core.transfers._due(datetime.now(UTC)))
+    query = select(core.transfers.engine.Document.company_id).where(core.transfers.engine._due(datetime.now(UTC)))
     compiled = query.compile(engine, compile_kwargs={"literal_binds": True})
     sql = str(compiled)
     with engine.connect() as conn:

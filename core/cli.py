@@ -7,14 +7,16 @@ import secrets
 import sys
 from pathlib import Path
 
-from core import auth, crypto, demo, documents
-from core.config import PROJECT_ROOT, ConfigurationError, Settings, get_settings
-from core.crypto import KeyConfigurationError
-from core.db import get_engine, unit_of_work
-from core.errors import UserFacingError
-from core.migrate import upgrade_to_head
-from core.models import Role
-from core.secrets_store import keyring_from_settings, reencrypt_all, verify_keyring
+from core import demo, users
+from core.documents import intake
+from core.platform import crypto
+from core.platform.config import PROJECT_ROOT, ConfigurationError, Settings, get_settings
+from core.platform.crypto import KeyConfigurationError
+from core.platform.db import get_engine, unit_of_work
+from core.platform.errors import UserFacingError
+from core.platform.migrate import upgrade_to_head
+from core.platform.models import Role
+from core.platform.secret_store import keyring_from_settings, reencrypt_all, verify_keyring
 
 CLI_ACTOR = "cli"
 SECRETS_TOML = PROJECT_ROOT / ".streamlit" / "secrets.toml"
@@ -79,7 +81,7 @@ def cmd_check_keys(settings: Settings, _args: argparse.Namespace) -> int:
 def cmd_set_role(settings: Settings, args: argparse.Namespace) -> int:
     role = None if args.role == "none" else Role(args.role)
     with unit_of_work(get_engine(settings.database_url)) as session:
-        auth.set_role(session, actor="cli", email=args.email, role=role)
+        users.set_role(session, actor="cli", email=args.email, role=role)
     print(f"{args.email}: role {args.role}.")
     return 0
 
@@ -155,12 +157,12 @@ def cmd_import_documents(settings: Settings, args: argparse.Namespace) -> int:
             files.append((path.name, path.read_bytes()))
         except OSError as exc:
             missing.append((name, f"Datei nicht lesbar ({exc.strerror or exc})."))
-    report = documents.intake(engine, company_id=args.company_id, files=files, actor=CLI_ACTOR,
+    report = intake.intake(engine, company_id=args.company_id, files=files, actor=CLI_ACTOR,
                               document_type=args.type or "", note=args.note or "", source="cli") \
-        if files else documents.IntakeReport([], [])
+        if files else intake.IntakeReport([], [])
     approved = 0
     if args.approve and report.accepted:
-        approved = documents.approve(engine, document_ids=[d.id for d in report.accepted], actor=CLI_ACTOR)  # type: ignore[misc]
+        approved = intake.approve(engine, document_ids=[d.id for d in report.accepted], actor=CLI_ACTOR)  # type: ignore[misc]
     status = "freigegeben" if args.approve else "neu"
     for document in report.accepted:
         print(f"OK         {document.original_name}: Beleg #{document.id} ({status})")

@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from core import audit
-from core.errors import NotFound, ValidationFailed
-from core.models import Company, Interface, utcnow
+from core.platform import audit
+from core.platform.errors import NotFound, ValidationFailed
+from core.platform.models import Company, Interface, utcnow
 
 CONSULTANT_RE = re.compile(r"^[1-9]\d{3,6}$")
 CLIENT_RE = re.compile(r"^[1-9]\d{0,4}$")

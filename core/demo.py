@@ -11,9 +11,10 @@ from pypdf import PdfWriter
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from core import auth, companies, documents
-from core.db import unit_of_work
-from core.models import AppUser, Company, Interface, Role
+from core import companies, users
+from core.documents import intake
+from core.platform.db import unit_of_work
+from core.platform.models import AppUser, Company, Interface, Role
 
 DEMO_ACTOR = "system:demo-seed"
 
@@ -48,7 +49,7 @@ def seed_demo(engine: Engine, *, with_documents: bool = False) -> bool:
         return False
     with unit_of_work(engine) as session:
         for email, name, role in DEMO_USERS:
-            auth.set_role(session, actor=DEMO_ACTOR, email=email, role=role, display_name=name)
+            users.set_role(session, actor=DEMO_ACTOR, email=email, role=role, display_name=name)
         for data in DEMO_COMPANIES:
             companies.create_company(session, actor=DEMO_ACTOR, data=data)
         first_company_id = session.exec(select(Company.id).order_by(Company.id)).first()
@@ -68,7 +69,7 @@ def _sample_pdf(title: str) -> bytes:
 
 def _seed_documents(engine: Engine, company_id: int) -> None:
     names = ("Rechnung 2026-101 Büromaterial.pdf", "Rechnung 2026-102 Reisekosten.pdf", "Quittung Taxi 14.11.pdf")
-    report = documents.intake(engine, company_id=company_id, actor=DEMO_ACTOR, source="demo",
+    report = intake.intake(engine, company_id=company_id, actor=DEMO_ACTOR, source="demo",
                               files=[(name, _sample_pdf(name)) for name in names])
     approved = [d.id for d in report.accepted[:2]]
-    documents.approve(engine, document_ids=approved, actor=DEMO_ACTOR)
+    intake.approve(engine, document_ids=approved, actor=DEMO_ACTOR)

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from core.db import unit_of_work
-from core.models import SchedulerHeartbeat, utcnow
+from core.platform.db import unit_of_work
+from core.platform.models import SchedulerHeartbeat, utcnow
 
 
 def new_instance_id() -> str:

@@ -1,4 +1,4 @@
-"""Alembic environment: models from core.models, URL from core.config (or the caller's connection)."""
+"""Alembic environment: models from core.platform.models, URL from core.platform.config (or the caller's connection)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from alembic import context
 from sqlalchemy import pool
 from sqlmodel import SQLModel
 
-import core.models  # noqa: F401  (registers every table on SQLModel.metadata)
-from core.db import make_engine
+import core.platform.models  # noqa: F401  (registers every table on SQLModel.metadata)
+from core.platform.db import make_engine
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -36,7 +36,7 @@ def _configure(connection) -> None:  # type: ignore[no-untyped-def]
 
 
 def run_migrations_offline() -> None:
-    from core.config import get_settings
+    from core.platform.config import get_settings
 
     context.configure(
         url=config.get_main_option("sqlalchemy.url") or get_settings().database_url,
@@ -52,12 +52,12 @@ def run_migrations_offline() -> None:
 
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
-    if connection is not None:  # core.migrate passes an open connection
+    if connection is not None:  # core.platform.migrate passes an open connection
         _configure(connection)
         with context.begin_transaction():
             context.run_migrations()
         return
-    from core.config import get_settings
+    from core.platform.config import get_settings
 
     url = config.get_main_option("sqlalchemy.url") or get_settings().database_url
     engine = make_engine(url, poolclass=pool.NullPool)

@@ -7,10 +7,10 @@ from ui.guard import require_page
 
 user = require_page(__file__)
 
-from core import alarm_history  # noqa: E402
-from core.models import Role  # noqa: E402
-from core.notify import delivery_detail  # noqa: E402
-from core.timefmt import format_local  # noqa: E402
+from core.alarms import views  # noqa: E402
+from core.alarms.outbox import delivery_detail  # noqa: E402
+from core.platform.models import Role  # noqa: E402
+from core.platform.timefmt import format_local  # noqa: E402
 from ui.feedback import flash, flash_error, show_flashes  # noqa: E402
 from ui.guard import may  # noqa: E402
 from ui.services import services  # noqa: E402
@@ -25,12 +25,12 @@ show_flashes()
 if may(user, Role.admin):
     with st.container(border=True):
         st.write("**Test-Alarm**: prüft die Einstellungen (ALARM_TARGETS, ALARM_EMAILS mit SMTP_HOST).")
-        if not alarm_history.targets_configured(settings):
+        if not views.targets_configured(settings):
             st.info("Es sind keine Alarm-Empfänger eingerichtet. Bitte ALARM_TARGETS oder ALARM_EMAILS "
                     "mit SMTP_HOST setzen.")
         elif st.button("Test-Alarm senden", key="send_test_alarm", icon=":material/notifications:"):
             with st.spinner("Test-Alarm wird gesendet …"):
-                outcome = alarm_history.send_test_alarm(engine, settings, actor=user.email)
+                outcome = views.send_test_alarm(engine, settings, actor=user.email)
             report = delivery_detail(outcome.results)
             if outcome.delivered:
                 flash(f"Test-Alarm zugestellt ({report}).")
@@ -40,7 +40,7 @@ if may(user, Role.admin):
 
 only_open = st.toggle("Nur nicht zugestellte", key="alarms_only_undelivered")
 limit = st.select_slider("Einträge", options=[50, 200, 1000], value=200, key="alarms_limit")
-rows = alarm_history.recent_alarms(engine, limit=limit, only_undelivered=only_open)
+rows = views.recent_alarms(engine, limit=limit, only_undelivered=only_open)
 if not rows:
     st.info("Keine Alarme." if not only_open else "Alle Alarme wurden zugestellt.")
 else:

@@ -9,9 +9,9 @@ from ui.guard import require_page
 
 user = require_page(__file__)
 
-from core import audit  # noqa: E402
-from core.db import get_engine, unit_of_work  # noqa: E402
-from core.timefmt import format_local  # noqa: E402
+from core.platform import audit  # noqa: E402
+from core.platform.db import get_engine, unit_of_work  # noqa: E402
+from core.platform.timefmt import format_local  # noqa: E402
 
 st.title("Audit-Protokoll")
 st.caption("Wer hat wann was geändert. Einträge können nicht geändert oder gelöscht werden.")

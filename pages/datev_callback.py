@@ -8,7 +8,7 @@ user = require_page(__file__)
 
 from streamlit.errors import StreamlitAPIException  # noqa: E402
 
-from core.datev_connect import finish_login  # noqa: E402
+from core.connections.datev_login import finish_login  # noqa: E402
 from ui.feedback import flash, flash_error, show_flashes  # noqa: E402
 from ui.services import services  # noqa: E402
 

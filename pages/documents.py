@@ -11,19 +11,19 @@ from ui.guard import actor_of, may, require_page
 
 user = require_page(__file__)
 
-from core import documents  # noqa: E402  (after the guard: nothing runs for a visitor without access)
 from core.companies import list_companies  # noqa: E402
-from core.connections import long_term_connection  # noqa: E402
-from core.datev_api import DatevApiError, get_document_types  # noqa: E402
-from core.db import unit_of_work  # noqa: E402
-from core.documents import STATUS_LABELS, DocumentFilter  # noqa: E402
-from core.errors import UserFacingError  # noqa: E402
-from core.httplog import CallContext  # noqa: E402
-from core.intake import LIMITS, describe_limits, size_warning  # noqa: E402
-from core.models import Company, DocumentStatus, Provider, Role, utcnow  # noqa: E402
-from core.timefmt import format_local  # noqa: E402
-from core.tokens import TokenUnavailable, get_valid_token  # noqa: E402
-from core.transfers import store_document_types, waiting_reason  # noqa: E402
+from core.connections.access import TokenUnavailable, get_valid_token  # noqa: E402
+from core.connections.health import long_term_connection  # noqa: E402
+from core.documents import intake  # noqa: E402  (after the guard: nothing runs for a visitor without access)
+from core.documents.intake import STATUS_LABELS, DocumentFilter  # noqa: E402
+from core.documents.validation import LIMITS, describe_limits, size_warning  # noqa: E402
+from core.platform.db import unit_of_work  # noqa: E402
+from core.platform.errors import UserFacingError  # noqa: E402
+from core.platform.models import Company, DocumentStatus, Provider, Role, utcnow  # noqa: E402
+from core.platform.timefmt import format_local  # noqa: E402
+from core.providers.datev import DatevApiError, get_document_types  # noqa: E402
+from core.providers.http import CallContext  # noqa: E402
+from core.transfers.engine import store_document_types, waiting_reason  # noqa: E402
 from ui.feedback import flash, flash_error, show_flashes  # noqa: E402
 from ui.preview import show_preview  # noqa: E402
 from ui.services import services  # noqa: E402
@@ -39,7 +39,7 @@ show_flashes()
 with unit_of_work(engine) as session:
     all_companies: list[Company] = list_companies(session, include_archived=True)
     active = [c for c in all_companies if c.archived_at is None and c.provider is not None]
-    types_by_company = {c.id: documents.known_document_types(session, c.id) for c in active}  # type: ignore[arg-type]
+    types_by_company = {c.id: intake.known_document_types(session, c.id) for c in active}  # type: ignore[arg-type]
 company_names = {c.id: c.name for c in all_companies}
 
 
@@ -111,7 +111,7 @@ def upload_section() -> None:
         st.warning("Bitte wählen Sie mindestens eine Datei aus.")
         return
     try:
-        report = documents.intake(engine, company_id=company_id, files=[(f.name, f.getvalue()) for f in files],
+        report = intake.intake(engine, company_id=company_id, files=[(f.name, f.getvalue()) for f in files],
                                   actor=actor_of(user), document_type=document_type or "", note=note)
     except UserFacingError as exc:
         st.error(exc.message)
@@ -148,12 +148,12 @@ if isinstance(period, tuple | list) and len(period) >= 1:
 doc_filter = DocumentFilter(company_id=filter_company, statuses=tuple(filter_status),
                             document_type=filter_type.strip() or None, since=since, until=until)
 
-_, total = documents.list_documents(engine, doc_filter, offset=0, limit=0)
+_, total = intake.list_documents(engine, doc_filter, offset=0, limit=0)
 pages = max(1, -(-total // PAGE_SIZE))
 if st.session_state.get("documents_page", 1) > pages:
     st.session_state["documents_page"] = pages
 page_no = st.number_input("Seite", min_value=1, max_value=pages, value=1, step=1, key="documents_page")
-rows, total = documents.list_documents(engine, doc_filter, offset=(int(page_no) - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+rows, total = intake.list_documents(engine, doc_filter, offset=(int(page_no) - 1) * PAGE_SIZE, limit=PAGE_SIZE)
 st.caption(f"Seite {int(page_no)} von {pages} · {total} Belege")
 
 now = utcnow()
@@ -222,7 +222,7 @@ st.button("Alle neuen dieser Seite auswählen", key="documents_choose_all",
           on_click=lambda: st.session_state.update(documents_chosen=new_ids))
 cols = st.columns(2)
 if cols[0].button("Freigeben", type="primary", key="documents_approve", disabled=not chosen):
-    changed = documents.approve(engine, document_ids=chosen, actor=actor_of(user))
+    changed = intake.approve(engine, document_ids=chosen, actor=actor_of(user))
     flash(f"{changed} Beleg{'e' if changed != 1 else ''} freigegeben.")
     st.session_state.pop("documents_chosen", None)
     st.rerun()
@@ -231,7 +231,7 @@ if cols[1].button("Löschen", key="documents_delete", disabled=not chosen,
     deleted = 0
     for document_id in chosen:
         try:
-            documents.delete_unapproved(engine, document_id=document_id, actor=actor_of(user))
+            intake.delete_unapproved(engine, document_id=document_id, actor=actor_of(user))
             deleted += 1
         except UserFacingError as exc:
             flash_error(f"Nr. {document_id}: {exc.message}")

@@ -7,8 +7,8 @@ from ui.guard import require_page
 
 user = require_page(__file__)
 
-from core import httplog  # noqa: E402
-from core.timefmt import format_local  # noqa: E402
+from core.platform.timefmt import format_local  # noqa: E402
+from core.providers import http  # noqa: E402
 from ui.services import services  # noqa: E402
 
 settings, engine, _keyring = services()
@@ -16,7 +16,7 @@ st.title("HTTP-Protokoll")
 st.caption(f"Alle Aufrufe bei DATEV und Lexware Office, {settings.http_log_retention_days} Tage aufbewahrt. "
            "Ohne Authorization-Header, Token oder Inhalte.")
 limit = st.select_slider("Einträge", options=[50, 200, 1000], value=200, key="http_log_limit")
-entries = httplog.entries_for(engine, limit=limit)
+entries = http.entries_for(engine, limit=limit)
 st.dataframe(
     pd.DataFrame([
         {"Zeit": format_local(e.at), "Anbieter": e.provider, "Zweck": e.purpose or "", "Methode": e.method,

@@ -9,13 +9,13 @@ from ui.guard import actor_of, may, require_page
 
 user = require_page(__file__)
 
-from core import connections  # noqa: E402
-from core.connections import DATEV_CONNECTED_APPS_URL, Health, TokenCard  # noqa: E402
-from core.datev_connect import start_login  # noqa: E402
-from core.datev_oidc import ProviderUnavailable  # noqa: E402
-from core.errors import UserFacingError, ValidationFailed  # noqa: E402
-from core.models import PROVIDER_LABELS, Connection, ConnectionKind, Provider, Role, utcnow  # noqa: E402
-from core.timefmt import format_local  # noqa: E402
+from core.connections import health  # noqa: E402
+from core.connections.datev_login import start_login  # noqa: E402
+from core.connections.health import DATEV_CONNECTED_APPS_URL, Health, TokenCard  # noqa: E402
+from core.platform.errors import UserFacingError, ValidationFailed  # noqa: E402
+from core.platform.models import PROVIDER_LABELS, Connection, ConnectionKind, Provider, Role, utcnow  # noqa: E402
+from core.platform.timefmt import format_local  # noqa: E402
+from core.providers.datev_oidc import ProviderUnavailable  # noqa: E402
 from ui.feedback import flash, flash_error, show_flashes  # noqa: E402
 from ui.services import services  # noqa: E402
 
@@ -126,7 +126,7 @@ def datev_actions(card: TokenCard) -> None:
         if cols[0].button(label, key=f"request_{cid}", type="primary"):
             start(card, ConnectionKind.long_term)
         if has_token and cols[1].button("Verbindung testen", key=f"test_{cid}"):
-            result = connections.run_test(engine, settings, keyring, connection_id=card.connection.id,
+            result = health.run_test(engine, settings, keyring, connection_id=card.connection.id,
                                           actor=actor_of(user))
             (flash if result.ok else flash_error)(f"{card.company.name}: {result.message}")
             st.rerun()
@@ -135,7 +135,7 @@ def datev_actions(card: TokenCard) -> None:
                 st.write("Das Token wird bei DATEV widerrufen und hier gelöscht. Die automatische Übertragung "
                          "für dieses Unternehmen stoppt, bis ein neues Token angefordert wird.")
                 if st.button("Endgültig löschen", key=f"delete_{cid}", type="primary"):
-                    result = connections.delete_token(engine, settings, keyring, connection_id=card.connection.id,
+                    result = health.delete_token(engine, settings, keyring, connection_id=card.connection.id,
                                                       actor=actor_of(user))
                     (flash if result.revoked else flash_error)(f"{card.company.name}: {result.message}")
                     st.rerun()
@@ -160,13 +160,13 @@ def lexware_actions(card: TokenCard) -> None:
             key = st.text_input("API-Schlüssel", type="password", key=f"lexware_key_value_{cid}",
                                 help="Wird nur einmal angezeigt (Lexware Office → Erweiterungen → Public API).")
             key_error = st.empty()
-            valid_until = st.date_input("Gültig bis", value=connections.default_key_expiry(settings, utcnow().date()),
+            valid_until = st.date_input("Gültig bis", value=health.default_key_expiry(settings, utcnow().date()),
                                         format="DD.MM.YYYY", key=f"lexware_key_until_{cid}")
             until_error = st.empty()
             submitted = st.form_submit_button("Speichern und testen", type="primary", key=f"lexware_key_submit_{cid}")
         if submitted:
             try:
-                result = connections.store_lexware_key(engine, settings, keyring, company_id=cid, api_key=key,
+                result = health.store_lexware_key(engine, settings, keyring, company_id=cid, api_key=key,
                                                        valid_until=valid_until, actor=actor_of(user))
                 flash(f"{card.company.name}: API-Schlüssel gespeichert. {result.message}")
                 st.rerun()
@@ -177,17 +177,17 @@ def lexware_actions(card: TokenCard) -> None:
                 st.error(failure.message)
     cols = st.columns(3)
     if has_token and cols[0].button("Verbindung testen", key=f"test_{cid}"):
-        result = connections.run_test(engine, settings, keyring, connection_id=card.connection.id, actor=actor_of(user))
+        result = health.run_test(engine, settings, keyring, connection_id=card.connection.id, actor=actor_of(user))
         (flash if result.ok else flash_error)(f"{card.company.name}: {result.message}")
         st.rerun()
     if has_token and cols[1].button("API-Schlüssel löschen", key=f"delete_{cid}"):
-        result = connections.delete_token(engine, settings, keyring, connection_id=card.connection.id,
+        result = health.delete_token(engine, settings, keyring, connection_id=card.connection.id,
                                           actor=actor_of(user))
         flash(f"{card.company.name}: {result.message}")
         st.rerun()
 
 
-cards = connections.token_cards(engine, settings)
+cards = health.token_cards(engine, settings)
 if not cards:
     st.info("Kein Unternehmen nutzt DATEV oder Lexware Office als Schnittstelle.")
 for card in cards:

@@ -1,7 +1,7 @@
 """Übertragen (operators): pick approved documents, see the dry run, then transfer them with the
 stored Langzeittoken or after a one-off DATEV login, with a progress bar and a live row per document.
 
-Threading: core.transfers.run_pass runs in a helper thread and calls `on_result` from its worker
+Threading: core.transfers.engine.run_pass runs in a helper thread and calls `on_result` from its worker
 threads; `on_result` only puts the result on a queue. This script's own thread takes results off
 the queue and renders them (Streamlit elements are never touched from another thread).
 """
@@ -17,18 +17,18 @@ from ui.guard import actor_of, require_page
 
 user = require_page(__file__)
 
-from core import documents  # noqa: E402  (after the guard: nothing runs for a visitor without access)
 from core.companies import list_companies  # noqa: E402
-from core.connections import USABLE, evaluate_health  # noqa: E402
-from core.datev_connect import start_login  # noqa: E402
-from core.datev_oidc import ProviderUnavailable  # noqa: E402
-from core.db import unit_of_work  # noqa: E402
-from core.documents import DocumentFilter  # noqa: E402
-from core.errors import UserFacingError  # noqa: E402
-from core.history import OUTCOME_LABELS  # noqa: E402
-from core.models import Company, ConnectionKind, DocumentStatus, Provider, utcnow  # noqa: E402
-from core.transfer_plan import PlannedUpload, connection_in_slot, plan  # noqa: E402
-from core.transfers import DocumentResult, PassOptions, PassSummary, run_pass  # noqa: E402
+from core.connections.datev_login import start_login  # noqa: E402
+from core.connections.health import USABLE, evaluate_health  # noqa: E402
+from core.documents import intake  # noqa: E402  (after the guard: nothing runs for a visitor without access)
+from core.documents.intake import DocumentFilter  # noqa: E402
+from core.platform.db import unit_of_work  # noqa: E402
+from core.platform.errors import UserFacingError  # noqa: E402
+from core.platform.models import Company, ConnectionKind, DocumentStatus, Provider, utcnow  # noqa: E402
+from core.providers.datev_oidc import ProviderUnavailable  # noqa: E402
+from core.transfers.engine import DocumentResult, PassOptions, PassSummary, run_pass  # noqa: E402
+from core.transfers.history import OUTCOME_LABELS  # noqa: E402
+from core.transfers.plan import PlannedUpload, connection_in_slot, plan  # noqa: E402
 from ui.feedback import show_flashes  # noqa: E402
 from ui.preview import show_preview  # noqa: E402
 from ui.services import services  # noqa: E402
@@ -48,7 +48,7 @@ with unit_of_work(engine) as session:
 
 filter_company = st.selectbox("Unternehmen", [None, *companies], key="transfer_company",
                               format_func=lambda i: "Alle Unternehmen" if i is None else companies[i].name)
-approved, total = documents.list_documents(
+approved, total = intake.list_documents(
     engine, DocumentFilter(company_id=filter_company, statuses=(DocumentStatus.approved.value,)), limit=MAX_LISTED)
 approved = [d for d in approved if d.company_id in companies]
 if total > MAX_LISTED:

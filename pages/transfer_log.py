@@ -11,14 +11,14 @@ from ui.guard import actor_of, may, require_page
 
 user = require_page(__file__)
 
-from core import history  # noqa: E402  (after the guard: nothing runs for a visitor without access)
 from core.companies import list_companies  # noqa: E402
-from core.db import unit_of_work  # noqa: E402
-from core.documents import STATUS_LABELS  # noqa: E402
-from core.errors import UserFacingError, ValidationFailed  # noqa: E402
-from core.history import DECISIONS, OUTCOME_LABELS, TRIGGER_LABELS, HistoryFilter, provider_label  # noqa: E402
-from core.models import DocumentStatus, Provider, Role  # noqa: E402
-from core.timefmt import format_local  # noqa: E402
+from core.documents.intake import STATUS_LABELS  # noqa: E402
+from core.platform.db import unit_of_work  # noqa: E402
+from core.platform.errors import UserFacingError, ValidationFailed  # noqa: E402
+from core.platform.models import DocumentStatus, Provider, Role  # noqa: E402
+from core.platform.timefmt import format_local  # noqa: E402
+from core.transfers import history  # noqa: E402  (after the guard: nothing runs for a visitor without access)
+from core.transfers.history import DECISIONS, OUTCOME_LABELS, TRIGGER_LABELS, HistoryFilter, provider_label  # noqa: E402
 from ui.feedback import flash, show_flashes  # noqa: E402
 from ui.services import services  # noqa: E402
 

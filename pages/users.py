@@ -7,12 +7,12 @@ from ui.guard import actor_of, require_page
 
 user = require_page(__file__)
 
-from core import auth  # noqa: E402
-from core.auth import ROLE_LABELS  # noqa: E402
-from core.db import get_engine, unit_of_work  # noqa: E402
-from core.errors import ValidationFailed  # noqa: E402
-from core.models import Role  # noqa: E402
-from core.timefmt import format_local  # noqa: E402
+from core import users  # noqa: E402
+from core.platform.db import get_engine, unit_of_work  # noqa: E402
+from core.platform.errors import ValidationFailed  # noqa: E402
+from core.platform.models import Role  # noqa: E402
+from core.platform.timefmt import format_local  # noqa: E402
+from core.users import ROLE_LABELS  # noqa: E402
 from ui.feedback import flash, show_flashes  # noqa: E402
 
 NO_ROLE = "none"
@@ -32,13 +32,13 @@ st.caption(
 )
 
 with unit_of_work(get_engine()) as session:
-    users = auth.list_users(session)
+    all_users = users.list_users(session)
 
 st.dataframe(
     pd.DataFrame([
         {"E-Mail": u.email, "Name": u.display_name, "Rolle": role_label(u.role),
          "Schon angemeldet": u.sub is not None, "Geändert": format_local(u.updated_at)}
-        for u in users
+        for u in all_users
     ]),
     hide_index=True, width="stretch",
 )
@@ -54,7 +54,7 @@ with st.form("user_role"):
 if submitted:
     try:
         with unit_of_work(get_engine()) as session:
-            auth.set_role(session, actor=actor_of(user), email=email,
+            users.set_role(session, actor=actor_of(user), email=email,
                           role=None if role == NO_ROLE else Role(role))
         flash(f"{email.strip().lower()}: {role_label(None if role == NO_ROLE else role)}.")
         st.rerun()

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.cli import main as cli_main  # noqa: E402
-from core.config import get_settings  # noqa: E402
+from core.platform.config import get_settings  # noqa: E402
 
 
 def start(name: str, argv: list[str]) -> subprocess.Popen:

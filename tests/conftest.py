@@ -26,12 +26,12 @@ os.environ.pop("ADMIN_EMAILS", None)
 
 from sqlalchemy import Engine, create_engine, text  # noqa: E402
 
-from core.config import Settings, get_settings  # noqa: E402
-from core.crypto import Keyring  # noqa: E402
-from core.datev_oidc import clear_discovery_cache  # noqa: E402
-from core.db import dispose_engines, make_engine  # noqa: E402
-from core.migrate import upgrade_to_head  # noqa: E402
-from core.secrets_store import get_keyring  # noqa: E402
+from core.platform.config import Settings, get_settings  # noqa: E402
+from core.platform.crypto import Keyring  # noqa: E402
+from core.platform.db import dispose_engines, make_engine  # noqa: E402
+from core.platform.migrate import upgrade_to_head  # noqa: E402
+from core.platform.secret_store import get_keyring  # noqa: E402
+from core.providers.datev_oidc import clear_discovery_cache  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
 
 DATABASES = [d.strip() for d in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",") if d.strip()]

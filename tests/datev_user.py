@@ -12,10 +12,10 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 from sqlalchemy import Engine
 
-from core.config import Settings
-from core.crypto import Keyring
-from core.datev_connect import CallbackOutcome, finish_login, start_login
-from core.models import AppUser, ConnectionKind
+from core.connections.datev_login import CallbackOutcome, finish_login, start_login
+from core.platform.config import Settings
+from core.platform.crypto import Keyring
+from core.platform.models import AppUser, ConnectionKind
 
 
 def _hidden(html: str, name: str) -> str:

@@ -12,11 +12,11 @@ import requests
 from sqlalchemy import Engine, update
 from sqlmodel import select
 
-from core.config import Settings
-from core.crypto import Keyring
-from core.db import unit_of_work
 from core.demo import seed_demo
-from core.models import AppUser, Company, Connection, ConnectionKind, StoredSecret, utcnow
+from core.platform.config import Settings
+from core.platform.crypto import Keyring
+from core.platform.db import unit_of_work
+from core.platform.models import AppUser, Company, Connection, ConnectionKind, StoredSecret, utcnow
 from tests.datev_user import log_in_at_datev
 
 

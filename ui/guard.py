@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import auth
-from core.config import ConfigurationError, get_settings
-from core.db import get_engine, unit_of_work
-from core.models import AppUser, Role
+from core import users
+from core.platform.config import ConfigurationError, get_settings
+from core.platform.db import get_engine, unit_of_work
+from core.platform.models import AppUser, Role
 from ui.errors import error_boundary
 from ui.navigation import spec_for_file
 
@@ -37,7 +37,7 @@ def current_user() -> AppUser | None:
         st.error(str(exc))
         st.stop()
     with unit_of_work(get_engine(settings.database_url)) as session:
-        user = auth.resolve_user(session, sub=claims.get("sub"), email=claims.get("email"),
+        user = users.resolve_user(session, sub=claims.get("sub"), email=claims.get("email"),
                                  admin_emails=settings.admin_email_set)
         if user is None or not user.role:
             return None
@@ -82,7 +82,7 @@ def require_signed_in_user() -> AppUser:
 
 def require_role(required: Role) -> AppUser:
     user = require_signed_in_user()
-    if not auth.has_role(user, required):
+    if not users.has_role(user, required):
         st.error("Für diese Seite fehlt Ihnen die Berechtigung.")
         st.stop()
     return user
@@ -98,7 +98,7 @@ def require_page(page_file: str) -> AppUser:
 
 
 def may(user: AppUser, required: Role) -> bool:
-    return auth.has_role(user, required)
+    return users.has_role(user, required)
 
 
 def actor_of(user: AppUser) -> str:

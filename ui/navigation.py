@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.models import Role
+from core.platform.models import Role
 
 PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import streamlit as st
 from sqlalchemy import Engine
 
-from core.documents import content_of
-from core.errors import UserFacingError
-from core.models import Document
+from core.documents.intake import content_of
+from core.platform.errors import UserFacingError
+from core.platform.models import Document
 
 BROWSER_IMAGES = {"image/png", "image/jpeg", "image/gif"}
 

@@ -7,9 +7,9 @@ from datetime import timedelta
 import streamlit as st
 
 from core import heartbeat
-from core.config import ConfigurationError, get_settings
-from core.db import get_engine
-from core.timefmt import format_local
+from core.platform.config import ConfigurationError, get_settings
+from core.platform.db import get_engine
+from core.platform.timefmt import format_local
 
 
 def stale_after(transfer_interval_seconds: int) -> timedelta:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import streamlit as st
 from sqlalchemy import Engine
 
-from core.config import ConfigurationError, Settings, get_settings
-from core.crypto import KeyConfigurationError, Keyring
-from core.db import get_engine
-from core.secrets_store import get_keyring
+from core.platform.config import ConfigurationError, Settings, get_settings
+from core.platform.crypto import KeyConfigurationError, Keyring
+from core.platform.db import get_engine
+from core.platform.secret_store import get_keyring
 
 
 def services() -> tuple[Settings, Engine, Keyring]:

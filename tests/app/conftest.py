@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.db import get_engine
 from core.demo import seed_demo
+from core.platform.db import get_engine
 from tests.app.support_documents import Desk, make_desk
 
 ROOT = Path(__file__).resolve().parent.parent.parent

@@ -10,11 +10,19 @@ from sqlalchemy import Engine
 from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 
-from core import documents
-from core.config import Settings, get_settings
-from core.db import get_engine, unit_of_work
-from core.models import AppUser, AuditEvent, Company, Connection, ConnectionKind, Document, PendingAuthorization
-from core.secrets_store import get_keyring
+from core.documents import intake
+from core.platform.config import Settings, get_settings
+from core.platform.db import get_engine, unit_of_work
+from core.platform.models import (
+    AppUser,
+    AuditEvent,
+    Company,
+    Connection,
+    ConnectionKind,
+    Document,
+    PendingAuthorization,
+)
+from core.platform.secret_store import get_keyring
 from tests.datev_user import log_in_at_datev
 from tests.support import pdf
 
@@ -42,13 +50,13 @@ class Desk:
 
     def intake(self, *names: str, company: str = "Musterfirma GmbH", approve: bool = False,
                document_type: str = "") -> list[int]:
-        report = documents.intake(self.engine, company_id=self.companies[company], actor="operator@tokendesk.demo",
+        report = intake.intake(self.engine, company_id=self.companies[company], actor="operator@tokendesk.demo",
                                   files=[(n, PNG if n.endswith(".png") else pdf(n)) for n in names],
                                   document_type=document_type)
         assert not report.rejected, report.rejected
         ids = [d.id for d in report.accepted]
         if approve:
-            assert documents.approve(self.engine, document_ids=ids, actor="operator@tokendesk.demo") == len(ids)
+            assert intake.approve(self.engine, document_ids=ids, actor="operator@tokendesk.demo") == len(ids)
         return ids  # type: ignore[return-value]
 
     def document(self, document_id: int) -> Document | None:

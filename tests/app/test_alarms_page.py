@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from core.db import get_engine, unit_of_work
-from core.models import AlarmSent, AuditEvent, Company, utcnow
+from core.platform.db import get_engine, unit_of_work
+from core.platform.models import AlarmSent, AuditEvent, Company, utcnow
 from tests.core.test_notify import SmtpSink
 
 PAGE = "pages/alarms.py"

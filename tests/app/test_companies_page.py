@@ -2,8 +2,8 @@
 
 from sqlmodel import select
 
-from core.db import get_engine, unit_of_work
-from core.models import AuditEvent, Company
+from core.platform.db import get_engine, unit_of_work
+from core.platform.models import AuditEvent, Company
 
 PAGE = "pages/companies.py"
 

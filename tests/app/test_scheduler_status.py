@@ -8,8 +8,8 @@ from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 
 from core import heartbeat
-from core.db import get_engine, unit_of_work
-from core.models import SchedulerHeartbeat, utcnow
+from core.platform.db import get_engine, unit_of_work
+from core.platform.models import SchedulerHeartbeat, utcnow
 from ui.scheduler_status import stale_after
 
 

@@ -12,11 +12,11 @@ from sqlmodel import select
 from streamlit.proto.TextInput_pb2 import TextInput as TextInputProto
 from streamlit.testing.v1 import AppTest
 
-from core.crypto import fingerprint
-from core.datev_connect import start_login
-from core.db import unit_of_work
-from core.models import ConnectionKind, StoredSecret
-from core.secrets_store import get_keyring
+from core.connections.datev_login import start_login
+from core.platform.crypto import fingerprint
+from core.platform.db import unit_of_work
+from core.platform.models import ConnectionKind, StoredSecret
+from core.platform.secret_store import get_keyring
 from tests.app.rendered import labels, page_text, texts
 from tests.app.support_documents import Desk, run_page
 from tests.datev_user import consent

@@ -11,12 +11,12 @@ import requests
 from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 
-from core.connections import default_key_expiry, store_lexware_key
-from core.db import unit_of_work
-from core.history import CSV_HEADERS
-from core.models import TransferAttempt
-from core.secrets_store import get_keyring
-from core.transfers import PassOptions, run_pass
+from core.connections.health import default_key_expiry, store_lexware_key
+from core.platform.db import unit_of_work
+from core.platform.models import TransferAttempt
+from core.platform.secret_store import get_keyring
+from core.transfers.engine import PassOptions, run_pass
+from core.transfers.history import CSV_HEADERS
 from tests.app.rendered import labels, texts
 from tests.app.support_documents import Desk, run_page, table
 

@@ -10,8 +10,8 @@ import re
 import requests
 from sqlmodel import select
 
-from core.db import unit_of_work
-from core.models import Connection, ConnectionKind, HttpLogEntry, TransferAttempt
+from core.platform.db import unit_of_work
+from core.platform.models import Connection, ConnectionKind, HttpLogEntry, TransferAttempt
 from tests.app.rendered import labels, texts
 from tests.app.support_documents import Desk, run_page, table
 
@@ -24,7 +24,7 @@ def datev_uploads(desk: Desk) -> list[str]:
 
 
 def attempts() -> list[TransferAttempt]:
-    from core.db import get_engine
+    from core.platform.db import get_engine
 
     with unit_of_work(get_engine()) as s:
         rows = list(s.exec(select(TransferAttempt).order_by(TransferAttempt.id)).all())

@@ -1,7 +1,7 @@
 """The users screen: an admin grants and removes roles; removal takes effect at the next run."""
 
-from core import auth
-from core.db import get_engine, unit_of_work
+from core import users
+from core.platform.db import get_engine, unit_of_work
 
 PAGE = "pages/users.py"
 
@@ -32,7 +32,7 @@ def test_invalid_email_is_reported_next_to_the_field(app, app_db) -> None:  # ty
     at.button(key="user_role_submit").click().run()
     assert "gültige E-Mail-Adresse" in " ".join(e.value for e in at.error)
     with unit_of_work(get_engine(app_db)) as s:
-        assert all(u.email != "kein-at-zeichen" for u in auth.list_users(s))
+        assert all(u.email != "kein-at-zeichen" for u in users.list_users(s))
 
 
 def test_audit_page_lists_changes_for_admin(app) -> None:  # type: ignore[no-untyped-def]

@@ -3,7 +3,7 @@
 import pytest
 from sqlalchemy import Engine
 
-from core.crypto import Keyring
+from core.platform.crypto import Keyring
 from tests.token_world import World, make_world
 
 

@@ -2,8 +2,8 @@
 
 import sys
 
-from core.db import make_engine, unit_of_work
-from core.models import Company
+from core.platform.db import make_engine, unit_of_work
+from core.platform.models import Company
 from tests.workers import wait_for_go
 
 

@@ -2,9 +2,9 @@
 
 import sys
 
-from core.crypto import Keyring
-from core.db import make_engine
-from core.secrets_store import verify_keyring
+from core.platform.crypto import Keyring
+from core.platform.db import make_engine
+from core.platform.secret_store import verify_keyring
 from tests.support import TEST_KEY_ENTRY
 from tests.workers import wait_for_go
 

@@ -6,10 +6,10 @@ import json
 import sys
 from datetime import datetime
 
-from core.alarms import Alarm
-from core.config import Settings
-from core.db import make_engine
-from core.notify import raise_alarm, retry_due_alarms
+from core.alarms.messages import Alarm
+from core.alarms.outbox import raise_alarm, retry_due_alarms
+from core.platform.config import Settings
+from core.platform.db import make_engine
 from tests.workers import wait_for_go
 
 

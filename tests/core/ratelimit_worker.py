@@ -3,8 +3,8 @@
 import json
 import sys
 
-from core.db import make_engine
-from core.ratelimit import reserve
+from core.platform.db import make_engine
+from core.platform.ratelimit import reserve
 from tests.workers import wait_for_go
 
 

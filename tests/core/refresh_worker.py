@@ -9,11 +9,11 @@ import json
 import sys
 import time
 
-from core.config import Settings
-from core.crypto import fingerprint
-from core.db import make_engine
-from core.secrets_store import keyring_from_settings
-from core.tokens import get_valid_token
+from core.connections.access import get_valid_token
+from core.platform.config import Settings
+from core.platform.crypto import fingerprint
+from core.platform.db import make_engine
+from core.platform.secret_store import keyring_from_settings
 from tests.workers import wait_for_go
 
 

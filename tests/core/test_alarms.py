@@ -19,7 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from core.alarms import (
+from core.alarms.messages import (
     Alarm,
     DeliveryResult,
     company_paused,

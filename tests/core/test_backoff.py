@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from core.backoff import RetryPolicy, next_delay, parse_retry_after
+from core.platform.backoff import RetryPolicy, next_delay, parse_retry_after
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 

@@ -6,9 +6,9 @@ from sqlmodel import select
 
 from core import companies
 from core.companies import CompanyInput, validate
-from core.db import unit_of_work
-from core.errors import ValidationFailed
-from core.models import AuditEvent, Company
+from core.platform.db import unit_of_work
+from core.platform.errors import ValidationFailed
+from core.platform.models import AuditEvent, Company
 
 GOOD = CompanyInput("Musterfirma GmbH", "455148", "1", "datev", True, "Rechnungseingang")
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from core.config import ConfigurationError, Settings
-from core.crypto import ensure_local_key_file, new_key_entry
+from core.platform.config import ConfigurationError, Settings
+from core.platform.crypto import ensure_local_key_file, new_key_entry
 
 
 def test_production_refuses_demo_values_and_says_what_to_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

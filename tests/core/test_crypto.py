@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from core.crypto import (
+from core.platform.crypto import (
     KeyConfigurationError,
     Keyring,
     SecretDecryptionError,

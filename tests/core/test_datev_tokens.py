@@ -10,12 +10,13 @@ import requests
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from core import connections
-from core.connections import Health, evaluate_health
-from core.datev_connect import PENDING_OWNER, finish_login, start_login
-from core.db import unit_of_work
-from core.errors import UserFacingError
-from core.models import (
+from core.connections import health
+from core.connections.access import TokenUnavailable, get_valid_token
+from core.connections.datev_login import PENDING_OWNER, finish_login, start_login
+from core.connections.health import Health, evaluate_health
+from core.platform.db import unit_of_work
+from core.platform.errors import UserFacingError
+from core.platform.models import (
     AuditEvent,
     Connection,
     ConnectionKind,
@@ -24,8 +25,7 @@ from core.models import (
     StoredSecret,
     utcnow,
 )
-from core.secrets_store import put_secret
-from core.tokens import TokenUnavailable, get_valid_token
+from core.platform.secret_store import put_secret
 from tests.datev_user import consent
 from tests.token_world import World
 
@@ -194,7 +194,7 @@ def test_outages_during_refresh_never_mark_the_connection_invalid(world: World, 
 def test_delete_revokes_at_datev_and_keeps_history(world: World) -> None:
     assert world.request_token().ok
     row = world.connection()
-    result = connections.delete_token(world.engine, world.settings, world.keyring, connection_id=row.id,
+    result = health.delete_token(world.engine, world.settings, world.keyring, connection_id=row.id,
                                       actor="admin@tokendesk.demo")
     assert result.revoked and world.stats()["revocations"] >= 1
     after = world.connection()
@@ -210,7 +210,7 @@ def test_delete_when_revoke_fails_still_erases_and_points_to_datev(world: World)
     assert world.request_token().ok
     row = world.connection()
     world.admin_post("/faults", {"target": "revoke", "kind": "503", "count": 1})
-    result = connections.delete_token(world.engine, world.settings, world.keyring, connection_id=row.id,
+    result = health.delete_token(world.engine, world.settings, world.keyring, connection_id=row.id,
                                       actor="admin@tokendesk.demo")
     assert not result.revoked and "apps.datev.de/tokrevui" in result.message
     assert not world.connection().has_token
@@ -237,7 +237,7 @@ def test_one_off_login_is_separate_from_the_long_term_token(world: World) -> Non
     assert row is not None and not row.offline_granted
     assert timedelta(hours=10) < row.refresh_expires_at - utcnow() <= timedelta(hours=11)
     assert world.connection() is None  # no long-term token was created
-    cards = connections.token_cards(world.engine, world.settings)
+    cards = health.token_cards(world.engine, world.settings)
     musterfirma = next(c for c in cards if c.company.id == world.company_id)
     assert musterfirma.health == Health.missing
 

@@ -6,10 +6,10 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from core import audit
-from core.db import make_engine, unit_of_work
-from core.migrate import check_models_match
-from core.models import AuditEvent, Company
+from core.platform import audit
+from core.platform.db import make_engine, unit_of_work
+from core.platform.migrate import check_models_match
+from core.platform.models import AuditEvent, Company
 from tests.workers import run_together
 
 

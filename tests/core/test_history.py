@@ -1,4 +1,4 @@
-"""The transfer history (core.history) on SQLite and PostgreSQL: filters, SQL paging, capped count,
+"""The transfer history (core.transfers.history) on SQLite and PostgreSQL: filters, SQL paging, capped count,
 CSV export, attempt detail, and the operator's retry / resolve decisions with their audit events."""
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ import pytest
 from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
-from core import documents, history
-from core.db import unit_of_work
 from core.demo import seed_demo
-from core.errors import NotFound, UserFacingError, ValidationFailed
-from core.history import HistoryFilter
-from core.models import AuditEvent, Company, Document, DocumentStatus, TransferAttempt
-from core.transfers import PassOptions, run_pass
+from core.documents import intake
+from core.platform.db import unit_of_work
+from core.platform.errors import NotFound, UserFacingError, ValidationFailed
+from core.platform.models import AuditEvent, Company, Document, DocumentStatus, TransferAttempt
+from core.transfers import history
+from core.transfers.engine import PassOptions, run_pass
+from core.transfers.history import HistoryFilter
 from tests.support import pdf
 from tests.token_world import World
 
@@ -34,7 +35,7 @@ def company_ids(engine: Engine) -> dict[str, int]:
 
 
 def add_document(engine: Engine, company_id: int, name: str) -> int:
-    report = documents.intake(engine, company_id=company_id, actor="operator@x.de", files=[(name, pdf(name))])
+    report = intake.intake(engine, company_id=company_id, actor="operator@x.de", files=[(name, pdf(name))])
     assert not report.rejected, report.rejected
     return report.accepted[0].id  # type: ignore[return-value]
 
@@ -230,7 +231,7 @@ def test_resolve_needs_a_reason_and_a_decision(engine: Engine) -> None:
 def test_attempt_detail_has_the_http_lines_of_a_real_upload(world: World) -> None:
     assert world.request_token().ok
     doc = add_document(world.engine, world.company_id, "Rechnung 1.pdf")
-    assert documents.approve(world.engine, document_ids=[doc], actor="o@x.de") == 1
+    assert intake.approve(world.engine, document_ids=[doc], actor="o@x.de") == 1
     summary = run_pass(world.engine, world.settings, world.keyring,
                        PassOptions(trigger="manual", actor="operator@x.de", document_ids=[doc]))
     assert summary.delivered == 1

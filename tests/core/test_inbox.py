@@ -1,4 +1,4 @@
-"""Inbox folders (core.inbox) on SQLite and PostgreSQL: files become documents once, and every file
+"""Inbox folders (core.documents.inbox) on SQLite and PostgreSQL: files become documents once, and every file
 ends up in processed/ or rejected/ (with a German reason); partial files are left alone."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from core.config import Settings
-from core.db import make_engine, unit_of_work
 from core.demo import seed_demo
-from core.inbox import ACTOR, InboxError, import_all, import_folder, resolve_folder
-from core.models import AuditEvent, Company, Document, DocumentStatus
+from core.documents.inbox import ACTOR, InboxError, import_all, import_folder, resolve_folder
+from core.platform.config import Settings
+from core.platform.db import make_engine, unit_of_work
+from core.platform.models import AuditEvent, Company, Document, DocumentStatus
 from tests.core.test_transfers import pdf
 from tests.support import TEST_KEY_ENTRY
 from tests.workers import ROOT

@@ -9,8 +9,7 @@ import unicodedata
 import pytest
 from pypdf import PdfWriter
 
-from core.errors import UserFacingError
-from core.intake import (
+from core.documents.validation import (
     LIMITS,
     AcceptedFile,
     IntakeRejected,
@@ -21,6 +20,7 @@ from core.intake import (
     sniff_media_type,
     validate_file,
 )
+from core.platform.errors import UserFacingError
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR"
 JPEG_HEADER = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"

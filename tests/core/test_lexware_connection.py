@@ -16,15 +16,15 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy import Engine, update
 from sqlmodel import select
 
-from core import connections
-from core.config import Settings
-from core.connections import Health, evaluate_health
-from core.crypto import Keyring, fingerprint
-from core.db import unit_of_work
+from core.connections import health
+from core.connections.access import TokenUnavailable, get_valid_token
+from core.connections.health import Health, evaluate_health
 from core.demo import seed_demo
-from core.errors import UserFacingError, ValidationFailed
-from core.models import AuditEvent, Company, Connection, HttpLogEntry, StoredSecret, utcnow
-from core.tokens import TokenUnavailable, get_valid_token
+from core.platform.config import Settings
+from core.platform.crypto import Keyring, fingerprint
+from core.platform.db import unit_of_work
+from core.platform.errors import UserFacingError, ValidationFailed
+from core.platform.models import AuditEvent, Company, Connection, HttpLogEntry, StoredSecret, utcnow
 
 DEMO_KEY = "demo-lexware-key"
 ADMIN = "admin@tokendesk.demo"
@@ -39,8 +39,8 @@ class Lexware:
     company_id: int  # Lexware Demo GmbH
     datev_company_id: int  # Musterfirma GmbH
 
-    def store(self, key: str = DEMO_KEY, valid_until: date | None = None) -> connections.TestResult:
-        return connections.store_lexware_key(self.engine, self.settings, self.keyring, company_id=self.company_id,
+    def store(self, key: str = DEMO_KEY, valid_until: date | None = None) -> health.TestResult:
+        return health.store_lexware_key(self.engine, self.settings, self.keyring, company_id=self.company_id,
                                              api_key=key, valid_until=valid_until, actor=ADMIN)
 
     def new_key(self, **body: object) -> str:
@@ -98,7 +98,7 @@ def test_demo_key_is_tested_stored_encrypted_and_usable(lexware: Lexware) -> Non
     # the product uses the key (no call to Lexware for that) and runs the profile call as its test
     token = get_valid_token(lexware.engine, row.id, settings=lexware.settings, keyring=lexware.keyring)
     assert token.value == DEMO_KEY and token.provider == "lexware" and DEMO_KEY not in repr(token)
-    test = connections.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id,
+    test = health.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id,
                                 actor=ADMIN)  # second profile call
     assert test.ok and "Lexware Demo GmbH" in test.message
     assert lexware.actions() == ["token.requested", "token.test"]
@@ -116,7 +116,7 @@ def test_entered_expiry_is_kept(lexware: Lexware) -> None:
     assert lexware.store(valid_until=until).ok
     row = lexware.connection()
     assert row.refresh_expires_at.date() == until
-    cards = {c.company.id: c for c in connections.token_cards(lexware.engine, lexware.settings)}
+    cards = {c.company.id: c for c in health.token_cards(lexware.engine, lexware.settings)}
     assert cards[lexware.company_id].health == Health.active
     soon = cards[lexware.company_id].connection.refresh_expires_at - timedelta(days=10)
     assert evaluate_health(row, soon, 30) == Health.expiring
@@ -176,7 +176,7 @@ def test_exactly_24_months_is_accepted(lexware: Lexware) -> None:
 
 def test_key_for_a_datev_company_is_refused(lexware: Lexware) -> None:
     with pytest.raises(UserFacingError, match="Lexware Office nicht als Schnittstelle"):
-        connections.store_lexware_key(lexware.engine, lexware.settings, lexware.keyring,
+        health.store_lexware_key(lexware.engine, lexware.settings, lexware.keyring,
                                       company_id=lexware.datev_company_id, api_key=DEMO_KEY, valid_until=None,
                                       actor=ADMIN)
     assert lexware.stored_nothing()
@@ -187,7 +187,7 @@ def test_key_revoked_at_lexware_fails_the_test(lexware: Lexware) -> None:
     assert lexware.store(key).ok
     row = lexware.connection()
     requests.post(lexware.emulator_url + "/_admin/lexware/keys/revoke", json={"key": key}, timeout=5).raise_for_status()
-    result = connections.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id, actor=ADMIN)
+    result = health.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id, actor=ADMIN)
     assert not result.ok and result.message.startswith("Lexware Office: HTTP 401")
     after = lexware.connection()
     assert after.last_test_ok is False and "HTTP 401" in after.last_test_message
@@ -202,7 +202,7 @@ def test_key_expired_at_lexware_fails_the_test(lexware: Lexware) -> None:
     row = lexware.connection()
     clock = requests.post(lexware.emulator_url + "/_admin/clock", json={"offset_seconds": 4 * 86400}, timeout=5)
     clock.raise_for_status()
-    result = connections.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id, actor=ADMIN)
+    result = health.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id, actor=ADMIN)
     assert not result.ok and "HTTP 401" in result.message
 
 
@@ -214,7 +214,7 @@ def test_key_past_its_stored_expiry_is_not_used(lexware: Lexware) -> None:
     with pytest.raises(TokenUnavailable) as info:
         get_valid_token(lexware.engine, row.id, settings=lexware.settings, keyring=lexware.keyring)
     assert info.value.permanent and "abgelaufen" in info.value.message
-    result = connections.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id, actor=ADMIN)
+    result = health.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id, actor=ADMIN)
     assert not result.ok and "abgelaufen" in result.message
     assert evaluate_health(lexware.connection(), utcnow(), 30) == Health.expired
     with unit_of_work(lexware.engine) as s:  # no call to Lexware with an expired key
@@ -240,7 +240,7 @@ def test_a_new_key_replaces_the_old_one(lexware: Lexware) -> None:
 def test_delete_erases_the_key_and_keeps_history(lexware: Lexware) -> None:
     assert lexware.store().ok
     row = lexware.connection()
-    result = connections.delete_token(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id,
+    result = health.delete_token(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id,
                                       actor=ADMIN)
     assert result.revoked and "gelöscht" in result.message
     after = lexware.connection()
@@ -250,5 +250,5 @@ def test_delete_erases_the_key_and_keeps_history(lexware: Lexware) -> None:
     with pytest.raises(TokenUnavailable, match="Kein Token"):
         get_valid_token(lexware.engine, row.id, settings=lexware.settings, keyring=lexware.keyring)
     with pytest.raises(UserFacingError, match="kein Token"):
-        connections.delete_token(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id, actor=ADMIN)
+        health.delete_token(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id, actor=ADMIN)
     assert lexware.actions() == ["token.requested", "token.deleted"]

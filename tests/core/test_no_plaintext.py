@@ -17,14 +17,22 @@ from sqlalchemy import Engine, make_url, update
 from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 
-from core import connections, datev_connect, tokens
-from core.config import DEMO_DATEV_CLIENT_SECRET, get_settings
-from core.crypto import Keyring, fingerprint
-from core.datev_connect import PENDING_OWNER, finish_login, start_login
-from core.db import unit_of_work
+from core.connections import access, datev_login, health
+from core.connections.access import get_valid_token
+from core.connections.datev_login import PENDING_OWNER, finish_login, start_login
 from core.demo import seed_demo
-from core.models import AppUser, Company, Connection, ConnectionKind, PendingAuthorization, StoredSecret, utcnow
-from core.tokens import get_valid_token
+from core.platform.config import DEMO_DATEV_CLIENT_SECRET, get_settings
+from core.platform.crypto import Keyring, fingerprint
+from core.platform.db import unit_of_work
+from core.platform.models import (
+    AppUser,
+    Company,
+    Connection,
+    ConnectionKind,
+    PendingAuthorization,
+    StoredSecret,
+    utcnow,
+)
 from tests.app.conftest import IDENTITIES, ROOT
 from tests.app.test_tokens_page import page_text
 from tests.datev_user import consent
@@ -67,8 +75,8 @@ def run_flow(engine: Engine, settings, keyring: Keyring, monkeypatch: pytest.Mon
             return response
         return wrapped
 
-    monkeypatch.setattr(datev_connect, "exchange_code", capture(datev_connect.exchange_code))
-    monkeypatch.setattr(tokens, "refresh", capture(tokens.refresh))
+    monkeypatch.setattr(datev_login, "exchange_code", capture(datev_login.exchange_code))
+    monkeypatch.setattr(access, "refresh", capture(access.refresh))
 
     with unit_of_work(engine) as s:
         admin = s.exec(select(AppUser).where(AppUser.email == "admin@tokendesk.demo")).one()
@@ -87,13 +95,13 @@ def run_flow(engine: Engine, settings, keyring: Keyring, monkeypatch: pytest.Mon
     assert outcome.ok, outcome.message
     stored_values(engine, keyring, found)
 
-    row_id = connections.long_term_connection(engine, company.id, tokens.Provider.datev).id
+    row_id = health.long_term_connection(engine, company.id, access.Provider.datev).id
     with unit_of_work(engine) as s:  # force a refresh with rotation
         s.exec(update(Connection).where(Connection.id == row_id).values(access_expires_at=utcnow() - timedelta(minutes=1)))
     refreshed = get_valid_token(engine, row_id, settings=settings, keyring=keyring)
-    test = connections.run_test(engine, settings, keyring, connection_id=row_id, actor=admin.email)
+    test = health.run_test(engine, settings, keyring, connection_id=row_id, actor=admin.email)
     assert test.ok, test.message
-    assert connections.store_lexware_key(engine, settings, keyring, company_id=lexware.id, api_key=LEXWARE_KEY,
+    assert health.store_lexware_key(engine, settings, keyring, company_id=lexware.id, api_key=LEXWARE_KEY,
                                          valid_until=None, actor=admin.email).ok
     stored_values(engine, keyring, found)
     found.add("API key", LEXWARE_KEY)

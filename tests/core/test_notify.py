@@ -1,4 +1,4 @@
-"""core.notify: each alarm once (also across processes), sent to a real local SMTP server and a
+"""core.alarms.outbox: each alarm once (also across processes), sent to a real local SMTP server and a
 real local webhook; failing targets are recorded, never raised. SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -21,11 +21,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from core.alarms import Alarm, webhook_target
-from core.config import Settings
-from core.db import unit_of_work
-from core.models import AlarmSent, Company, utcnow
-from core.notify import (
+from core.alarms.messages import Alarm, webhook_target
+from core.alarms.outbox import (
     NO_TARGETS,
     RETRY_BATCH,
     SENDING,
@@ -37,6 +34,9 @@ from core.notify import (
     split_addresses,
     split_targets,
 )
+from core.platform.config import Settings
+from core.platform.db import unit_of_work
+from core.platform.models import AlarmSent, Company, utcnow
 from tests.workers import run_together
 
 pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
@@ -313,7 +313,7 @@ def test_a_claim_whose_process_died_is_sent_after_its_lease(engine: Engine, smtp
     config = mail_settings(smtp.port)
     before = utcnow()
     with monkeypatch.context() as patched:
-        patched.setattr("core.notify.send_alarm", crash)
+        patched.setattr("core.alarms.outbox.send_alarm", crash)
         with pytest.raises(Crash):
             raise_alarm(engine, config, ALARM, timeout=5)
     [claimed] = rows(engine)
@@ -333,7 +333,7 @@ def test_a_died_last_attempt_is_given_up_without_sending(engine: Engine, smtp: S
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     config = mail_settings(smtp.port, alarm_max_attempts=1)
     with monkeypatch.context() as patched:
-        patched.setattr("core.notify.send_alarm", crash)
+        patched.setattr("core.alarms.outbox.send_alarm", crash)
         with pytest.raises(Crash):
             raise_alarm(engine, config, ALARM, timeout=5)
 

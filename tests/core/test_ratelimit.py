@@ -7,11 +7,12 @@ import requests
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from core import connections, documents
-from core.db import unit_of_work
-from core.models import Company, Document, DocumentStatus
-from core.ratelimit import reserve
-from core.transfers import PassOptions, run_pass
+from core.connections import health
+from core.documents import intake
+from core.platform.db import unit_of_work
+from core.platform.models import Company, Document, DocumentStatus
+from core.platform.ratelimit import reserve
+from core.transfers.engine import PassOptions, run_pass
 from tests.support import pdf
 from tests.token_world import World
 from tests.workers import run_together
@@ -39,11 +40,11 @@ def test_a_lexware_pass_never_trips_the_providers_limit(world: World) -> None:
         lexware.auto_transfer = True
         s.add(lexware)
         lexware_id = lexware.id
-    assert connections.store_lexware_key(world.engine, world.settings, world.keyring, company_id=lexware_id,
+    assert health.store_lexware_key(world.engine, world.settings, world.keyring, company_id=lexware_id,
                                          api_key="demo-lexware-key", valid_until=None, actor="admin@x.de").ok
-    report = documents.intake(world.engine, company_id=lexware_id, actor="o@x.de",
+    report = intake.intake(world.engine, company_id=lexware_id, actor="o@x.de",
                               files=[(f"Beleg {i}.pdf", pdf(f"lex-{i}")) for i in range(5)])
-    documents.approve(world.engine, document_ids=[d.id for d in report.accepted], actor="o@x.de")
+    intake.approve(world.engine, document_ids=[d.id for d in report.accepted], actor="o@x.de")
     summary = run_pass(world.engine, world.settings, world.keyring,
                        PassOptions(trigger="scheduler", actor="scheduler:test", only_auto_transfer=True))
     assert summary.delivered == 5 and summary.retried == 0  # no 429 from Lexware's 2/s bucket

@@ -6,9 +6,9 @@ import json
 import pytest
 import requests
 
-from core.datev_api import get_client
-from core.httplog import CallContext
-from core.tokens import get_valid_token
+from core.connections.access import get_valid_token
+from core.providers.datev import get_client
+from core.providers.http import CallContext
 from tests.token_world import World
 from tests.workers import run_together
 

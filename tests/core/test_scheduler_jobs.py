@@ -12,13 +12,15 @@ import pytest
 from sqlalchemy import Engine, update
 from sqlmodel import select
 
-from core import documents
-from core.alarms import Alarm
-from core.config import Settings
-from core.connections import run_test
-from core.crypto import Keyring
-from core.db import unit_of_work
-from core.models import (
+from core.alarms.messages import Alarm
+from core.alarms.outbox import raise_alarm
+from core.connections.health import run_test
+from core.documents import intake
+from core.jobs import JobContext, alarm_retry, care_for_tokens, housekeeping, token_care
+from core.platform.config import Settings
+from core.platform.crypto import Keyring
+from core.platform.db import unit_of_work
+from core.platform.models import (
     AlarmSent,
     Company,
     Connection,
@@ -31,10 +33,8 @@ from core.models import (
     TransferAttempt,
     utcnow,
 )
-from core.notify import raise_alarm
-from core.scheduler_jobs import JobContext, alarm_retry, care_for_tokens, housekeeping, token_care
-from core.secrets_store import put_secret
-from core.transfers import PassOptions, companies_with_work
+from core.platform.secret_store import put_secret
+from core.transfers.engine import PassOptions, companies_with_work
 from tests.core.test_notify import SmtpSink, free_port
 from tests.core.test_transfers import add_approved, pdf
 from tests.token_world import World
@@ -164,7 +164,7 @@ def test_no_keepalive_when_the_window_is_not_rolling(world: World) -> None:
 
 def test_repeated_failures_since_the_last_delivery_raise_one_alarm(alarmed: World, smtp: SmtpSink) -> None:
     world = alarmed
-    report = documents.intake(world.engine, company_id=world.company_id, actor="o@x.de",
+    report = intake.intake(world.engine, company_id=world.company_id, actor="o@x.de",
                               files=[(f"R{i}.pdf", pdf(f"f{i}")) for i in range(3)])
     document_id = report.accepted[0].id
     now = utcnow()
@@ -300,7 +300,7 @@ def test_alarm_retry_resends_due_alarms_and_housekeeping_purges_old_ones(engine:
 def _lexware_document_in_transfer(world: World, lease_until) -> int:  # type: ignore[no-untyped-def]
     with unit_of_work(world.engine) as s:
         company_id = s.exec(select(Company.id).where(Company.name == "Lexware Demo GmbH")).one()
-    report = documents.intake(world.engine, company_id=company_id, actor="o@x.de", files=[("L.pdf", pdf("lex"))])
+    report = intake.intake(world.engine, company_id=company_id, actor="o@x.de", files=[("L.pdf", pdf("lex"))])
     document_id = report.accepted[0].id
     with unit_of_work(world.engine) as s:
         s.exec(update(Document).where(Document.id == document_id).values(  # type: ignore[call-overload]

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from core import documents
-from core.db import unit_of_work
-from core.models import Company, Document, DocumentStatus, SchedulerHeartbeat, utcnow
+from core.documents import intake
+from core.platform.db import unit_of_work
+from core.platform.models import Company, Document, DocumentStatus, SchedulerHeartbeat, utcnow
 from tests.core.test_transfers import add_approved, pdf, uploads
 from tests.support import TEST_KEY_ENTRY
 from tests.token_world import World
@@ -96,10 +96,10 @@ def statuses(world: World, ids: list[int] | None = None) -> dict[int, str]:
 
 
 def approved_later(world: World) -> list[int]:
-    report = documents.intake(world.engine, company_id=world.company_id, actor="operator@x.de",
+    report = intake.intake(world.engine, company_id=world.company_id, actor="operator@x.de",
                               files=[("Nachzügler.pdf", pdf("später"))])
     ids = [d.id for d in report.accepted]
-    assert documents.approve(world.engine, document_ids=ids, actor="operator@x.de") == 1  # type: ignore[arg-type]
+    assert intake.approve(world.engine, document_ids=ids, actor="operator@x.de") == 1  # type: ignore[arg-type]
     return ids  # type: ignore[return-value]
 
 

@@ -4,10 +4,10 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import select
 
-from core.crypto import KeyConfigurationError, Keyring, SecretDecryptionError, new_key_entry
-from core.db import unit_of_work
-from core.models import StoredSecret
-from core.secrets_store import erase_secret, get_secret, put_secret, reencrypt_all, verify_keyring
+from core.platform.crypto import KeyConfigurationError, Keyring, SecretDecryptionError, new_key_entry
+from core.platform.db import unit_of_work
+from core.platform.models import StoredSecret
+from core.platform.secret_store import erase_secret, get_secret, put_secret, reencrypt_all, verify_keyring
 from tests.support import TEST_KEY_ENTRY
 from tests.workers import run_together
 

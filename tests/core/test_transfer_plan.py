@@ -1,4 +1,4 @@
-"""The dry run (core.transfer_plan): what would be sent where, and why a document would wait, without
+"""The dry run (core.transfers.plan): what would be sent where, and why a document would wait, without
 any HTTP. Tokens come from the emulator through core, as a user would request them."""
 
 from __future__ import annotations
@@ -8,24 +8,24 @@ from datetime import timedelta
 from sqlalchemy import func, update
 from sqlmodel import col, select
 
-from core import documents
-from core.db import unit_of_work
-from core.models import Company, ConnectionKind, Document, HttpLogEntry, Provider, utcnow
-from core.transfer_plan import connection_in_slot, plan
-from core.transfers import PassOptions, run_pass
+from core.documents import intake as document_intake
+from core.platform.db import unit_of_work
+from core.platform.models import Company, ConnectionKind, Document, HttpLogEntry, Provider, utcnow
+from core.transfers.engine import PassOptions, run_pass
+from core.transfers.plan import connection_in_slot, plan
 from tests.core.test_history import pdf
 from tests.token_world import World
 
 
 def intake(world: World, name: str, company_id: int | None = None, **kwargs: str) -> Document:
-    report = documents.intake(world.engine, company_id=company_id or world.company_id, actor="o@x.de",
+    report = document_intake.intake(world.engine, company_id=company_id or world.company_id, actor="o@x.de",
                               files=[(name, pdf(name))], **kwargs)
     assert not report.rejected, report.rejected
     return report.accepted[0]
 
 
 def approve(world: World, *docs: Document) -> None:
-    documents.approve(world.engine, document_ids=[d.id for d in docs], actor="o@x.de")  # type: ignore[misc]
+    document_intake.approve(world.engine, document_ids=[d.id for d in docs], actor="o@x.de")  # type: ignore[misc]
 
 
 def http_lines(world: World) -> int:

@@ -9,20 +9,20 @@ import requests
 from sqlalchemy import update
 from sqlmodel import select
 
-from core import documents
-from core.db import unit_of_work
-from core.models import Company, Document, DocumentStatus, TransferAttempt, utcnow
-from core.transfers import PassOptions, claim_next, run_pass
+from core.documents import intake
+from core.platform.db import unit_of_work
+from core.platform.models import Company, Document, DocumentStatus, TransferAttempt, utcnow
+from core.transfers.engine import PassOptions, claim_next, run_pass
 from tests.support import pdf
 from tests.token_world import World
 
 
 def add_approved(world: World, count: int, company_id: int | None = None) -> list[int]:
-    report = documents.intake(world.engine, company_id=company_id or world.company_id, actor="operator@x.de",
+    report = intake.intake(world.engine, company_id=company_id or world.company_id, actor="operator@x.de",
                               files=[(f"Rechnung {i}.pdf", pdf(f"doc-{i}")) for i in range(count)])
     assert not report.rejected, report.rejected
     ids = [d.id for d in report.accepted]
-    assert documents.approve(world.engine, document_ids=ids, actor="operator@x.de") == count
+    assert intake.approve(world.engine, document_ids=ids, actor="operator@x.de") == count
     return ids
 
 
@@ -54,7 +54,7 @@ def test_approved_documents_are_delivered_exactly_once(world: World) -> None:
 
 def test_new_documents_are_never_sent(world: World) -> None:
     assert world.request_token().ok
-    documents.intake(world.engine, company_id=world.company_id, actor="o", files=[("a.pdf", pdf("new"))])
+    intake.intake(world.engine, company_id=world.company_id, actor="o", files=[("a.pdf", pdf("new"))])
     assert scheduler_pass(world).uploads == 0 and uploads(world) == []
 
 
@@ -129,7 +129,7 @@ def test_abandoned_claims_do_not_use_up_the_retries(world: World) -> None:
     assert run_pass(world.engine, settings, world.keyring, options).retried == 1  # 3 claims, 1 answered failure
     _due_now(world)
     assert run_pass(world.engine, settings, world.keyring, options).delivered == 1
-    assert [u["guid"].lower() for u in uploads(world)] == [documents.get_documents(world.engine, [document_id])[0].guid]
+    assert [u["guid"].lower() for u in uploads(world)] == [intake.get_documents(world.engine, [document_id])[0].guid]
 
 
 def test_forbidden_pauses_the_company_until_a_new_token(world: World) -> None:

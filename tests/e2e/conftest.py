@@ -9,8 +9,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from core.db import make_engine
 from core.demo import seed_demo
+from core.platform.db import make_engine
 from tests.e2e.harness import CHROMIUM_ARGS, require_chromium
 
 expect.set_options(timeout=20_000)

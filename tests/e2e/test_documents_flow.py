@@ -10,10 +10,10 @@ import requests
 from playwright.sync_api import Page, expect
 from sqlmodel import select
 
-from core.config import Settings
-from core.db import make_engine, unit_of_work
-from core.models import AppUser, Company, Document
-from core.secrets_store import get_keyring
+from core.platform.config import Settings
+from core.platform.db import make_engine, unit_of_work
+from core.platform.models import AppUser, Company, Document
+from core.platform.secret_store import get_keyring
 from tests.datev_user import log_in_at_datev
 from tests.e2e.conftest import choose, settled, sign_in
 from tests.e2e.harness import DashboardServer, evidence_on_failure

@@ -7,8 +7,8 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlmodel import select
 
-from core.db import make_engine, unit_of_work
-from core.models import AuditEvent, Company
+from core.platform.db import make_engine, unit_of_work
+from core.platform.models import AuditEvent, Company
 from tests.e2e.conftest import choose, open_page, settled, sign_in
 from tests.e2e.harness import DashboardServer, evidence_on_failure
 

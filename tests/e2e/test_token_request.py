@@ -9,8 +9,8 @@ import requests
 from playwright.sync_api import Page, expect
 from sqlmodel import select
 
-from core.db import make_engine, unit_of_work
-from core.models import AuditEvent, Company, Connection, StoredSecret
+from core.platform.db import make_engine, unit_of_work
+from core.platform.models import AuditEvent, Company, Connection, StoredSecret
 from tests.e2e.conftest import settled, sign_in, wait_connected
 from tests.e2e.harness import DashboardServer, evidence_on_failure
 

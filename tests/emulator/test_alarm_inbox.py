@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from core.alarms import Alarm, send_alarm, webhook_target
+from core.alarms.messages import Alarm, send_alarm, webhook_target
 
 pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
 

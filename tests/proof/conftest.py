@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from core.crypto import Keyring
+from core.platform.crypto import Keyring
 from tests.proof.fleet import Fleet, make_fleet
 from tests.token_world import World, make_world
 

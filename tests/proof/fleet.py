@@ -22,9 +22,10 @@ import requests
 from sqlalchemy import Engine, func, update
 from sqlmodel import col, select
 
-from core import companies, documents
-from core.db import unit_of_work
-from core.models import Company, Connection, Document, DocumentStatus, Interface
+from core import companies
+from core.documents import intake
+from core.platform.db import unit_of_work
+from core.platform.models import Company, Connection, Document, DocumentStatus, Interface
 from tests.support import TEST_KEY_ENTRY, pdf
 from tests.token_world import World
 
@@ -67,12 +68,12 @@ class Fleet:
         assert outcome.ok, outcome.message
 
     def add_approved(self, company_id: int, count: int, tag: str = "") -> list[int]:
-        report = documents.intake(self.engine, company_id=company_id, actor="operator@tokendesk.demo",
+        report = intake.intake(self.engine, company_id=company_id, actor="operator@tokendesk.demo",
                                   files=[(f"Rechnung {tag}{company_id}-{i}.pdf", pdf(f"{tag}{company_id}-{i}"))
                                          for i in range(count)])
         assert not report.rejected, report.rejected
         ids = [d.id for d in report.accepted]
-        assert documents.approve(self.engine, document_ids=ids, actor="operator@tokendesk.demo") == count
+        assert intake.approve(self.engine, document_ids=ids, actor="operator@tokendesk.demo") == count
         return ids  # type: ignore[return-value]
 
     def fault(self, target: str, kind: str, count: int = 1, **extra: object) -> None:

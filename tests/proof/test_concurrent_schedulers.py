@@ -18,10 +18,10 @@ from threading import Barrier, Thread
 import pytest
 from sqlmodel import col, select
 
-from core import documents
-from core.db import unit_of_work
-from core.models import Document, DocumentStatus, DocumentTypeCache, SchedulerHeartbeat, TransferAttempt
-from core.transfers import PassOptions, run_pass, store_document_types
+from core.documents import intake
+from core.platform.db import unit_of_work
+from core.platform.models import Document, DocumentStatus, DocumentTypeCache, SchedulerHeartbeat, TransferAttempt
+from core.transfers.engine import PassOptions, run_pass, store_document_types
 from tests.proof.fleet import Fleet, pdf, stop, wait_until
 
 DOCUMENTS_PER_COMPANY = 60
@@ -40,7 +40,7 @@ def _idle_schedulers(fleet: Fleet) -> int:
 def test_three_schedulers_and_a_manual_transfer_deliver_each_document_once(fleet: Fleet) -> None:
     ids: list[int] = []
     for company_id in fleet.companies.values():
-        report = documents.intake(fleet.engine, company_id=company_id, actor=MANUAL_ACTOR,
+        report = intake.intake(fleet.engine, company_id=company_id, actor=MANUAL_ACTOR,
                                   files=[(f"Beleg {company_id}-{i}.pdf", pdf(f"race-{company_id}-{i}"))
                                          for i in range(DOCUMENTS_PER_COMPANY)])
         ids += [d.id for d in report.accepted]  # type: ignore[misc]
@@ -52,7 +52,7 @@ def test_three_schedulers_and_a_manual_transfer_deliver_each_document_once(fleet
     try:
         wait_until(lambda: _idle_schedulers(fleet) == len(SCHEDULERS), timeout=60,
                    what="three schedulers finished their first pass")
-        assert documents.approve(fleet.engine, document_ids=ids, actor=MANUAL_ACTOR) == total
+        assert intake.approve(fleet.engine, document_ids=ids, actor=MANUAL_ACTOR) == total
         manual = run_pass(fleet.engine, fleet.world.settings, fleet.world.keyring,
                           PassOptions(trigger="manual", actor=MANUAL_ACTOR))
         wait_until(lambda: fleet.delivered() == total, timeout=120, interval=0.1,

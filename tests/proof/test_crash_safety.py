@@ -20,8 +20,8 @@ import time
 import pytest
 from sqlmodel import col, func, select
 
-from core.db import unit_of_work
-from core.models import Document, DocumentStatus, TransferAttempt
+from core.platform.db import unit_of_work
+from core.platform.models import Document, DocumentStatus, TransferAttempt
 from tests.proof.fleet import Fleet, kill, stop, wait_until
 
 DOCUMENTS_PER_COMPANY = 60  # 4 companies: 240 documents

@@ -18,11 +18,11 @@ import requests
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from core.connections import store_lexware_key
-from core.db import unit_of_work
-from core.documents import STATUS_LABELS
-from core.models import Company, Document, DocumentStatus, Interface, TransferAttempt
-from core.transfers import PassOptions, PassSummary, run_pass
+from core.connections.health import store_lexware_key
+from core.documents.intake import STATUS_LABELS
+from core.platform.db import unit_of_work
+from core.platform.models import Company, Document, DocumentStatus, Interface, TransferAttempt
+from core.transfers.engine import PassOptions, PassSummary, run_pass
 from tests.proof.fleet import Fleet, kill, stop, wait_until
 from tests.token_world import World
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from sqlmodel import col, func, select
 
-from core.connections import Health, evaluate_health
-from core.db import unit_of_work
-from core.models import AlarmSent, Company, Connection, DocumentStatus, HttpLogEntry, utcnow
-from core.scheduler_jobs import care_for_tokens
-from core.transfers import PassOptions, PassSummary, run_pass, waiting_reason
+from core.connections.health import Health, evaluate_health
+from core.jobs import care_for_tokens
+from core.platform.db import unit_of_work
+from core.platform.models import AlarmSent, Company, Connection, DocumentStatus, HttpLogEntry, utcnow
+from core.transfers.engine import PassOptions, PassSummary, run_pass, waiting_reason
 from tests.proof.fleet import make_fleet
 from tests.token_world import World
 

@@ -1,8 +1,8 @@
 """The dry run of a manual transfer: exactly what would be sent where, without any HTTP.
 
-Mirrors the transfer engine's choices (core.transfers): only approved and due documents are
+Mirrors the transfer engine's choices (core.transfers.engine): only approved and due documents are
 sent; a company waits when its token is missing, invalid or expired, or when it is paused
-(core.transfers.waiting_reason); DATEV gets `PUT /clients/{id}/documents/{guid}` with the
+(core.transfers.engine.waiting_reason); DATEV gets `PUT /clients/{id}/documents/{guid}` with the
 document's own GUID and its type and note as metadata, Lexware `POST /v1/files`.
 """
 
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from core.config import Settings
-from core.db import unit_of_work
-from core.documents import STATUS_LABELS
-from core.models import (
+from core.documents.intake import STATUS_LABELS
+from core.platform.config import Settings
+from core.platform.db import unit_of_work
+from core.platform.models import (
     PROVIDER_LABELS,
     Company,
     Connection,
@@ -27,8 +27,8 @@ from core.models import (
     Provider,
     utcnow,
 )
-from core.timefmt import format_local
-from core.transfers import waiting_reason
+from core.platform.timefmt import format_local
+from core.transfers.engine import waiting_reason
 
 
 @dataclass(frozen=True)

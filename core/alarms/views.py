@@ -1,7 +1,7 @@
 """What the dashboard shows about alarms: the recent ones with their delivery state, and a test
 alarm an admin sends to check the targets (SMTP, webhooks) without waiting for a real problem.
 
-Both read and write through core.notify, so the scheduler and the dashboard share one path: a test
+Both read and write through core.alarms.outbox, so the scheduler and the dashboard share one path: a test
 alarm is raised, recorded, sent and (if a target fails) retried like any other.
 """
 
@@ -14,13 +14,13 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from core import audit
-from core.alarms import Alarm
-from core.config import Settings
-from core.db import unit_of_work
-from core.models import AlarmSent, Company, utcnow
-from core.notify import SENDING, AlarmOutcome, raise_alarm, split_addresses, split_targets
-from core.timefmt import format_local
+from core.alarms.messages import Alarm
+from core.alarms.outbox import SENDING, AlarmOutcome, raise_alarm, split_addresses, split_targets
+from core.platform import audit
+from core.platform.config import Settings
+from core.platform.db import unit_of_work
+from core.platform.models import AlarmSent, Company, utcnow
+from core.platform.timefmt import format_local
 
 TEST_KEY_PREFIX = "test:"
 

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import apprise
 
-from core.timefmt import format_local
+from core.platform.timefmt import format_local
 
 Severity = Literal["info", "warning", "error"]
 TlsMode = Literal["none", "starttls", "ssl"]

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from pypdf import PdfReader
 
-from core.errors import UserFacingError
-from core.models import PROVIDER_LABELS, Provider
+from core.platform.errors import UserFacingError
+from core.platform.models import PROVIDER_LABELS, Provider
 
 
 @dataclass(frozen=True)

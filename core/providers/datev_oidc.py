@@ -26,8 +26,8 @@ from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session
 from sqlalchemy import Engine
 
-from core.config import Settings, is_loopback_url
-from core.httplog import CallContext, recorded, send
+from core.platform.config import Settings, is_loopback_url
+from core.providers.http import CallContext, recorded, send
 
 DISCOVERY_TTL_SECONDS = 3600
 

@@ -61,7 +61,7 @@ def _configure_sqlite(engine: Engine) -> None:
 def get_engine(url: str | None = None) -> Engine:
     """The process-wide engine for `url` (default: the configured DATABASE_URL), created once."""
     if url is None:
-        from core.config import get_settings
+        from core.platform.config import get_settings
 
         url = get_settings().database_url
     with _engines_lock:

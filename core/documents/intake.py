@@ -1,6 +1,6 @@
 """Documents (Belege): intake, approval, deletion before approval, and the filtered list.
 
-Intake validates each file (core.intake) and stores it with its content in one transaction per
+Intake validates each file (core.documents.validation) and stores it with its content in one transaction per
 file, so a rejected file leaves nothing behind and never blocks the others. The GUID used for
 DATEV's idempotent PUT is chosen here, before any attempt.
 
@@ -20,11 +20,11 @@ from sqlalchemy import Engine, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from core import audit
-from core.db import unit_of_work
-from core.errors import UserFacingError
-from core.intake import IntakeRejected, validate_file
-from core.models import (
+from core.documents.validation import IntakeRejected, validate_file
+from core.platform import audit
+from core.platform.db import unit_of_work
+from core.platform.errors import UserFacingError
+from core.platform.models import (
     Company,
     Document,
     DocumentContent,

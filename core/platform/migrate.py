@@ -6,7 +6,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
-from core.config import PROJECT_ROOT
+from core.platform.config import PROJECT_ROOT
 
 
 def alembic_config(url: str | None = None) -> Config:

@@ -2,7 +2,7 @@
 
 Datetimes are timezone-aware UTC (SQLModel maps plain `datetime` to a UTC type; never add
 `sa_type=DateTime(...)`). Secrets never live in these tables in clear: they are rows of
-`StoredSecret`, sealed by `core.crypto` and bound to their owner and purpose.
+`StoredSecret`, sealed by `core.platform.crypto` and bound to their owner and purpose.
 """
 
 from __future__ import annotations
@@ -358,7 +358,7 @@ class SchedulerHeartbeat(SQLModel, table=True):
 
 class AlarmSent(SQLModel, table=True):
     """Each alarm once: its dedupe key is unique. The row is also the send claim and the retry queue
-    (core.notify): `next_attempt_at` is the end of a running send's lease or the time of the next
+    (core.alarms.outbox): `next_attempt_at` is the end of a running send's lease or the time of the next
     retry, and NULL once the alarm is final (delivered, given up, or no targets). Title and body are
     kept for the retry; alarm texts never contain secrets."""
 
@@ -369,7 +369,7 @@ class AlarmSent(SQLModel, table=True):
     company_id: int | None = Field(default=None, index=True)
     title: str = Field(max_length=300)
     body: str = Field(default="", sa_type=Text)
-    severity: str = Field(default="error", max_length=10)  # core.alarms.Severity
+    severity: str = Field(default="error", max_length=10)  # core.alarms.messages.Severity
     sent_at: datetime = Field(default_factory=utcnow)  # first attempt; retention counts from here
     delivered: bool = Field(default=False)
     detail: str | None = Field(default=None, max_length=1000)

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = PROJECT_ROOT / "data"
 
 # Demo values shipped with the embedded default. Production refuses every one of them.
@@ -218,7 +218,7 @@ class Settings(BaseSettings):
         return problems
 
     def _uses_local_key(self) -> bool:
-        from core.crypto import DEMO_KEY_ID_PREFIXES
+        from core.platform.crypto import DEMO_KEY_ID_PREFIXES
 
         text = self.encryption_keys or self._read_key_file_quietly()
         return any(

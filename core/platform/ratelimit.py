@@ -11,8 +11,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from core.db import unit_of_work
-from core.models import RateSlot, utcnow
+from core.platform.db import unit_of_work
+from core.platform.models import RateSlot, utcnow
 
 
 def reserve(engine: Engine, key: str, per_second: float) -> datetime:

@@ -8,7 +8,7 @@ outside any transaction (style.md §3.2 rule 2); its result (delivered, and per 
 address and error) is written back afterwards, and decides what happens next:
 
 - delivered to every target: final (`next_attempt_at` NULL);
-- a target failed: retried at now + backoff (`core.backoff.next_delay`, full jitter, base 5 minutes,
+- a target failed: retried at now + backoff (`core.platform.backoff.next_delay`, full jitter, base 5 minutes,
   cap 6 hours) until ALARM_MAX_ATTEMPTS attempts were made; then final, the detail ending in
   "aufgegeben nach N Versuchen";
 - no target configured at all: final with NO_TARGETS (logged as a warning). Not retried: that is
@@ -27,7 +27,7 @@ duplicate": a duplicate alarm mail after a crash is better than a lost "Token un
 is now: each alarm is raised once, and delivered at least once unless every attempt failed.
 
 Titles and bodies are stored for the retry; alarm texts never contain secrets. Logs and details name
-targets only in redacted form (`core.alarms.redact_target`).
+targets only in redacted form (`core.alarms.messages.redact_target`).
 
 `purge_old_alarms` (housekeeping) deletes final rows ALARM_RETENTION_DAYS after their first attempt.
 Keys embed the day a condition began, so a condition that lasts longer than the retention (say a
@@ -49,11 +49,11 @@ from sqlalchemy import ColumnElement, Engine, delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from core.alarms import Alarm, DeliveryResult, Severity, send_alarm, smtp_target
-from core.backoff import next_delay
-from core.config import Settings
-from core.db import unit_of_work
-from core.models import AlarmSent, Company, utcnow
+from core.alarms.messages import Alarm, DeliveryResult, Severity, send_alarm, smtp_target
+from core.platform.backoff import next_delay
+from core.platform.config import Settings
+from core.platform.db import unit_of_work
+from core.platform.models import AlarmSent, Company, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def max_targets(settings: Settings) -> int:
 
 def claim_lease(target_count: int, timeout: float) -> timedelta:
     """How long a claimed send is left alone: each target may take Apprise's service timeout
-    (2 × timeout + 1 seconds, core.alarms), plus a margin. Then another process may send again."""
+    (2 × timeout + 1 seconds, core.alarms.messages), plus a margin. Then another process may send again."""
     return timedelta(seconds=max(target_count, 1) * (2 * timeout + 1) + LEASE_MARGIN_SECONDS)
 
 

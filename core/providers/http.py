@@ -21,8 +21,8 @@ import requests
 from sqlalchemy import Engine, delete
 from sqlmodel import col, select
 
-from core.db import unit_of_work
-from core.models import HttpLogEntry, utcnow
+from core.platform.db import unit_of_work
+from core.platform.models import HttpLogEntry, utcnow
 
 log = logging.getLogger(__name__)
 

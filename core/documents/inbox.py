@@ -1,6 +1,6 @@
 """Inbox folders: files dropped into a company's folder become documents (status "neu").
 
-Each file goes through `core.documents.intake` (source "inbox") and is then moved into
+Each file goes through `core.documents.intake.intake` (source "inbox") and is then moved into
 `processed/` or `rejected/` (with `<name>.reason.txt`, in German), so nothing is imported twice
 and nothing is lost:
 - a crash after the import but before the move leaves the file in place; the next run finds the
@@ -27,11 +27,11 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from core import documents
-from core.config import Settings
-from core.db import unit_of_work
-from core.errors import UserFacingError
-from core.models import Company, Interface
+from core.documents import intake
+from core.platform.config import Settings
+from core.platform.db import unit_of_work
+from core.platform.errors import UserFacingError
+from core.platform.models import Company, Interface
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def _import_file(engine: Engine, company_id: int, path: Path, result: InboxResul
             reason = f"„{name}“ ist zu groß ({size / 1024 / 1024:.1f} MB)."
         else:
             content = path.read_bytes()
-            report = documents.intake(engine, company_id=company_id, files=[(name, content)], actor=ACTOR,
+            report = intake.intake(engine, company_id=company_id, files=[(name, content)], actor=ACTOR,
                                       source=SOURCE)
             if report.accepted:
                 _move(path, PROCESSED)

@@ -30,15 +30,14 @@ from sqlalchemy import Engine, and_, delete, func, insert, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from core import audit
-from core.backoff import next_delay, parse_retry_after
-from core.config import Settings
-from core.connections import USABLE, evaluate_health
-from core.crypto import Keyring, fingerprint
-from core.datev_api import DatevApiError, get_client, get_document_types
-from core.db import is_postgres, unit_of_work
-from core.httplog import CallContext, provider_session
-from core.models import (
+from core.connections.access import AccessToken, TokenUnavailable, get_valid_token, lease_owner_id, mark_invalid
+from core.connections.health import USABLE, evaluate_health
+from core.platform import audit
+from core.platform.backoff import next_delay, parse_retry_after
+from core.platform.config import Settings
+from core.platform.crypto import Keyring, fingerprint
+from core.platform.db import is_postgres, unit_of_work
+from core.platform.models import (
     Company,
     Connection,
     ConnectionKind,
@@ -52,9 +51,10 @@ from core.models import (
     TransferAttempt,
     utcnow,
 )
-from core.ratelimit import acquire
-from core.tokens import AccessToken, TokenUnavailable, get_valid_token, lease_owner_id, mark_invalid
-from core.uploads import Outcome, UploadResult, upload_datev, upload_lexware
+from core.platform.ratelimit import acquire
+from core.providers.datev import DatevApiError, get_client, get_document_types
+from core.providers.http import CallContext, provider_session
+from core.providers.uploads import Outcome, UploadResult, upload_datev, upload_lexware
 
 log = logging.getLogger(__name__)
 

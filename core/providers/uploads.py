@@ -22,11 +22,11 @@ from enum import StrEnum
 import requests
 from sqlalchemy import Engine
 
-from core.config import Settings
-from core.datev_api import error_from
-from core.httplog import CallContext, send
-from core.lexware_api import error_message as lexware_error_message
-from core.models import Document
+from core.platform.config import Settings
+from core.platform.models import Document
+from core.providers.datev import error_from
+from core.providers.http import CallContext, send
+from core.providers.lexware import error_message as lexware_error_message
 
 ALREADY_DELIVERED = "#DCO01012"
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from core.models import AuditEvent
+from core.platform.models import AuditEvent
 
 SYSTEM_ACTOR = "system"
 _SECRET_KEY_PARTS = ("token", "secret", "password", "verifier", "api_key", "apikey", "ciphertext")

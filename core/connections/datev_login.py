@@ -17,24 +17,14 @@ from datetime import timedelta
 from sqlalchemy import Engine, delete
 from sqlmodel import col, select
 
-from core import audit, auth
-from core.config import Settings
-from core.crypto import Keyring
-from core.datev_oidc import (
-    ProviderRejected,
-    ProviderUnavailable,
-    TokenResponse,
-    authorization_url,
-    discover,
-    exchange_code,
-    revoke,
-    userinfo,
-    verify_id_token,
-)
-from core.db import unit_of_work
-from core.errors import UserFacingError
-from core.httplog import CallContext
-from core.models import (
+from core import users
+from core.connections.access import OWNER_TYPE, REFRESH_TOKEN, store_datev_tokens
+from core.platform import audit
+from core.platform.config import Settings
+from core.platform.crypto import Keyring
+from core.platform.db import unit_of_work
+from core.platform.errors import UserFacingError
+from core.platform.models import (
     AppUser,
     Company,
     Connection,
@@ -45,8 +35,19 @@ from core.models import (
     Role,
     utcnow,
 )
-from core.secrets_store import erase_secret, get_secret, put_secret
-from core.tokens import OWNER_TYPE, REFRESH_TOKEN, store_datev_tokens
+from core.platform.secret_store import erase_secret, get_secret, put_secret
+from core.providers.datev_oidc import (
+    ProviderRejected,
+    ProviderUnavailable,
+    TokenResponse,
+    authorization_url,
+    discover,
+    exchange_code,
+    revoke,
+    userinfo,
+    verify_id_token,
+)
+from core.providers.http import CallContext
 
 PENDING_OWNER = "pending_authorization"
 OFFLINE_SCOPE = "offline_access"
@@ -88,13 +89,13 @@ def start_login(engine: Engine, settings: Settings, keyring: Keyring, *, company
                 kind: ConnectionKind) -> str:
     """Create the pending login and return the DATEV authorization URL to send the browser to."""
     needed = Role.admin if kind == ConnectionKind.long_term else Role.operator
-    if not auth.has_role(user, needed):
+    if not users.has_role(user, needed):
         raise UserFacingError("Dafür fehlt Ihnen die Berechtigung.")
     with unit_of_work(engine) as session:
         company = _datev_company(session, company_id)
         session.expunge(company)
     if kind == ConnectionKind.long_term and settings.datev_revoke_before_new_login:
-        from core.connections import delete_token, long_term_connection
+        from core.connections.health import delete_token, long_term_connection
 
         existing = long_term_connection(engine, company_id, Provider.datev)
         if existing is not None and existing.has_token:
@@ -222,7 +223,7 @@ def finish_login(engine: Engine, settings: Settings, keyring: Keyring, *, params
         _revoke_replaced(engine, settings, ctx, endpoints, company_id, replaced, user)
 
     if kind == ConnectionKind.long_term:
-        from core.connections import long_term_connection, run_test
+        from core.connections.health import long_term_connection, run_test
 
         connection = long_term_connection(engine, company_id, Provider.datev)
         test = run_test(engine, settings, keyring, connection_id=connection.id, actor=user.email)  # type: ignore[union-attr,arg-type]

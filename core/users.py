@@ -13,9 +13,9 @@ import re
 
 from sqlmodel import Session, col, select
 
-from core import audit
-from core.errors import ValidationFailed
-from core.models import AppUser, Role, utcnow
+from core.platform import audit
+from core.platform.errors import ValidationFailed
+from core.platform.models import AppUser, Role, utcnow
 
 ROLE_RANK = {Role.viewer: 1, Role.operator: 2, Role.admin: 3}
 ROLE_LABELS = {Role.viewer: "Betrachter", Role.operator: "Bearbeiter", Role.admin: "Administrator"}

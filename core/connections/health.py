@@ -12,18 +12,7 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from core import audit
-from core.config import Settings
-from core.crypto import Keyring, fingerprint
-from core.datev_api import DatevApiError, get_client
-from core.datev_oidc import ProviderRejected, ProviderUnavailable, discover, revoke
-from core.db import unit_of_work
-from core.errors import UserFacingError, ValidationFailed
-from core.httplog import CallContext
-from core.lexware_api import LexwareApiError, get_profile
-from core.models import Company, Connection, ConnectionKind, Interface, Provider, utcnow
-from core.secrets_store import erase_secret, get_secret, put_secret
-from core.tokens import (
+from core.connections.access import (
     ACCESS_TOKEN,
     API_KEY,
     OWNER_TYPE,
@@ -32,6 +21,17 @@ from core.tokens import (
     get_valid_token,
     mark_invalid,
 )
+from core.platform import audit
+from core.platform.config import Settings
+from core.platform.crypto import Keyring, fingerprint
+from core.platform.db import unit_of_work
+from core.platform.errors import UserFacingError, ValidationFailed
+from core.platform.models import Company, Connection, ConnectionKind, Interface, Provider, utcnow
+from core.platform.secret_store import erase_secret, get_secret, put_secret
+from core.providers.datev import DatevApiError, get_client
+from core.providers.datev_oidc import ProviderRejected, ProviderUnavailable, discover, revoke
+from core.providers.http import CallContext
+from core.providers.lexware import LexwareApiError, get_profile
 
 DATEV_CONNECTED_APPS_URL = "https://apps.datev.de/tokrevui"
 

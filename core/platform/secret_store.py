@@ -13,10 +13,17 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from core.config import Settings, get_settings
-from core.crypto import KeyConfigurationError, Keyring, SecretDecryptionError, fingerprint, key_id_of, load_keyring
-from core.db import unit_of_work
-from core.models import KeyCheck, StoredSecret, secret_context, utcnow
+from core.platform.config import Settings, get_settings
+from core.platform.crypto import (
+    KeyConfigurationError,
+    Keyring,
+    SecretDecryptionError,
+    fingerprint,
+    key_id_of,
+    load_keyring,
+)
+from core.platform.db import unit_of_work
+from core.platform.models import KeyCheck, StoredSecret, secret_context, utcnow
 
 _KEY_CHECK_PLAINTEXT = "token-desk-key-check"
 _KEY_CHECK_CONTEXT = "key_check"

@@ -31,15 +31,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
-from core import audit
-from core.config import Settings, get_settings
-from core.crypto import Keyring, fingerprint
-from core.datev_oidc import ProviderRejected, ProviderUnavailable, TokenResponse, discover, refresh, revoke
-from core.db import unit_of_work
-from core.errors import UserFacingError
-from core.httplog import CallContext
-from core.models import Connection, Provider, StoredSecret, utcnow
-from core.secrets_store import get_keyring, put_secret
+from core.platform import audit
+from core.platform.config import Settings, get_settings
+from core.platform.crypto import Keyring, fingerprint
+from core.platform.db import unit_of_work
+from core.platform.errors import UserFacingError
+from core.platform.models import Connection, Provider, StoredSecret, utcnow
+from core.platform.secret_store import get_keyring, put_secret
+from core.providers.datev_oidc import ProviderRejected, ProviderUnavailable, TokenResponse, discover, refresh, revoke
+from core.providers.http import CallContext
 
 log = logging.getLogger(__name__)
 

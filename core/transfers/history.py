@@ -21,10 +21,10 @@ from datetime import datetime
 from sqlalchemy import Engine, and_, func, or_, update
 from sqlmodel import col, select
 
-from core import audit
-from core.db import unit_of_work
-from core.errors import NotFound, UserFacingError, ValidationFailed
-from core.models import (
+from core.platform import audit
+from core.platform.db import unit_of_work
+from core.platform.errors import NotFound, UserFacingError, ValidationFailed
+from core.platform.models import (
     PROVIDER_LABELS,
     Company,
     Document,
@@ -34,7 +34,7 @@ from core.models import (
     TransferAttempt,
     utcnow,
 )
-from core.timefmt import format_local
+from core.platform.timefmt import format_local
 
 COUNT_CAP = 10_000
 EXPORT_BATCH = 1_000

@@ -7,10 +7,10 @@ work there; none keeps state in the process. scheduler.py only ticks them.
   contacts DATEV only for the keepalive refresh; everything else is read from the database.
 - housekeeping: HTTP log retention, expired pending logins, abandoned document claims, expired
   one-off logins, alarm retention.
-- alarm_retry: resends undelivered alarms whose next attempt is due (core.notify.retry_due_alarms).
-- inbox_import: the companies' inbox folders (core.inbox).
+- alarm_retry: resends undelivered alarms whose next attempt is due (core.alarms.outbox.retry_due_alarms).
+- inbox_import: the companies' inbox folders (core.documents.inbox).
 
-Every alarm goes through core.notify.raise_alarm, whose unique key makes it "once" across ticks
+Every alarm goes through core.alarms.outbox.raise_alarm, whose unique key makes it "once" across ticks
 and across scheduler processes; the alarm_retry job (every ALARM_RETRY_INTERVAL_MINUTES, 5) resends
 the undelivered ones, so a mail server that was down for a moment delays an alarm by minutes, not by
 the hour of housekeeping or token care.
@@ -27,13 +27,16 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, delete, func, update
 from sqlmodel import col, select
 
-from core import audit, httplog, inbox
-from core.alarms import company_paused, expiry_step, token_expiring, token_invalid, transfers_failing
-from core.config import Settings
-from core.connections import USABLE, Health, TokenCard, evaluate_health, long_term_connection, token_cards
-from core.crypto import Keyring
-from core.db import unit_of_work
-from core.models import (
+from core.alarms.messages import company_paused, expiry_step, token_expiring, token_invalid, transfers_failing
+from core.alarms.outbox import purge_old_alarms, raise_alarm, retry_due_alarms
+from core.connections.access import ACCESS_TOKEN, OWNER_TYPE, REFRESH_TOKEN, TokenUnavailable, get_valid_token
+from core.connections.health import USABLE, Health, TokenCard, evaluate_health, long_term_connection, token_cards
+from core.documents import inbox
+from core.platform import audit
+from core.platform.config import Settings
+from core.platform.crypto import Keyring
+from core.platform.db import unit_of_work
+from core.platform.models import (
     PROVIDER_LABELS,
     Company,
     Connection,
@@ -47,10 +50,9 @@ from core.models import (
     TransferAttempt,
     utcnow,
 )
-from core.notify import purge_old_alarms, raise_alarm, retry_due_alarms
-from core.secrets_store import erase_secret
-from core.tokens import ACCESS_TOKEN, OWNER_TYPE, REFRESH_TOKEN, TokenUnavailable, get_valid_token
-from core.transfers import PassOptions, PassSummary, run_pass, waiting_reason
+from core.platform.secret_store import erase_secret
+from core.providers import http
+from core.transfers.engine import PassOptions, PassSummary, run_pass, waiting_reason
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +222,7 @@ def housekeeping(ctx: JobContext) -> dict:
     alarm retention."""
     engine, now = ctx.engine, utcnow()
     return {
-        "http_log_purged": httplog.purge_older_than(engine, ctx.settings.http_log_retention_days),
+        "http_log_purged": http.purge_older_than(engine, ctx.settings.http_log_retention_days),
         "pending_logins_expired": purge_expired_pending_logins(engine, now),
         "abandoned_claims": release_abandoned_claims(engine, ctx.settings, now, actor=ctx.owner),
         "one_off_logins_discarded": discard_expired_one_off_logins(engine, now, actor=ctx.owner),
@@ -229,7 +231,7 @@ def housekeeping(ctx: JobContext) -> dict:
 
 
 def alarm_retry(ctx: JobContext) -> dict:
-    """Resend undelivered alarms whose next attempt is due (at most core.notify.RETRY_BATCH per run)."""
+    """Resend undelivered alarms whose next attempt is due (at most core.alarms.outbox.RETRY_BATCH per run)."""
     return {"alarms_retried": retry_due_alarms(ctx.engine, ctx.settings, stop=ctx.stop)}
 
 
@@ -330,5 +332,5 @@ def _one_off_expired(row: Connection, now: datetime) -> bool:
 
 
 def inbox_import(ctx: JobContext) -> dict:
-    """Per-company inbox folders (core.inbox). Raises after serving all folders if one is broken."""
+    """Per-company inbox folders (core.documents.inbox). Raises after serving all folders if one is broken."""
     return inbox.import_all(ctx.engine, ctx.settings)

@@ -8,8 +8,8 @@ from typing import Any
 import requests
 from sqlalchemy import Engine
 
-from core.config import Settings
-from core.httplog import CallContext, send
+from core.platform.config import Settings
+from core.providers.http import CallContext, send
 
 
 @dataclass
