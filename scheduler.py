@@ -21,13 +21,13 @@ from collections.abc import Callable
 import schedule
 
 from core import heartbeat, jobs
+from core.documents.lifecycle import release_claims
 from core.jobs import JobContext
 from core.platform.config import ConfigurationError, get_settings
 from core.platform.crypto import KeyConfigurationError
 from core.platform.db import get_engine
 from core.platform.errors import UserFacingError
 from core.platform.secret_store import get_keyring, verify_keyring
-from core.transfers.engine import release_claims
 
 log = logging.getLogger("scheduler")
 

@@ -53,7 +53,7 @@ from bench.common import (
     sqlite_database,
 )
 from core import companies
-from core.documents import intake
+from core.documents import intake, lifecycle
 from core.platform.config import Settings
 from core.platform.crypto import Keyring
 from core.platform.db import make_engine, unit_of_work
@@ -227,7 +227,7 @@ def approve_documents(engine: Engine, company_ids: list[int], total: int, tag: s
         share = total // len(company_ids) + (1 if n < total % len(company_ids) else 0)
         report = intake.intake(engine, company_id=company_id, actor="bench", files=[
             (f"Beleg {tag}-{i}.pdf", pdf(f"{tag}-{company_id}-{i}")) for i in range(share)])
-        intake.approve(engine, document_ids=[d.id for d in report.accepted], actor="bench")  # type: ignore[misc]
+        lifecycle.approve(engine, document_ids=[d.id for d in report.accepted], actor="bench")  # type: ignore[misc]
 
 
 def one_throughput_run(engine: Engine, settings: Settings, keyring: Keyring, company_ids: list[int], *,

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from core import demo, users
-from core.documents import intake
+from core.documents import intake, lifecycle
 from core.platform import crypto
 from core.platform.config import PROJECT_ROOT, ConfigurationError, Settings, get_settings
 from core.platform.crypto import KeyConfigurationError
@@ -162,7 +162,7 @@ def cmd_import_documents(settings: Settings, args: argparse.Namespace) -> int:
         if files else intake.IntakeReport([], [])
     approved = 0
     if args.approve and report.accepted:
-        approved = intake.approve(engine, document_ids=[d.id for d in report.accepted], actor=CLI_ACTOR)  # type: ignore[misc]
+        approved = lifecycle.approve(engine, document_ids=[d.id for d in report.accepted], actor=CLI_ACTOR)  # type: ignore[misc]
     status = "freigegeben" if args.approve else "neu"
     for document in report.accepted:
         print(f"OK         {document.original_name}: Beleg #{document.id} ({status})")

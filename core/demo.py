@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from core import companies, users
-from core.documents import intake
+from core.documents import intake, lifecycle
 from core.platform.db import unit_of_work
 from core.platform.models import AppUser, Company, Interface, Role
 
@@ -72,4 +72,4 @@ def _seed_documents(engine: Engine, company_id: int) -> None:
     report = intake.intake(engine, company_id=company_id, actor=DEMO_ACTOR, source="demo",
                               files=[(name, _sample_pdf(name)) for name in names])
     approved = [d.id for d in report.accepted[:2]]
-    intake.approve(engine, document_ids=approved, actor=DEMO_ACTOR)
+    lifecycle.approve(engine, document_ids=approved, actor=DEMO_ACTOR)

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from core.platform.db import unit_of_work
-from core.platform.models import SchedulerHeartbeat, utcnow
+from core.platform.models import SchedulerHeartbeat, clip, utcnow
 
 
 def new_instance_id() -> str:
@@ -22,7 +22,7 @@ def new_instance_id() -> str:
 def start(engine: Engine, instance_id: str) -> None:
     now = utcnow()
     with unit_of_work(engine) as session:
-        session.merge(SchedulerHeartbeat(instance_id=instance_id, host=socket.gethostname()[:255], pid=os.getpid(),
+        session.merge(SchedulerHeartbeat(instance_id=instance_id, host=clip(SchedulerHeartbeat.host, socket.gethostname()) or "", pid=os.getpid(),
                                          started_at=now, last_tick_at=now))
 
 

@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from core.transfers import readiness
 from ui.guard import actor_of, may, require_page
 
 user = require_page(__file__)
@@ -13,7 +14,6 @@ from core.platform.db import get_engine, unit_of_work  # noqa: E402
 from core.platform.errors import UserFacingError, ValidationFailed  # noqa: E402
 from core.platform.models import Company, Interface, Role  # noqa: E402
 from core.platform.timefmt import format_local  # noqa: E402
-from core.transfers import engine  # noqa: E402  (after the guard: nothing runs for a visitor without access)
 from ui.feedback import flash, show_flashes  # noqa: E402
 
 is_admin = may(user, Role.admin)
@@ -163,7 +163,7 @@ if selected.paused_at is not None:
     st.warning(f"Übertragung pausiert seit {format_local(selected.paused_at)}: {selected.paused_reason or ''} "
                "Sie läuft weiter, sobald ein neues Langzeittoken angefordert wurde, oder hier von Hand.")
     if st.button("Übertragung fortsetzen", key=f"company_resume_{selected.id}"):
-        engine.resume(get_engine(), selected.id, actor_of(user))
+        readiness.resume(get_engine(), selected.id, actor_of(user))
         flash(f"Übertragung für „{selected.name}“ fortgesetzt.")
         st.rerun()
 

@@ -7,23 +7,23 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import streamlit as st
 
+from core.documents import lifecycle, queries
 from ui.guard import actor_of, may, require_page
 
 user = require_page(__file__)
 
 from core.companies import list_companies  # noqa: E402
-from core.connections.access import TokenUnavailable, get_valid_token  # noqa: E402
-from core.connections.health import long_term_connection  # noqa: E402
 from core.documents import intake  # noqa: E402  (after the guard: nothing runs for a visitor without access)
-from core.documents.intake import STATUS_LABELS, DocumentFilter  # noqa: E402
+from core.documents.queries import (
+    STATUS_LABELS,  # noqa: E402
+    DocumentFilter,  # noqa: E402
+)
 from core.documents.validation import LIMITS, describe_limits, size_warning  # noqa: E402
 from core.platform.db import unit_of_work  # noqa: E402
 from core.platform.errors import UserFacingError  # noqa: E402
 from core.platform.models import Company, DocumentStatus, Provider, Role, utcnow  # noqa: E402
 from core.platform.timefmt import format_local  # noqa: E402
-from core.providers.datev import DatevApiError, get_document_types  # noqa: E402
-from core.providers.http import CallContext  # noqa: E402
-from core.transfers.engine import store_document_types, waiting_reason  # noqa: E402
+from core.transfers import readiness  # noqa: E402
 from ui.feedback import flash, flash_error, show_flashes  # noqa: E402
 from ui.preview import show_preview  # noqa: E402
 from ui.services import services  # noqa: E402
@@ -51,25 +51,12 @@ def size_text(size: int) -> str:
 
 def refresh_document_types(company: Company) -> None:
     """Fetch the client's document types from DATEV with the stored long-term token and cache them."""
-    connection = long_term_connection(engine, company.id, Provider.datev)  # type: ignore[arg-type]
-    if connection is None or not connection.has_token:
-        flash_error(f"{company.name}: Kein Langzeittoken hinterlegt – Belegtypen können nicht geladen werden.")
-        return
-    client_id = connection.bound_client or company.datev_client_id
     try:
-        token = get_valid_token(engine, connection.id, settings=settings, keyring=keyring)  # type: ignore[arg-type]
-        ctx = CallContext(provider="datev", purpose="document_types", company_id=company.id,
-                          connection_id=connection.id)
-        types = get_document_types(engine, ctx, settings, token.value, client_id)  # type: ignore[arg-type]
-    except TokenUnavailable as exc:
-        flash_error(f"{company.name}: {exc.message}")
+        count = readiness.refresh_document_types(engine, settings, keyring, company.id)  # type: ignore[arg-type]
+    except UserFacingError as exc:
+        flash_error(exc.message)
         return
-    except DatevApiError as exc:
-        hint = f" Hilfe: {exc.help_uri}" if exc.help_uri and exc.status and 400 <= exc.status < 500 else ""
-        flash_error(f"{company.name}: DATEV-Belegtypen konnten nicht geladen werden ({exc.summary()}).{hint}")
-        return
-    store_document_types(engine, company.id, types)  # type: ignore[arg-type]
-    flash(f"{company.name}: {len(types)} Belegtypen von DATEV geladen.")
+    flash(f"{company.name}: {count} Belegtypen von DATEV geladen.")
 
 
 def upload_section() -> None:
@@ -148,22 +135,17 @@ if isinstance(period, tuple | list) and len(period) >= 1:
 doc_filter = DocumentFilter(company_id=filter_company, statuses=tuple(filter_status),
                             document_type=filter_type.strip() or None, since=since, until=until)
 
-_, total = intake.list_documents(engine, doc_filter, offset=0, limit=0)
+_, total = queries.list_documents(engine, doc_filter, offset=0, limit=0)
 pages = max(1, -(-total // PAGE_SIZE))
 if st.session_state.get("documents_page", 1) > pages:
     st.session_state["documents_page"] = pages
 page_no = st.number_input("Seite", min_value=1, max_value=pages, value=1, step=1, key="documents_page")
-rows, total = intake.list_documents(engine, doc_filter, offset=(int(page_no) - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+rows, total = queries.list_documents(engine, doc_filter, offset=(int(page_no) - 1) * PAGE_SIZE, limit=PAGE_SIZE)
 st.caption(f"Seite {int(page_no)} von {pages} · {total} Belege")
 
 now = utcnow()
-waiting: dict[int, str | None] = {}
-companies_by_id = {c.id: c for c in all_companies}
-for company_id in {d.company_id for d in rows if d.status == DocumentStatus.approved.value}:
-    company = companies_by_id.get(company_id)
-    provider = company.provider if company else None
-    connection = long_term_connection(engine, company_id, provider) if provider else None
-    waiting[company_id] = waiting_reason(company, connection, settings, now) if company else None  # type: ignore[arg-type]
+waiting = readiness.waiting_reasons(engine, settings, {d.company_id for d in rows
+                                                       if d.status == DocumentStatus.approved.value})
 
 
 def hint(doc) -> str:  # type: ignore[no-untyped-def]
@@ -222,7 +204,7 @@ st.button("Alle neuen dieser Seite auswählen", key="documents_choose_all",
           on_click=lambda: st.session_state.update(documents_chosen=new_ids))
 cols = st.columns(2)
 if cols[0].button("Freigeben", type="primary", key="documents_approve", disabled=not chosen):
-    changed = intake.approve(engine, document_ids=chosen, actor=actor_of(user))
+    changed = lifecycle.approve(engine, document_ids=chosen, actor=actor_of(user))
     flash(f"{changed} Beleg{'e' if changed != 1 else ''} freigegeben.")
     st.session_state.pop("documents_chosen", None)
     st.rerun()
@@ -231,7 +213,7 @@ if cols[1].button("Löschen", key="documents_delete", disabled=not chosen,
     deleted = 0
     for document_id in chosen:
         try:
-            intake.delete_unapproved(engine, document_id=document_id, actor=actor_of(user))
+            lifecycle.delete_unapproved(engine, document_id=document_id, actor=actor_of(user))
             deleted += 1
         except UserFacingError as exc:
             flash_error(f"Nr. {document_id}: {exc.message}")

@@ -5,17 +5,17 @@ import html
 
 import streamlit as st
 
+from core.connections import disconnect, lexware_key
 from ui.guard import actor_of, may, require_page
 
 user = require_page(__file__)
 
-from core.connections import health  # noqa: E402
 from core.connections.datev_login import start_login  # noqa: E402
-from core.connections.health import DATEV_CONNECTED_APPS_URL, Health, TokenCard  # noqa: E402
+from core.connections.disconnect import DATEV_CONNECTED_APPS_URL  # noqa: E402
+from core.connections.health import Health, TokenCard, run_test, token_cards  # noqa: E402
 from core.platform.errors import UserFacingError, ValidationFailed  # noqa: E402
 from core.platform.models import PROVIDER_LABELS, Connection, ConnectionKind, Provider, Role, utcnow  # noqa: E402
 from core.platform.timefmt import format_local  # noqa: E402
-from core.providers.datev_oidc import ProviderUnavailable  # noqa: E402
 from ui.feedback import flash, flash_error, show_flashes  # noqa: E402
 from ui.services import services  # noqa: E402
 
@@ -59,9 +59,6 @@ def start(card: TokenCard, kind: ConnectionKind) -> None:
         url = start_login(engine, settings, keyring, company_id=card.company.id, user=user, kind=kind)
     except UserFacingError as exc:
         st.error(exc.message)
-        return
-    except ProviderUnavailable as exc:
-        st.error(f"DATEV ist gerade nicht erreichbar ({exc}). Bitte später erneut versuchen.")
         return
     st.session_state[f"auth_url_{card.company.id}_{kind.value}"] = url
 
@@ -126,7 +123,7 @@ def datev_actions(card: TokenCard) -> None:
         if cols[0].button(label, key=f"request_{cid}", type="primary"):
             start(card, ConnectionKind.long_term)
         if has_token and cols[1].button("Verbindung testen", key=f"test_{cid}"):
-            result = health.run_test(engine, settings, keyring, connection_id=card.connection.id,
+            result = run_test(engine, settings, keyring, connection_id=card.connection.id,
                                           actor=actor_of(user))
             (flash if result.ok else flash_error)(f"{card.company.name}: {result.message}")
             st.rerun()
@@ -135,7 +132,7 @@ def datev_actions(card: TokenCard) -> None:
                 st.write("Das Token wird bei DATEV widerrufen und hier gelöscht. Die automatische Übertragung "
                          "für dieses Unternehmen stoppt, bis ein neues Token angefordert wird.")
                 if st.button("Endgültig löschen", key=f"delete_{cid}", type="primary"):
-                    result = health.delete_token(engine, settings, keyring, connection_id=card.connection.id,
+                    result = disconnect.delete_token(engine, settings, keyring, connection_id=card.connection.id,
                                                       actor=actor_of(user))
                     (flash if result.revoked else flash_error)(f"{card.company.name}: {result.message}")
                     st.rerun()
@@ -160,13 +157,13 @@ def lexware_actions(card: TokenCard) -> None:
             key = st.text_input("API-Schlüssel", type="password", key=f"lexware_key_value_{cid}",
                                 help="Wird nur einmal angezeigt (Lexware Office → Erweiterungen → Public API).")
             key_error = st.empty()
-            valid_until = st.date_input("Gültig bis", value=health.default_key_expiry(settings, utcnow().date()),
+            valid_until = st.date_input("Gültig bis", value=lexware_key.default_key_expiry(settings, utcnow().date()),
                                         format="DD.MM.YYYY", key=f"lexware_key_until_{cid}")
             until_error = st.empty()
             submitted = st.form_submit_button("Speichern und testen", type="primary", key=f"lexware_key_submit_{cid}")
         if submitted:
             try:
-                result = health.store_lexware_key(engine, settings, keyring, company_id=cid, api_key=key,
+                result = lexware_key.store_lexware_key(engine, settings, keyring, company_id=cid, api_key=key,
                                                        valid_until=valid_until, actor=actor_of(user))
                 flash(f"{card.company.name}: API-Schlüssel gespeichert. {result.message}")
                 st.rerun()
@@ -177,17 +174,17 @@ def lexware_actions(card: TokenCard) -> None:
                 st.error(failure.message)
     cols = st.columns(3)
     if has_token and cols[0].button("Verbindung testen", key=f"test_{cid}"):
-        result = health.run_test(engine, settings, keyring, connection_id=card.connection.id, actor=actor_of(user))
+        result = run_test(engine, settings, keyring, connection_id=card.connection.id, actor=actor_of(user))
         (flash if result.ok else flash_error)(f"{card.company.name}: {result.message}")
         st.rerun()
     if has_token and cols[1].button("API-Schlüssel löschen", key=f"delete_{cid}"):
-        result = health.delete_token(engine, settings, keyring, connection_id=card.connection.id,
+        result = disconnect.delete_token(engine, settings, keyring, connection_id=card.connection.id,
                                           actor=actor_of(user))
         flash(f"{card.company.name}: {result.message}")
         st.rerun()
 
 
-cards = health.token_cards(engine, settings)
+cards = token_cards(engine, settings)
 if not cards:
     st.info("Kein Unternehmen nutzt DATEV oder Lexware Office als Schnittstelle.")
 for card in cards:

@@ -13,22 +13,25 @@ import threading
 import pandas as pd
 import streamlit as st
 
+from core.documents import queries
 from ui.guard import actor_of, require_page
 
 user = require_page(__file__)
 
 from core.companies import list_companies  # noqa: E402
+from core.connections import store as connection_store  # noqa: E402
 from core.connections.datev_login import start_login  # noqa: E402
 from core.connections.health import USABLE, evaluate_health  # noqa: E402
-from core.documents import intake  # noqa: E402  (after the guard: nothing runs for a visitor without access)
-from core.documents.intake import DocumentFilter  # noqa: E402
+from core.documents.queries import DocumentFilter  # noqa: E402
 from core.platform.db import unit_of_work  # noqa: E402
 from core.platform.errors import UserFacingError  # noqa: E402
 from core.platform.models import Company, ConnectionKind, DocumentStatus, Provider, utcnow  # noqa: E402
-from core.providers.datev_oidc import ProviderUnavailable  # noqa: E402
 from core.transfers.engine import DocumentResult, PassOptions, PassSummary, run_pass  # noqa: E402
 from core.transfers.history import OUTCOME_LABELS  # noqa: E402
-from core.transfers.plan import PlannedUpload, connection_in_slot, plan  # noqa: E402
+from core.transfers.plan import (  # noqa: E402
+    PlannedUpload,
+    plan,
+)
 from ui.feedback import show_flashes  # noqa: E402
 from ui.preview import show_preview  # noqa: E402
 from ui.services import services  # noqa: E402
@@ -36,7 +39,7 @@ from ui.services import services  # noqa: E402
 settings, engine, keyring = services()
 MAX_LISTED = 500
 MODE_LONG_TERM, MODE_ONE_OFF = "long_term", "one_off"
-ONE_OFF_SLOT = f"{ConnectionKind.one_off.value}:{user.id}"
+ONE_OFF_SLOT = connection_store.one_off_slot(user.id)  # type: ignore[arg-type]
 RESULTS_KEY = "transfer_last_results"
 
 st.title("Übertragen")
@@ -48,7 +51,7 @@ with unit_of_work(engine) as session:
 
 filter_company = st.selectbox("Unternehmen", [None, *companies], key="transfer_company",
                               format_func=lambda i: "Alle Unternehmen" if i is None else companies[i].name)
-approved, total = intake.list_documents(
+approved, total = queries.list_documents(
     engine, DocumentFilter(company_id=filter_company, statuses=(DocumentStatus.approved.value,)), limit=MAX_LISTED)
 approved = [d for d in approved if d.company_id in companies]
 if total > MAX_LISTED:
@@ -81,7 +84,7 @@ st.button("Alle auswählen", key="transfer_choose_all",
 mode = st.radio("Anmeldung", [MODE_LONG_TERM, MODE_ONE_OFF], key="transfer_mode", horizontal=True,
                 format_func=lambda m: "Mit Langzeittoken" if m == MODE_LONG_TERM
                 else "Mit einmaliger DATEV-Anmeldung (ohne Langzeittoken)")
-slot = ConnectionKind.long_term.value if mode == MODE_LONG_TERM else ONE_OFF_SLOT
+slot = connection_store.LONG_TERM_SLOT if mode == MODE_LONG_TERM else ONE_OFF_SLOT
 
 if not chosen:
     st.info("Bitte wählen Sie die Belege aus, die übertragen werden sollen.")
@@ -116,8 +119,6 @@ def offer_one_off_login(company: Company) -> None:
                                                 user=user, kind=ConnectionKind.one_off)
         except UserFacingError as exc:
             st.error(exc.message)
-        except ProviderUnavailable as exc:
-            st.error(f"DATEV ist gerade nicht erreichbar ({exc}). Bitte später erneut versuchen.")
     url = st.session_state.pop(key, None)
     if url:
         st.info("Die Anmeldung ist vorbereitet (10 Minuten gültig). Danach kommen Sie hierher zurück.")
@@ -133,7 +134,8 @@ if mode == MODE_ONE_OFF:
             st.caption(f"{company.name}: Lexware Office kennt keine einmalige Anmeldung; "
                        "bitte mit dem hinterlegten API-Schlüssel übertragen.")
             continue
-        health = evaluate_health(connection_in_slot(engine, company_id, Provider.datev, ONE_OFF_SLOT), now, settings.token_expiry_warning_days)
+        health = evaluate_health(connection_store.find(engine, company_id, Provider.datev, ONE_OFF_SLOT), now,
+                                 settings.token_expiry_warning_days)
         if health in USABLE:
             st.success(f"{company.name}: einmalige DATEV-Anmeldung liegt vor.")
         else:

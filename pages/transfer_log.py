@@ -7,18 +7,20 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import streamlit as st
 
+from core.documents import lifecycle
 from ui.guard import actor_of, may, require_page
 
 user = require_page(__file__)
 
 from core.companies import list_companies  # noqa: E402
-from core.documents.intake import STATUS_LABELS  # noqa: E402
+from core.documents.lifecycle import DECISIONS  # noqa: E402
+from core.documents.queries import STATUS_LABELS  # noqa: E402
 from core.platform.db import unit_of_work  # noqa: E402
 from core.platform.errors import UserFacingError, ValidationFailed  # noqa: E402
 from core.platform.models import DocumentStatus, Provider, Role  # noqa: E402
 from core.platform.timefmt import format_local  # noqa: E402
 from core.transfers import history  # noqa: E402  (after the guard: nothing runs for a visitor without access)
-from core.transfers.history import DECISIONS, OUTCOME_LABELS, TRIGGER_LABELS, HistoryFilter, provider_label  # noqa: E402
+from core.transfers.history import OUTCOME_LABELS, TRIGGER_LABELS, HistoryFilter, provider_label  # noqa: E402
 from ui.feedback import flash, show_flashes  # noqa: E402
 from ui.services import services  # noqa: E402
 
@@ -138,7 +140,7 @@ if row.document_status == DocumentStatus.failed.value:
         reason = st.text_input("Grund (optional, steht im Audit-Protokoll)", key=f"log_retry_reason_{row.document_id}")
         if st.form_submit_button("Erneut übertragen", type="primary", key=f"log_retry_submit_{row.document_id}"):
             try:
-                history.retry_failed(engine, document_id=row.document_id, actor=actor_of(user), reason=reason)
+                lifecycle.retry_failed(engine, document_id=row.document_id, actor=actor_of(user), reason=reason)
                 flash(f"„{row.file_name}“ ist wieder freigegeben und wird bei der nächsten Übertragung gesendet.")
                 st.rerun()
             except UserFacingError as exc:
@@ -154,7 +156,7 @@ elif row.document_status == DocumentStatus.unresolved.value:
         reason_error = st.empty()
         if st.form_submit_button("Entscheidung speichern", type="primary", key=f"log_resolve_submit_{row.document_id}"):
             try:
-                history.resolve_unresolved(engine, document_id=row.document_id, actor=actor_of(user),
+                lifecycle.resolve_unresolved(engine, document_id=row.document_id, actor=actor_of(user),
                                            decision=decision, reason=reason)
                 flash(f"„{row.file_name}“: {DECISIONS[decision]}.")
                 st.rerun()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 from sqlalchemy import Engine
 
-from core.documents.intake import content_of
+from core.documents.queries import content_of
 from core.platform.errors import UserFacingError
 from core.platform.models import Document
 

@@ -1,46 +1,25 @@
-"""Alarms to finance staff by e-mail and webhook, sent through Apprise.
+"""The German alarm texts for finance staff (title, body, severity) with a stable dedupe `key`.
 
-Targets are Apprise URLs (mailto://, mailtos://, json://, jsons://, msteams://, slack://, …);
-`smtp_target` and `webhook_target` build the two common ones from plain settings. Each target is
-sent on its own, and `send_alarm` never raises: a broken target shows up as a failed
-`DeliveryResult`. Results name a target only by scheme and host (`redact_target`), never by user,
-password, token or webhook path.
-
-The message builders return German texts with a stable dedupe `key`, so the caller can store the
-key and send each alarm once.
+The caller (core.alarms.outbox) stores the key, so each alarm is raised once; core.alarms.rules
+decides when an alarm is due, core.alarms.delivery sends it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
-
-import apprise
 
 from core.platform.timefmt import format_local
 
 Severity = Literal["info", "warning", "error"]
-TlsMode = Literal["none", "starttls", "ssl"]
 
 APP_NAME = "Token Desk"
 EXPIRY_STEPS = (60, 30, 14, 7, 1)  # days before expiry at which token_expiring is due
 MAX_DETAIL_CHARS = 500  # reasons and error texts from elsewhere are cut to this length
 
-# Schemes whose URL host is a real server name. Elsewhere (slack://, msteams://, discord://, …)
-# Apprise puts tokens in the host position, so redaction shows the scheme only.
-_HOST_SCHEMES = frozenset({"mailto", "mailtos", "json", "jsons", "http", "https", "form", "forms", "xml", "xmls"})
-_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
-_APPRISE_MAIL_MODES = {"none": "insecure", "starttls": "starttls", "ssl": "ssl"}
-_NOTIFY_TYPES = {
-    "info": apprise.NotifyType.INFO,
-    "warning": apprise.NotifyType.WARNING,
-    "error": apprise.NotifyType.FAILURE,
-}
 _BERLIN = ZoneInfo("Europe/Berlin")
 
 
@@ -50,129 +29,6 @@ class Alarm:
     title: str
     body: str
     severity: Severity
-
-
-@dataclass(frozen=True)
-class DeliveryResult:
-    target: str
-    ok: bool
-    error: str | None
-
-
-# --- targets --------------------------------------------------------------------------------
-
-
-def redact_target(url: str) -> str:
-    """Scheme and host of a target, safe to show and log; "ungültige Adresse" if unparseable."""
-    try:
-        parts = urlsplit(str(url).strip())
-        scheme = parts.scheme.lower()
-        host = parts.hostname
-    except ValueError:
-        return "ungültige Adresse"
-    if not _SCHEME.match(scheme):
-        return "ungültige Adresse"
-    if scheme in _HOST_SCHEMES and host:
-        return f"{scheme}://{host}"
-    return f"{scheme}://…"
-
-
-def smtp_target(
-    host: str,
-    port: int,
-    sender: str,
-    recipients: Sequence[str],
-    *,
-    user: str | None = None,
-    password: str | None = None,
-    tls: TlsMode = "starttls",
-) -> str:
-    """The Apprise mailto URL for an SMTP server.
-
-    `smtp=` pins the server (Apprise then skips its provider presets, e.g. for gmail.com), and
-    `mode=` sets transport security: "insecure" (plain SMTP, no STARTTLS), "starttls" or "ssl".
-    """
-    if tls not in _APPRISE_MAIL_MODES:
-        raise ValueError(f"Unbekannte TLS-Einstellung: {tls}")
-    if not recipients:
-        raise ValueError("Mindestens ein Empfänger ist nötig.")
-    if password and not user:
-        raise ValueError("Ein Passwort ohne Benutzername ist nicht möglich.")
-    auth = ""
-    if user:
-        auth = quote(user, safe="") + (":" + quote(password, safe="") if password else "") + "@"
-    netloc_host = f"[{host}]" if ":" in host else host
-    query = urlencode(
-        {
-            "smtp": host,
-            "mode": _APPRISE_MAIL_MODES[tls],
-            "from": sender,
-            "name": APP_NAME,
-            "to": ",".join(recipients),
-        },
-        quote_via=quote,
-    )
-    scheme = "mailto" if tls == "none" else "mailtos"
-    return f"{scheme}://{auth}{netloc_host}:{int(port)}?{query}"
-
-
-def webhook_target(url: str) -> str:
-    """http(s)://host[:port]/path?q=v → json(s)://host[:port]/path?-q=v (Apprise's JSON POST).
-
-    Apprise passes query arguments prefixed with "-" on as query arguments of the POST, so the
-    webhook's own query (often a token) survives.
-    """
-    parts = urlsplit(url.strip())
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ValueError("Die Webhook-Adresse muss mit http:// oder https:// beginnen.")
-    scheme = "jsons" if parts.scheme.lower() == "https" else "json"
-    query = urlencode([("-" + k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)], quote_via=quote)
-    return urlunsplit((scheme, parts.netloc, parts.path or "/", query, ""))
-
-
-# --- sending ---------------------------------------------------------------------------------
-
-
-def send_alarm(alarm: Alarm, targets: Sequence[str], *, timeout: float = 10) -> list[DeliveryResult]:
-    """Send the alarm to each target separately; one result per target, in order. Never raises."""
-    return [_deliver(alarm, target, timeout) for target in targets]
-
-
-def _deliver(alarm: Alarm, target: str, timeout: float) -> DeliveryResult:
-    shown = redact_target(target)
-    try:
-        asset = apprise.AppriseAsset(
-            app_id=APP_NAME,
-            app_desc=f"{APP_NAME} Alarme",
-            async_mode=False,
-            storage_mode="memory",
-            service_timeout=2 * timeout + 1,
-            pgp_autogen=False,
-            pem_autogen=False,
-        )
-        service = apprise.Apprise.instantiate(target, asset=asset) if isinstance(target, str) else None
-        if service is None:
-            return DeliveryResult(shown, False, "Ungültige oder nicht unterstützte Alarm-Adresse.")
-        service.socket_connect_timeout = timeout
-        service.socket_read_timeout = timeout
-        sender = apprise.Apprise(asset=asset)
-        sender.add(service)
-        outcome = sender.notify(
-            title=alarm.title,
-            body=alarm.body,
-            notify_type=_NOTIFY_TYPES[alarm.severity],
-            body_format=apprise.NotifyFormat.TEXT,
-        )
-    except Exception as exc:  # a target must never break the others or the caller
-        return DeliveryResult(shown, False, f"Unerwarteter Fehler beim Senden ({type(exc).__name__}).")
-    if outcome:
-        return DeliveryResult(shown, True, None)
-    if getattr(outcome, "status", None) == apprise.AppriseResultStatus.TIMEOUT:
-        return DeliveryResult(shown, False, "Zeitüberschreitung beim Senden.")
-    return DeliveryResult(shown, False, "Senden fehlgeschlagen: Server nicht erreichbar oder Nachricht abgelehnt.")
-
-
-# --- message builders -------------------------------------------------------------------------
 
 
 def token_invalid(*, company_id: int, company_name: str, provider_label: str, reason: str, when: datetime) -> Alarm:

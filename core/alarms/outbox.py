@@ -37,7 +37,6 @@ token invalid for over a year) is reported once more after its row is gone: a ye
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -49,17 +48,18 @@ from sqlalchemy import ColumnElement, Engine, delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from core.alarms.messages import Alarm, DeliveryResult, Severity, send_alarm, smtp_target
+from core.alarms.delivery import DeliveryResult, alarm_targets, max_targets, send_alarm
+from core.alarms.messages import Alarm, Severity
 from core.platform.backoff import next_delay
 from core.platform.config import Settings
 from core.platform.db import unit_of_work
-from core.platform.models import AlarmSent, Company, utcnow
+from core.platform.models import AlarmSent, Company, max_length, utcnow
 
 log = logging.getLogger(__name__)
 
-MAX_DETAIL_CHARS = 1000  # alarm_sent.detail
-MAX_KEY_CHARS = 200  # alarm_sent.key
-MAX_TITLE_CHARS = 300  # alarm_sent.title
+MAX_DETAIL_CHARS = max_length(AlarmSent.detail)
+MAX_KEY_CHARS = max_length(AlarmSent.key)
+MAX_TITLE_CHARS = max_length(AlarmSent.title)
 NO_TARGETS = "Keine Alarm-Empfänger eingerichtet (ALARM_TARGETS, ALARM_EMAILS mit SMTP_HOST)."
 SENDING = "wird gesendet"
 INTERRUPTED = "Versand unterbrochen"
@@ -68,10 +68,6 @@ LEASE_MARGIN_SECONDS = 60.0
 RETRY_BASE_SECONDS = 300.0
 RETRY_CAP_SECONDS = 6 * 3600.0
 RETRY_BATCH = 5  # rows per retry pass: a pass blocks the scheduler loop while it sends (worst case
-# RETRY_BATCH × targets × (2 × timeout + 1) s against a mail server that swallows connections)
-# A new Apprise URL starts where a comma or whitespace is followed by "scheme://"; commas inside a
-# URL (e.g. mailto://…?to=a@x.de,b@x.de) stay part of it.
-_URL_START = re.compile(r"[,\s]+(?=[A-Za-z][A-Za-z0-9+.-]*://)")
 
 
 @dataclass(frozen=True)
@@ -79,43 +75,6 @@ class AlarmOutcome:
     key: str
     delivered: bool
     results: list[DeliveryResult]
-
-
-# --- targets ----------------------------------------------------------------------------------
-
-
-def split_targets(text: str) -> list[str]:
-    """ALARM_TARGETS: Apprise URLs separated by commas or whitespace."""
-    parts = _URL_START.split(text.strip()) if text and text.strip() else []
-    return [p.strip().strip(",").strip() for p in parts if p.strip().strip(",").strip()]
-
-
-def split_addresses(*texts: str) -> list[str]:
-    """E-mail addresses from comma/semicolon/whitespace separated lists, without duplicates."""
-    seen: dict[str, str] = {}
-    for text in texts:
-        for address in re.split(r"[,;\s]+", text or ""):
-            if "@" in address and address.lower() not in seen:
-                seen[address.lower()] = address
-    return list(seen.values())
-
-
-def alarm_targets(settings: Settings, company_recipients: str = "") -> list[str]:
-    """The Apprise URLs for one alarm: ALARM_TARGETS, plus one SMTP target for the global and the
-    company's e-mail recipients when SMTP_HOST is set."""
-    targets = split_targets(settings.alarm_targets)
-    recipients = split_addresses(settings.alarm_emails, company_recipients)
-    if settings.smtp_host and recipients:
-        targets.append(smtp_target(settings.smtp_host, settings.smtp_port, settings.smtp_sender, recipients,
-                                   user=settings.smtp_user, password=settings.smtp_password, tls=settings.smtp_tls))
-    elif recipients:
-        log.warning("alarm e-mail recipients are set but SMTP_HOST is not: no e-mail is sent")
-    return targets
-
-
-def max_targets(settings: Settings) -> int:
-    """An upper bound of `len(alarm_targets(...))`, known before the company is looked up."""
-    return len(split_targets(settings.alarm_targets)) + (1 if settings.smtp_host else 0)
 
 
 # --- timing -----------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
+from core.alarms.delivery import split_addresses, split_targets
 from core.alarms.messages import Alarm
-from core.alarms.outbox import SENDING, AlarmOutcome, raise_alarm, split_addresses, split_targets
+from core.alarms.outbox import SENDING, AlarmOutcome, raise_alarm
 from core.platform import audit
 from core.platform.config import Settings
 from core.platform.db import unit_of_work

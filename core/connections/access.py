@@ -28,25 +28,23 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, update
-from sqlmodel import col, select
+from sqlalchemy import Engine
+from sqlmodel import select
 
-from core.platform import audit
+from core.connections import store
+from core.connections.store import ACCESS_TOKEN, API_KEY, OWNER_TYPE, REFRESH_TOKEN
 from core.platform.config import Settings, get_settings
-from core.platform.crypto import Keyring, fingerprint
+from core.platform.crypto import Keyring
 from core.platform.db import unit_of_work
 from core.platform.errors import UserFacingError
 from core.platform.models import Connection, Provider, StoredSecret, utcnow
-from core.platform.secret_store import get_keyring, put_secret
-from core.providers.datev_oidc import ProviderRejected, ProviderUnavailable, TokenResponse, discover, refresh, revoke
+from core.platform.secret_store import get_keyring
+from core.providers.datev_oidc import ProviderRejected, ProviderUnavailable, discover, refresh, revoke
 from core.providers.http import CallContext
 
 log = logging.getLogger(__name__)
 
-OWNER_TYPE = "connection"
-REFRESH_TOKEN, ACCESS_TOKEN, API_KEY = "refresh_token", "access_token", "api_key"
 LAST_USED_RESOLUTION = timedelta(seconds=60)  # last_used_at is written at most once a minute
-SYSTEM = audit.SYSTEM_ACTOR
 
 
 class TokenUnavailable(UserFacingError):
@@ -65,6 +63,11 @@ class AccessToken:
     provider: str
     version: int
     expires_at: datetime | None
+
+    @classmethod
+    def of(cls, value: str, row: Connection, expires_at: datetime | None) -> AccessToken:
+        assert row.id is not None
+        return cls(value, row.id, row.company_id, row.provider, row.version, expires_at)
 
 
 @dataclass(frozen=True)
@@ -110,91 +113,8 @@ def _raise_if_unusable(row: Connection, now: datetime) -> None:
 def _touch_last_used(engine: Engine, row: Connection, now: datetime) -> None:
     if row.last_used_at is not None and now - row.last_used_at < LAST_USED_RESOLUTION:
         return
-    with unit_of_work(engine) as session:
-        session.exec(update(Connection).where(col(Connection.id) == row.id).values(last_used_at=now))  # type: ignore[call-overload]
-
-
-def _take_lease(engine: Engine, row: Connection, owner: str, now: datetime, seconds: int) -> bool:
-    with unit_of_work(engine) as session:
-        result = session.exec(  # type: ignore[call-overload]
-            update(Connection)
-            .where(col(Connection.id) == row.id, col(Connection.version) == row.version,
-                   col(Connection.has_token).is_(True),
-                   (col(Connection.refresh_lease_until).is_(None)) | (col(Connection.refresh_lease_until) < now))
-            .values(refresh_lease_until=now + timedelta(seconds=seconds), refresh_lease_owner=owner)
-        )
-        return result.rowcount == 1
-
-
-def _release_lease(engine: Engine, connection_id: int, owner: str) -> None:
-    with unit_of_work(engine) as session:
-        session.exec(  # type: ignore[call-overload]
-            update(Connection)
-            .where(col(Connection.id) == connection_id, col(Connection.refresh_lease_owner) == owner)
-            .values(refresh_lease_until=None, refresh_lease_owner=None)
-        )
-
-
-def store_datev_tokens(session, keyring: Keyring, row: Connection, tokens: TokenResponse, now: datetime) -> None:  # type: ignore[no-untyped-def]
-    """Write a new token pair onto a connection row (inside the caller's transaction)."""
     assert row.id is not None
-    if tokens.refresh_token:
-        put_secret(session, keyring, owner_type=OWNER_TYPE, owner_id=row.id, purpose=REFRESH_TOKEN,
-                   value=tokens.refresh_token)
-        row.token_fingerprint = fingerprint(tokens.refresh_token)
-        if tokens.refresh_expires_in:
-            row.refresh_expires_at = now + timedelta(seconds=tokens.refresh_expires_in)
-    put_secret(session, keyring, owner_type=OWNER_TYPE, owner_id=row.id, purpose=ACCESS_TOKEN,
-               value=tokens.access_token)
-    row.access_expires_at = now + timedelta(seconds=tokens.expires_in)
-    row.has_token = True
-    row.version += 1
-    row.refresh_lease_until = None
-    row.refresh_lease_owner = None
-    row.updated_at = now
-    session.add(row)
-
-
-def _store_refreshed(engine: Engine, keyring: Keyring, connection_id: int, owner: str, tokens: TokenResponse,
-                     now: datetime, expected_version: int) -> AccessToken | None:
-    """Store the refreshed pair, unless the connection was deleted or got a new login meanwhile
-    (then None: the caller revokes the orphaned pair)."""
-    with unit_of_work(engine) as session:
-        row = session.get(Connection, connection_id)
-        if row is None or not row.has_token or row.version != expected_version:
-            return None
-        if row.refresh_lease_owner != owner:
-            log.warning("connection %s: lease expired during refresh; storing the new token anyway", connection_id)
-        old_fingerprint = row.token_fingerprint
-        store_datev_tokens(session, keyring, row, tokens, now)
-        row.last_refresh_at = now
-        row.last_used_at = now
-        audit.record(session, actor=SYSTEM, action="token.refreshed", entity_type="connection", entity_id=row.id,
-                     before={"token_fingerprint": old_fingerprint},
-                     after={"token_fingerprint": row.token_fingerprint,
-                            "refresh_expires_at": row.refresh_expires_at, "version": row.version})
-        session.flush()
-        return AccessToken(tokens.access_token, row.id, row.company_id, row.provider, row.version,  # type: ignore[arg-type]
-                           row.access_expires_at)
-
-
-def mark_invalid(engine: Engine, connection_id: int, *, expected_version: int, reason: str,
-                 actor: str = SYSTEM) -> bool:
-    """Mark the connection invalid unless its token changed meanwhile. Returns True if marked."""
-    now = utcnow()
-    with unit_of_work(engine) as session:
-        result = session.exec(  # type: ignore[call-overload]
-            update(Connection)
-            .where(col(Connection.id) == connection_id, col(Connection.version) == expected_version,
-                   col(Connection.invalid_at).is_(None))
-            .values(invalid_at=now, invalid_reason=reason[:500], refresh_lease_until=None,
-                    refresh_lease_owner=None, updated_at=now)
-        )
-        if result.rowcount != 1:
-            return False
-        audit.record(session, actor=actor, action="token.invalid", entity_type="connection",
-                     entity_id=connection_id, after={"reason": reason[:300]})
-        return True
+    store.touch_last_used(engine, row.id, now)
 
 
 def get_valid_token(engine: Engine, connection_id: int, *, settings: Settings | None = None,
@@ -220,16 +140,14 @@ def get_valid_token(engine: Engine, connection_id: int, *, settings: Settings | 
             if not snap.api_key:
                 raise TokenUnavailable("Kein API-Schlüssel hinterlegt.", permanent=True)
             _touch_last_used(engine, row, now)
-            return AccessToken(snap.api_key, row.id, row.company_id, row.provider, row.version,  # type: ignore[arg-type]
-                               row.refresh_expires_at)
+            return AccessToken.of(snap.api_key, row, row.refresh_expires_at)
         fresh = (snap.access_token is not None and row.access_expires_at is not None
                  and row.access_expires_at - timedelta(seconds=settings.access_token_skew_seconds) > now
                  and row.version != stale_version)
-        if fresh:
+        if fresh and snap.access_token is not None:
             _touch_last_used(engine, row, now)
-            return AccessToken(snap.access_token, row.id, row.company_id, row.provider, row.version,  # type: ignore[arg-type]
-                               row.access_expires_at)
-        if snap.refresh_token and _take_lease(engine, row, owner, now, settings.refresh_lease_seconds):
+            return AccessToken.of(snap.access_token, row, row.access_expires_at)
+        if snap.refresh_token and store.take_refresh_lease(engine, row, owner, now, settings.refresh_lease_seconds):
             result = _refresh_with_lease(engine, settings, keyring, snap, owner)
             if result is not None:
                 return result
@@ -244,26 +162,27 @@ def get_valid_token(engine: Engine, connection_id: int, *, settings: Settings | 
 def _refresh_with_lease(engine: Engine, settings: Settings, keyring: Keyring, snap: _Snapshot,
                         owner: str) -> AccessToken | None:
     row = snap.row
+    assert row.id is not None
     ctx = CallContext(provider=row.provider, purpose="token_refresh", company_id=row.company_id,
                       connection_id=row.id)
     try:
         endpoints = discover(engine, settings)
         tokens = refresh(engine, ctx, endpoints, settings, refresh_token=snap.refresh_token or "")
     except ProviderUnavailable as exc:
-        _release_lease(engine, row.id, owner)  # type: ignore[arg-type]
+        store.release_refresh_lease(engine, row.id, owner)
         raise TokenUnavailable(f"DATEV ist gerade nicht erreichbar ({exc}); später erneut.", permanent=False) from None
     except ProviderRejected as exc:
-        _release_lease(engine, row.id, owner)  # type: ignore[arg-type]
+        store.release_refresh_lease(engine, row.id, owner)
         if exc.error != "invalid_grant":
             raise TokenUnavailable(f"DATEV lehnt die Erneuerung ab ({exc.error}); bitte Einstellungen prüfen.",
                                    permanent=False) from None
-        current = _read(engine, keyring, row.id).row  # type: ignore[arg-type]
+        current = _read(engine, keyring, row.id).row
         if current.version != row.version:
             return None  # someone else stored a new token: use that one
         reason = "DATEV hat das Token abgelehnt (invalid_grant): widerrufen, abgelaufen oder bereits verwendet."
-        mark_invalid(engine, row.id, expected_version=row.version, reason=reason)  # type: ignore[arg-type]
+        store.mark_invalid(engine, row.id, expected_version=row.version, reason=reason)
         raise TokenUnavailable(f"Token ungültig: {reason} Bitte neu anfordern.", permanent=True) from None
-    stored = _store_refreshed(engine, keyring, row.id, owner, tokens, utcnow(), row.version)  # type: ignore[arg-type]
+    stored = store.store_refreshed(engine, keyring, row.id, owner, tokens, utcnow(), row.version)
     if stored is None:  # deleted or replaced while we refreshed: our new pair must not stay valid
         try:
             revoke(engine, ctx.with_purpose("revoke_orphaned"), endpoints, settings,
@@ -272,4 +191,4 @@ def _refresh_with_lease(engine: Engine, settings: Settings, keyring: Keyring, sn
         except (ProviderRejected, ProviderUnavailable):
             log.warning("connection %s: could not revoke an orphaned token pair", row.id)
         return None  # re-read: the caller sees the deletion or the new login
-    return stored
+    return AccessToken.of(tokens.access_token, stored, stored.access_expires_at)

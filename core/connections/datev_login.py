@@ -12,13 +12,16 @@ import base64
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, delete
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from core import users
-from core.connections.access import OWNER_TYPE, REFRESH_TOKEN, store_datev_tokens
+from core.connections import store
+from core.connections.disconnect import delete_token
+from core.connections.health import run_test
 from core.platform import audit
 from core.platform.config import Settings
 from core.platform.crypto import Keyring
@@ -27,16 +30,17 @@ from core.platform.errors import UserFacingError
 from core.platform.models import (
     AppUser,
     Company,
-    Connection,
     ConnectionKind,
     Interface,
     PendingAuthorization,
     Provider,
     Role,
+    StoredSecret,
     utcnow,
 )
 from core.platform.secret_store import erase_secret, get_secret, put_secret
 from core.providers.datev_oidc import (
+    DatevEndpoints,
     ProviderRejected,
     ProviderUnavailable,
     TokenResponse,
@@ -49,10 +53,12 @@ from core.providers.datev_oidc import (
 )
 from core.providers.http import CallContext
 
-PENDING_OWNER = "pending_authorization"
+PENDING_OWNER = "pending_authorization"  # StoredSecret.owner_type of a pending login's verifier and nonce
+PENDING_PURPOSES = ("pkce_verifier", "nonce")
 OFFLINE_SCOPE = "offline_access"
 # A refresh token that lives less than this is not a long-term token (DATEV's is about 2 years).
 LONG_TERM_MIN_SECONDS = 300 * 24 * 3600
+BATCH = 500
 
 
 def state_hash(state: str) -> str:
@@ -65,10 +71,6 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, challenge
 
 
-def slot_for(kind: ConnectionKind, user: AppUser) -> str:
-    return kind.value if kind == ConnectionKind.long_term else f"{kind.value}:{user.id}"
-
-
 def requested_scopes(settings: Settings, company: Company, kind: ConnectionKind) -> list[str]:
     scopes = settings.datev_scopes.split()
     if kind == ConnectionKind.long_term:
@@ -76,7 +78,7 @@ def requested_scopes(settings: Settings, company: Company, kind: ConnectionKind)
     return scopes
 
 
-def _datev_company(session, company_id: int) -> Company:  # type: ignore[no-untyped-def]
+def _datev_company(session: Session, company_id: int) -> Company:
     company = session.get(Company, company_id)
     if company is None or company.archived_at is not None:
         raise UserFacingError("Dieses Unternehmen gibt es nicht oder es ist archiviert.")
@@ -87,7 +89,10 @@ def _datev_company(session, company_id: int) -> Company:  # type: ignore[no-unty
 
 def start_login(engine: Engine, settings: Settings, keyring: Keyring, *, company_id: int, user: AppUser,
                 kind: ConnectionKind) -> str:
-    """Create the pending login and return the DATEV authorization URL to send the browser to."""
+    """Create the pending login and return the DATEV authorization URL to send the browser to.
+
+    Raises only UserFacingError (no permission, no DATEV company, DATEV unreachable).
+    """
     needed = Role.admin if kind == ConnectionKind.long_term else Role.operator
     if not users.has_role(user, needed):
         raise UserFacingError("Dafür fehlt Ihnen die Berechtigung.")
@@ -95,38 +100,40 @@ def start_login(engine: Engine, settings: Settings, keyring: Keyring, *, company
         company = _datev_company(session, company_id)
         session.expunge(company)
     if kind == ConnectionKind.long_term and settings.datev_revoke_before_new_login:
-        from core.connections.health import delete_token, long_term_connection
-
-        existing = long_term_connection(engine, company_id, Provider.datev)
-        if existing is not None and existing.has_token:
-            delete_token(engine, settings, keyring, connection_id=existing.id, actor=user.email,  # type: ignore[arg-type]
+        existing = store.find(engine, company_id, Provider.datev)
+        if existing is not None and existing.id is not None and existing.has_token:
+            delete_token(engine, settings, keyring, connection_id=existing.id, actor=user.email,
                          reason="vor neuer Anmeldung (eine gültige Verbindung je Mandant)")
-    endpoints = discover(engine, settings)
+    try:
+        endpoints = discover(engine, settings)
+    except ProviderUnavailable as exc:
+        raise UserFacingError(f"DATEV ist gerade nicht erreichbar ({exc}). Bitte später erneut versuchen.") from None
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     verifier, challenge = pkce_pair()
-    now = utcnow()
-    with unit_of_work(engine) as session:  # expired pending logins (and their secrets) go in housekeeping
-        pending = PendingAuthorization(
-            state_hash=state_hash(state), company_id=company_id, provider=Provider.datev.value, kind=kind.value,
-            user_id=user.id, redirect_uri=settings.datev_callback_uri,  # type: ignore[arg-type]
-            expires_at=now + timedelta(minutes=settings.pending_authorization_minutes),
-        )
-        session.add(pending)
-        session.flush()
-        for purpose, value in (("pkce_verifier", verifier), ("nonce", nonce)):
-            put_secret(session, keyring, owner_type=PENDING_OWNER, owner_id=pending.id, purpose=purpose,  # type: ignore[arg-type]
-                       value=value)
+    _create_pending(engine, keyring, settings, company_id=company_id, kind=kind, user=user, state=state,
+                    verifier=verifier, nonce=nonce)
     return authorization_url(endpoints, settings, scopes=requested_scopes(settings, company, kind), state=state,
                              nonce=nonce, code_challenge=challenge, offline=kind == ConnectionKind.long_term)
 
 
-@dataclass(frozen=True)
-class CallbackOutcome:
-    ok: bool
-    message: str
-    company_id: int | None = None
-    kind: str | None = None
-    warning: str | None = None
+# --- pending logins: created here, claimed once by the callback, purged by housekeeping ----------------
+
+
+def _create_pending(engine: Engine, keyring: Keyring, settings: Settings, *, company_id: int, kind: ConnectionKind,
+                    user: AppUser, state: str, verifier: str, nonce: str) -> None:
+    assert user.id is not None
+    now = utcnow()
+    with unit_of_work(engine) as session:  # expired pending logins (and their secrets) go in housekeeping
+        pending = PendingAuthorization(
+            state_hash=state_hash(state), company_id=company_id, provider=Provider.datev.value, kind=kind.value,
+            user_id=user.id, redirect_uri=settings.datev_callback_uri,
+            expires_at=now + timedelta(minutes=settings.pending_authorization_minutes),
+        )
+        session.add(pending)
+        session.flush()
+        assert pending.id is not None
+        for purpose, value in zip(PENDING_PURPOSES, (verifier, nonce), strict=True):
+            put_secret(session, keyring, owner_type=PENDING_OWNER, owner_id=pending.id, purpose=purpose, value=value)
 
 
 @dataclass(frozen=True)
@@ -142,7 +149,7 @@ def _claim(engine: Engine, keyring: Keyring, state: str) -> _Claimed | None:
         pending = session.exec(
             select(PendingAuthorization).where(PendingAuthorization.state_hash == state_hash(state))
         ).first()
-        if pending is None:
+        if pending is None or pending.id is None:
             return None
         removed = session.exec(  # type: ignore[call-overload]
             delete(PendingAuthorization).where(col(PendingAuthorization.id) == pending.id)
@@ -150,12 +157,41 @@ def _claim(engine: Engine, keyring: Keyring, state: str) -> _Claimed | None:
         if removed != 1:  # another request claimed it first (PostgreSQL, concurrent callbacks)
             return None
         values = {}
-        for purpose in ("pkce_verifier", "nonce"):
-            values[purpose] = get_secret(session, keyring, owner_type=PENDING_OWNER, owner_id=pending.id,  # type: ignore[arg-type]
+        for purpose in PENDING_PURPOSES:
+            values[purpose] = get_secret(session, keyring, owner_type=PENDING_OWNER, owner_id=pending.id,
                                          purpose=purpose) or ""
-            erase_secret(session, owner_type=PENDING_OWNER, owner_id=pending.id, purpose=purpose)  # type: ignore[arg-type]
+            erase_secret(session, owner_type=PENDING_OWNER, owner_id=pending.id, purpose=purpose)
         session.expunge(pending)
         return _Claimed(pending, values["pkce_verifier"], values["nonce"])
+
+
+def purge_expired_pending_logins(engine: Engine, now: datetime) -> int:
+    """Delete started DATEV logins past their 10 minutes, with their encrypted verifier and nonce;
+    also sweeps verifier/nonce rows whose pending login is gone."""
+    with unit_of_work(engine) as session:
+        ids = [i for i in session.exec(select(PendingAuthorization.id).where(
+            col(PendingAuthorization.expires_at) < now).limit(BATCH)).all() if i is not None]
+        for pending_id in ids:
+            for purpose in PENDING_PURPOSES:
+                erase_secret(session, owner_type=PENDING_OWNER, owner_id=pending_id, purpose=purpose)
+        deleted = session.exec(delete(PendingAuthorization).where(  # type: ignore[call-overload]
+            col(PendingAuthorization.id).in_(ids), col(PendingAuthorization.expires_at) < now)).rowcount if ids else 0
+        session.exec(delete(StoredSecret).where(  # type: ignore[call-overload]
+            col(StoredSecret.owner_type) == PENDING_OWNER,
+            col(StoredSecret.owner_id).not_in(select(PendingAuthorization.id))))
+    return deleted or 0
+
+
+# --- the callback -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallbackOutcome:
+    ok: bool
+    message: str
+    company_id: int | None = None
+    kind: str | None = None
+    warning: str | None = None
 
 
 def _fail(message: str, company_id: int | None = None) -> CallbackOutcome:
@@ -217,16 +253,16 @@ def finish_login(engine: Engine, settings: Settings, keyring: Keyring, *, params
     if kind == ConnectionKind.long_term and not offline:
         warning = ("DATEV hat keinen dauerhaften Zugriff erteilt: Dies ist kein Langzeittoken, es gilt nur "
                    "wenige Stunden. Bitte erneut anfordern und „Dauerhaften Zugriff“ bestätigen.")
-    replaced = _store_connection(engine, keyring, pending=pending, user=user, tokens=tokens, claims=claims,
-                                 grantor_name=grantor_name, offline=offline)
+    replaced = store.store_login(engine, keyring, company_id=company_id, kind=kind, user=user, tokens=tokens,
+                                 claims=claims, grantor_name=grantor_name, offline=offline,
+                                 bound_client=_bound_client(tokens.scope))
     if replaced:
         _revoke_replaced(engine, settings, ctx, endpoints, company_id, replaced, user)
 
     if kind == ConnectionKind.long_term:
-        from core.connections.health import long_term_connection, run_test
-
-        connection = long_term_connection(engine, company_id, Provider.datev)
-        test = run_test(engine, settings, keyring, connection_id=connection.id, actor=user.email)  # type: ignore[union-attr,arg-type]
+        connection = store.find(engine, company_id, Provider.datev)
+        assert connection is not None and connection.id is not None
+        test = run_test(engine, settings, keyring, connection_id=connection.id, actor=user.email)
         message = f"Langzeittoken gespeichert (DATEV-Benutzer: {grantor_name or 'unbekannt'}). Testabfrage: {test.message}"
     else:
         message = f"DATEV-Anmeldung für diese Sitzung gespeichert (DATEV-Benutzer: {grantor_name or 'unbekannt'})."
@@ -244,7 +280,8 @@ def _bound_client(scope: str) -> str | None:
     return None
 
 
-def _grantor_name(engine, ctx, endpoints, settings, tokens, claims) -> str | None:  # type: ignore[no-untyped-def]
+def _grantor_name(engine: Engine, ctx: CallContext, endpoints: DatevEndpoints, settings: Settings,
+                  tokens: TokenResponse, claims: dict[str, Any]) -> str | None:
     try:
         info = userinfo(engine, ctx.with_purpose("userinfo"), endpoints, settings, access_token=tokens.access_token)
     except (ProviderRejected, ProviderUnavailable):
@@ -252,52 +289,11 @@ def _grantor_name(engine, ctx, endpoints, settings, tokens, claims) -> str | Non
     name = info.get("name") or claims.get("name")
     if not name and (info.get("given_name") or info.get("family_name")):
         name = f"{info.get('given_name', '')} {info.get('family_name', '')}".strip()
-    return str(name)[:200] if name else None
+    return str(name) if name else None  # clipped to the column by the store
 
 
-def _store_connection(engine: Engine, keyring: Keyring, *, pending: PendingAuthorization, user: AppUser,
-                      tokens: TokenResponse, claims: dict, grantor_name: str | None,
-                      offline: bool) -> str | None:
-    """Upsert the connection with the new tokens. Returns the replaced refresh token, if any."""
-    kind = ConnectionKind(pending.kind)
-    now = utcnow()
-    with unit_of_work(engine) as session:
-        slot = slot_for(kind, user)
-        row = session.exec(select(Connection).where(
-            Connection.company_id == pending.company_id, Connection.provider == Provider.datev.value,
-            Connection.slot == slot)).first()
-        replaced = None
-        before = None
-        if row is None:
-            row = Connection(company_id=pending.company_id, provider=Provider.datev.value, kind=kind.value, slot=slot,
-                             owner_user_id=None if kind == ConnectionKind.long_term else user.id)
-            session.add(row)
-            session.flush()
-        elif row.has_token:
-            replaced = get_secret(session, keyring, owner_type=OWNER_TYPE, owner_id=row.id, purpose=REFRESH_TOKEN)  # type: ignore[arg-type]
-            before = {"token_fingerprint": row.token_fingerprint}
-        row.refresh_expires_at = None
-        store_datev_tokens(session, keyring, row, tokens, now)
-        row.offline_granted = offline
-        row.scopes = tokens.scope[:1000]
-        row.bound_client = _bound_client(tokens.scope)
-        row.grantor_name = grantor_name
-        row.grantor_sub = str(claims.get("sub", ""))[:255] or None
-        row.requested_at, row.requested_by = now, user.email
-        row.last_refresh_at = None
-        row.last_used_at = None
-        row.last_test_at = row.last_test_ok = row.last_test_message = None
-        row.invalid_at = row.invalid_reason = None
-        row.deleted_at = row.deleted_by = None
-        audit.record(session, actor=user.email, action="token.requested", entity_type="connection", entity_id=row.id,
-                     before=before,
-                     after={"company_id": row.company_id, "kind": kind.value, "token_fingerprint": row.token_fingerprint,
-                            "bound_client": row.bound_client, "offline_granted": offline,
-                            "refresh_expires_at": row.refresh_expires_at, "grantor": grantor_name})
-        return replaced
-
-
-def _revoke_quietly(engine, ctx, endpoints, settings, tokens: TokenResponse) -> None:  # type: ignore[no-untyped-def]
+def _revoke_quietly(engine: Engine, ctx: CallContext, endpoints: DatevEndpoints, settings: Settings,
+                    tokens: TokenResponse) -> None:
     """Best effort: a token we will not store must not stay valid at DATEV."""
     token, hint = (tokens.refresh_token, "refresh_token") if tokens.refresh_token else (tokens.access_token, "access_token")
     try:
@@ -306,7 +302,8 @@ def _revoke_quietly(engine, ctx, endpoints, settings, tokens: TokenResponse) -> 
         pass
 
 
-def _revoke_replaced(engine, settings, ctx, endpoints, company_id, old_refresh_token, user) -> None:  # type: ignore[no-untyped-def]
+def _revoke_replaced(engine: Engine, settings: Settings, ctx: CallContext, endpoints: DatevEndpoints, company_id: int,
+                     old_refresh_token: str, user: AppUser) -> None:
     """DATEV: one valid refresh token per connection. Revoke the one the new login replaced."""
     try:
         revoke(engine, ctx.with_purpose("revoke_replaced"), endpoints, settings, token=old_refresh_token)

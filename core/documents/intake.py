@@ -12,11 +12,10 @@ keep consistent with the rows. Files are at most 20 MB (DATEV) or 5 MiB (Lexware
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -28,17 +27,10 @@ from core.platform.models import (
     Company,
     Document,
     DocumentContent,
-    DocumentStatus,
     DocumentTypeCache,
     Provider,
-    utcnow,
+    clip,
 )
-
-STATUS_LABELS = {
-    DocumentStatus.new: "neu", DocumentStatus.approved: "freigegeben",
-    DocumentStatus.transferring: "in Übertragung", DocumentStatus.delivered: "übertragen",
-    DocumentStatus.failed: "fehlgeschlagen", DocumentStatus.unresolved: "ungeklärt",
-}
 
 
 @dataclass(frozen=True)
@@ -98,7 +90,7 @@ def _store(engine: Engine, company_id: int, checked, content: bytes, document_ty
                 raise duplicate
             document = Document(
                 company_id=company_id, guid=str(uuid.uuid4()), file_name=checked.clean_name,
-                original_name=checked.original_name[:255], size=checked.size, sha256=checked.sha256,
+                original_name=clip(Document.original_name, checked.original_name) or "", size=checked.size, sha256=checked.sha256,
                 media_type=checked.media_type, document_type=document_type or None, note=note or None,
                 source=source, uploaded_by=actor,
             )
@@ -115,82 +107,3 @@ def _store(engine: Engine, company_id: int, checked, content: bytes, document_ty
         raise duplicate from None
 
 
-def approve(engine: Engine, *, document_ids: Sequence[int], actor: str) -> int:
-    """Approve new documents (singly or in bulk). Returns how many changed; others are left alone."""
-    now = utcnow()
-    changed = 0
-    with unit_of_work(engine) as session:
-        for document in session.exec(select(Document).where(col(Document.id).in_(document_ids),
-                                                             Document.status == DocumentStatus.new.value)).all():
-            document.status = DocumentStatus.approved.value
-            document.approved_at, document.approved_by, document.updated_at = now, actor, now
-            session.add(document)
-            audit.record(session, actor=actor, action="document.approved", entity_type="document",
-                         entity_id=document.id, before={"status": "new"}, after={"status": "approved"})
-            changed += 1
-    return changed
-
-
-def delete_unapproved(engine: Engine, *, document_id: int, actor: str) -> None:
-    with unit_of_work(engine) as session:
-        document = session.get(Document, document_id)
-        if document is None:
-            raise UserFacingError("Diesen Beleg gibt es nicht (mehr).")
-        if document.status != DocumentStatus.new.value:
-            raise UserFacingError("Nur Belege im Status „neu“ können gelöscht werden.")
-        content = session.get(DocumentContent, document_id)
-        if content is not None:
-            session.delete(content)
-        session.flush()
-        session.delete(document)
-        audit.record(session, actor=actor, action="document.deleted", entity_type="document", entity_id=document_id,
-                     before={"file_name": document.file_name, "sha256": document.sha256})
-
-
-def content_of(engine: Engine, document_id: int) -> bytes:
-    with unit_of_work(engine) as session:
-        row = session.get(DocumentContent, document_id)
-        if row is None:
-            raise UserFacingError("Der Inhalt dieses Belegs fehlt.")
-        return bytes(row.data)
-
-
-@dataclass(frozen=True)
-class DocumentFilter:
-    company_id: int | None = None
-    statuses: tuple[str, ...] = ()
-    document_type: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-
-def _filtered(query, f: DocumentFilter):  # type: ignore[no-untyped-def]
-    if f.company_id is not None:
-        query = query.where(Document.company_id == f.company_id)
-    if f.statuses:
-        query = query.where(col(Document.status).in_(f.statuses))
-    if f.document_type:
-        query = query.where(Document.document_type == f.document_type)
-    if f.since is not None:
-        query = query.where(col(Document.uploaded_at) >= f.since)
-    if f.until is not None:
-        query = query.where(col(Document.uploaded_at) < f.until)
-    return query
-
-
-def list_documents(engine: Engine, f: DocumentFilter, *, offset: int = 0, limit: int = 100) -> tuple[list[Document], int]:
-    """One page of documents (newest first) and the total count, both computed in SQL."""
-    with unit_of_work(engine) as session:
-        total = session.exec(_filtered(select(func.count()).select_from(Document), f)).one()
-        rows = session.exec(_filtered(select(Document), f).order_by(col(Document.id).desc())
-                            .offset(offset).limit(limit)).all()
-        session.expunge_all()
-        return list(rows), int(total)
-
-
-def get_documents(engine: Engine, document_ids: Sequence[int]) -> list[Document]:
-    with unit_of_work(engine) as session:
-        rows = session.exec(select(Document).where(col(Document.id).in_(document_ids))
-                            .order_by(col(Document.id))).all()
-        session.expunge_all()
-        return list(rows)

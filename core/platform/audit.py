@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from core.platform.models import AuditEvent
+from core.platform.models import AuditEvent, clip
 
 SYSTEM_ACTOR = "system"
 _SECRET_KEY_PARTS = ("token", "secret", "password", "verifier", "api_key", "apikey", "ciphertext")
@@ -52,7 +52,7 @@ def record(
         entity_id=None if entity_id is None else str(entity_id),
         before=_scrub(before),
         after=_scrub(after),
-        detail=detail[:500] if detail else None,
+        detail=clip(AuditEvent.detail, detail) if detail else None,
     )
     session.add(event)
     return event

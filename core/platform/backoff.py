@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import random
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -57,18 +56,3 @@ def next_delay(
     if retry_after is not None:
         delay = max(delay, retry_after)
     return delay
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 6
-    base: float = 30.0
-    cap: float = 3600.0
-
-    def should_retry(self, attempt: int) -> bool:
-        """Whether another try may follow try number `attempt` (1 = the first try)."""
-        return 1 <= attempt < self.max_attempts
-
-    def delay(self, attempt: int, *, retry_after: float | None = None, rng: random.Random | None = None) -> float:
-        """`next_delay` with this policy's base and cap."""
-        return next_delay(attempt, base=self.base, cap=self.cap, retry_after=retry_after, rng=rng)

@@ -19,6 +19,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def max_length(column: Any) -> int:
+    """The length of a string column, from the model (`max_length(AlarmSent.detail)` → 1000)."""
+    return int(column.type.length)
+
+
+def clip(column: Any, text: str | None) -> str | None:
+    """`text` cut to the length of a string column (`clip(Document.last_error, message)`).
+
+    The limit comes from the model, so a truncation never drifts from the schema the way a
+    hand-written `[:500]` can.
+    """
+    if text is None:
+        return None
+    return text[: max_length(column)]
+
+
 class Role(StrEnum):
     viewer = "viewer"  # finance team: sees token health and history
     operator = "operator"  # power users: approve documents, manual transfers, retries

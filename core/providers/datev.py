@@ -1,4 +1,5 @@
-"""DATEV accounting-documents v2 client (datev-contract.md §2). Every call is in the HTTP log.
+"""DATEV accounting-documents v2 client (datev-contract.md §2): the permission check, document types
+and the idempotent upload. Every call is in the HTTP log.
 
 Errors carry DATEV's code, text, help link and request id, so the UI can show them as DATEV asks
 (help URL on 4xx) and the transfer engine can sort them.
@@ -6,6 +7,7 @@ Errors carry DATEV's code, text, help link and request id, so the UI can show th
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,11 +15,14 @@ import requests
 from sqlalchemy import Engine
 
 from core.platform.config import Settings
+from core.platform.models import Document
+from core.providers.errors import ProviderError
 from core.providers.http import CallContext, send
+from core.providers.outcome import Outcome, UploadResult
 
 
 @dataclass
-class DatevApiError(Exception):
+class DatevApiError(ProviderError):
     status: int | None
     code: str | None = None  # e.g. "#DCO01012"
     description: str | None = None
@@ -89,3 +94,52 @@ def get_document_types(engine: Engine, ctx: CallContext, settings: Settings, acc
                        client_id: str) -> list[dict]:
     data = request(engine, ctx, settings, access_token, "GET", f"/clients/{client_id}/document-types").json()
     return data if isinstance(data, list) else []
+
+
+ALREADY_DELIVERED = "#DCO01012"
+
+
+def _ids(response: requests.Response) -> dict[str, str | None]:
+    return {"global_transaction_id": response.headers.get("X-Global-Transaction-ID"),
+            "request_id": response.headers.get("V-Cap-Request-ID")}
+
+
+def upload_datev(engine: Engine, ctx: CallContext, settings: Settings, *, access_token: str, client_id: str,
+                 document: Document, content: bytes, session: requests.Session | None = None) -> UploadResult:
+    """`PUT /clients/{id}/documents/{guid}` with the document's own GUID (exactly once)."""
+    metadata = {k: v for k, v in {"document_type": document.document_type, "note": document.note}.items() if v}
+    files = {"file": (document.file_name, content, document.media_type)}
+    if metadata:
+        files["metadata"] = (None, json.dumps(metadata).encode(), "application/json")  # type: ignore[assignment]
+    url = f"{settings.datev_documents_base}/clients/{client_id}/documents/{document.guid}"
+    own = session is None
+    session = session or requests.Session()
+    try:
+        response = send(engine, ctx, session, "PUT", url, files=files, timeout=settings.http_timeout, headers={
+            "Authorization": f"Bearer {access_token}", "X-DATEV-Client-Id": settings.datev_client_id,
+            "Accept": "application/json"})
+    except requests.RequestException as exc:
+        return UploadResult(Outcome.retry, f"Keine Antwort von DATEV ({type(exc).__name__}); wird wiederholt "
+                                           "(dieselbe GUID, also ohne Doppel).")
+    finally:
+        if own:
+            session.close()
+    status = response.status_code
+    if status in (200, 201):
+        body = response.json() if response.content else {}
+        return UploadResult(Outcome.delivered, "An DATEV übertragen.", status,
+                            remote_id=str(body.get("id") or document.guid), **_ids(response))
+    error = error_from(response)
+    common = dict(http_status=status, error_code=error.code, help_uri=error.help_uri,
+                  retry_after=error.retry_after, **_ids(response))
+    if status == 409 and error.code == ALREADY_DELIVERED:
+        return UploadResult(Outcome.delivered, "Bereits bei DATEV angekommen (frühere Antwort ging verloren).",
+                            remote_id=document.guid, **{**common, "error_code": None})
+    if status == 401:
+        return UploadResult(Outcome.unauthorized, "DATEV: Zugriffstoken abgelehnt (401).", **common)
+    if status in (403, 404):
+        return UploadResult(Outcome.forbidden, f"DATEV verweigert den Zugriff auf den Mandanten ({error.summary()}).",
+                            **common)
+    if status == 429 or status >= 500:
+        return UploadResult(Outcome.retry, f"DATEV vorübergehend nicht verfügbar ({error.summary()}).", **common)
+    return UploadResult(Outcome.failed, f"DATEV lehnt den Beleg ab: {error.summary()}", **common)

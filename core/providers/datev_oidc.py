@@ -27,12 +27,13 @@ from requests_oauthlib import OAuth2Session
 from sqlalchemy import Engine
 
 from core.platform.config import Settings, is_loopback_url
+from core.providers.errors import ProviderError
 from core.providers.http import CallContext, recorded, send
 
 DISCOVERY_TTL_SECONDS = 3600
 
 
-class ProviderRejected(Exception):
+class ProviderRejected(ProviderError):
     """The provider answered with an OAuth error (400/401). Safe to show: no secrets inside."""
 
     def __init__(self, error: str, description: str = "", status: int | None = None) -> None:
@@ -40,7 +41,7 @@ class ProviderRejected(Exception):
         self.error, self.description, self.status = error, description, status
 
 
-class ProviderUnavailable(Exception):
+class ProviderUnavailable(ProviderError):
     """Timeout, dropped connection, 429 or 5xx: try again later; says nothing about the token."""
 
     def __init__(self, message: str, status: int | None = None, retry_after: str | None = None) -> None:

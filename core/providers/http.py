@@ -22,7 +22,7 @@ from sqlalchemy import Engine, delete
 from sqlmodel import col, select
 
 from core.platform.db import unit_of_work
-from core.platform.models import HttpLogEntry, utcnow
+from core.platform.models import HttpLogEntry, clip, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ def _write(engine: Engine, entry: HttpLogEntry, ctx: CallContext) -> None:
 
 def _entry(ctx: CallContext, method: str, url: str, started: float) -> HttpLogEntry:
     parts = urlsplit(url)
-    return HttpLogEntry(provider=ctx.provider, method=method.upper(), host=(parts.hostname or "")[:255],
-                        path=(parts.path or "/")[:500], duration_ms=int((time.monotonic() - started) * 1000),
+    return HttpLogEntry(provider=ctx.provider, method=method.upper(), host=clip(HttpLogEntry.host, parts.hostname or ""),
+                        path=clip(HttpLogEntry.path, parts.path or "/"), duration_ms=int((time.monotonic() - started) * 1000),
                         company_id=ctx.company_id, connection_id=ctx.connection_id, purpose=ctx.purpose,
                         correlation_id=ctx.correlation_id)
 
@@ -70,15 +70,15 @@ def _entry(ctx: CallContext, method: str, url: str, started: float) -> HttpLogEn
 def record_response(engine: Engine, ctx: CallContext, response: requests.Response, started: float) -> None:
     entry = _entry(ctx, response.request.method or "GET", response.url, started)
     entry.status = response.status_code
-    entry.global_transaction_id = (response.headers.get("X-Global-Transaction-ID") or "")[:100] or None
-    entry.request_id = (response.headers.get("V-Cap-Request-ID") or "")[:100] or None
+    entry.global_transaction_id = clip(HttpLogEntry.global_transaction_id, response.headers.get("X-Global-Transaction-ID"))
+    entry.request_id = clip(HttpLogEntry.request_id, response.headers.get("V-Cap-Request-ID"))
     _write(engine, entry, ctx)
 
 
 def record_failure(engine: Engine, ctx: CallContext, method: str, url: str, exc: BaseException,
                    started: float) -> None:
     entry = _entry(ctx, method, url, started)
-    entry.error = type(exc).__name__[:300]  # the class only: messages can echo URLs or bodies
+    entry.error = clip(HttpLogEntry.error, type(exc).__name__)  # the class only: messages can echo URLs or bodies
     _write(engine, entry, ctx)
 
 

@@ -1,4 +1,6 @@
-"""Lexware Office public API client (datev-contract.md §3). Every call is in the HTTP log."""
+"""Lexware Office public API client (datev-contract.md §3): the profile call and the voucher upload,
+which has no idempotency (a timeout after sending, a 5xx or a dropped connection is `unresolved`).
+Every call is in the HTTP log."""
 
 from __future__ import annotations
 
@@ -9,11 +11,14 @@ import requests
 from sqlalchemy import Engine
 
 from core.platform.config import Settings
+from core.platform.models import Document, TransferAttempt, clip
+from core.providers.errors import ProviderError
 from core.providers.http import CallContext, send
+from core.providers.outcome import Outcome, UploadResult
 
 
 @dataclass
-class LexwareApiError(Exception):
+class LexwareApiError(ProviderError):
     status: int | None
     message: str | None = None
     retry_after: str | None = None
@@ -65,3 +70,48 @@ def request(engine: Engine, ctx: CallContext, settings: Settings, api_key: str, 
 def get_profile(engine: Engine, ctx: CallContext, settings: Settings, api_key: str) -> dict:
     data = request(engine, ctx, settings, api_key, "GET", "/v1/profile").json()
     return data if isinstance(data, dict) else {}
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True only when the request certainly did not reach Lexware (so sending again is safe)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        text = repr(exc)
+        return "NewConnectionError" in text or "Connection refused" in text
+    return False
+
+
+def upload_lexware(engine: Engine, ctx: CallContext, settings: Settings, *, api_key: str, document: Document,
+                   content: bytes) -> UploadResult:
+    """`POST /v1/files` with `type=voucher`. No idempotency: see the module docstring."""
+    url = f"{settings.lexware_base}/v1/files"
+    try:
+        with requests.Session() as session:
+            response = send(engine, ctx, session, "POST", url, timeout=settings.http_timeout,
+                            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
+                            files={"file": (document.file_name, content, document.media_type)},
+                            data={"type": "voucher"})
+    except requests.RequestException as exc:
+        if _never_sent(exc):
+            return UploadResult(Outcome.retry, f"Lexware Office nicht erreichbar ({type(exc).__name__}).")
+        return UploadResult(Outcome.unresolved, "Keine Antwort von Lexware Office nach dem Senden "
+                                                f"({type(exc).__name__}): bitte in Lexware prüfen.")
+    status = response.status_code
+    if status in (200, 201, 202):
+        body = response.json() if response.content else {}
+        remote = body.get("id") if isinstance(body, dict) else None
+        voucher = body.get("voucherId") if isinstance(body, dict) else None
+        return UploadResult(Outcome.delivered, "An Lexware Office übertragen" + (f" (Beleg {voucher})." if voucher else "."),
+                            status, remote_id=str(remote) if remote else None)
+    message = error_message(response)
+    if status == 429:
+        return UploadResult(Outcome.retry, "Lexware Office: zu viele Anfragen (429).", status,
+                            retry_after=response.headers.get("Retry-After"))
+    if status == 401:
+        return UploadResult(Outcome.unauthorized, "Lexware Office lehnt den API-Schlüssel ab (401).", status)
+    if status >= 500:
+        return UploadResult(Outcome.unresolved, f"Lexware Office meldet HTTP {status}: ob der Beleg angelegt wurde, "
+                                                "ist unklar. Bitte in Lexware prüfen.", status)
+    return UploadResult(Outcome.failed, f"Lexware Office lehnt den Beleg ab: HTTP {status}"
+                                        + (f" – {message}" if message else ""), status, error_code=clip(TransferAttempt.error_code, message) or None)

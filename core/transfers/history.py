@@ -18,35 +18,30 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, and_, func, or_, update
+from sqlalchemy import Engine, and_, func, or_
 from sqlmodel import col, select
 
-from core.platform import audit
 from core.platform.db import unit_of_work
-from core.platform.errors import NotFound, UserFacingError, ValidationFailed
+from core.platform.errors import NotFound
 from core.platform.models import (
     PROVIDER_LABELS,
     Company,
     Document,
-    DocumentStatus,
     HttpLogEntry,
     Provider,
     TransferAttempt,
-    utcnow,
 )
 from core.platform.timefmt import format_local
+from core.providers.outcome import Outcome
 
 COUNT_CAP = 10_000
 EXPORT_BATCH = 1_000
-MAX_REASON_CHARS = 400
 
 OUTCOME_LABELS = {
-    "delivered": "übertragen", "retry": "wird wiederholt", "failed": "fehlgeschlagen",
-    "unresolved": "ungeklärt", "paused": "pausiert",
+    Outcome.delivered.value: "übertragen", Outcome.retry.value: "wird wiederholt",
+    Outcome.failed.value: "fehlgeschlagen", Outcome.unresolved.value: "ungeklärt",
 }
 TRIGGER_LABELS = {"scheduler": "automatisch", "manual": "manuell"}
-DECISIONS = {"delivered": "in Lexware vorhanden: als übertragen markiert",
-             "send_again": "nicht angekommen: erneut senden"}
 
 
 @dataclass(frozen=True)
@@ -238,65 +233,3 @@ def attempt_detail(engine: Engine, attempt_id: int) -> AttemptDetail:
     return AttemptDetail(_row(*found), lines)
 
 
-def _reason(reason: str, *, required: bool) -> str:
-    text = (reason or "").strip()
-    if required and not text:
-        raise ValidationFailed({"reason": "Bitte geben Sie einen Grund an (er steht im Audit-Protokoll)."})
-    if len(text) > MAX_REASON_CHARS:
-        raise ValidationFailed({"reason": f"Der Grund darf höchstens {MAX_REASON_CHARS} Zeichen lang sein."})
-    return text
-
-
-def retry_failed(engine: Engine, *, document_id: int, actor: str, reason: str = "") -> None:
-    """A failed document goes back to `freigegeben` with its attempts reset (the next pass sends it)."""
-    text = _reason(reason, required=False)
-    now = utcnow()
-    with unit_of_work(engine) as session:
-        document = session.get(Document, document_id)
-        if document is None:
-            raise NotFound("Diesen Beleg gibt es nicht (mehr).")
-        before = {"status": document.status, "attempts": document.attempts, "last_error": document.last_error}
-        changed = session.exec(  # type: ignore[call-overload]
-            update(Document).where(col(Document.id) == document_id,
-                                   col(Document.status) == DocumentStatus.failed.value)
-            .values(status=DocumentStatus.approved.value, attempts=0, next_attempt_at=None, updated_at=now)
-        ).rowcount
-        if changed != 1:
-            raise UserFacingError("Nur fehlgeschlagene Belege können erneut übertragen werden.")
-        audit.record(session, actor=actor, action="document.retry", entity_type="document", entity_id=document_id,
-                     before=before, after={"status": DocumentStatus.approved.value, "attempts": 0, "reason": text},
-                     detail=text or None)
-
-
-def resolve_unresolved(engine: Engine, *, document_id: int, actor: str, decision: str, reason: str) -> None:
-    """An operator checked Lexware: mark the document delivered, or send it again. Reason required."""
-    errors: dict[str, str] = {}
-    if decision not in DECISIONS:
-        errors["decision"] = "Bitte wählen Sie, ob der Beleg angekommen ist oder erneut gesendet wird."
-    try:
-        text = _reason(reason, required=True)
-    except ValidationFailed as failure:
-        errors |= failure.field_errors
-    if errors:
-        raise ValidationFailed(errors)
-    now = utcnow()
-    if decision == "delivered":
-        values: dict = {"status": DocumentStatus.delivered.value, "delivered_at": now, "next_attempt_at": None}
-    else:
-        values = {"status": DocumentStatus.approved.value, "attempts": 0, "next_attempt_at": None}
-    with unit_of_work(engine) as session:
-        document = session.get(Document, document_id)
-        if document is None:
-            raise NotFound("Diesen Beleg gibt es nicht (mehr).")
-        before = {"status": document.status, "last_error": document.last_error}
-        changed = session.exec(  # type: ignore[call-overload]
-            update(Document).where(col(Document.id) == document_id,
-                                   col(Document.status) == DocumentStatus.unresolved.value)
-            .values(**values, updated_at=now)
-        ).rowcount
-        if changed != 1:
-            raise UserFacingError("Nur ungeklärte Belege können so entschieden werden.")
-        audit.record(session, actor=actor, action="document.resolved", entity_type="document",
-                     entity_id=document_id, before=before,
-                     after={"status": values["status"], "decision": decision, "reason": text},
-                     detail=f"{DECISIONS[decision]}: {text}")

@@ -2,7 +2,7 @@
 
 Mirrors the transfer engine's choices (core.transfers.engine): only approved and due documents are
 sent; a company waits when its token is missing, invalid or expired, or when it is paused
-(core.transfers.engine.waiting_reason); DATEV gets `PUT /clients/{id}/documents/{guid}` with the
+(core.transfers.readiness.waiting_reason); DATEV gets `PUT /clients/{id}/documents/{guid}` with the
 document's own GUID and its type and note as metadata, Lexware `POST /v1/files`.
 """
 
@@ -14,21 +14,21 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from core.documents.intake import STATUS_LABELS
+from core.connections import store
+from core.documents.queries import STATUS_LABELS
 from core.platform.config import Settings
 from core.platform.db import unit_of_work
 from core.platform.models import (
     PROVIDER_LABELS,
     Company,
     Connection,
-    ConnectionKind,
     Document,
     DocumentStatus,
     Provider,
     utcnow,
 )
 from core.platform.timefmt import format_local
-from core.transfers.engine import waiting_reason
+from core.transfers.readiness import waiting_reason
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class PlannedUpload:
 
 
 def plan(engine: Engine, settings: Settings, document_ids: Sequence[int],
-         connection_slot: str = ConnectionKind.long_term.value) -> list[PlannedUpload]:
+         connection_slot: str = store.LONG_TERM_SLOT) -> list[PlannedUpload]:
     """One line per requested document (in id order); unknown ids are left out."""
     now = utcnow()
     with unit_of_work(engine) as session:
@@ -61,10 +61,8 @@ def plan(engine: Engine, settings: Settings, document_ids: Sequence[int],
                                       .order_by(col(Document.id))).all())
         company_ids = {d.company_id for d in documents}
         companies = {c.id: c for c in session.exec(select(Company).where(col(Company.id).in_(company_ids))).all()}
-        connections = {(c.company_id, c.provider): c for c in session.exec(
-            select(Connection).where(col(Connection.company_id).in_(company_ids),
-                                     Connection.slot == connection_slot)).all()}
         session.expunge_all()
+    connections = store.in_slot(engine, connection_slot, company_ids)
     reasons: dict[int, str | None] = {}
     planned = []
     for document in documents:
@@ -98,14 +96,3 @@ def _line(document: Document, company: Company, provider: Provider | None, conne
         provider=PROVIDER_LABELS[provider] if provider else "", target=target, method=method, path=path,
         document_type=document.document_type or "", note=document.note or "", file_name=document.file_name,
         size=document.size, media_type=document.media_type, waits=waits)
-
-
-def connection_in_slot(engine: Engine, company_id: int, provider: Provider, slot: str) -> Connection | None:
-    """The company's connection in a slot (e.g. a user's one-off DATEV login "one_off:<user id>")."""
-    with unit_of_work(engine) as session:
-        row = session.exec(select(Connection).where(Connection.company_id == company_id,
-                                                    Connection.provider == provider.value,
-                                                    Connection.slot == slot)).first()
-        if row is not None:
-            session.expunge(row)
-        return row

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 
-from core.documents import intake
+from core.documents import intake, lifecycle
 from core.platform.config import Settings, get_settings
 from core.platform.db import get_engine, unit_of_work
 from core.platform.models import (
@@ -56,7 +56,7 @@ class Desk:
         assert not report.rejected, report.rejected
         ids = [d.id for d in report.accepted]
         if approve:
-            assert intake.approve(self.engine, document_ids=ids, actor="operator@tokendesk.demo") == len(ids)
+            assert lifecycle.approve(self.engine, document_ids=ids, actor="operator@tokendesk.demo") == len(ids)
         return ids  # type: ignore[return-value]
 
     def document(self, document_id: int) -> Document | None:

@@ -11,7 +11,7 @@ import requests
 from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 
-from core.connections.health import default_key_expiry, store_lexware_key
+from core.connections.lexware_key import default_key_expiry, store_lexware_key
 from core.platform.db import unit_of_work
 from core.platform.models import TransferAttempt
 from core.platform.secret_store import get_keyring

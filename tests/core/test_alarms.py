@@ -19,19 +19,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from core.alarms.messages import (
-    Alarm,
-    DeliveryResult,
-    company_paused,
-    expiry_step,
-    redact_target,
-    send_alarm,
-    smtp_target,
-    token_expiring,
-    token_invalid,
-    transfers_failing,
-    webhook_target,
-)
+from core.alarms.delivery import DeliveryResult, redact_target, send_alarm, smtp_target, webhook_target
+from core.alarms.messages import Alarm, company_paused, expiry_step, token_expiring, token_invalid, transfers_failing
 
 # Apprise imports imghdr lazily on its first send (its concern, not ours).
 pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")

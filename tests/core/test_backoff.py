@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from core.platform.backoff import RetryPolicy, next_delay, parse_retry_after
+from core.platform.backoff import next_delay, parse_retry_after
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 
@@ -77,13 +77,3 @@ def test_next_delay_custom_base_and_cap() -> None:
     assert all(0.0 <= next_delay(2, base=1.0, cap=5.0, rng=rng) <= 2.0 for _ in range(200))
     with pytest.raises(ValueError):
         next_delay(0)
-
-
-def test_retry_policy() -> None:
-    policy = RetryPolicy()
-    assert (policy.max_attempts, policy.base, policy.cap) == (6, 30.0, 3600.0)
-    assert [policy.should_retry(n) for n in range(0, 8)] == [False, True, True, True, True, True, False, False]
-    assert not RetryPolicy(max_attempts=1).should_retry(1)
-    short = RetryPolicy(base=2.0, cap=10.0)
-    assert all(0.0 <= short.delay(6, rng=random.Random(n)) <= 10.0 for n in range(50))
-    assert short.delay(1, retry_after=30.0, rng=random.Random(0)) == 30.0

@@ -10,7 +10,7 @@ import requests
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from core.connections import health
+from core.connections import disconnect, health
 from core.connections.access import TokenUnavailable, get_valid_token
 from core.connections.datev_login import PENDING_OWNER, finish_login, start_login
 from core.connections.health import Health, evaluate_health
@@ -194,7 +194,7 @@ def test_outages_during_refresh_never_mark_the_connection_invalid(world: World, 
 def test_delete_revokes_at_datev_and_keeps_history(world: World) -> None:
     assert world.request_token().ok
     row = world.connection()
-    result = health.delete_token(world.engine, world.settings, world.keyring, connection_id=row.id,
+    result = disconnect.delete_token(world.engine, world.settings, world.keyring, connection_id=row.id,
                                       actor="admin@tokendesk.demo")
     assert result.revoked and world.stats()["revocations"] >= 1
     after = world.connection()
@@ -210,7 +210,7 @@ def test_delete_when_revoke_fails_still_erases_and_points_to_datev(world: World)
     assert world.request_token().ok
     row = world.connection()
     world.admin_post("/faults", {"target": "revoke", "kind": "503", "count": 1})
-    result = health.delete_token(world.engine, world.settings, world.keyring, connection_id=row.id,
+    result = disconnect.delete_token(world.engine, world.settings, world.keyring, connection_id=row.id,
                                       actor="admin@tokendesk.demo")
     assert not result.revoked and "apps.datev.de/tokrevui" in result.message
     assert not world.connection().has_token

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
 from core.demo import seed_demo
-from core.documents import intake
+from core.documents import intake, lifecycle
 from core.platform.db import unit_of_work
 from core.platform.errors import NotFound, UserFacingError, ValidationFailed
 from core.platform.models import AuditEvent, Company, Document, DocumentStatus, TransferAttempt
@@ -177,7 +177,7 @@ def test_retry_failed_goes_back_to_approved_with_audit(engine: Engine) -> None:
     ids = company_ids(engine)
     doc = add_document(engine, ids["Musterfirma GmbH"], "a.pdf")
     set_status(engine, doc, DocumentStatus.failed, attempts=6, next_attempt_at=BASE, last_error="abgelehnt")
-    history.retry_failed(engine, document_id=doc, actor="operator@x.de", reason="Belegtyp korrigiert")
+    lifecycle.retry_failed(engine, document_id=doc, actor="operator@x.de", reason="Belegtyp korrigiert")
     after = load(engine, doc)
     assert (after.status, after.attempts, after.next_attempt_at) == ("approved", 0, None)
     [event] = audits(engine, "document.retry")
@@ -187,10 +187,10 @@ def test_retry_failed_goes_back_to_approved_with_audit(engine: Engine) -> None:
     assert event.detail == "Belegtyp korrigiert"
 
     with pytest.raises(UserFacingError, match="Nur fehlgeschlagene Belege"):  # approved now: not again
-        history.retry_failed(engine, document_id=doc, actor="operator@x.de", reason="")
+        lifecycle.retry_failed(engine, document_id=doc, actor="operator@x.de", reason="")
     assert len(audits(engine, "document.retry")) == 1
     with pytest.raises(NotFound):
-        history.retry_failed(engine, document_id=doc + 999, actor="operator@x.de")
+        lifecycle.retry_failed(engine, document_id=doc + 999, actor="operator@x.de")
 
 
 @pytest.mark.parametrize("decision, status", [("delivered", "delivered"), ("send_again", "approved")])
@@ -198,7 +198,7 @@ def test_resolve_unresolved(engine: Engine, decision: str, status: str) -> None:
     ids = company_ids(engine)
     doc = add_document(engine, ids["Lexware Demo GmbH"], "b.pdf")
     set_status(engine, doc, DocumentStatus.unresolved, attempts=1, last_error="HTTP 502")
-    history.resolve_unresolved(engine, document_id=doc, actor="operator@x.de", decision=decision,
+    lifecycle.resolve_unresolved(engine, document_id=doc, actor="operator@x.de", decision=decision,
                                reason="  In Lexware geprüft  ")
     after = load(engine, doc)
     assert after.status == status
@@ -215,23 +215,23 @@ def test_resolve_needs_a_reason_and_a_decision(engine: Engine) -> None:
     doc = add_document(engine, ids["Lexware Demo GmbH"], "c.pdf")
     set_status(engine, doc, DocumentStatus.unresolved)
     with pytest.raises(ValidationFailed) as caught:
-        history.resolve_unresolved(engine, document_id=doc, actor="o@x.de", decision="delivered", reason="   ")
+        lifecycle.resolve_unresolved(engine, document_id=doc, actor="o@x.de", decision="delivered", reason="   ")
     assert caught.value.field_errors == {"reason": "Bitte geben Sie einen Grund an (er steht im Audit-Protokoll)."}
     with pytest.raises(ValidationFailed) as caught:
-        history.resolve_unresolved(engine, document_id=doc, actor="o@x.de", decision="egal", reason="x" * 401)
+        lifecycle.resolve_unresolved(engine, document_id=doc, actor="o@x.de", decision="egal", reason="x" * 401)
     assert set(caught.value.field_errors) == {"decision", "reason"}
     assert "höchstens 400 Zeichen" in caught.value.field_errors["reason"]
     assert load(engine, doc).status == "unresolved" and audits(engine, "document.resolved") == []
     set_status(engine, doc, DocumentStatus.failed)
     with pytest.raises(UserFacingError, match="Nur ungeklärte Belege"):
-        history.resolve_unresolved(engine, document_id=doc, actor="o@x.de", decision="delivered", reason="geprüft")
+        lifecycle.resolve_unresolved(engine, document_id=doc, actor="o@x.de", decision="delivered", reason="geprüft")
     assert load(engine, doc).status == "failed"
 
 
 def test_attempt_detail_has_the_http_lines_of_a_real_upload(world: World) -> None:
     assert world.request_token().ok
     doc = add_document(world.engine, world.company_id, "Rechnung 1.pdf")
-    assert intake.approve(world.engine, document_ids=[doc], actor="o@x.de") == 1
+    assert lifecycle.approve(world.engine, document_ids=[doc], actor="o@x.de") == 1
     summary = run_pass(world.engine, world.settings, world.keyring,
                        PassOptions(trigger="manual", actor="operator@x.de", document_ids=[doc]))
     assert summary.delivered == 1

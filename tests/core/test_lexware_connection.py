@@ -16,7 +16,7 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy import Engine, update
 from sqlmodel import select
 
-from core.connections import health
+from core.connections import disconnect, health, lexware_key
 from core.connections.access import TokenUnavailable, get_valid_token
 from core.connections.health import Health, evaluate_health
 from core.demo import seed_demo
@@ -40,7 +40,7 @@ class Lexware:
     datev_company_id: int  # Musterfirma GmbH
 
     def store(self, key: str = DEMO_KEY, valid_until: date | None = None) -> health.TestResult:
-        return health.store_lexware_key(self.engine, self.settings, self.keyring, company_id=self.company_id,
+        return lexware_key.store_lexware_key(self.engine, self.settings, self.keyring, company_id=self.company_id,
                                              api_key=key, valid_until=valid_until, actor=ADMIN)
 
     def new_key(self, **body: object) -> str:
@@ -176,7 +176,7 @@ def test_exactly_24_months_is_accepted(lexware: Lexware) -> None:
 
 def test_key_for_a_datev_company_is_refused(lexware: Lexware) -> None:
     with pytest.raises(UserFacingError, match="Lexware Office nicht als Schnittstelle"):
-        health.store_lexware_key(lexware.engine, lexware.settings, lexware.keyring,
+        lexware_key.store_lexware_key(lexware.engine, lexware.settings, lexware.keyring,
                                       company_id=lexware.datev_company_id, api_key=DEMO_KEY, valid_until=None,
                                       actor=ADMIN)
     assert lexware.stored_nothing()
@@ -240,7 +240,7 @@ def test_a_new_key_replaces_the_old_one(lexware: Lexware) -> None:
 def test_delete_erases_the_key_and_keeps_history(lexware: Lexware) -> None:
     assert lexware.store().ok
     row = lexware.connection()
-    result = health.delete_token(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id,
+    result = disconnect.delete_token(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id,
                                       actor=ADMIN)
     assert result.revoked and "gelöscht" in result.message
     after = lexware.connection()
@@ -250,5 +250,5 @@ def test_delete_erases_the_key_and_keeps_history(lexware: Lexware) -> None:
     with pytest.raises(TokenUnavailable, match="Kein Token"):
         get_valid_token(lexware.engine, row.id, settings=lexware.settings, keyring=lexware.keyring)
     with pytest.raises(UserFacingError, match="kein Token"):
-        health.delete_token(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id, actor=ADMIN)
+        disconnect.delete_token(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id, actor=ADMIN)
     assert lexware.actions() == ["token.requested", "token.deleted"]

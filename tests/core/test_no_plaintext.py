@@ -17,7 +17,7 @@ from sqlalchemy import Engine, make_url, update
 from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 
-from core.connections import access, datev_login, health
+from core.connections import access, datev_login, health, lexware_key, store
 from core.connections.access import get_valid_token
 from core.connections.datev_login import PENDING_OWNER, finish_login, start_login
 from core.demo import seed_demo
@@ -30,6 +30,7 @@ from core.platform.models import (
     Connection,
     ConnectionKind,
     PendingAuthorization,
+    Provider,
     StoredSecret,
     utcnow,
 )
@@ -95,13 +96,13 @@ def run_flow(engine: Engine, settings, keyring: Keyring, monkeypatch: pytest.Mon
     assert outcome.ok, outcome.message
     stored_values(engine, keyring, found)
 
-    row_id = health.long_term_connection(engine, company.id, access.Provider.datev).id
+    row_id = store.find(engine, company.id, Provider.datev).id
     with unit_of_work(engine) as s:  # force a refresh with rotation
         s.exec(update(Connection).where(Connection.id == row_id).values(access_expires_at=utcnow() - timedelta(minutes=1)))
     refreshed = get_valid_token(engine, row_id, settings=settings, keyring=keyring)
     test = health.run_test(engine, settings, keyring, connection_id=row_id, actor=admin.email)
     assert test.ok, test.message
-    assert health.store_lexware_key(engine, settings, keyring, company_id=lexware.id, api_key=LEXWARE_KEY,
+    assert lexware_key.store_lexware_key(engine, settings, keyring, company_id=lexware.id, api_key=LEXWARE_KEY,
                                          valid_until=None, actor=admin.email).ok
     stored_values(engine, keyring, found)
     found.add("API key", LEXWARE_KEY)

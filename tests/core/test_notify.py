@@ -21,7 +21,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from core.alarms.messages import Alarm, webhook_target
+from core.alarms.delivery import split_addresses, split_targets, webhook_target
+from core.alarms.messages import Alarm
 from core.alarms.outbox import (
     NO_TARGETS,
     RETRY_BATCH,
@@ -31,8 +32,6 @@ from core.alarms.outbox import (
     purge_old_alarms,
     raise_alarm,
     retry_due_alarms,
-    split_addresses,
-    split_targets,
 )
 from core.platform.config import Settings
 from core.platform.db import unit_of_work

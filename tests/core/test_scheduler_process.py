@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from core.documents import intake
+from core.documents import intake, lifecycle
 from core.platform.db import unit_of_work
 from core.platform.models import Company, Document, DocumentStatus, SchedulerHeartbeat, utcnow
 from tests.core.test_transfers import add_approved, pdf, uploads
@@ -99,7 +99,7 @@ def approved_later(world: World) -> list[int]:
     report = intake.intake(world.engine, company_id=world.company_id, actor="operator@x.de",
                               files=[("Nachzügler.pdf", pdf("später"))])
     ids = [d.id for d in report.accepted]
-    assert intake.approve(world.engine, document_ids=ids, actor="operator@x.de") == 1  # type: ignore[arg-type]
+    assert lifecycle.approve(world.engine, document_ids=ids, actor="operator@x.de") == 1  # type: ignore[arg-type]
     return ids  # type: ignore[return-value]
 
 

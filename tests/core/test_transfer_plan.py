@@ -8,11 +8,13 @@ from datetime import timedelta
 from sqlalchemy import func, update
 from sqlmodel import col, select
 
+from core.connections.store import find as connection_in_slot
 from core.documents import intake as document_intake
+from core.documents import lifecycle
 from core.platform.db import unit_of_work
 from core.platform.models import Company, ConnectionKind, Document, HttpLogEntry, Provider, utcnow
 from core.transfers.engine import PassOptions, run_pass
-from core.transfers.plan import connection_in_slot, plan
+from core.transfers.plan import plan
 from tests.core.test_history import pdf
 from tests.token_world import World
 
@@ -25,7 +27,7 @@ def intake(world: World, name: str, company_id: int | None = None, **kwargs: str
 
 
 def approve(world: World, *docs: Document) -> None:
-    document_intake.approve(world.engine, document_ids=[d.id for d in docs], actor="o@x.de")  # type: ignore[misc]
+    lifecycle.approve(world.engine, document_ids=[d.id for d in docs], actor="o@x.de")  # type: ignore[misc]
 
 
 def http_lines(world: World) -> int:

@@ -9,10 +9,11 @@ import requests
 from sqlalchemy import update
 from sqlmodel import select
 
-from core.documents import intake
+from core.documents import intake, lifecycle, queries
+from core.documents.lifecycle import claim
 from core.platform.db import unit_of_work
 from core.platform.models import Company, Document, DocumentStatus, TransferAttempt, utcnow
-from core.transfers.engine import PassOptions, claim_next, run_pass
+from core.transfers.engine import PassOptions, run_pass
 from tests.support import pdf
 from tests.token_world import World
 
@@ -22,7 +23,7 @@ def add_approved(world: World, count: int, company_id: int | None = None) -> lis
                               files=[(f"Rechnung {i}.pdf", pdf(f"doc-{i}")) for i in range(count)])
     assert not report.rejected, report.rejected
     ids = [d.id for d in report.accepted]
-    assert intake.approve(world.engine, document_ids=ids, actor="operator@x.de") == count
+    assert lifecycle.approve(world.engine, document_ids=ids, actor="operator@x.de") == count
     return ids
 
 
@@ -120,7 +121,7 @@ def test_abandoned_claims_do_not_use_up_the_retries(world: World) -> None:
     assert world.request_token().ok
     [document_id] = add_approved(world, 1)
     for _ in range(2):  # two workers claimed it and died before answering
-        assert claim_next(world.engine, world.company_id, "dead-worker", 60) is not None
+        assert claim(world.engine, world.company_id, "dead-worker", 60) is not None
         with unit_of_work(world.engine) as s:
             s.exec(update(Document).values(lease_until=utcnow() - timedelta(seconds=1)))
     world.admin_post("/faults", {"target": "documents", "kind": "503", "count": 1})
@@ -129,7 +130,7 @@ def test_abandoned_claims_do_not_use_up_the_retries(world: World) -> None:
     assert run_pass(world.engine, settings, world.keyring, options).retried == 1  # 3 claims, 1 answered failure
     _due_now(world)
     assert run_pass(world.engine, settings, world.keyring, options).delivered == 1
-    assert [u["guid"].lower() for u in uploads(world)] == [intake.get_documents(world.engine, [document_id])[0].guid]
+    assert [u["guid"].lower() for u in uploads(world)] == [queries.get_documents(world.engine, [document_id])[0].guid]
 
 
 def test_forbidden_pauses_the_company_until_a_new_token(world: World) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from core.alarms.messages import Alarm, send_alarm, webhook_target
+from core.alarms.delivery import send_alarm, webhook_target
+from core.alarms.messages import Alarm
 
 pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
 

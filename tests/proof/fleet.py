@@ -23,7 +23,7 @@ from sqlalchemy import Engine, func, update
 from sqlmodel import col, select
 
 from core import companies
-from core.documents import intake
+from core.documents import intake, lifecycle
 from core.platform.db import unit_of_work
 from core.platform.models import Company, Connection, Document, DocumentStatus, Interface
 from tests.support import TEST_KEY_ENTRY, pdf
@@ -73,7 +73,7 @@ class Fleet:
                                          for i in range(count)])
         assert not report.rejected, report.rejected
         ids = [d.id for d in report.accepted]
-        assert intake.approve(self.engine, document_ids=ids, actor="operator@tokendesk.demo") == count
+        assert lifecycle.approve(self.engine, document_ids=ids, actor="operator@tokendesk.demo") == count
         return ids  # type: ignore[return-value]
 
     def fault(self, target: str, kind: str, count: int = 1, **extra: object) -> None:

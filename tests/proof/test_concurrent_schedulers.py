@@ -18,7 +18,7 @@ from threading import Barrier, Thread
 import pytest
 from sqlmodel import col, select
 
-from core.documents import intake
+from core.documents import intake, lifecycle
 from core.platform.db import unit_of_work
 from core.platform.models import Document, DocumentStatus, DocumentTypeCache, SchedulerHeartbeat, TransferAttempt
 from core.transfers.engine import PassOptions, run_pass, store_document_types
@@ -52,7 +52,7 @@ def test_three_schedulers_and_a_manual_transfer_deliver_each_document_once(fleet
     try:
         wait_until(lambda: _idle_schedulers(fleet) == len(SCHEDULERS), timeout=60,
                    what="three schedulers finished their first pass")
-        assert intake.approve(fleet.engine, document_ids=ids, actor=MANUAL_ACTOR) == total
+        assert lifecycle.approve(fleet.engine, document_ids=ids, actor=MANUAL_ACTOR) == total
         manual = run_pass(fleet.engine, fleet.world.settings, fleet.world.keyring,
                           PassOptions(trigger="manual", actor=MANUAL_ACTOR))
         wait_until(lambda: fleet.delivered() == total, timeout=120, interval=0.1,

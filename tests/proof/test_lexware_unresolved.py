@@ -18,8 +18,8 @@ import requests
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from core.connections.health import store_lexware_key
-from core.documents.intake import STATUS_LABELS
+from core.connections.lexware_key import store_lexware_key
+from core.documents.queries import STATUS_LABELS
 from core.platform.db import unit_of_work
 from core.platform.models import Company, Document, DocumentStatus, Interface, TransferAttempt
 from core.transfers.engine import PassOptions, PassSummary, run_pass
