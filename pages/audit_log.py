@@ -5,13 +5,12 @@ import json
 import pandas as pd
 import streamlit as st
 
+from core.platform import audit
+from core.platform.db import get_engine, unit_of_work
+from core.platform.timefmt import format_local
 from ui.guard import require_page
 
 user = require_page(__file__)
-
-from core.platform import audit  # noqa: E402
-from core.platform.db import get_engine, unit_of_work  # noqa: E402
-from core.platform.timefmt import format_local  # noqa: E402
 
 st.title("Audit-Protokoll")
 st.caption("Wer hat wann was geändert. Einträge können nicht geändert oder gelöscht werden.")

@@ -3,18 +3,17 @@
 import pandas as pd
 import streamlit as st
 
+from core import companies
+from core.companies import INTERFACE_LABELS, CompanyInput
+from core.platform.db import get_engine, unit_of_work
+from core.platform.errors import UserFacingError, ValidationFailed
+from core.platform.models import Company, Interface, Role
+from core.platform.timefmt import format_local
+from core.transfers import engine
+from ui.feedback import flash, show_flashes
 from ui.guard import actor_of, may, require_page
 
 user = require_page(__file__)
-
-from core import companies  # noqa: E402  (after the guard: nothing runs for a visitor without access)
-from core.companies import INTERFACE_LABELS, CompanyInput  # noqa: E402
-from core.platform.db import get_engine, unit_of_work  # noqa: E402
-from core.platform.errors import UserFacingError, ValidationFailed  # noqa: E402
-from core.platform.models import Company, Interface, Role  # noqa: E402
-from core.platform.timefmt import format_local  # noqa: E402
-from core.transfers import engine  # noqa: E402  (after the guard: nothing runs for a visitor without access)
-from ui.feedback import flash, show_flashes  # noqa: E402
 
 is_admin = may(user, Role.admin)
 SELECTED_KEY = "companies_selected_id"

@@ -7,26 +7,25 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import streamlit as st
 
+from core.companies import list_companies
+from core.connections.access import TokenUnavailable, get_valid_token
+from core.connections.health import long_term_connection
+from core.documents import intake
+from core.documents.intake import STATUS_LABELS, DocumentFilter
+from core.documents.validation import LIMITS, describe_limits, size_warning
+from core.platform.db import unit_of_work
+from core.platform.errors import UserFacingError
+from core.platform.models import Company, DocumentStatus, Provider, Role, utcnow
+from core.platform.timefmt import format_local
+from core.providers.datev import DatevApiError, get_document_types
+from core.providers.http import CallContext
+from core.transfers.engine import store_document_types, waiting_reason
+from ui.feedback import flash, flash_error, show_flashes
 from ui.guard import actor_of, may, require_page
+from ui.preview import show_preview
+from ui.services import services
 
 user = require_page(__file__)
-
-from core.companies import list_companies  # noqa: E402
-from core.connections.access import TokenUnavailable, get_valid_token  # noqa: E402
-from core.connections.health import long_term_connection  # noqa: E402
-from core.documents import intake  # noqa: E402  (after the guard: nothing runs for a visitor without access)
-from core.documents.intake import STATUS_LABELS, DocumentFilter  # noqa: E402
-from core.documents.validation import LIMITS, describe_limits, size_warning  # noqa: E402
-from core.platform.db import unit_of_work  # noqa: E402
-from core.platform.errors import UserFacingError  # noqa: E402
-from core.platform.models import Company, DocumentStatus, Provider, Role, utcnow  # noqa: E402
-from core.platform.timefmt import format_local  # noqa: E402
-from core.providers.datev import DatevApiError, get_document_types  # noqa: E402
-from core.providers.http import CallContext  # noqa: E402
-from core.transfers.engine import store_document_types, waiting_reason  # noqa: E402
-from ui.feedback import flash, flash_error, show_flashes  # noqa: E402
-from ui.preview import show_preview  # noqa: E402
-from ui.services import services  # noqa: E402
 
 settings, engine, keyring = services()
 is_operator = may(user, Role.operator)

@@ -5,19 +5,18 @@ import html
 
 import streamlit as st
 
+from core.connections import health
+from core.connections.datev_login import start_login
+from core.connections.health import DATEV_CONNECTED_APPS_URL, Health, TokenCard
+from core.platform.errors import UserFacingError, ValidationFailed
+from core.platform.models import PROVIDER_LABELS, Connection, ConnectionKind, Provider, Role, utcnow
+from core.platform.timefmt import format_local
+from core.providers.datev_oidc import ProviderUnavailable
+from ui.feedback import flash, flash_error, show_flashes
 from ui.guard import actor_of, may, require_page
+from ui.services import services
 
 user = require_page(__file__)
-
-from core.connections import health  # noqa: E402
-from core.connections.datev_login import start_login  # noqa: E402
-from core.connections.health import DATEV_CONNECTED_APPS_URL, Health, TokenCard  # noqa: E402
-from core.platform.errors import UserFacingError, ValidationFailed  # noqa: E402
-from core.platform.models import PROVIDER_LABELS, Connection, ConnectionKind, Provider, Role, utcnow  # noqa: E402
-from core.platform.timefmt import format_local  # noqa: E402
-from core.providers.datev_oidc import ProviderUnavailable  # noqa: E402
-from ui.feedback import flash, flash_error, show_flashes  # noqa: E402
-from ui.services import services  # noqa: E402
 
 settings, engine, keyring = services()
 is_admin = may(user, Role.admin)

@@ -13,25 +13,24 @@ import threading
 import pandas as pd
 import streamlit as st
 
+from core.companies import list_companies
+from core.connections.datev_login import start_login
+from core.connections.health import USABLE, evaluate_health
+from core.documents import intake
+from core.documents.intake import DocumentFilter
+from core.platform.db import unit_of_work
+from core.platform.errors import UserFacingError
+from core.platform.models import Company, ConnectionKind, DocumentStatus, Provider, utcnow
+from core.providers.datev_oidc import ProviderUnavailable
+from core.transfers.engine import DocumentResult, PassOptions, PassSummary, run_pass
+from core.transfers.history import OUTCOME_LABELS
+from core.transfers.plan import PlannedUpload, connection_in_slot, plan
+from ui.feedback import show_flashes
 from ui.guard import actor_of, require_page
+from ui.preview import show_preview
+from ui.services import services
 
 user = require_page(__file__)
-
-from core.companies import list_companies  # noqa: E402
-from core.connections.datev_login import start_login  # noqa: E402
-from core.connections.health import USABLE, evaluate_health  # noqa: E402
-from core.documents import intake  # noqa: E402  (after the guard: nothing runs for a visitor without access)
-from core.documents.intake import DocumentFilter  # noqa: E402
-from core.platform.db import unit_of_work  # noqa: E402
-from core.platform.errors import UserFacingError  # noqa: E402
-from core.platform.models import Company, ConnectionKind, DocumentStatus, Provider, utcnow  # noqa: E402
-from core.providers.datev_oidc import ProviderUnavailable  # noqa: E402
-from core.transfers.engine import DocumentResult, PassOptions, PassSummary, run_pass  # noqa: E402
-from core.transfers.history import OUTCOME_LABELS  # noqa: E402
-from core.transfers.plan import PlannedUpload, connection_in_slot, plan  # noqa: E402
-from ui.feedback import show_flashes  # noqa: E402
-from ui.preview import show_preview  # noqa: E402
-from ui.services import services  # noqa: E402
 
 settings, engine, keyring = services()
 MAX_LISTED = 500
@@ -153,7 +152,7 @@ def transfer(ids: list[int]) -> None:
             outcome["summary"] = run_pass(engine, settings, keyring, PassOptions(
                 trigger="manual", actor=actor_of(user), document_ids=ids, connection_slot=slot,
                 on_result=results.put))
-        except Exception:  # noqa: BLE001  (never a traceback in the UI; the log has it)
+        except Exception:  # never a traceback in the UI; the log has it
             import logging
 
             logging.getLogger(__name__).exception("manual transfer failed")

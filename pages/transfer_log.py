@@ -7,20 +7,19 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import streamlit as st
 
+from core.companies import list_companies
+from core.documents.intake import STATUS_LABELS
+from core.platform.db import unit_of_work
+from core.platform.errors import UserFacingError, ValidationFailed
+from core.platform.models import DocumentStatus, Provider, Role
+from core.platform.timefmt import format_local
+from core.transfers import history
+from core.transfers.history import DECISIONS, OUTCOME_LABELS, TRIGGER_LABELS, HistoryFilter, provider_label
+from ui.feedback import flash, show_flashes
 from ui.guard import actor_of, may, require_page
+from ui.services import services
 
 user = require_page(__file__)
-
-from core.companies import list_companies  # noqa: E402
-from core.documents.intake import STATUS_LABELS  # noqa: E402
-from core.platform.db import unit_of_work  # noqa: E402
-from core.platform.errors import UserFacingError, ValidationFailed  # noqa: E402
-from core.platform.models import DocumentStatus, Provider, Role  # noqa: E402
-from core.platform.timefmt import format_local  # noqa: E402
-from core.transfers import history  # noqa: E402  (after the guard: nothing runs for a visitor without access)
-from core.transfers.history import DECISIONS, OUTCOME_LABELS, TRIGGER_LABELS, HistoryFilter, provider_label  # noqa: E402
-from ui.feedback import flash, show_flashes  # noqa: E402
-from ui.services import services  # noqa: E402
 
 settings, engine, keyring = services()
 is_operator = may(user, Role.operator)

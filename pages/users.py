@@ -3,17 +3,16 @@
 import pandas as pd
 import streamlit as st
 
+from core import users
+from core.platform.db import get_engine, unit_of_work
+from core.platform.errors import ValidationFailed
+from core.platform.models import Role
+from core.platform.timefmt import format_local
+from core.users import ROLE_LABELS
+from ui.feedback import flash, show_flashes
 from ui.guard import actor_of, require_page
 
 user = require_page(__file__)
-
-from core import users  # noqa: E402
-from core.platform.db import get_engine, unit_of_work  # noqa: E402
-from core.platform.errors import ValidationFailed  # noqa: E402
-from core.platform.models import Role  # noqa: E402
-from core.platform.timefmt import format_local  # noqa: E402
-from core.users import ROLE_LABELS  # noqa: E402
-from ui.feedback import flash, show_flashes  # noqa: E402
 
 NO_ROLE = "none"
 ROLE_CHOICES = [r.value for r in Role] + [NO_ROLE]

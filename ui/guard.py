@@ -1,4 +1,4 @@
-"""The role guard. Every page calls `require_page(__file__)` as its first statement.
+"""The role guard. Every page calls `require_page(__file__)` as its first statement after its imports.
 
 It needs nothing from streamlit_app.py: it reads `st.user`, looks the role up in the database on
 every run (so removing a role takes effect at once) and stops the script unless the user may see
@@ -89,7 +89,7 @@ def require_role(required: Role) -> AppUser:
 
 
 def require_page(page_file: str) -> AppUser:
-    """The first statement of every page: the role the page table names for this file."""
+    """The first statement of every page after its imports: the role the page table names for this file."""
     spec = spec_for_file(page_file)
     if spec is None:  # not in the table: closed to everyone
         st.error("Diese Seite ist nicht freigegeben.")

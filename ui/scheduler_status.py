@@ -37,7 +37,7 @@ def show_scheduler_status() -> None:
         running, text = status_line()
     except ConfigurationError:
         return  # the page shows the configuration error itself
-    except Exception:  # noqa: BLE001  (a status line must never break the page)
+    except Exception:  # a status line must never break the page
         st.caption("Scheduler-Status nicht verfügbar")
         return
     if running:

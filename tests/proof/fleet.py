@@ -120,7 +120,7 @@ class Fleet:
 
     def start_scheduler(self, instance_id: str, *args: str, **env: object) -> subprocess.Popen:
         """`python scheduler.py --instance-id X`, output to a log file (never a pipe that can fill)."""
-        log = open(self.log_dir / f"{instance_id}.log", "ab")  # noqa: SIM115  (closed with the process)
+        log = open(self.log_dir / f"{instance_id}.log", "ab")  # closed with the process
         try:
             return subprocess.Popen([sys.executable, "scheduler.py", "--instance-id", instance_id, *args], cwd=ROOT,
                                     env=self.scheduler_env(**env), stdout=log, stderr=subprocess.STDOUT,

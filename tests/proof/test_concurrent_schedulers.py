@@ -95,7 +95,7 @@ def test_passes_preparing_the_same_company_at_once_do_not_fail(fleet: Fleet) -> 
             barrier.wait()
             try:
                 store_document_types(fleet.engine, company_id, types)
-            except BaseException as exc:  # noqa: BLE001  (collected and asserted below)
+            except BaseException as exc:  # collected and asserted below
                 errors.append(exc)
 
         threads = [Thread(target=refresh) for _ in range(4)]
