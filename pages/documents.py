@@ -13,7 +13,6 @@ from core.connections.health import long_term_connection
 from core.documents import intake
 from core.documents.intake import STATUS_LABELS, DocumentFilter
 from core.documents.validation import LIMITS, describe_limits, size_warning
-from core.platform.db import unit_of_work
 from core.platform.errors import UserFacingError
 from core.platform.models import Company, DocumentStatus, Provider, Role, utcnow
 from core.platform.timefmt import format_local
@@ -35,10 +34,9 @@ BERLIN = ZoneInfo("Europe/Berlin")
 st.title("Belege")
 show_flashes()
 
-with unit_of_work(engine) as session:
-    all_companies: list[Company] = list_companies(session, include_archived=True)
-    active = [c for c in all_companies if c.archived_at is None and c.provider is not None]
-    types_by_company = {c.id: intake.known_document_types(session, c.id) for c in active}  # type: ignore[arg-type]
+all_companies: list[Company] = list_companies(engine, include_archived=True)
+active = [c for c in all_companies if c.archived_at is None and c.provider is not None]
+types_by_company = {c.id: intake.known_document_types(engine, c.id) for c in active}  # type: ignore[arg-type]
 company_names = {c.id: c.name for c in all_companies}
 
 

@@ -18,7 +18,6 @@ from core.connections.datev_login import start_login
 from core.connections.health import USABLE, evaluate_health
 from core.documents import intake
 from core.documents.intake import DocumentFilter
-from core.platform.db import unit_of_work
 from core.platform.errors import UserFacingError
 from core.platform.models import Company, ConnectionKind, DocumentStatus, Provider, utcnow
 from core.providers.datev_oidc import ProviderUnavailable
@@ -42,8 +41,7 @@ st.title("Übertragen")
 st.caption("Nur freigegebene Belege werden übertragen. Prüfen Sie vorher in der Vorschau, was wohin gesendet wird.")
 show_flashes()
 
-with unit_of_work(engine) as session:
-    companies = {c.id: c for c in list_companies(session) if c.provider is not None}
+companies = {c.id: c for c in list_companies(engine) if c.provider is not None}
 
 filter_company = st.selectbox("Unternehmen", [None, *companies], key="transfer_company",
                               format_func=lambda i: "Alle Unternehmen" if i is None else companies[i].name)

@@ -9,7 +9,6 @@ import streamlit as st
 
 from core.companies import list_companies
 from core.documents.intake import STATUS_LABELS
-from core.platform.db import unit_of_work
 from core.platform.errors import UserFacingError, ValidationFailed
 from core.platform.models import DocumentStatus, Provider, Role
 from core.platform.timefmt import format_local
@@ -29,8 +28,7 @@ BERLIN = ZoneInfo("Europe/Berlin")
 st.title("Übertragungsprotokoll")
 show_flashes()
 
-with unit_of_work(engine) as session:
-    company_names = {c.id: c.name for c in list_companies(session, include_archived=True)}
+company_names = {c.id: c.name for c in list_companies(engine, include_archived=True)}
 
 
 def local_midnight_utc(day: date) -> datetime:

@@ -12,7 +12,7 @@ import streamlit as st
 
 from core import users
 from core.platform.config import ConfigurationError, get_settings
-from core.platform.db import get_engine, unit_of_work
+from core.platform.db import get_engine
 from core.platform.models import AppUser, Role
 from ui.errors import error_boundary
 from ui.navigation import spec_for_file
@@ -36,13 +36,13 @@ def current_user() -> AppUser | None:
     except ConfigurationError as exc:
         st.error(str(exc))
         st.stop()
-    with unit_of_work(get_engine(settings.database_url)) as session:
-        user = users.resolve_user(session, sub=claims.get("sub"), email=claims.get("email"),
-                                 admin_emails=settings.admin_email_set)
-        if user is None or not user.role:
-            return None
-        session.expunge(user)
-        return user
+    # resolve_user commits its own transaction (a first sign-in's `sub` binding is stored with its
+    # audit event) and returns the row detached.
+    user = users.resolve_user(get_engine(settings.database_url), sub=claims.get("sub"), email=claims.get("email"),
+                              admin_emails=settings.admin_email_set)
+    if user is None or not user.role:
+        return None
+    return user
 
 
 def show_sign_in() -> None:
