@@ -1,8 +1,7 @@
 """Belege: everyone reads the list; operators upload, approve (singly or in bulk), delete before
 approval, and refresh a company's DATEV document types (Belegtypen)."""
 
-from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
 import pandas as pd
 import streamlit as st
@@ -15,7 +14,7 @@ from core.documents.intake import STATUS_LABELS, DocumentFilter
 from core.documents.validation import LIMITS, describe_limits, size_warning
 from core.platform.errors import UserFacingError
 from core.platform.models import Company, DocumentStatus, Provider, Role, utcnow
-from core.platform.timefmt import format_local
+from core.platform.timefmt import day_start_utc, format_local
 from core.providers.datev import DatevApiError, get_document_types
 from core.providers.http import CallContext
 from core.transfers.engine import store_document_types, waiting_reason
@@ -29,7 +28,6 @@ user = require_page(__file__)
 settings, engine, keyring = services()
 is_operator = may(user, Role.operator)
 PAGE_SIZE = 50
-BERLIN = ZoneInfo("Europe/Berlin")
 
 st.title("Belege")
 show_flashes()
@@ -121,10 +119,6 @@ def upload_section() -> None:
         st.error(rejected.message)
 
 
-def local_midnight_utc(day: date) -> datetime:
-    return datetime.combine(day, time(0, 0), tzinfo=BERLIN).astimezone(UTC)
-
-
 if is_operator:
     upload_section()
     st.divider()
@@ -140,8 +134,8 @@ filter_type = filters[2].text_input("Belegtyp", key="documents_filter_type")
 period = filters[3].date_input("Zeitraum (hochgeladen)", value=(), format="DD.MM.YYYY", key="documents_filter_period")
 since = until = None
 if isinstance(period, tuple | list) and len(period) >= 1:
-    since = local_midnight_utc(period[0])
-    until = local_midnight_utc((period[1] if len(period) > 1 else period[0]) + timedelta(days=1))
+    since = day_start_utc(period[0])
+    until = day_start_utc((period[1] if len(period) > 1 else period[0]) + timedelta(days=1))
 doc_filter = DocumentFilter(company_id=filter_company, statuses=tuple(filter_status),
                             document_type=filter_type.strip() or None, since=since, until=until)
 

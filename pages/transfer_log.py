@@ -1,8 +1,7 @@
 """Übertragungsprotokoll: the transfer history with filters and SQL paging, the detail of one
 attempt with its HTTP log lines, CSV export; operators retry failed and resolve unresolved documents."""
 
-from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
 import pandas as pd
 import streamlit as st
@@ -11,7 +10,7 @@ from core.companies import list_companies
 from core.documents.intake import STATUS_LABELS
 from core.platform.errors import UserFacingError, ValidationFailed
 from core.platform.models import DocumentStatus, Provider, Role
-from core.platform.timefmt import format_local
+from core.platform.timefmt import day_start_utc, format_local
 from core.transfers import history
 from core.transfers.history import DECISIONS, OUTCOME_LABELS, TRIGGER_LABELS, HistoryFilter, provider_label
 from ui.feedback import flash, show_flashes
@@ -23,16 +22,11 @@ user = require_page(__file__)
 settings, engine, keyring = services()
 is_operator = may(user, Role.operator)
 PAGE_SIZE = 50
-BERLIN = ZoneInfo("Europe/Berlin")
 
 st.title("Übertragungsprotokoll")
 show_flashes()
 
 company_names = {c.id: c.name for c in list_companies(engine, include_archived=True)}
-
-
-def local_midnight_utc(day: date) -> datetime:
-    return datetime.combine(day, time(0, 0), tzinfo=BERLIN).astimezone(UTC)
 
 
 cols = st.columns(5)
@@ -47,8 +41,8 @@ f_trigger = cols[3].selectbox("Auslöser", [None, *TRIGGER_LABELS], key="log_tri
 period = cols[4].date_input("Zeitraum", value=(), format="DD.MM.YYYY", key="log_period")
 since = until = None
 if isinstance(period, tuple | list) and len(period) >= 1:
-    since = local_midnight_utc(period[0])
-    until = local_midnight_utc((period[1] if len(period) > 1 else period[0]) + timedelta(days=1))
+    since = day_start_utc(period[0])
+    until = day_start_utc((period[1] if len(period) > 1 else period[0]) + timedelta(days=1))
 log_filter = HistoryFilter(company_id=f_company, outcomes=tuple(f_outcomes), provider=f_provider, trigger=f_trigger,
                            since=since, until=until)
 
