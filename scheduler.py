@@ -40,7 +40,7 @@ def keep_beating(ctx: JobContext) -> None:
     while not ctx.stop.wait(HEARTBEAT_SECONDS):
         try:
             heartbeat.tick(ctx.engine, ctx.instance_id)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("heartbeat failed")
 
 
@@ -54,11 +54,11 @@ def run_job(ctx: JobContext, name: str, job: Callable[[JobContext], object]) -> 
         heartbeat.tick(ctx.engine, ctx.instance_id, {"job": name, **(summary or {})} if name == "transfer" else None)
     except UserFacingError as exc:  # expected (e.g. a misconfigured inbox folder): one line, no traceback
         log.error("%s failed: %s; the scheduler goes on", name, exc.message)
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.exception("%s failed; the scheduler goes on", name)
         try:
             heartbeat.tick(ctx.engine, ctx.instance_id)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("heartbeat failed")
 
 

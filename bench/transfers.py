@@ -206,10 +206,9 @@ class ThreadProfiles:
 
 def prepare_fleet(database_url: str, emulator_url: str) -> tuple[Engine, Settings, Keyring, dict[str, int]]:
     engine, settings, keyring = demo_database(database_url, emulator_url)
-    with unit_of_work(engine) as s:
-        for client in ("4", "5"):
-            companies.create_company(s, actor="bench", data=companies.CompanyInput(
-                f"Bench {client}", "455148", client, Interface.datev.value, True, "Rechnungseingang"))
+    for client in ("4", "5"):
+        companies.create_company(engine, actor="bench", data=companies.CompanyInput(
+            f"Bench {client}", "455148", client, Interface.datev.value, True, "Rechnungseingang"))
     with unit_of_work(engine) as s:
         admin = s.exec(select(AppUser).where(AppUser.email == "admin@tokendesk.demo")).one()
         ids = {c.datev_client_id: c.id for c in s.exec(select(Company)).all() if c.datev_client_id in CLIENTS}

@@ -12,7 +12,7 @@ from core.documents import intake, lifecycle
 from core.platform import crypto
 from core.platform.config import PROJECT_ROOT, ConfigurationError, Settings, get_settings
 from core.platform.crypto import KeyConfigurationError
-from core.platform.db import get_engine, unit_of_work
+from core.platform.db import get_engine
 from core.platform.errors import UserFacingError
 from core.platform.migrate import upgrade_to_head
 from core.platform.models import Role
@@ -80,8 +80,7 @@ def cmd_check_keys(settings: Settings, _args: argparse.Namespace) -> int:
 
 def cmd_set_role(settings: Settings, args: argparse.Namespace) -> int:
     role = None if args.role == "none" else Role(args.role)
-    with unit_of_work(get_engine(settings.database_url)) as session:
-        users.set_role(session, actor="cli", email=args.email, role=role)
+    users.set_role(get_engine(settings.database_url), actor="cli", email=args.email, role=role)
     print(f"{args.email}: role {args.role}.")
     return 0
 

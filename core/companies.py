@@ -7,6 +7,10 @@ Decisions (see docs/architecture.md):
   must be the other. A pair belongs to one company for good, archived ones included (archiving
   keeps the history; restore the archived company instead of creating a twin).
 - Automatic transfer needs an interface; it only takes effect once a valid token exists.
+
+Every public function takes the engine and runs its own short transaction (the audit event in the
+same one); returned rows are detached and keep their loaded values (`unit_of_work` does not expire
+them on commit).
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from core.platform import audit
+from core.platform.db import unit_of_work
 from core.platform.errors import NotFound, ValidationFailed
 from core.platform.models import Company, Interface, utcnow
 
@@ -157,7 +163,68 @@ def _flush_or_pair_error(session: Session, valid: ValidCompany, exclude_id: int 
         }) from None
 
 
-def create_company(session: Session, *, actor: str, data: CompanyInput) -> Company:
+def create_company(engine: Engine, *, actor: str, data: CompanyInput) -> Company:
+    """Validate and store a new company with its audit event, in one transaction."""
+    with unit_of_work(engine) as session:
+        return _create_company(session, actor=actor, data=data)
+
+
+def update_company(engine: Engine, *, actor: str, company_id: int, data: CompanyInput) -> Company:
+    """Validate and store the changed fields with their audit event, in one transaction."""
+    with unit_of_work(engine) as session:
+        company = _get_company(session, company_id)
+        valid = validate(data)
+        if (other := _pair_taken(session, valid, company_id)) is not None:
+            raise _pair_error(other)
+        before = snapshot(company)
+        for field, value in valid.__dict__.items():
+            setattr(company, field, value)
+        after = snapshot(company)
+        changed_before, changed_after = audit.changed_fields(before, after)
+        if not changed_after:
+            return company
+        company.updated_at = utcnow()
+        session.add(company)
+        _flush_or_pair_error(session, valid, company_id)
+        audit.record(session, actor=actor, action="company.updated", entity_type="company",
+                     entity_id=company.id, before=changed_before, after=changed_after)
+        return company
+
+
+def set_archived(engine: Engine, *, actor: str, company_id: int, archived: bool) -> Company:
+    """Archive (hide from work lists, stop automatic transfer) or restore. History stays."""
+    with unit_of_work(engine) as session:
+        company = _get_company(session, company_id)
+        if (company.archived_at is not None) == archived:
+            return company
+        before = snapshot(company)
+        company.archived_at = utcnow() if archived else None
+        if archived:
+            company.auto_transfer = False
+        company.updated_at = utcnow()
+        session.add(company)
+        session.flush()
+        changed_before, changed_after = audit.changed_fields(before, snapshot(company))
+        audit.record(session, actor=actor, action="company.archived" if archived else "company.restored",
+                     entity_type="company", entity_id=company.id, before=changed_before, after=changed_after)
+        return company
+
+
+def get_company(engine: Engine, company_id: int) -> Company:
+    with unit_of_work(engine) as session:
+        return _get_company(session, company_id)
+
+
+def list_companies(engine: Engine, *, include_archived: bool = False) -> list[Company]:
+    query = select(Company).order_by(col(Company.name))
+    if not include_archived:
+        query = query.where(col(Company.archived_at).is_(None))
+    with unit_of_work(engine) as session:
+        return list(session.exec(query).all())
+
+
+def _create_company(session: Session, *, actor: str, data: CompanyInput) -> Company:
+    """The insert inside the caller's transaction (create_company, and the demo seed's one transaction)."""
     valid = validate(data)
     if (other := _pair_taken(session, valid, None)) is not None:
         raise _pair_error(other)
@@ -169,56 +236,11 @@ def create_company(session: Session, *, actor: str, data: CompanyInput) -> Compa
     return company
 
 
-def update_company(session: Session, *, actor: str, company_id: int, data: CompanyInput) -> Company:
-    company = get_company(session, company_id)
-    valid = validate(data)
-    if (other := _pair_taken(session, valid, company_id)) is not None:
-        raise _pair_error(other)
-    before = snapshot(company)
-    for field, value in valid.__dict__.items():
-        setattr(company, field, value)
-    after = snapshot(company)
-    changed_before, changed_after = audit.changed_fields(before, after)
-    if not changed_after:
-        return company
-    company.updated_at = utcnow()
-    session.add(company)
-    _flush_or_pair_error(session, valid, company_id)
-    audit.record(session, actor=actor, action="company.updated", entity_type="company",
-                 entity_id=company.id, before=changed_before, after=changed_after)
-    return company
-
-
-def set_archived(session: Session, *, actor: str, company_id: int, archived: bool) -> Company:
-    """Archive (hide from work lists, stop automatic transfer) or restore. History stays."""
-    company = get_company(session, company_id)
-    if (company.archived_at is not None) == archived:
-        return company
-    before = snapshot(company)
-    company.archived_at = utcnow() if archived else None
-    if archived:
-        company.auto_transfer = False
-    company.updated_at = utcnow()
-    session.add(company)
-    session.flush()
-    changed_before, changed_after = audit.changed_fields(before, snapshot(company))
-    audit.record(session, actor=actor, action="company.archived" if archived else "company.restored",
-                 entity_type="company", entity_id=company.id, before=changed_before, after=changed_after)
-    return company
-
-
-def get_company(session: Session, company_id: int) -> Company:
+def _get_company(session: Session, company_id: int) -> Company:
     company = session.get(Company, company_id)
     if company is None:
         raise NotFound("Dieses Unternehmen gibt es nicht (mehr).")
     return company
-
-
-def list_companies(session: Session, *, include_archived: bool = False) -> list[Company]:
-    query = select(Company).order_by(col(Company.name))
-    if not include_archived:
-        query = query.where(col(Company.archived_at).is_(None))
-    return list(session.exec(query).all())
 
 
 def input_from(company: Company) -> CompanyInput:

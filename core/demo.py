@@ -47,11 +47,13 @@ def seed_demo(engine: Engine, *, with_documents: bool = False) -> bool:
     """
     if not is_empty(engine):
         return False
+    # One transaction for the whole seed (the modules' in-transaction helpers): a seed that fails
+    # half-way leaves the database empty, so the next start seeds again instead of skipping.
     with unit_of_work(engine) as session:
         for email, name, role in DEMO_USERS:
-            users.set_role(session, actor=DEMO_ACTOR, email=email, role=role, display_name=name)
+            users._set_role(session, actor=DEMO_ACTOR, email=email, role=role, display_name=name)
         for data in DEMO_COMPANIES:
-            companies.create_company(session, actor=DEMO_ACTOR, data=data)
+            companies._create_company(session, actor=DEMO_ACTOR, data=data)
         first_company_id = session.exec(select(Company.id).order_by(Company.id)).first()
     if with_documents and first_company_id is not None:
         _seed_documents(engine, first_company_id)

@@ -84,7 +84,7 @@ def care_for_tokens(engine: Engine, settings: Settings, keyring: Keyring, *,
             card = _keepalive(engine, settings, keyring, card, summary)
             assert card.company.id is not None
             summary["alarms"] += raise_card_alarms(engine, settings, card, waiting.get(card.company.id, 0))
-        except Exception:  # noqa: BLE001  (one company must not keep the others from their care)
+        except Exception:  # one company must not keep the others from their care
             log.exception("token care for company %s failed", card.company.id)
     return summary
 

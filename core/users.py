@@ -5,15 +5,21 @@ address. An admin grants a role to an e-mail address; the first sign-in with tha
 the provider's subject to the row, and later look-ups go by subject. Addresses listed in
 ADMIN_EMAILS become admins at their first sign-in (bootstrap); `python -m core.cli create-admin`
 does the same from the shell.
+
+Every public function takes the engine and runs its own short transaction (the audit event in the
+same one); returned rows are detached and keep their loaded values (`unit_of_work` does not expire
+them on commit).
 """
 
 from __future__ import annotations
 
 import re
 
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from core.platform import audit
+from core.platform.db import unit_of_work
 from core.platform.errors import ValidationFailed
 from core.platform.models import AppUser, Role, utcnow
 
@@ -36,36 +42,41 @@ def normalise_email(email: str) -> str:
 
 
 def resolve_user(
-    session: Session, *, sub: str | None, email: str | None, admin_emails: frozenset[str] = frozenset()
+    engine: Engine, *, sub: str | None, email: str | None, admin_emails: frozenset[str] = frozenset()
 ) -> AppUser | None:
-    """The user row for a signed-in identity, binding `sub` on first sign-in. None = no access."""
+    """The user row for a signed-in identity, binding `sub` on first sign-in. None = no access.
+
+    Runs (and commits) its own transaction, so the binding and its audit event are stored together
+    before the row is returned.
+    """
     if not sub:
         return None
-    user = session.exec(select(AppUser).where(AppUser.sub == sub)).first()
-    if user is not None:
-        return user
-    if not email:
-        return None
-    address = normalise_email(email)
-    user = session.exec(select(AppUser).where(AppUser.email == address)).first()
-    if user is not None:
-        if user.sub is not None:  # the address belongs to another subject: never rebind silently
+    with unit_of_work(engine) as session:
+        user = session.exec(select(AppUser).where(AppUser.sub == sub)).first()
+        if user is not None:
+            return user
+        if not email:
             return None
-        user.sub = sub
-        user.updated_at = utcnow()
-        session.add(user)
-        audit.record(session, actor=address, action="user.first_sign_in", entity_type="user",
-                     entity_id=user.id, after={"email": address, "role": user.role})
-        return user
-    if address in admin_emails:
-        user = AppUser(email=address, sub=sub, role=Role.admin.value)
-        session.add(user)
-        session.flush()
-        audit.record(session, actor=address, action="user.bootstrap_admin", entity_type="user",
-                     entity_id=user.id, after={"email": address, "role": Role.admin.value},
-                     detail="ADMIN_EMAILS")
-        return user
-    return None
+        address = normalise_email(email)
+        user = session.exec(select(AppUser).where(AppUser.email == address)).first()
+        if user is not None:
+            if user.sub is not None:  # the address belongs to another subject: never rebind silently
+                return None
+            user.sub = sub
+            user.updated_at = utcnow()
+            session.add(user)
+            audit.record(session, actor=address, action="user.first_sign_in", entity_type="user",
+                         entity_id=user.id, after={"email": address, "role": user.role})
+            return user
+        if address in admin_emails:
+            user = AppUser(email=address, sub=sub, role=Role.admin.value)
+            session.add(user)
+            session.flush()
+            audit.record(session, actor=address, action="user.bootstrap_admin", entity_type="user",
+                         entity_id=user.id, after={"email": address, "role": Role.admin.value},
+                         detail="ADMIN_EMAILS")
+            return user
+        return None
 
 
 def validate_email(email: str) -> str:
@@ -75,12 +86,28 @@ def validate_email(email: str) -> str:
     return address
 
 
-def set_role(session: Session, *, actor: str, email: str, role: Role | None, display_name: str = "") -> AppUser:
+def set_role(engine: Engine, *, actor: str, email: str, role: Role | None, display_name: str = "") -> AppUser:
     """Grant (or with None, take away) a role. Creates the user row for a new address."""
+    with unit_of_work(engine) as session:
+        return _set_role(session, actor=actor, email=email, role=role, display_name=display_name)
+
+
+def list_users(engine: Engine) -> list[AppUser]:
+    with unit_of_work(engine) as session:
+        return list(session.exec(select(AppUser).order_by(col(AppUser.email))).all())
+
+
+def count_admins(engine: Engine) -> int:
+    with unit_of_work(engine) as session:
+        return _count_admins(session)
+
+
+def _set_role(session: Session, *, actor: str, email: str, role: Role | None, display_name: str = "") -> AppUser:
+    """set_role inside the caller's transaction (set_role, and the demo seed's one transaction)."""
     address = validate_email(email)
     user = session.exec(select(AppUser).where(AppUser.email == address)).first()
     before = None if user is None else {"role": user.role}
-    if user is not None and user.role == Role.admin.value and role != Role.admin and count_admins(session) <= 1:
+    if user is not None and user.role == Role.admin.value and role != Role.admin and _count_admins(session) <= 1:
         raise ValidationFailed({"role": "Der letzte Administrator kann seine Rolle nicht verlieren."})
     if user is None:
         user = AppUser(email=address, display_name=display_name.strip()[:200])
@@ -93,9 +120,5 @@ def set_role(session: Session, *, actor: str, email: str, role: Role | None, dis
     return user
 
 
-def list_users(session: Session) -> list[AppUser]:
-    return list(session.exec(select(AppUser).order_by(col(AppUser.email))).all())
-
-
-def count_admins(session: Session) -> int:
+def _count_admins(session: Session) -> int:
     return len(session.exec(select(AppUser.id).where(AppUser.role == Role.admin.value)).all())

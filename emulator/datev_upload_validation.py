@@ -75,7 +75,7 @@ def validate(state, company: dict, guid: str | None) -> dict:
         raise dco("DCO01004", "MultipartUploadFault")
     try:
         files, form = request.files, request.form
-    except Exception:
+    except Exception:  # noqa: BLE001  (any unparseable multipart body is DATEV's #DCO01004)
         raise dco("DCO01004", "MultipartUploadFault") from None
     if "file" not in files:  # 4, 5
         if "file" in form:

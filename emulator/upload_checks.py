@@ -65,7 +65,7 @@ def pdf_parseable(data: bytes) -> bool:
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
         return len(reader.pages) >= 1
-    except Exception:
+    except Exception:  # noqa: BLE001  (pypdf raises many kinds: any of them means "not parseable")
         return False
 
 

@@ -3,17 +3,15 @@
 import pandas as pd
 import streamlit as st
 
-from ui.guard import require_page
+from core.alarms import views
+from core.alarms.outbox import delivery_detail
+from core.platform.models import Role
+from core.platform.timefmt import format_local
+from ui.feedback import flash, flash_error, show_flashes
+from ui.guard import may, require_page
+from ui.services import services
 
 user = require_page(__file__)
-
-from core.alarms import views  # noqa: E402
-from core.alarms.outbox import delivery_detail  # noqa: E402
-from core.platform.models import Role  # noqa: E402
-from core.platform.timefmt import format_local  # noqa: E402
-from ui.feedback import flash, flash_error, show_flashes  # noqa: E402
-from ui.guard import may  # noqa: E402
-from ui.services import services  # noqa: E402
 
 settings, engine, _keyring = services()
 st.title("Alarme")

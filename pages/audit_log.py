@@ -5,20 +5,19 @@ import json
 import pandas as pd
 import streamlit as st
 
+from core.platform import audit
+from core.platform.timefmt import format_local
 from ui.guard import require_page
+from ui.services import services
 
 user = require_page(__file__)
 
-from core.platform import audit  # noqa: E402
-from core.platform.db import get_engine, unit_of_work  # noqa: E402
-from core.platform.timefmt import format_local  # noqa: E402
-
+_settings, engine, _keyring = services()
 st.title("Audit-Protokoll")
 st.caption("Wer hat wann was geändert. Einträge können nicht geändert oder gelöscht werden.")
 limit = st.select_slider("Einträge", options=[50, 200, 1000], value=200, key="audit_limit")
 
-with unit_of_work(get_engine()) as session:
-    events = audit.recent_events(session, limit=limit)
+events = audit.recent_events(engine, limit=limit)
 
 
 def as_text(values: dict | None) -> str:

@@ -3,19 +3,19 @@
 import pandas as pd
 import streamlit as st
 
+from core import companies
+from core.companies import INTERFACE_LABELS, CompanyInput
+from core.platform.errors import UserFacingError, ValidationFailed
+from core.platform.models import Company, Interface, Role
+from core.platform.timefmt import format_local
 from core.transfers import readiness
+from ui.feedback import flash, show_flashes
 from ui.guard import actor_of, may, require_page
+from ui.services import services
 
 user = require_page(__file__)
 
-from core import companies  # noqa: E402  (after the guard: nothing runs for a visitor without access)
-from core.companies import INTERFACE_LABELS, CompanyInput  # noqa: E402
-from core.platform.db import get_engine, unit_of_work  # noqa: E402
-from core.platform.errors import UserFacingError, ValidationFailed  # noqa: E402
-from core.platform.models import Company, Interface, Role  # noqa: E402
-from core.platform.timefmt import format_local  # noqa: E402
-from ui.feedback import flash, show_flashes  # noqa: E402
-
+_settings, engine, _keyring = services()
 is_admin = may(user, Role.admin)
 SELECTED_KEY = "companies_selected_id"
 
@@ -23,8 +23,7 @@ st.title("Unternehmen")
 show_flashes()
 show_archived = st.toggle("Archivierte anzeigen", key="companies_show_archived")
 
-with unit_of_work(get_engine()) as session:
-    rows = companies.list_companies(session, include_archived=show_archived)
+rows = companies.list_companies(engine, include_archived=show_archived)
 
 if rows:
     st.dataframe(
@@ -118,16 +117,14 @@ st.subheader("Neues Unternehmen")
 new_values, new_slots = company_form("company_new", CompanyInput(name=""), "Anlegen")
 if new_values is not None:
     try:
-        with unit_of_work(get_engine()) as session:
-            created = companies.create_company(session, actor=actor_of(user), data=new_values)
+        created = companies.create_company(engine, actor=actor_of(user), data=new_values)
         flash(f"Unternehmen „{created.name}“ angelegt.")
         st.session_state[SELECTED_KEY] = created.id
         st.rerun()
     except ValidationFailed as failure:
         show_field_errors(new_slots, failure)
 
-with unit_of_work(get_engine()) as session:
-    all_companies: list[Company] = companies.list_companies(session, include_archived=True)
+all_companies: list[Company] = companies.list_companies(engine, include_archived=True)
 if not all_companies:
     st.stop()
 
@@ -150,8 +147,7 @@ form_key = f"company_edit_{selected.id}"
 edit_values, edit_slots = company_form(form_key, companies.input_from(selected), "Speichern")
 if edit_values is not None:
     try:
-        with unit_of_work(get_engine()) as session:
-            companies.update_company(session, actor=actor_of(user), company_id=selected.id, data=edit_values)
+        companies.update_company(engine, actor=actor_of(user), company_id=selected.id, data=edit_values)
         flash(f"Änderungen an „{edit_values.name.strip()}“ gespeichert.")
         st.rerun()
     except ValidationFailed as failure:
@@ -163,16 +159,15 @@ if selected.paused_at is not None:
     st.warning(f"Übertragung pausiert seit {format_local(selected.paused_at)}: {selected.paused_reason or ''} "
                "Sie läuft weiter, sobald ein neues Langzeittoken angefordert wurde, oder hier von Hand.")
     if st.button("Übertragung fortsetzen", key=f"company_resume_{selected.id}"):
-        readiness.resume(get_engine(), selected.id, actor_of(user))
+        readiness.resume(engine, selected.id, actor_of(user))
         flash(f"Übertragung für „{selected.name}“ fortgesetzt.")
         st.rerun()
 
 archive_label = "Reaktivieren" if selected.archived_at else "Archivieren"
 if st.button(archive_label, key=f"company_archive_{selected.id}"):
     try:
-        with unit_of_work(get_engine()) as session:
-            companies.set_archived(session, actor=actor_of(user), company_id=selected.id,
-                                   archived=selected.archived_at is None)
+        companies.set_archived(engine, actor=actor_of(user), company_id=selected.id,
+                               archived=selected.archived_at is None)
         flash(f"„{selected.name}“ {'reaktiviert' if selected.archived_at else 'archiviert'}. "
               "Die Historie bleibt erhalten.")
         st.rerun()

@@ -1,16 +1,14 @@
 """DATEV sends the browser back here after login and consent (hidden page, `/datev_callback`)."""
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
+from core.connections.datev_login import finish_login
+from ui.feedback import flash, flash_error, show_flashes
 from ui.guard import require_page
+from ui.services import services
 
 user = require_page(__file__)
-
-from streamlit.errors import StreamlitAPIException  # noqa: E402
-
-from core.connections.datev_login import finish_login  # noqa: E402
-from ui.feedback import flash, flash_error, show_flashes  # noqa: E402
-from ui.services import services  # noqa: E402
 
 settings, engine, keyring = services()
 params = {key: str(value) for key, value in st.query_params.to_dict().items()}

@@ -1,45 +1,40 @@
 """Belege: everyone reads the list; operators upload, approve (singly or in bulk), delete before
 approval, and refresh a company's DATEV document types (Belegtypen)."""
 
-from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+
+
+
+
+from datetime import timedelta
 
 import pandas as pd
 import streamlit as st
 
-from core.documents import lifecycle, queries
+from core.companies import list_companies
+from core.documents import intake, lifecycle, queries
+from core.documents.queries import STATUS_LABELS, DocumentFilter
+from core.documents.validation import LIMITS, describe_limits, size_warning
+from core.platform.errors import UserFacingError
+from core.platform.models import Company, DocumentStatus, Provider, Role, utcnow
+from core.platform.timefmt import day_start_utc, format_local
+from core.transfers import readiness
+from ui.feedback import flash, flash_error, show_flashes
 from ui.guard import actor_of, may, require_page
+from ui.preview import show_preview
+from ui.services import services
 
 user = require_page(__file__)
-
-from core.companies import list_companies  # noqa: E402
-from core.documents import intake  # noqa: E402  (after the guard: nothing runs for a visitor without access)
-from core.documents.queries import (
-    STATUS_LABELS,  # noqa: E402
-    DocumentFilter,  # noqa: E402
-)
-from core.documents.validation import LIMITS, describe_limits, size_warning  # noqa: E402
-from core.platform.db import unit_of_work  # noqa: E402
-from core.platform.errors import UserFacingError  # noqa: E402
-from core.platform.models import Company, DocumentStatus, Provider, Role, utcnow  # noqa: E402
-from core.platform.timefmt import format_local  # noqa: E402
-from core.transfers import readiness  # noqa: E402
-from ui.feedback import flash, flash_error, show_flashes  # noqa: E402
-from ui.preview import show_preview  # noqa: E402
-from ui.services import services  # noqa: E402
 
 settings, engine, keyring = services()
 is_operator = may(user, Role.operator)
 PAGE_SIZE = 50
-BERLIN = ZoneInfo("Europe/Berlin")
 
 st.title("Belege")
 show_flashes()
 
-with unit_of_work(engine) as session:
-    all_companies: list[Company] = list_companies(session, include_archived=True)
-    active = [c for c in all_companies if c.archived_at is None and c.provider is not None]
-    types_by_company = {c.id: intake.known_document_types(session, c.id) for c in active}  # type: ignore[arg-type]
+all_companies: list[Company] = list_companies(engine, include_archived=True)
+active = [c for c in all_companies if c.archived_at is None and c.provider is not None]
+types_by_company = {c.id: intake.known_document_types(engine, c.id) for c in active}  # type: ignore[arg-type]
 company_names = {c.id: c.name for c in all_companies}
 
 
@@ -111,10 +106,6 @@ def upload_section() -> None:
         st.error(rejected.message)
 
 
-def local_midnight_utc(day: date) -> datetime:
-    return datetime.combine(day, time(0, 0), tzinfo=BERLIN).astimezone(UTC)
-
-
 if is_operator:
     upload_section()
     st.divider()
@@ -130,8 +121,8 @@ filter_type = filters[2].text_input("Belegtyp", key="documents_filter_type")
 period = filters[3].date_input("Zeitraum (hochgeladen)", value=(), format="DD.MM.YYYY", key="documents_filter_period")
 since = until = None
 if isinstance(period, tuple | list) and len(period) >= 1:
-    since = local_midnight_utc(period[0])
-    until = local_midnight_utc((period[1] if len(period) > 1 else period[0]) + timedelta(days=1))
+    since = day_start_utc(period[0])
+    until = day_start_utc((period[1] if len(period) > 1 else period[0]) + timedelta(days=1))
 doc_filter = DocumentFilter(company_id=filter_company, statuses=tuple(filter_status),
                             document_type=filter_type.strip() or None, since=since, until=until)
 

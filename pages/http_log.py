@@ -3,13 +3,12 @@
 import pandas as pd
 import streamlit as st
 
+from core.platform.timefmt import format_local
+from core.providers import http
 from ui.guard import require_page
+from ui.services import services
 
 user = require_page(__file__)
-
-from core.platform.timefmt import format_local  # noqa: E402
-from core.providers import http  # noqa: E402
-from ui.services import services  # noqa: E402
 
 settings, engine, _keyring = services()
 st.title("HTTP-Protokoll")

@@ -6,18 +6,17 @@ import html
 import streamlit as st
 
 from core.connections import disconnect, lexware_key
+from core.connections.datev_login import start_login
+from core.connections.disconnect import DATEV_CONNECTED_APPS_URL
+from core.connections.health import Health, TokenCard, run_test, token_cards
+from core.platform.errors import UserFacingError, ValidationFailed
+from core.platform.models import PROVIDER_LABELS, Connection, ConnectionKind, Provider, Role, utcnow
+from core.platform.timefmt import format_local
+from ui.feedback import flash, flash_error, show_flashes
 from ui.guard import actor_of, may, require_page
+from ui.services import services
 
 user = require_page(__file__)
-
-from core.connections.datev_login import start_login  # noqa: E402
-from core.connections.disconnect import DATEV_CONNECTED_APPS_URL  # noqa: E402
-from core.connections.health import Health, TokenCard, run_test, token_cards  # noqa: E402
-from core.platform.errors import UserFacingError, ValidationFailed  # noqa: E402
-from core.platform.models import PROVIDER_LABELS, Connection, ConnectionKind, Provider, Role, utcnow  # noqa: E402
-from core.platform.timefmt import format_local  # noqa: E402
-from ui.feedback import flash, flash_error, show_flashes  # noqa: E402
-from ui.services import services  # noqa: E402
 
 settings, engine, keyring = services()
 is_admin = may(user, Role.admin)

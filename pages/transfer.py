@@ -6,6 +6,10 @@ threads; `on_result` only puts the result on a queue. This script's own thread t
 the queue and renders them (Streamlit elements are never touched from another thread).
 """
 
+
+
+
+
 import html
 import queue
 import threading
@@ -13,28 +17,23 @@ import threading
 import pandas as pd
 import streamlit as st
 
+from core.companies import list_companies
+from core.connections import store as connection_store
+from core.connections.datev_login import start_login
+from core.connections.health import USABLE, evaluate_health
 from core.documents import queries
+from core.documents.queries import DocumentFilter
+from core.platform.errors import UserFacingError
+from core.platform.models import Company, ConnectionKind, DocumentStatus, Provider, utcnow
+from core.transfers.engine import DocumentResult, PassOptions, PassSummary, run_pass
+from core.transfers.history import OUTCOME_LABELS
+from core.transfers.plan import PlannedUpload, plan
+from ui.feedback import show_flashes
 from ui.guard import actor_of, require_page
+from ui.preview import show_preview
+from ui.services import services
 
 user = require_page(__file__)
-
-from core.companies import list_companies  # noqa: E402
-from core.connections import store as connection_store  # noqa: E402
-from core.connections.datev_login import start_login  # noqa: E402
-from core.connections.health import USABLE, evaluate_health  # noqa: E402
-from core.documents.queries import DocumentFilter  # noqa: E402
-from core.platform.db import unit_of_work  # noqa: E402
-from core.platform.errors import UserFacingError  # noqa: E402
-from core.platform.models import Company, ConnectionKind, DocumentStatus, Provider, utcnow  # noqa: E402
-from core.transfers.engine import DocumentResult, PassOptions, PassSummary, run_pass  # noqa: E402
-from core.transfers.history import OUTCOME_LABELS  # noqa: E402
-from core.transfers.plan import (  # noqa: E402
-    PlannedUpload,
-    plan,
-)
-from ui.feedback import show_flashes  # noqa: E402
-from ui.preview import show_preview  # noqa: E402
-from ui.services import services  # noqa: E402
 
 settings, engine, keyring = services()
 MAX_LISTED = 500
@@ -46,8 +45,7 @@ st.title("Übertragen")
 st.caption("Nur freigegebene Belege werden übertragen. Prüfen Sie vorher in der Vorschau, was wohin gesendet wird.")
 show_flashes()
 
-with unit_of_work(engine) as session:
-    companies = {c.id: c for c in list_companies(session) if c.provider is not None}
+companies = {c.id: c for c in list_companies(engine) if c.provider is not None}
 
 filter_company = st.selectbox("Unternehmen", [None, *companies], key="transfer_company",
                               format_func=lambda i: "Alle Unternehmen" if i is None else companies[i].name)
@@ -155,7 +153,7 @@ def transfer(ids: list[int]) -> None:
             outcome["summary"] = run_pass(engine, settings, keyring, PassOptions(
                 trigger="manual", actor=actor_of(user), document_ids=ids, connection_slot=slot,
                 on_result=results.put))
-        except Exception:  # noqa: BLE001  (never a traceback in the UI; the log has it)
+        except Exception:  # never a traceback in the UI; the log has it
             import logging
 
             logging.getLogger(__name__).exception("manual transfer failed")

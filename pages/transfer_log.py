@@ -1,43 +1,34 @@
 """Übertragungsprotokoll: the transfer history with filters and SQL paging, the detail of one
 attempt with its HTTP log lines, CSV export; operators retry failed and resolve unresolved documents."""
 
-from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
 import pandas as pd
 import streamlit as st
 
+from core.companies import list_companies
 from core.documents import lifecycle
+from core.documents.lifecycle import DECISIONS
+from core.documents.queries import STATUS_LABELS
+from core.platform.errors import UserFacingError, ValidationFailed
+from core.platform.models import DocumentStatus, Provider, Role
+from core.platform.timefmt import day_start_utc, format_local
+from core.transfers import history
+from core.transfers.history import OUTCOME_LABELS, TRIGGER_LABELS, HistoryFilter, provider_label
+from ui.feedback import flash, show_flashes
 from ui.guard import actor_of, may, require_page
+from ui.services import services
 
 user = require_page(__file__)
-
-from core.companies import list_companies  # noqa: E402
-from core.documents.lifecycle import DECISIONS  # noqa: E402
-from core.documents.queries import STATUS_LABELS  # noqa: E402
-from core.platform.db import unit_of_work  # noqa: E402
-from core.platform.errors import UserFacingError, ValidationFailed  # noqa: E402
-from core.platform.models import DocumentStatus, Provider, Role  # noqa: E402
-from core.platform.timefmt import format_local  # noqa: E402
-from core.transfers import history  # noqa: E402  (after the guard: nothing runs for a visitor without access)
-from core.transfers.history import OUTCOME_LABELS, TRIGGER_LABELS, HistoryFilter, provider_label  # noqa: E402
-from ui.feedback import flash, show_flashes  # noqa: E402
-from ui.services import services  # noqa: E402
 
 settings, engine, keyring = services()
 is_operator = may(user, Role.operator)
 PAGE_SIZE = 50
-BERLIN = ZoneInfo("Europe/Berlin")
 
 st.title("Übertragungsprotokoll")
 show_flashes()
 
-with unit_of_work(engine) as session:
-    company_names = {c.id: c.name for c in list_companies(session, include_archived=True)}
-
-
-def local_midnight_utc(day: date) -> datetime:
-    return datetime.combine(day, time(0, 0), tzinfo=BERLIN).astimezone(UTC)
+company_names = {c.id: c.name for c in list_companies(engine, include_archived=True)}
 
 
 cols = st.columns(5)
@@ -52,8 +43,8 @@ f_trigger = cols[3].selectbox("Auslöser", [None, *TRIGGER_LABELS], key="log_tri
 period = cols[4].date_input("Zeitraum", value=(), format="DD.MM.YYYY", key="log_period")
 since = until = None
 if isinstance(period, tuple | list) and len(period) >= 1:
-    since = local_midnight_utc(period[0])
-    until = local_midnight_utc((period[1] if len(period) > 1 else period[0]) + timedelta(days=1))
+    since = day_start_utc(period[0])
+    until = day_start_utc((period[1] if len(period) > 1 else period[0]) + timedelta(days=1))
 log_filter = HistoryFilter(company_id=f_company, outcomes=tuple(f_outcomes), provider=f_provider, trigger=f_trigger,
                            since=since, until=until)
 

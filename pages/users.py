@@ -3,17 +3,18 @@
 import pandas as pd
 import streamlit as st
 
+from core import users
+from core.platform.errors import ValidationFailed
+from core.platform.models import Role
+from core.platform.timefmt import format_local
+from core.users import ROLE_LABELS
+from ui.feedback import flash, show_flashes
 from ui.guard import actor_of, require_page
+from ui.services import services
 
 user = require_page(__file__)
 
-from core import users  # noqa: E402
-from core.platform.db import get_engine, unit_of_work  # noqa: E402
-from core.platform.errors import ValidationFailed  # noqa: E402
-from core.platform.models import Role  # noqa: E402
-from core.platform.timefmt import format_local  # noqa: E402
-from core.users import ROLE_LABELS  # noqa: E402
-from ui.feedback import flash, show_flashes  # noqa: E402
+_settings, engine, _keyring = services()
 
 NO_ROLE = "none"
 ROLE_CHOICES = [r.value for r in Role] + [NO_ROLE]
@@ -31,8 +32,7 @@ st.caption(
     "Eine Änderung wirkt sofort, auch in offenen Sitzungen."
 )
 
-with unit_of_work(get_engine()) as session:
-    all_users = users.list_users(session)
+all_users = users.list_users(engine)
 
 st.dataframe(
     pd.DataFrame([
@@ -53,9 +53,7 @@ with st.form("user_role"):
     submitted = st.form_submit_button("Speichern", type="primary", key="user_role_submit")
 if submitted:
     try:
-        with unit_of_work(get_engine()) as session:
-            users.set_role(session, actor=actor_of(user), email=email,
-                          role=None if role == NO_ROLE else Role(role))
+        users.set_role(engine, actor=actor_of(user), email=email, role=None if role == NO_ROLE else Role(role))
         flash(f"{email.strip().lower()}: {role_label(None if role == NO_ROLE else role)}.")
         st.rerun()
     except ValidationFailed as failure:

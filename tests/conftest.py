@@ -19,20 +19,24 @@ import requests
 
 from tests.support import TEST_KEY_ENTRY
 
+# Set while pytest loads this root conftest, before any test module is imported and before anything
+# builds Settings: a developer's DATABASE_URL or ADMIN_EMAILS never reaches a test. No project module
+# reads the environment at import time today; the block stays above the imports so that this holds
+# even if one ever does. (Ruff's E402 accepts `os.environ` statements before imports: no `noqa`.)
 os.environ["APP_ENV"] = "test"
 os.environ["ENCRYPTION_KEYS"] = TEST_KEY_ENTRY
 os.environ.pop("DATABASE_URL", None)
 os.environ.pop("ADMIN_EMAILS", None)
 
-from sqlalchemy import Engine, create_engine, text  # noqa: E402
+from sqlalchemy import Engine, create_engine, text
 
-from core.platform.config import Settings, get_settings  # noqa: E402
-from core.platform.crypto import Keyring  # noqa: E402
-from core.platform.db import dispose_engines, make_engine  # noqa: E402
-from core.platform.migrate import upgrade_to_head  # noqa: E402
-from core.platform.secret_store import get_keyring  # noqa: E402
-from core.providers.datev_oidc import clear_discovery_cache  # noqa: E402
-from emulator.server import EmulatorServer  # noqa: E402
+from core.platform.config import Settings, get_settings
+from core.platform.crypto import Keyring
+from core.platform.db import dispose_engines, make_engine
+from core.platform.migrate import upgrade_to_head
+from core.platform.secret_store import get_keyring
+from core.providers.datev_oidc import clear_discovery_cache
+from emulator.server import EmulatorServer
 
 DATABASES = [d.strip() for d in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",") if d.strip()]
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -64,7 +68,7 @@ def _postgres_server_url() -> str:
     try:
         with probe.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001  (any failure to connect fails the run with one message)
         pytest.fail(
             f"PostgreSQL is required for the test suite but {POSTGRES_ADMIN_URL} is unreachable "
             f"({type(exc).__name__}). Start it, set TEST_POSTGRES_URL, or run only SQLite on purpose "

@@ -43,7 +43,7 @@ def error_boundary() -> Iterator[None]:
     """Show an unexpected error as a German message with a reference; log the details under it."""
     try:
         yield
-    except Exception as exc:  # noqa: BLE001  (the boundary: everything not handled closer to its cause)
+    except Exception as exc:  # the boundary: everything not handled closer to its cause
         reference = uuid.uuid4().hex[:8]
         log.error("dashboard error %s (%s)", reference, type(exc).__name__, exc_info=exc)
         st.error(message_for(exc, reference), icon=":material/error:")

@@ -1,4 +1,4 @@
-"""The role guard. Every page calls `require_page(__file__)` as its first statement.
+"""The role guard. Every page calls `require_page(__file__)` as its first statement after its imports.
 
 It needs nothing from streamlit_app.py: it reads `st.user`, looks the role up in the database on
 every run (so removing a role takes effect at once) and stops the script unless the user may see
@@ -12,7 +12,7 @@ import streamlit as st
 
 from core import users
 from core.platform.config import ConfigurationError, get_settings
-from core.platform.db import get_engine, unit_of_work
+from core.platform.db import get_engine
 from core.platform.models import AppUser, Role
 from ui.errors import error_boundary
 from ui.navigation import spec_for_file
@@ -36,13 +36,13 @@ def current_user() -> AppUser | None:
     except ConfigurationError as exc:
         st.error(str(exc))
         st.stop()
-    with unit_of_work(get_engine(settings.database_url)) as session:
-        user = users.resolve_user(session, sub=claims.get("sub"), email=claims.get("email"),
-                                 admin_emails=settings.admin_email_set)
-        if user is None or not user.role:
-            return None
-        session.expunge(user)
-        return user
+    # resolve_user commits its own transaction (a first sign-in's `sub` binding is stored with its
+    # audit event) and returns the row detached.
+    user = users.resolve_user(get_engine(settings.database_url), sub=claims.get("sub"), email=claims.get("email"),
+                              admin_emails=settings.admin_email_set)
+    if user is None or not user.role:
+        return None
+    return user
 
 
 def show_sign_in() -> None:
@@ -89,7 +89,7 @@ def require_role(required: Role) -> AppUser:
 
 
 def require_page(page_file: str) -> AppUser:
-    """The first statement of every page: the role the page table names for this file."""
+    """The first statement of every page after its imports: the role the page table names for this file."""
     spec = spec_for_file(page_file)
     if spec is None:  # not in the table: closed to everyone
         st.error("Diese Seite ist nicht freigegeben.")

@@ -150,7 +150,7 @@ def _deliver(alarm: Alarm, target: str, timeout: float) -> DeliveryResult:
             notify_type=_NOTIFY_TYPES[alarm.severity],
             body_format=apprise.NotifyFormat.TEXT,
         )
-    except Exception as exc:  # a target must never break the others or the caller
+    except Exception as exc:  # noqa: BLE001  (a target must never break the others or the caller)
         return DeliveryResult(shown, False, f"Unerwarteter Fehler beim Senden ({type(exc).__name__}).")
     if outcome:
         return DeliveryResult(shown, True, None)

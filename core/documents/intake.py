@@ -45,7 +45,12 @@ class IntakeReport:
     rejected: list[Rejected]
 
 
-def known_document_types(session: Session, company_id: int) -> list[str]:
+def known_document_types(engine: Engine, company_id: int) -> list[str]:
+    with unit_of_work(engine) as session:
+        return _known_document_types(session, company_id)
+
+
+def _known_document_types(session: Session, company_id: int) -> list[str]:
     return list(session.exec(select(DocumentTypeCache.name).where(DocumentTypeCache.company_id == company_id)
                              .order_by(col(DocumentTypeCache.name))).all())
 
@@ -60,7 +65,7 @@ def intake(engine: Engine, *, company_id: int, files: Iterable[tuple[str, bytes]
         provider = company.provider
         if provider is None:
             raise UserFacingError("Für dieses Unternehmen ist keine Schnittstelle eingerichtet.")
-        known_types = known_document_types(session, company_id)
+        known_types = _known_document_types(session, company_id)
         default_type = company.default_document_type or ""
     chosen_type = (document_type or default_type).strip()
     accepted: list[Document] = []

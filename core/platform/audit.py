@@ -10,8 +10,10 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from core.platform.db import unit_of_work
 from core.platform.models import AuditEvent, clip
 
 SYSTEM_ACTOR = "system"
@@ -65,11 +67,13 @@ def changed_fields(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[
 
 
 def recent_events(
-    session: Session, *, limit: int = 200, entity_type: str | None = None, entity_id: object = None
+    engine: Engine, *, limit: int = 200, entity_type: str | None = None, entity_id: object = None
 ) -> list[AuditEvent]:
+    """The newest events first, in their own short transaction (rows returned detached)."""
     query = select(AuditEvent).order_by(col(AuditEvent.id).desc()).limit(limit)
     if entity_type:
         query = query.where(AuditEvent.entity_type == entity_type)
     if entity_id is not None:
         query = query.where(AuditEvent.entity_id == str(entity_id))
-    return list(session.exec(query).all())
+    with unit_of_work(engine) as session:
+        return list(session.exec(query).all())

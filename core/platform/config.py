@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -172,6 +173,18 @@ class Settings(BaseSettings):
         for prefix in ("postgres://", "postgresql://"):
             if value.startswith(prefix):
                 return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    @field_validator("display_timezone")
+    @classmethod
+    def _known_display_timezone(cls, value: str) -> str:
+        # Every displayed time goes through core.platform.timefmt: refuse a zone it can't load.
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigurationError(
+                f"DISPLAY_TIMEZONE {value!r} is not a known time zone: set an IANA name such as Europe/Berlin"
+            ) from None
         return value
 
     @model_validator(mode="after")

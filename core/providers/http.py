@@ -55,7 +55,7 @@ def _write(engine: Engine, entry: HttpLogEntry, ctx: CallContext) -> None:
     try:
         with unit_of_work(engine) as session:
             session.add(entry)
-    except Exception:  # noqa: BLE001  (the log must never turn a good call into a failure)
+    except Exception:  # the log must never turn a good call into a failure
         log.warning("could not write the HTTP log entry for %s %s", entry.method, entry.path, exc_info=True)
 
 

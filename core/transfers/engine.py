@@ -257,7 +257,7 @@ class _Pass:
                 lifecycle.release(self.engine, [claimed], self.owner)
                 return False
             outcome, result = delivered
-        except Exception:  # noqa: BLE001  (one broken document must not stop the others)
+        except Exception:  # one broken document must not stop the others
             log.exception("transfer of document %s failed unexpectedly", claimed.document.id)
             result = UploadResult(Outcome.retry, "Interner Fehler bei der Übertragung; wird wiederholt.")
             outcome = self.record(run, claimed, result, utcnow(), uuid.uuid4().hex)

@@ -1,7 +1,10 @@
 """Each role against each page (through the router and as a direct page run, i.e. a deep link)."""
 
 import pytest
+from sqlmodel import select
 
+from core.platform.db import get_engine, unit_of_work
+from core.platform.models import AppUser, AuditEvent
 from ui.navigation import PAGE_TABLE
 
 
@@ -23,6 +26,23 @@ def test_user_without_role_sees_no_access_page(app) -> None:  # type: ignore[no-
     assert "Kein Zugriff" in texts(at)
     assert "nobody@tokendesk.demo" in texts(at)
     assert len(at.dataframe) == 0
+
+
+def test_first_sign_in_binds_the_subject_once(app, app_db) -> None:  # type: ignore[no-untyped-def]
+    engine = get_engine(app_db)
+    with unit_of_work(engine) as s:
+        assert s.exec(select(AppUser).where(AppUser.email == "viewer@tokendesk.demo")).one().sub is None
+
+    for _ in range(2):  # two sign-ins (two browser sessions), each run looks the user up twice
+        at = app("viewer").run()
+        assert not at.exception
+        assert "Angemeldet als" in [c.value for c in at.sidebar.caption]
+
+    with unit_of_work(engine) as s:
+        viewer = s.exec(select(AppUser).where(AppUser.email == "viewer@tokendesk.demo")).one()
+        first_sign_ins = s.exec(select(AuditEvent).where(AuditEvent.action == "user.first_sign_in")).all()
+    assert viewer.sub == "demo-viewer"
+    assert [(e.actor, e.entity_id) for e in first_sign_ins] == [("viewer@tokendesk.demo", str(viewer.id))]
 
 
 @pytest.mark.parametrize("spec", PAGE_TABLE, ids=lambda s: s.url_path)

@@ -4,6 +4,10 @@ preview and the waiting reason of a paused company."""
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
+from core.platform.db import unit_of_work
+from core.platform.models import Document
 from tests.app.rendered import labels, texts
 from tests.app.support_documents import Desk, run_page, table
 from tests.support import pdf
@@ -102,6 +106,23 @@ def test_filters_and_paging(app, desk: Desk) -> None:  # type: ignore[no-untyped
     at.selectbox(key="documents_filter_company").set_value(None).run()
     at.text_input(key="documents_filter_type").set_value("Rechnungseingang").run()
     assert "Seite 1 von 2 · 52 Belege" in texts(at)
+
+
+def test_period_filter_takes_whole_days_of_the_display_zone(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    # Berlin switches to summer time on 29.03.2026: that day runs from 28.03. 23:00 to 29.03. 22:00 UTC.
+    uploaded = {"a.pdf": datetime(2026, 3, 28, 22, 59, tzinfo=UTC), "b.pdf": datetime(2026, 3, 28, 23, 0, tzinfo=UTC),
+                "c.pdf": datetime(2026, 3, 29, 21, 59, tzinfo=UTC), "d.pdf": datetime(2026, 3, 29, 22, 0, tzinfo=UTC)}
+    ids = dict(zip(uploaded, desk.intake(*uploaded), strict=True))
+    with unit_of_work(desk.engine) as s:
+        for name, at in uploaded.items():
+            s.get(Document, ids[name]).uploaded_at = at  # type: ignore[union-attr]
+    at = run_page(app, "viewer", PAGE)
+    at.date_input(key="documents_filter_period").set_value((date(2026, 3, 29),)).run()
+    assert not at.exception, at.exception
+    assert {r["Datei"]: r["Hochgeladen"] for r in table(at, "Datei")} == {"c.pdf": "29.03.2026 23:59",
+                                                                        "b.pdf": "29.03.2026 00:00"}
+    at.date_input(key="documents_filter_period").set_value((date(2026, 3, 28), date(2026, 3, 29))).run()
+    assert [r["Datei"] for r in table(at, "Datei")] == ["c.pdf", "b.pdf", "a.pdf"]
 
 
 def test_preview_of_an_image_and_a_pdf(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]

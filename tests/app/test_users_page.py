@@ -1,7 +1,7 @@
 """The users screen: an admin grants and removes roles; removal takes effect at the next run."""
 
 from core import users
-from core.platform.db import get_engine, unit_of_work
+from core.platform.db import get_engine
 
 PAGE = "pages/users.py"
 
@@ -31,8 +31,7 @@ def test_invalid_email_is_reported_next_to_the_field(app, app_db) -> None:  # ty
     at.text_input(key="user_role_email").input("kein-at-zeichen")
     at.button(key="user_role_submit").click().run()
     assert "gültige E-Mail-Adresse" in " ".join(e.value for e in at.error)
-    with unit_of_work(get_engine(app_db)) as s:
-        assert all(u.email != "kein-at-zeichen" for u in users.list_users(s))
+    assert all(u.email != "kein-at-zeichen" for u in users.list_users(get_engine(app_db)))
 
 
 def test_audit_page_lists_changes_for_admin(app) -> None:  # type: ignore[no-untyped-def]

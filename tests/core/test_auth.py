@@ -2,11 +2,13 @@
 
 import pytest
 from sqlalchemy import Engine
+from sqlmodel import select
 
 from core import users
+from core.platform import audit
 from core.platform.db import unit_of_work
 from core.platform.errors import ValidationFailed
-from core.platform.models import AppUser, Role
+from core.platform.models import AppUser, AuditEvent, Role
 
 
 def test_role_ranks() -> None:
@@ -19,45 +21,52 @@ def test_role_ranks() -> None:
 
 
 def test_first_sign_in_binds_subject_then_lookup_by_subject(engine: Engine) -> None:
+    users.set_role(engine, actor="cli", email="Vera@Example.de", role=Role.viewer)
+    user = users.resolve_user(engine, sub="idp-123", email="vera@example.de")
+    assert user is not None and user.sub == "idp-123"
+    assert users.resolve_user(engine, sub="idp-123", email=None).email == "vera@example.de"
+    # another subject claiming the same address gets nothing
+    assert users.resolve_user(engine, sub="idp-999", email="vera@example.de") is None
+
+
+def test_first_sign_in_is_stored_with_one_audit_event(engine: Engine) -> None:
+    users.set_role(engine, actor="cli", email="vera@example.de", role=Role.viewer)
+    first = users.resolve_user(engine, sub="idp-123", email="vera@example.de")
+    again = users.resolve_user(engine, sub="idp-123", email="vera@example.de")
+    assert first is not None and again is not None and first.id == again.id
+    assert (first.email, first.role) == ("vera@example.de", "viewer")  # usable after its transaction
     with unit_of_work(engine) as s:
-        users.set_role(s, actor="cli", email="Vera@Example.de", role=Role.viewer)
-    with unit_of_work(engine) as s:
-        user = users.resolve_user(s, sub="idp-123", email="vera@example.de")
-        assert user is not None and user.sub == "idp-123"
-    with unit_of_work(engine) as s:
-        assert users.resolve_user(s, sub="idp-123", email=None).email == "vera@example.de"
-        # another subject claiming the same address gets nothing
-        assert users.resolve_user(s, sub="idp-999", email="vera@example.de") is None
+        assert s.exec(select(AppUser.sub).where(AppUser.email == "vera@example.de")).one() == "idp-123"
+        events = s.exec(select(AuditEvent).where(AuditEvent.action == "user.first_sign_in")).all()
+    assert [(e.actor, e.entity_id) for e in events] == [("vera@example.de", str(first.id))]
 
 
 def test_unknown_user_has_no_access_and_admin_emails_bootstrap(engine: Engine) -> None:
-    with unit_of_work(engine) as s:
-        assert users.resolve_user(s, sub="s1", email="new@x.de") is None
-        boss = users.resolve_user(s, sub="s2", email="Boss@X.de", admin_emails=frozenset({"boss@x.de"}))
-        assert boss is not None and boss.role == "admin"
+    assert users.resolve_user(engine, sub="s1", email="new@x.de") is None
+    boss = users.resolve_user(engine, sub="s2", email="Boss@X.de", admin_emails=frozenset({"boss@x.de"}))
+    assert boss is not None and boss.role == "admin"
+    assert users.resolve_user(engine, sub="s2", email=None).email == "boss@x.de"  # stored, found by subject
+    assert users.count_admins(engine) == 1
+    assert [e.action for e in audit.recent_events(engine, entity_type="user")] == ["user.bootstrap_admin"]
 
 
 def test_removing_a_role_takes_effect_on_next_lookup(engine: Engine) -> None:
-    with unit_of_work(engine) as s:
-        users.set_role(s, actor="cli", email="a@x.de", role=Role.admin)
-        users.set_role(s, actor="cli", email="o@x.de", role=Role.operator)
-        users.resolve_user(s, sub="o-sub", email="o@x.de")
-    with unit_of_work(engine) as s:
-        users.set_role(s, actor="a@x.de", email="o@x.de", role=None)
-    with unit_of_work(engine) as s:
-        user = users.resolve_user(s, sub="o-sub", email="o@x.de")
-        assert not users.has_role(user, Role.viewer)
+    users.set_role(engine, actor="cli", email="a@x.de", role=Role.admin)
+    users.set_role(engine, actor="cli", email="o@x.de", role=Role.operator)
+    users.resolve_user(engine, sub="o-sub", email="o@x.de")
+    users.set_role(engine, actor="a@x.de", email="o@x.de", role=None)
+    user = users.resolve_user(engine, sub="o-sub", email="o@x.de")
+    assert not users.has_role(user, Role.viewer)
 
 
 def test_last_admin_cannot_lose_the_role(engine: Engine) -> None:
-    with unit_of_work(engine) as s:
-        users.set_role(s, actor="cli", email="a@x.de", role=Role.admin)
+    users.set_role(engine, actor="cli", email="a@x.de", role=Role.admin)
     with pytest.raises(ValidationFailed, match="letzte Administrator"):
-        with unit_of_work(engine) as s:
-            users.set_role(s, actor="a@x.de", email="a@x.de", role=Role.viewer)
+        users.set_role(engine, actor="a@x.de", email="a@x.de", role=Role.viewer)
+    assert [u.role for u in users.list_users(engine)] == ["admin"]
 
 
 def test_bad_email_is_rejected(engine: Engine) -> None:
     with pytest.raises(ValidationFailed, match="gültige E-Mail"):
-        with unit_of_work(engine) as s:
-            users.set_role(s, actor="cli", email="not-an-address", role=Role.viewer)
+        users.set_role(engine, actor="cli", email="not-an-address", role=Role.viewer)
+    assert users.list_users(engine) == []

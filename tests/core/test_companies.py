@@ -6,8 +6,9 @@ from sqlmodel import select
 
 from core import companies
 from core.companies import CompanyInput, validate
+from core.platform import audit
 from core.platform.db import unit_of_work
-from core.platform.errors import ValidationFailed
+from core.platform.errors import NotFound, ValidationFailed
 from core.platform.models import AuditEvent, Company
 
 GOOD = CompanyInput("Musterfirma GmbH", "455148", "1", "datev", True, "Rechnungseingang")
@@ -56,43 +57,51 @@ def test_valid_input_is_normalised() -> None:
 
 
 def test_create_edit_archive_restore_with_audit(engine: Engine) -> None:
-    with unit_of_work(engine) as s:
-        company = companies.create_company(s, actor="admin@x.de", data=GOOD)
-        cid = company.id
-    with unit_of_work(engine) as s:
-        companies.update_company(s, actor="admin@x.de", company_id=cid,
-                                 data=CompanyInput(**{**GOOD.__dict__, "name": "Musterfirma AG"}))
-    with unit_of_work(engine) as s:
-        archived = companies.set_archived(s, actor="admin@x.de", company_id=cid, archived=True)
-        assert archived.archived_at is not None and archived.auto_transfer is False
-    with unit_of_work(engine) as s:
-        assert companies.list_companies(s) == []
-        assert [c.id for c in companies.list_companies(s, include_archived=True)] == [cid]
-        companies.set_archived(s, actor="admin@x.de", company_id=cid, archived=False)
+    company = companies.create_company(engine, actor="admin@x.de", data=GOOD)
+    cid = company.id
+    assert cid is not None and company.name == "Musterfirma GmbH"  # usable after its transaction
+    companies.update_company(engine, actor="admin@x.de", company_id=cid,
+                             data=CompanyInput(**{**GOOD.__dict__, "name": "Musterfirma AG"}))
+    archived = companies.set_archived(engine, actor="admin@x.de", company_id=cid, archived=True)
+    assert archived.archived_at is not None and archived.auto_transfer is False
+    assert companies.list_companies(engine) == []
+    assert [c.id for c in companies.list_companies(engine, include_archived=True)] == [cid]
+    restored = companies.set_archived(engine, actor="admin@x.de", company_id=cid, archived=False)
+    assert restored.archived_at is None and companies.get_company(engine, cid).archived_at is None
     with unit_of_work(engine) as s:
         events = s.exec(select(AuditEvent).order_by(AuditEvent.id)).all()
     assert [e.action for e in events] == ["company.created", "company.updated", "company.archived",
                                           "company.restored"]
     assert events[1].before == {"name": "Musterfirma GmbH"} and events[1].after == {"name": "Musterfirma AG"}
     assert all(e.actor == "admin@x.de" and e.entity_id == str(cid) for e in events)
+    newest_first = audit.recent_events(engine, entity_type="company", entity_id=cid)
+    assert [e.id for e in newest_first] == [e.id for e in reversed(events)]
+    assert audit.recent_events(engine, entity_type="company", entity_id=cid + 1) == []
+    assert [e.action for e in audit.recent_events(engine, limit=1)] == ["company.restored"]
+
+
+def test_unknown_company_is_not_found(engine: Engine) -> None:
+    with pytest.raises(NotFound):
+        companies.get_company(engine, 4711)
+    with pytest.raises(NotFound):
+        companies.update_company(engine, actor="a", company_id=4711, data=GOOD)
+    with pytest.raises(NotFound):
+        companies.set_archived(engine, actor="a", company_id=4711, archived=True)
+    assert audit.recent_events(engine) == []
 
 
 def test_unchanged_edit_writes_no_audit_event(engine: Engine) -> None:
-    with unit_of_work(engine) as s:
-        cid = companies.create_company(s, actor="a", data=GOOD).id
-    with unit_of_work(engine) as s:
-        companies.update_company(s, actor="a", company_id=cid, data=GOOD)
+    cid = companies.create_company(engine, actor="a", data=GOOD).id
+    companies.update_company(engine, actor="a", company_id=cid, data=GOOD)
     with unit_of_work(engine) as s:
         assert len(s.exec(select(AuditEvent)).all()) == 1
 
 
 def test_one_company_per_consultant_client_pair_even_when_archived(engine: Engine) -> None:
-    with unit_of_work(engine) as s:
-        cid = companies.create_company(s, actor="a", data=GOOD).id
-        companies.set_archived(s, actor="a", company_id=cid, archived=True)
+    cid = companies.create_company(engine, actor="a", data=GOOD).id
+    companies.set_archived(engine, actor="a", company_id=cid, archived=True)
     with pytest.raises(ValidationFailed) as info:
-        with unit_of_work(engine) as s:
-            companies.create_company(s, actor="a", data=CompanyInput(**{**GOOD.__dict__, "name": "Zwilling"}))
+        companies.create_company(engine, actor="a", data=CompanyInput(**{**GOOD.__dict__, "name": "Zwilling"}))
     assert "archiviert" in info.value.field_errors["client_number"]
     with unit_of_work(engine) as s:
         assert len(s.exec(select(Company)).all()) == 1
@@ -100,22 +109,18 @@ def test_one_company_per_consultant_client_pair_even_when_archived(engine: Engin
 
 
 def test_editing_into_a_taken_pair_changes_nothing(engine: Engine) -> None:
-    with unit_of_work(engine) as s:
-        companies.create_company(s, actor="a", data=GOOD)
-        other = companies.create_company(s, actor="a", data=CompanyInput("Zweite", "455148", "2", "datev"))
-        other_id = other.id
+    companies.create_company(engine, actor="a", data=GOOD)
+    other_id = companies.create_company(engine, actor="a", data=CompanyInput("Zweite", "455148", "2", "datev")).id
     with pytest.raises(ValidationFailed):
-        with unit_of_work(engine) as s:
-            companies.update_company(s, actor="a", company_id=other_id,
-                                     data=CompanyInput("Zweite neu", "455148", "1", "datev"))
+        companies.update_company(engine, actor="a", company_id=other_id,
+                                 data=CompanyInput("Zweite neu", "455148", "1", "datev"))
     with unit_of_work(engine) as s:
         stored = s.get(Company, other_id)
         assert (stored.name, stored.client_number) == ("Zweite", 2)
+        assert len(s.exec(select(AuditEvent)).all()) == 2  # the two creations only
 
 
 def test_lexware_companies_without_numbers_do_not_collide(engine: Engine) -> None:
-    with unit_of_work(engine) as s:
-        companies.create_company(s, actor="a", data=CompanyInput("Lex 1", "", "", "lexware"))
-        companies.create_company(s, actor="a", data=CompanyInput("Lex 2", "", "", "lexware"))
-    with unit_of_work(engine) as s:
-        assert len(companies.list_companies(s)) == 2
+    companies.create_company(engine, actor="a", data=CompanyInput("Lex 1", "", "", "lexware"))
+    companies.create_company(engine, actor="a", data=CompanyInput("Lex 2", "", "", "lexware"))
+    assert len(companies.list_companies(engine)) == 2

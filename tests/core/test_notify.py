@@ -60,7 +60,7 @@ class SmtpSink:
     port: int = field(default_factory=free_port)
     messages: list[tuple[list[str], EmailMessage]] = field(default_factory=list)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd hook)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd hook
         message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
         self.messages.append((list(envelope.rcpt_tos), message))
         return "250 OK"
@@ -96,7 +96,7 @@ class HookSink:
         received: list[dict[str, Any]] = []
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server hook)
+            def do_POST(self) -> None:  # http.server hook
                 raw = self.rfile.read(int(self.headers["Content-Length"]))
                 received.append({"path": self.path, "json": json.loads(raw.decode("utf-8"))})
                 self.send_response(500 if self.path.startswith("/fail") else 200)

@@ -38,7 +38,7 @@ class Scheduler:
     def __init__(self, world: World, log_path: Path, instance_id: str) -> None:
         self.instance_id = instance_id
         self.log_path = log_path
-        self._log = open(log_path, "w")  # noqa: SIM115 (closed in stop())
+        self._log = open(log_path, "w")  # closed in stop()
         self.proc = subprocess.Popen([sys.executable, "scheduler.py", "--instance-id", instance_id], cwd=ROOT,
                                      env=scheduler_env(world), stdout=self._log, stderr=subprocess.STDOUT)
 

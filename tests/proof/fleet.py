@@ -120,7 +120,7 @@ class Fleet:
 
     def start_scheduler(self, instance_id: str, *args: str, **env: object) -> subprocess.Popen:
         """`python scheduler.py --instance-id X`, output to a log file (never a pipe that can fill)."""
-        log = open(self.log_dir / f"{instance_id}.log", "ab")  # noqa: SIM115  (closed with the process)
+        log = open(self.log_dir / f"{instance_id}.log", "ab")  # closed with the process
         try:
             return subprocess.Popen([sys.executable, "scheduler.py", "--instance-id", instance_id, *args], cwd=ROOT,
                                     env=self.scheduler_env(**env), stdout=log, stderr=subprocess.STDOUT,
@@ -150,12 +150,11 @@ def stop(proc: subprocess.Popen, timeout: float = 60) -> int:
 def make_fleet(world: World, database_url: str, log_dir: Path, clients: tuple[str, ...] = DATEV_CLIENTS,
                auto_transfer: bool = True) -> Fleet:
     """The demo seed plus 455148-4/-5, each of `clients` with a long-term token of "max"."""
-    with unit_of_work(world.engine) as s:
-        for client_id, name in EXTRA_COMPANIES.items():
-            if client_id in clients:
-                consultant, client = client_id.split("-")
-                companies.create_company(s, actor="test", data=companies.CompanyInput(
-                    name, consultant, client, Interface.datev.value, auto_transfer, "Rechnungseingang"))
+    for client_id, name in EXTRA_COMPANIES.items():
+        if client_id in clients:
+            consultant, client = client_id.split("-")
+            companies.create_company(world.engine, actor="test", data=companies.CompanyInput(
+                name, consultant, client, Interface.datev.value, auto_transfer, "Rechnungseingang"))
     with unit_of_work(world.engine) as s:
         ids = {c.datev_client_id: c.id for c in s.exec(select(Company)).all()
                if c.datev_client_id in clients}
