@@ -161,7 +161,7 @@ def cmd_import_documents(settings: Settings, args: argparse.Namespace) -> int:
         if files else intake.IntakeReport([], [])
     approved = 0
     if args.approve and report.accepted:
-        approved = lifecycle.approve(engine, document_ids=[d.id for d in report.accepted], actor=CLI_ACTOR)  # type: ignore[misc]
+        approved = lifecycle.approve(engine, document_ids=[d.id for d in report.accepted if d.id is not None], actor=CLI_ACTOR)
     status = "freigegeben" if args.approve else "neu"
     for document in report.accepted:
         print(f"OK         {document.original_name}: Beleg #{document.id} ({status})")

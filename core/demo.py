@@ -9,7 +9,7 @@ import io
 
 from pypdf import PdfWriter
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from core import companies, users
 from core.documents import intake, lifecycle
@@ -54,7 +54,7 @@ def seed_demo(engine: Engine, *, with_documents: bool = False) -> bool:
             users._set_role(session, actor=DEMO_ACTOR, email=email, role=role, display_name=name)
         for data in DEMO_COMPANIES:
             companies._create_company(session, actor=DEMO_ACTOR, data=data)
-        first_company_id = session.exec(select(Company.id).order_by(Company.id)).first()
+        first_company_id = session.exec(select(Company.id).order_by(col(Company.id))).first()
     if with_documents and first_company_id is not None:
         _seed_documents(engine, first_company_id)
     return True
@@ -73,5 +73,5 @@ def _seed_documents(engine: Engine, company_id: int) -> None:
     names = ("Rechnung 2026-101 Büromaterial.pdf", "Rechnung 2026-102 Reisekosten.pdf", "Quittung Taxi 14.11.pdf")
     report = intake.intake(engine, company_id=company_id, actor=DEMO_ACTOR, source="demo",
                               files=[(name, _sample_pdf(name)) for name in names])
-    approved = [d.id for d in report.accepted[:2]]
+    approved = [d.id for d in report.accepted[:2] if d.id is not None]
     lifecycle.approve(engine, document_ids=approved, actor=DEMO_ACTOR)

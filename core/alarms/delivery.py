@@ -137,7 +137,7 @@ def _deliver(alarm: Alarm, target: str, timeout: float) -> DeliveryResult:
             pgp_autogen=False,
             pem_autogen=False,
         )
-        service = apprise.Apprise.instantiate(target, asset=asset) if isinstance(target, str) else None
+        service = apprise.Apprise.instantiate(target, asset=asset)
         if service is None:
             return DeliveryResult(shown, False, "Ungültige oder nicht unterstützte Alarm-Adresse.")
         service.socket_connect_timeout = timeout

@@ -147,7 +147,7 @@ def _send_and_record(engine: Engine, settings: Settings, alarm: Alarm, targets: 
     if not delivered:  # never undo a delivery, nor the result of a newer claim
         where += [col(AlarmSent.attempts) == attempts, col(AlarmSent.delivered).is_(False)]
     with unit_of_work(engine) as session:
-        session.exec(update(AlarmSent).where(*where).values(  # type: ignore[call-overload]
+        session.exec(update(AlarmSent).where(*where).values(
             delivered=delivered, detail=detail, next_attempt_at=next_attempt_at))
     return delivered, results
 
@@ -221,7 +221,7 @@ def _still_due(row: AlarmSent, now: datetime) -> list[ColumnElement[bool]]:
 def _reclaim(engine: Engine, row: AlarmSent, now: datetime, lease_until: datetime) -> bool:
     """Claim a due row for one more attempt (new lease, attempts + 1); True for the one winner."""
     with unit_of_work(engine) as session:
-        claimed = session.exec(update(AlarmSent).where(*_still_due(row, now))  # type: ignore[call-overload]
+        claimed = session.exec(update(AlarmSent).where(*_still_due(row, now))
                                .values(attempts=row.attempts + 1, next_attempt_at=lease_until)).rowcount
     return claimed == 1
 
@@ -230,7 +230,7 @@ def _give_up_unsent(engine: Engine, row: AlarmSent, now: datetime) -> None:
     """The last allowed attempt was claimed but never recorded (its process died): final."""
     detail = _given_up(INTERRUPTED, row.attempts)
     with unit_of_work(engine) as session:
-        changed = session.exec(update(AlarmSent).where(*_still_due(row, now))  # type: ignore[call-overload]
+        changed = session.exec(update(AlarmSent).where(*_still_due(row, now))
                                .values(next_attempt_at=None, detail=detail)).rowcount
     if changed == 1:
         log.warning("alarm %s: %s", row.key, detail)
@@ -260,5 +260,5 @@ def purge_old_alarms(engine: Engine, settings: Settings, now: datetime, *, batch
         ids = list(session.exec(select(AlarmSent.id).where(*old).order_by(col(AlarmSent.id)).limit(batch)).all())
         if not ids:
             return 0
-        result = session.exec(delete(AlarmSent).where(col(AlarmSent.id).in_(ids), *old))  # type: ignore[call-overload]
+        result = session.exec(delete(AlarmSent).where(col(AlarmSent.id).in_(ids), *old))
         return result.rowcount or 0

@@ -151,7 +151,7 @@ def _claim(engine: Engine, keyring: Keyring, state: str) -> _Claimed | None:
         ).first()
         if pending is None or pending.id is None:
             return None
-        removed = session.exec(  # type: ignore[call-overload]
+        removed = session.exec(
             delete(PendingAuthorization).where(col(PendingAuthorization.id) == pending.id)
         ).rowcount
         if removed != 1:  # another request claimed it first (PostgreSQL, concurrent callbacks)
@@ -174,9 +174,9 @@ def purge_expired_pending_logins(engine: Engine, now: datetime) -> int:
         for pending_id in ids:
             for purpose in PENDING_PURPOSES:
                 erase_secret(session, owner_type=PENDING_OWNER, owner_id=pending_id, purpose=purpose)
-        deleted = session.exec(delete(PendingAuthorization).where(  # type: ignore[call-overload]
+        deleted = session.exec(delete(PendingAuthorization).where(
             col(PendingAuthorization.id).in_(ids), col(PendingAuthorization.expires_at) < now)).rowcount if ids else 0
-        session.exec(delete(StoredSecret).where(  # type: ignore[call-overload]
+        session.exec(delete(StoredSecret).where(
             col(StoredSecret.owner_type) == PENDING_OWNER,
             col(StoredSecret.owner_id).not_in(select(PendingAuthorization.id))))
     return deleted or 0

@@ -28,8 +28,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, update
-from sqlalchemy.sql import Select
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from core.platform import audit
 from core.platform.crypto import Keyring, fingerprint
@@ -62,7 +62,7 @@ def slot_for(kind: ConnectionKind, user_id: int) -> str:
 # --- reads ------------------------------------------------------------------------------------
 
 
-def _in_slot(company_id: int, provider: str, slot: str) -> Select[tuple[Connection]]:
+def _in_slot(company_id: int, provider: str, slot: str) -> SelectOfScalar[Connection]:
     """The one slot lookup: a company's connection to a provider in a slot."""
     return select(Connection).where(Connection.company_id == company_id, Connection.provider == provider,
                                     Connection.slot == slot)
@@ -107,7 +107,7 @@ def refresh_token_of(engine: Engine, keyring: Keyring, connection_id: int) -> st
 
 def touch_last_used(engine: Engine, connection_id: int, now: datetime) -> None:
     with unit_of_work(engine) as session:
-        session.exec(update(Connection).where(col(Connection.id) == connection_id)  # type: ignore[call-overload]
+        session.exec(update(Connection).where(col(Connection.id) == connection_id)
                      .values(last_used_at=now))
 
 
@@ -117,7 +117,7 @@ def take_refresh_lease(engine: Engine, row: Connection, owner: str, now: datetim
     Committed at once; True for the one winner (rowcount 1).
     """
     with unit_of_work(engine) as session:
-        result = session.exec(  # type: ignore[call-overload]
+        result = session.exec(
             update(Connection)
             .where(col(Connection.id) == row.id, col(Connection.version) == row.version,
                    col(Connection.has_token).is_(True),
@@ -129,7 +129,7 @@ def take_refresh_lease(engine: Engine, row: Connection, owner: str, now: datetim
 
 def release_refresh_lease(engine: Engine, connection_id: int, owner: str) -> None:
     with unit_of_work(engine) as session:
-        session.exec(  # type: ignore[call-overload]
+        session.exec(
             update(Connection)
             .where(col(Connection.id) == connection_id, col(Connection.refresh_lease_owner) == owner)
             .values(refresh_lease_until=None, refresh_lease_owner=None)
@@ -185,7 +185,7 @@ def mark_invalid(engine: Engine, connection_id: int, *, expected_version: int, r
     """Mark the connection invalid unless its token changed meanwhile. Returns True if marked."""
     now = utcnow()
     with unit_of_work(engine) as session:
-        result = session.exec(  # type: ignore[call-overload]
+        result = session.exec(
             update(Connection)
             .where(col(Connection.id) == connection_id, col(Connection.version) == expected_version,
                    col(Connection.invalid_at).is_(None))

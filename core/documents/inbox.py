@@ -181,8 +181,9 @@ def import_all(engine: Engine, settings: Settings, *, settle_seconds: float = SE
     problems: list[str] = []
     for company in inbox_companies(engine):
         try:
+            assert company.id is not None
             folder = resolve_folder(settings, company.inbox_dir or "")
-            result = import_folder(engine, settings, company.id, folder, settle_seconds=settle_seconds)  # type: ignore[arg-type]
+            result = import_folder(engine, settings, company.id, folder, settle_seconds=settle_seconds)
         except (UserFacingError, OSError) as exc:
             problems.append(f"{company.name} (#{company.id}): {exc}")
             continue

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from core.documents.validation import IntakeRejected, validate_file
+from core.documents.validation import AcceptedFile, IntakeRejected, validate_file
 from core.platform import audit
 from core.platform.db import unit_of_work
 from core.platform.errors import UserFacingError
@@ -83,7 +83,7 @@ def intake(engine: Engine, *, company_id: int, files: Iterable[tuple[str, bytes]
     return IntakeReport(accepted, rejected)
 
 
-def _store(engine: Engine, company_id: int, checked, content: bytes, document_type: str, note: str,  # type: ignore[no-untyped-def]
+def _store(engine: Engine, company_id: int, checked: AcceptedFile, content: bytes, document_type: str, note: str,
            actor: str, source: str) -> Document:
     duplicate = IntakeRejected(f"„{checked.original_name}“ ist für dieses Unternehmen bereits vorhanden "
                                "(gleicher Inhalt).", code="duplicate")
@@ -101,7 +101,8 @@ def _store(engine: Engine, company_id: int, checked, content: bytes, document_ty
             )
             session.add(document)
             session.flush()
-            session.add(DocumentContent(document_id=document.id, data=content))  # type: ignore[arg-type]
+            assert document.id is not None
+            session.add(DocumentContent(document_id=document.id, data=content))
             audit.record(session, actor=actor, action="document.added", entity_type="document",
                          entity_id=document.id, after={"company_id": company_id, "file_name": document.file_name,
                                                        "sha256": document.sha256, "source": source})

@@ -94,7 +94,7 @@ def approve(engine: Engine, *, document_ids: Sequence[int], actor: str) -> int:
         ids = session.exec(select(Document.id).where(col(Document.id).in_(document_ids),
                                                      Document.status == S.new.value)).all()
         for document_id in ids:
-            moved = session.exec(_move([S.new], S.approved, col(Document.id) == document_id,  # type: ignore[call-overload]
+            moved = session.exec(_move([S.new], S.approved, col(Document.id) == document_id,
                                        approved_at=now, approved_by=actor, updated_at=now)).rowcount
             if moved != 1:
                 continue
@@ -157,7 +157,7 @@ def claim(engine: Engine, company_id: int, owner: str, lease_seconds: int,
         if is_postgres(engine):
             query = query.with_for_update(skip_locked=True)
         for document_id, status in session.exec(query).all():
-            won = session.exec(  # type: ignore[call-overload]
+            won = session.exec(
                 _move([S.approved, S.transferring], S.transferring, col(Document.id) == document_id, due(now),
                       lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds),
                       attempts=col(Document.attempts) + 1, updated_at=now)
@@ -183,7 +183,7 @@ def lease_still_ours(engine: Engine, claimed: Claimed, owner: str, *, needed: ti
     if lease_until is not None and lease_until - now > needed:
         return True
     with unit_of_work(engine) as session:
-        return bool(session.exec(update(Document).where(  # type: ignore[call-overload]
+        return bool(session.exec(update(Document).where(
             col(Document.id) == claimed.document.id, col(Document.lease_owner) == owner,
             col(Document.status) == S.transferring.value).values(
             lease_until=now + max(needed, extend_by))).rowcount == 1)
@@ -201,7 +201,7 @@ def release(engine: Engine, claims: Sequence[Claimed], owner: str) -> None:
     with unit_of_work(engine) as session:
         for claimed in claims:
             target = S.transferring if claimed.taken_over else S.approved
-            session.exec(_move(  # type: ignore[call-overload]
+            session.exec(_move(
                 [S.transferring], target, col(Document.id) == claimed.document.id,
                 col(Document.lease_owner) == owner, lease_owner=None, lease_until=now,
                 attempts=claimed.document.attempts - 1, updated_at=now))
@@ -211,7 +211,7 @@ def release_claims(engine: Engine, owner: str) -> int:
     """On shutdown: make this process's unfinished claims available at once (lease expired now)."""
     now = utcnow()
     with unit_of_work(engine) as session:
-        return session.exec(  # type: ignore[call-overload]
+        return session.exec(
             update(Document).where(col(Document.status) == S.transferring.value,
                                    col(Document.lease_owner) == owner)
             .values(lease_until=now)
@@ -284,10 +284,10 @@ def record_attempt(engine: Engine, claimed: Claimed, owner: str, after: AfterAtt
         target = S.approved
         values |= {"next_attempt_at": next_attempt_at, "last_error": error, "last_error_code": attempt.error_code}
     with unit_of_work(engine) as session:
-        session.exec(_move([S.transferring], target, col(Document.id) == document.id,  # type: ignore[call-overload]
+        session.exec(_move([S.transferring], target, col(Document.id) == document.id,
                            col(Document.lease_owner) == owner, **values))
         # Core inserts: no ORM unit-of-work bookkeeping on the hot path.
-        session.exec(insert(TransferAttempt).values(  # type: ignore[call-overload]
+        session.exec(insert(TransferAttempt).values(
             document_id=document.id, company_id=document.company_id, provider=attempt.provider,
             trigger=attempt.trigger, triggered_by=clip(TransferAttempt.triggered_by, attempt.triggered_by),
             attempt_no=document.attempts, started_at=attempt.started_at, finished_at=now,
@@ -296,7 +296,7 @@ def record_attempt(engine: Engine, claimed: Claimed, owner: str, after: AfterAtt
             global_transaction_id=attempt.global_transaction_id, request_id=attempt.request_id,
             remote_id=attempt.remote_id, next_retry_at=next_attempt_at, correlation_id=attempt.correlation_id))
         if log_entries:
-            session.exec(insert(HttpLogEntry), params=[e.model_dump(exclude={"id"}) for e in log_entries])  # type: ignore[call-overload]
+            session.exec(insert(HttpLogEntry), params=[e.model_dump(exclude={"id"}) for e in log_entries])
 
 
 def release_abandoned_claims(engine: Engine, now: datetime, *, lease_seconds: int, actor: str) -> int:
@@ -309,12 +309,14 @@ def release_abandoned_claims(engine: Engine, now: datetime, *, lease_seconds: in
     """
     with unit_of_work(engine) as session:
         rows = session.exec(
-            select(Document.id, Document.lease_until, Document.attempts, Document.company_id, Company.interface)
-            .join(Company, col(Company.id) == col(Document.company_id))
-            .where(Document.status == S.transferring.value, col(Document.lease_until) < now)
+            select(Document, Company.interface).join(Company, col(Company.id) == col(Document.company_id))
+            .where(col(Document.status) == S.transferring.value, col(Document.lease_until) < now)
             .limit(BATCH)).all()
+        session.expunge_all()
     released = 0
-    for document_id, lease_until, attempts, company_id, interface in rows:
+    for document, interface in rows:
+        document_id, lease_until, attempts, company_id = (document.id, document.lease_until, document.attempts,
+                                                          document.company_id)
         lexware = interface == Interface.lexware.value
         values: dict[str, Any] = {"lease_owner": None, "lease_until": None, "updated_at": now}
         if lexware:
@@ -324,14 +326,14 @@ def release_abandoned_claims(engine: Engine, now: datetime, *, lease_seconds: in
             target = S.approved
             values["next_attempt_at"] = None
         with unit_of_work(engine) as session:
-            changed = session.exec(_move(  # type: ignore[call-overload]
+            changed = session.exec(_move(
                 [S.transferring], target, col(Document.id) == document_id, col(Document.lease_until) < now,
                 **values)).rowcount
             if changed != 1:  # claimed or finished meanwhile
                 continue
             if lexware:
                 assert lease_until is not None
-                session.exec(insert(TransferAttempt).values(  # type: ignore[call-overload]
+                session.exec(insert(TransferAttempt).values(
                     document_id=document_id, company_id=company_id, provider=Provider.lexware.value,
                     trigger="scheduler", triggered_by=clip(TransferAttempt.triggered_by, actor), attempt_no=attempts,
                     started_at=lease_until - timedelta(seconds=lease_seconds), finished_at=now,
@@ -364,7 +366,7 @@ def retry_failed(engine: Engine, *, document_id: int, actor: str, reason: str = 
         if document is None:
             raise NotFound("Diesen Beleg gibt es nicht (mehr).")
         before = {"status": document.status, "attempts": document.attempts, "last_error": document.last_error}
-        changed = session.exec(_move(  # type: ignore[call-overload]
+        changed = session.exec(_move(
             [S.failed], S.approved, col(Document.id) == document_id, attempts=0, next_attempt_at=None,
             updated_at=now)).rowcount
         if changed != 1:
@@ -386,6 +388,7 @@ def resolve_unresolved(engine: Engine, *, document_id: int, actor: str, decision
     if errors:
         raise ValidationFailed(errors)
     now = utcnow()
+    values: dict[str, Any]
     if decision == "delivered":
         target, values = S.delivered, {"delivered_at": now, "next_attempt_at": None}
     else:
@@ -395,7 +398,7 @@ def resolve_unresolved(engine: Engine, *, document_id: int, actor: str, decision
         if document is None:
             raise NotFound("Diesen Beleg gibt es nicht (mehr).")
         before = {"status": document.status, "last_error": document.last_error}
-        changed = session.exec(_move(  # type: ignore[call-overload]
+        changed = session.exec(_move(
             [S.unresolved], target, col(Document.id) == document_id, **values, updated_at=now)).rowcount
         if changed != 1:
             raise UserFacingError("Nur ungeklärte Belege können so entschieden werden.")

@@ -6,13 +6,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, func
+from sqlalchemy.sql import Select
 from sqlmodel import col, select
 
 from core.platform.db import unit_of_work
 from core.platform.errors import UserFacingError
 from core.platform.models import Document, DocumentContent, DocumentStatus
+
+# A query of any shape (the filters only add WHERE clauses).
+Q = TypeVar("Q", bound=Select[*tuple[Any, ...]])
 
 STATUS_LABELS = {
     DocumentStatus.new: "neu", DocumentStatus.approved: "freigegeben",
@@ -38,13 +43,13 @@ class DocumentFilter:
     until: datetime | None = None
 
 
-def _filtered(query, f: DocumentFilter):  # type: ignore[no-untyped-def]
+def _filtered(query: Q, f: DocumentFilter) -> Q:
     if f.company_id is not None:
-        query = query.where(Document.company_id == f.company_id)
+        query = query.where(col(Document.company_id) == f.company_id)
     if f.statuses:
         query = query.where(col(Document.status).in_(f.statuses))
     if f.document_type:
-        query = query.where(Document.document_type == f.document_type)
+        query = query.where(col(Document.document_type) == f.document_type)
     if f.since is not None:
         query = query.where(col(Document.uploaded_at) >= f.since)
     if f.until is not None:

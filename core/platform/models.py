@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -24,6 +24,12 @@ def max_length(column: Any) -> int:
     return int(column.type.length)
 
 
+@overload
+def clip(column: Any, text: str) -> str: ...
+@overload
+def clip(column: Any, text: None) -> None: ...
+@overload
+def clip(column: Any, text: str | None) -> str | None: ...
 def clip(column: Any, text: str | None) -> str | None:
     """`text` cut to the length of a string column (`clip(Document.last_error, message)`).
 

@@ -108,9 +108,9 @@ def upload_datev(engine: Engine, ctx: CallContext, settings: Settings, *, access
                  document: Document, content: bytes, session: requests.Session | None = None) -> UploadResult:
     """`PUT /clients/{id}/documents/{guid}` with the document's own GUID (exactly once)."""
     metadata = {k: v for k, v in {"document_type": document.document_type, "note": document.note}.items() if v}
-    files = {"file": (document.file_name, content, document.media_type)}
+    files: dict[str, tuple[str | None, bytes, str]] = {"file": (document.file_name, content, document.media_type)}
     if metadata:
-        files["metadata"] = (None, json.dumps(metadata).encode(), "application/json")  # type: ignore[assignment]
+        files["metadata"] = (None, json.dumps(metadata).encode(), "application/json")
     url = f"{settings.datev_documents_base}/clients/{client_id}/documents/{document.guid}"
     own = session is None
     session = session or requests.Session()
@@ -130,16 +130,20 @@ def upload_datev(engine: Engine, ctx: CallContext, settings: Settings, *, access
         return UploadResult(Outcome.delivered, "An DATEV übertragen.", status,
                             remote_id=str(body.get("id") or document.guid), **_ids(response))
     error = error_from(response)
-    common = dict(http_status=status, error_code=error.code, help_uri=error.help_uri,
-                  retry_after=error.retry_after, **_ids(response))
+    ids = _ids(response)
+
+    def answer(outcome: Outcome, message: str, *, error_code: str | None = error.code,
+               remote_id: str | None = None) -> UploadResult:
+        return UploadResult(outcome, message, status, error_code=error_code, help_uri=error.help_uri,
+                            remote_id=remote_id, retry_after=error.retry_after, **ids)
+
     if status == 409 and error.code == ALREADY_DELIVERED:
-        return UploadResult(Outcome.delivered, "Bereits bei DATEV angekommen (frühere Antwort ging verloren).",
-                            remote_id=document.guid, **{**common, "error_code": None})
+        return answer(Outcome.delivered, "Bereits bei DATEV angekommen (frühere Antwort ging verloren).",
+                      error_code=None, remote_id=document.guid)
     if status == 401:
-        return UploadResult(Outcome.unauthorized, "DATEV: Zugriffstoken abgelehnt (401).", **common)
+        return answer(Outcome.unauthorized, "DATEV: Zugriffstoken abgelehnt (401).")
     if status in (403, 404):
-        return UploadResult(Outcome.forbidden, f"DATEV verweigert den Zugriff auf den Mandanten ({error.summary()}).",
-                            **common)
+        return answer(Outcome.forbidden, f"DATEV verweigert den Zugriff auf den Mandanten ({error.summary()}).")
     if status == 429 or status >= 500:
-        return UploadResult(Outcome.retry, f"DATEV vorübergehend nicht verfügbar ({error.summary()}).", **common)
-    return UploadResult(Outcome.failed, f"DATEV lehnt den Beleg ab: {error.summary()}", **common)
+        return answer(Outcome.retry, f"DATEV vorübergehend nicht verfügbar ({error.summary()}).")
+    return answer(Outcome.failed, f"DATEV lehnt den Beleg ab: {error.summary()}")

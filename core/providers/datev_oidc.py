@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import requests
 from joserfc import jwt
@@ -155,7 +155,8 @@ def authorization_url(endpoints: DatevEndpoints, settings: Settings, *, scopes: 
 
 
 def _token_call(engine: Engine, ctx: CallContext, endpoints: DatevEndpoints, settings: Settings,
-                hook_name: str, call: str, **kwargs: Any) -> TokenResponse:
+                hook_name: Literal["access_token_response", "refresh_token_response"], call: str,
+                **kwargs: Any) -> TokenResponse:
     _allow_loopback_http(endpoints.token)
     session = OAuth2Session(settings.datev_client_id, redirect_uri=settings.datev_callback_uri)
     checked: dict[str, requests.Response] = {}

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -117,17 +118,17 @@ def provider_session(base_url: str) -> requests.Session:
 
 
 def send(engine: Engine, ctx: CallContext, session: requests.Session, method: str, url: str,
-         **kwargs: object) -> requests.Response:
+         **kwargs: Any) -> requests.Response:
     """`session.request(...)`, recorded in the HTTP log."""
     with recorded(engine, ctx, session, method, url):
-        return session.request(method, url, **kwargs)  # type: ignore[arg-type]
+        return session.request(method, url, **kwargs)
 
 
 def purge_older_than(engine: Engine, days: int) -> int:
     """Housekeeping: delete log lines older than the retention (never below DATEV's 14 days)."""
     cutoff = utcnow() - timedelta(days=max(days, 14))
     with unit_of_work(engine) as session:
-        result = session.exec(delete(HttpLogEntry).where(col(HttpLogEntry.at) < cutoff))  # type: ignore[call-overload]
+        result = session.exec(delete(HttpLogEntry).where(col(HttpLogEntry.at) < cutoff))
         return result.rowcount or 0
 
 

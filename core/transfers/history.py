@@ -17,9 +17,12 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, and_, func, or_
+from sqlalchemy.sql import Select
 from sqlmodel import col, select
+from sqlmodel.sql.expression import Select as SelectOfRows
 
 from core.platform.db import unit_of_work
 from core.platform.errors import NotFound
@@ -33,6 +36,10 @@ from core.platform.models import (
 )
 from core.platform.timefmt import format_local
 from core.providers.outcome import Outcome
+
+# A query of any shape (the filters only add WHERE clauses).
+RowsQuery = SelectOfRows[TransferAttempt, str, str, str]
+Q = TypeVar("Q", bound=Select[*tuple[Any, ...]])
 
 COUNT_CAP = 10_000
 EXPORT_BATCH = 1_000
@@ -92,7 +99,7 @@ class HistoryPage:
         return max(1, -(-self.total // self.page_size))
 
 
-def _where(query, f: HistoryFilter):  # type: ignore[no-untyped-def]
+def _where(query: Q, f: HistoryFilter) -> Q:
     if f.company_id is not None:
         query = query.where(col(TransferAttempt.company_id) == f.company_id)
     if f.outcomes:
@@ -108,7 +115,7 @@ def _where(query, f: HistoryFilter):  # type: ignore[no-untyped-def]
     return query
 
 
-def _rows_query(f: HistoryFilter):  # type: ignore[no-untyped-def]
+def _rows_query(f: HistoryFilter) -> RowsQuery:
     query = (select(TransferAttempt, Company.name, Document.file_name, Document.status)
              .join(Company, col(Company.id) == col(TransferAttempt.company_id))
              .join(Document, col(Document.id) == col(TransferAttempt.document_id)))
@@ -116,8 +123,9 @@ def _rows_query(f: HistoryFilter):  # type: ignore[no-untyped-def]
 
 
 def _row(attempt: TransferAttempt, company_name: str, file_name: str, document_status: str) -> HistoryRow:
+    assert attempt.id is not None
     return HistoryRow(
-        id=attempt.id, started_at=attempt.started_at, finished_at=attempt.finished_at,  # type: ignore[arg-type]
+        id=attempt.id, started_at=attempt.started_at, finished_at=attempt.finished_at,
         company_id=attempt.company_id, company_name=company_name, document_id=attempt.document_id,
         file_name=file_name, document_status=document_status, provider=attempt.provider, trigger=attempt.trigger,
         triggered_by=attempt.triggered_by, attempt_no=attempt.attempt_no, outcome=attempt.outcome,
@@ -163,7 +171,8 @@ def iter_rows(engine: Engine, f: HistoryFilter, *, batch: int = EXPORT_BATCH) ->
         if len(rows) < batch:
             return
         last = rows[-1][0]
-        after = (last.started_at, last.id)  # type: ignore[assignment]
+        assert last.id is not None
+        after = (last.started_at, last.id)
 
 
 CSV_HEADERS = ("Nr.", "Beginn", "Ende", "Unternehmen", "Beleg-Nr.", "Datei", "Schnittstelle", "Auslöser",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Engine
 from sqlmodel import col, select
@@ -68,15 +69,15 @@ def plan(engine: Engine, settings: Settings, document_ids: Sequence[int],
     for document in documents:
         company: Company = companies[document.company_id]
         provider = company.provider
-        connection = connections.get((company.id, provider.value)) if provider else None
-        if company.id not in reasons:
-            reasons[company.id] = waiting_reason(company, connection, settings, now)  # type: ignore[index]
-        planned.append(_line(document, company, provider, connection, reasons[company.id], now))  # type: ignore[index]
+        connection = connections.get((document.company_id, provider.value)) if provider else None
+        if document.company_id not in reasons:
+            reasons[document.company_id] = waiting_reason(company, connection, settings, now)
+        planned.append(_line(document, company, provider, connection, reasons[document.company_id], now))
     return planned
 
 
 def _line(document: Document, company: Company, provider: Provider | None, connection: Connection | None,
-          company_reason: str | None, now) -> PlannedUpload:  # type: ignore[no-untyped-def]
+          company_reason: str | None, now: datetime) -> PlannedUpload:
     if provider == Provider.datev:
         client = (connection.bound_client if connection is not None else None) or company.datev_client_id or "?"
         target = f"Mandant {client} ({company.name})"
@@ -91,8 +92,9 @@ def _line(document: Document, company: Company, provider: Provider | None, conne
         waits = f"nicht freigegeben (Status „{STATUS_LABELS.get(DocumentStatus(document.status), document.status)}“)"
     elif document.next_attempt_at is not None and document.next_attempt_at > now:
         waits = waits or f"nächster Versuch ab {format_local(document.next_attempt_at)}"
+    assert document.id is not None
     return PlannedUpload(
-        document_id=document.id, company_id=company.id, company_name=company.name,  # type: ignore[arg-type]
+        document_id=document.id, company_id=document.company_id, company_name=company.name,
         provider=PROVIDER_LABELS[provider] if provider else "", target=target, method=method, path=path,
         document_type=document.document_type or "", note=document.note or "", file_name=document.file_name,
         size=document.size, media_type=document.media_type, waits=waits)

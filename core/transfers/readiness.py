@@ -74,7 +74,7 @@ def store_document_types(engine: Engine, company_id: int, types: list[dict[str, 
     seen: set[str] = set()
     try:
         with unit_of_work(engine) as session:
-            session.exec(delete(DocumentTypeCache).where(col(DocumentTypeCache.company_id) == company_id))  # type: ignore[call-overload]
+            session.exec(delete(DocumentTypeCache).where(col(DocumentTypeCache.company_id) == company_id))
             for item in types:
                 name = clip(DocumentTypeCache.name, str(item.get("name", ""))) or ""
                 if name and name not in seen:
