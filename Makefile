@@ -13,6 +13,8 @@ test: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 migrate: $(VENV)/.installed
 	$(BIN)/python -m core.cli migrate

@@ -1,6 +1,6 @@
 """Token Desk scheduler: the unattended process next to the dashboard, on the same database.
 
-`schedule` is only the ticker; all state lives in the database (style.md §3.4). Jobs: transfer pass,
+`schedule` is only the ticker; all state lives in the database (docs/style.md §3.4). Jobs: transfer pass,
 token care (health, proactive refresh, reminders and alarms), alarm retries, housekeeping, inbox
 import. A failing
 job is logged and the loop goes on. SIGTERM/SIGINT: in-flight uploads finish, claims are released,

@@ -2,7 +2,7 @@
 
 Sign-in gate, role lookup in the database, navigation built per run from the user's role, shared
 sidebar. Pages guard themselves too (ui.guard.require_page), because a deep link to a file in
-pages/ can run it without this router (style.md §3.1 rule 1).
+pages/ can run it without this router (docs/style.md §3.1 rule 1).
 """
 
 import streamlit as st

@@ -39,7 +39,7 @@ from core.platform.crypto import Keyring
 from core.platform.db import unit_of_work
 from core.platform.models import AppUser, Company, Connection, utcnow
 from emulator.server import EmulatorServer
-from tests.datev_user import log_in_at_datev
+from testkit.datev_user import log_in_at_datev
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "tokens.json"
@@ -90,7 +90,7 @@ def one_race(engine: Engine, database_url: str, emulator_url: str, connection_id
                .values(access_expires_at=utcnow() - timedelta(minutes=1)))
     before = emulator_stats(emulator_url)
     env = {**os.environ, "APP_ENV": "test", "ENCRYPTION_KEYS": KEY_ENTRY}
-    procs = [subprocess.Popen([sys.executable, "-m", "tests.core.refresh_worker", database_url, emulator_url,
+    procs = [subprocess.Popen([sys.executable, "-m", "testkit.refresh_worker", database_url, emulator_url,
                                str(connection_id)], cwd=ROOT, env=env, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(RACE_PROCESSES)]

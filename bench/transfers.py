@@ -60,8 +60,8 @@ from core.platform.db import make_engine, unit_of_work
 from core.platform.migrate import upgrade_to_head
 from core.platform.models import AppUser, Company, Interface
 from core.transfers.engine import PassOptions, companies_with_work, run_pass
-from tests.datev_user import log_in_at_datev
-from tests.proof.fleet import pdf
+from testkit.datev_user import log_in_at_datev
+from testkit.samples import pdf
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "transfers.json"

@@ -2,7 +2,7 @@
 
 Decisions (see docs/architecture.md):
 - Berater-Nr. is 4 to 7 digits without a leading zero, Mandanten-Nr. 1 to 5 digits (1-99999), the
-  pattern DATEV's technical client id `<consultant>-<client>` follows (datev-contract.md §2.3).
+  pattern DATEV's technical client id `<consultant>-<client>` follows (docs/datev-contract.md §2.3).
 - Both numbers are required for the DATEV interface and optional otherwise; if one is given, so
   must be the other. A pair belongs to one company for good, archived ones included (archiving
   keeps the history; restore the archived company instead of creating a twin).

@@ -14,7 +14,7 @@ target_metadata = SQLModel.metadata
 
 
 def render_item(type_, obj, autogen_context):  # type: ignore[no-untyped-def]
-    """Render SQLModel's column types as plain SQLAlchemy ones (style.md §3.2 rule 6)."""
+    """Render SQLModel's column types as plain SQLAlchemy ones (docs/style.md §3.2 rule 6)."""
     if type_ == "type":
         name = type(obj).__name__
         if name == "AutoString":

@@ -4,7 +4,7 @@ The `alarm_sent` row with the alarm's dedupe key is inserted FIRST, in its own s
 The key is unique, so when several scheduler processes (or ticks) raise the same alarm, exactly one
 insert wins and only the winner sends. The insert is a claim with a lease: `next_attempt_at` is set
 to now + `claim_lease(...)`, long enough to send to every target (`max_targets`). Sending happens
-outside any transaction (style.md §3.2 rule 2); its result (delivered, and per target the redacted
+outside any transaction (docs/style.md §3.2 rule 2); its result (delivered, and per target the redacted
 address and error) is written back afterwards, and decides what happens next:
 
 - delivered to every target: final (`next_attempt_at` NULL);

@@ -1,7 +1,7 @@
 """Getting a valid access token: the one function the dashboard and the scheduler both use.
 
 DATEV refresh tokens are single use, and redeeming one twice kills the whole grant
-(datev-contract.md §1.6). So a refresh happens under a cross-process lease on the connection row:
+(docs/datev-contract.md §1.6). So a refresh happens under a cross-process lease on the connection row:
 
 1. read the row (short transaction); a fresh access token is returned at once;
 2. otherwise take the lease with a conditional UPDATE (`version` compare-and-swap and no live

@@ -1,6 +1,6 @@
 """Checks a document file (Beleg) at intake, before anything is stored or sent.
 
-The rules mirror what DATEV (accounting-documents, datev-contract.md §2.4/§2.6/§7.3) and Lexware
+The rules mirror what DATEV (accounting-documents, docs/datev-contract.md §2.4/§2.6/§7.3) and Lexware
 Office (§3/§7.5) would reject, so the user hears about a bad file at once and in German, not after
 a failed Übertragung. Pure functions: no database, no Streamlit.
 """

@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     # The local emulator (identity provider, DATEV, Lexware Office) of the embedded default.
     emulator_url: str = "http://127.0.0.1:8700"
 
-    # DATEV (datev-contract.md). Endpoints come from the discovery document of DATEV_ENV unless
+    # DATEV (docs/datev-contract.md). Endpoints come from the discovery document of DATEV_ENV unless
     # DATEV_DISCOVERY_URL / DATEV_API_BASE_URL override them.
     datev_env: Literal["emulator", "sandbox", "production"] = "emulator"
     datev_discovery_url: str | None = None

@@ -1,7 +1,7 @@
 """Engines and units of work, for SQLite and PostgreSQL alike.
 
 SQLite is shared by the dashboard and the scheduler, so every connection gets WAL, a busy timeout
-and foreign keys, and every transaction starts with `BEGIN IMMEDIATE` (style.md §3.2: deferred
+and foreign keys, and every transaction starts with `BEGIN IMMEDIATE` (docs/style.md §3.2: deferred
 transactions lost updates or raised "database is locked" under two writers; IMMEDIATE gave 600 of
 600). PostgreSQL goes through psycopg 3. Nothing happens at import time.
 

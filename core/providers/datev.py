@@ -1,4 +1,4 @@
-"""DATEV accounting-documents v2 client (datev-contract.md §2): the permission check, document types
+"""DATEV accounting-documents v2 client (docs/datev-contract.md §2): the permission check, document types
 and the idempotent upload. Every call is in the HTTP log.
 
 Errors carry DATEV's code, text, help link and request id, so the UI can show them as DATEV asks

@@ -1,7 +1,7 @@
 """HTTP side of "Login mit DATEV": discovery, authorization URL, code exchange, refresh, revoke,
 userinfo, ID-token check. No database state here except the HTTP log.
 
-requests-oauthlib as style.md §3.3 prescribes: our own PKCE pair (no `pkce=` flag), client
+requests-oauthlib as docs/style.md §3.3 prescribes: our own PKCE pair (no `pkce=` flag), client
 authentication by HTTP Basic only, no `auto_refresh_url`. Every answer is sorted into:
 - `ProviderRejected`: the provider said no (e.g. `invalid_grant`); `error` says why;
 - `ProviderUnavailable`: timeout, dropped connection, 429 or 5xx: the outcome is unknown or

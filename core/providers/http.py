@@ -27,7 +27,7 @@ from core.platform.models import HttpLogEntry, clip, utcnow
 
 log = logging.getLogger(__name__)
 
-# requests-oauthlib and oauthlib log tokens and Basic credentials at DEBUG (style.md §3.3 rule 6).
+# requests-oauthlib and oauthlib log tokens and Basic credentials at DEBUG (docs/style.md §3.3 rule 6).
 for _noisy in ("requests_oauthlib", "oauthlib", "urllib3"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 

@@ -1,4 +1,4 @@
-"""Lexware Office public API client (datev-contract.md §3): the profile call and the voucher upload,
+"""Lexware Office public API client (docs/datev-contract.md §3): the profile call and the voucher upload,
 which has no idempotency (a timeout after sending, a 5xx or a dropped connection is `unresolved`).
 Every call is in the HTTP log."""
 

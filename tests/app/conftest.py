@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.demo import seed_demo
 from core.platform.db import get_engine
-from tests.app.support_documents import Desk, make_desk
-
-ROOT = Path(__file__).resolve().parent.parent.parent
-
-IDENTITIES = {
-    "admin": {"is_logged_in": True, "sub": "demo-admin", "email": "admin@tokendesk.demo", "name": "Anna Admin"},
-    "operator": {"is_logged_in": True, "sub": "demo-operator", "email": "operator@tokendesk.demo"},
-    "viewer": {"is_logged_in": True, "sub": "demo-viewer", "email": "viewer@tokendesk.demo"},
-    "nobody": {"is_logged_in": True, "sub": "demo-nobody", "email": "nobody@tokendesk.demo"},
-    "signed_out": {"is_logged_in": False},
-}
+from tests.support.desk import IDENTITIES, ROOT, Desk, make_desk
 
 
 @pytest.fixture

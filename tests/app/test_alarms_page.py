@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from core.platform.db import get_engine, unit_of_work
 from core.platform.models import AlarmSent, AuditEvent, Company, utcnow
-from tests.core.test_notify import SmtpSink
+from tests.support.sinks import SmtpSink
 
 PAGE = "pages/alarms.py"
 pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")

@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime
 
 from core.platform.db import unit_of_work
 from core.platform.models import Document
-from tests.app.rendered import labels, texts
-from tests.app.support_documents import Desk, run_page, table
-from tests.support import pdf
+from testkit.samples import pdf
+from tests.support.desk import Desk, run_page, table
+from tests.support.rendered import labels, texts
 
 PAGE = "pages/documents.py"
 

@@ -8,7 +8,8 @@ import logging
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import IDENTITIES, ROOT
+from tests.support.desk import IDENTITIES
+from tests.support.harness import ROOT
 
 
 def failing_page() -> None:

@@ -17,9 +17,9 @@ from core.platform.crypto import fingerprint
 from core.platform.db import unit_of_work
 from core.platform.models import ConnectionKind, StoredSecret
 from core.platform.secret_store import get_keyring
-from tests.app.rendered import labels, page_text, texts
-from tests.app.support_documents import Desk, run_page
-from tests.datev_user import consent
+from testkit.datev_user import consent
+from tests.support.desk import Desk, run_page
+from tests.support.rendered import labels, page_text, texts
 
 PAGE = "pages/tokens.py"
 LEXWARE_KEY = "demo-lexware-key"

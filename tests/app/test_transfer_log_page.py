@@ -17,8 +17,8 @@ from core.platform.models import TransferAttempt
 from core.platform.secret_store import get_keyring
 from core.transfers.engine import PassOptions, run_pass
 from core.transfers.history import CSV_HEADERS
-from tests.app.rendered import labels, texts
-from tests.app.support_documents import Desk, run_page, table
+from tests.support.desk import Desk, run_page, table
+from tests.support.rendered import labels, texts
 
 PAGE = "pages/transfer_log.py"
 

@@ -12,8 +12,8 @@ from sqlmodel import select
 
 from core.platform.db import unit_of_work
 from core.platform.models import Connection, ConnectionKind, HttpLogEntry, TransferAttempt
-from tests.app.rendered import labels, texts
-from tests.app.support_documents import Desk, run_page, table
+from tests.support.desk import Desk, run_page, table
+from tests.support.rendered import labels, texts
 
 PAGE = "pages/transfer.py"
 

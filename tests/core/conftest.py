@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import Engine
 
 from core.platform.crypto import Keyring
-from tests.token_world import World, make_world
+from tests.support.world import World, make_world
 
 
 @pytest.fixture

@@ -34,9 +34,10 @@ from core.platform.models import (
     StoredSecret,
     utcnow,
 )
-from tests.app.conftest import IDENTITIES, ROOT
-from tests.app.test_tokens_page import page_text
-from tests.datev_user import consent
+from testkit.datev_user import consent
+from tests.support.desk import IDENTITIES
+from tests.support.harness import ROOT
+from tests.support.rendered import page_text
 
 LEXWARE_KEY = "demo-lexware-key"
 

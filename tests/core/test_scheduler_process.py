@@ -19,10 +19,10 @@ from sqlmodel import select
 from core.documents import intake, lifecycle
 from core.platform.db import unit_of_work
 from core.platform.models import Company, Document, DocumentStatus, SchedulerHeartbeat, utcnow
-from tests.core.test_transfers import add_approved, pdf, uploads
+from testkit.workers import ROOT
+from tests.core.transfers.test_engine import pdf
 from tests.support import TEST_KEY_ENTRY
-from tests.token_world import World
-from tests.workers import ROOT
+from tests.support.world import World, add_approved, uploads
 
 DEADLINE_SECONDS = 90
 

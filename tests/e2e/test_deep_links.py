@@ -2,7 +2,7 @@
 
 Each page gets its own fresh server: a folder named pages/ starts Streamlit's legacy multipage
 mode, where a deep link runs the page file without the router until some session has run
-st.navigation (style.md §3.1 rule 1). The page's own guard must hold on its own.
+st.navigation (docs/style.md §3.1 rule 1). The page's own guard must hold on its own.
 """
 
 from pathlib import Path
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import wait_connected
-from tests.e2e.harness import DashboardServer
+from tests.support.browser import wait_connected
+from tests.support.harness import DashboardServer
 from ui.navigation import PAGE_TABLE
 
 pytestmark = pytest.mark.e2e

@@ -14,10 +14,10 @@ from core.platform.config import Settings
 from core.platform.db import make_engine, unit_of_work
 from core.platform.models import AppUser, Company, Document
 from core.platform.secret_store import get_keyring
-from tests.datev_user import log_in_at_datev
-from tests.e2e.conftest import choose, settled, sign_in
-from tests.e2e.harness import DashboardServer, evidence_on_failure
-from tests.support import pdf
+from testkit.datev_user import log_in_at_datev
+from testkit.samples import pdf
+from tests.support.browser import choose, settled, sign_in
+from tests.support.harness import DashboardServer, evidence_on_failure
 
 pytestmark = pytest.mark.e2e
 

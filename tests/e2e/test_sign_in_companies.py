@@ -9,8 +9,8 @@ from sqlmodel import select
 
 from core.platform.db import make_engine, unit_of_work
 from core.platform.models import AuditEvent, Company
-from tests.e2e.conftest import choose, open_page, settled, sign_in
-from tests.e2e.harness import DashboardServer, evidence_on_failure
+from tests.support.browser import choose, open_page, settled, sign_in
+from tests.support.harness import DashboardServer, evidence_on_failure
 
 pytestmark = pytest.mark.e2e
 

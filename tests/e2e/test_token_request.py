@@ -11,8 +11,8 @@ from sqlmodel import select
 
 from core.platform.db import make_engine, unit_of_work
 from core.platform.models import AuditEvent, Company, Connection, StoredSecret
-from tests.e2e.conftest import settled, sign_in, wait_connected
-from tests.e2e.harness import DashboardServer, evidence_on_failure
+from tests.support.browser import settled, sign_in, wait_connected
+from tests.support.harness import DashboardServer, evidence_on_failure
 
 pytestmark = pytest.mark.e2e
 

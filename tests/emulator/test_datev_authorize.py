@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import requests
-from emulator_helpers import REDIRECT, authorize_params, hidden, login_and_consent, query_of
 
 from emulator.config import EmulatorConfig
 from emulator.server import EmulatorServer
+from tests.support.emulator_client import REDIRECT, authorize_params, hidden, login_and_consent, query_of
 
 
 def _authorize(base: str, variant: str = "production", **overrides) -> requests.Response:

@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 import requests
-from emulator_helpers import DATEV_ID, api_headers, connect, minimal_pdf
 
 from emulator.config import EmulatorConfig
 from emulator.server import EmulatorServer
+from tests.support.emulator_client import DATEV_ID, api_headers, connect, minimal_pdf
 
 SCOPE = "openid profile accounting:documents accounting:clients:read"
 API = "/platform/v2"

@@ -6,7 +6,8 @@ import json
 
 import pytest
 import requests
-from emulator_helpers import api_headers, connect, minimal_pdf
+
+from tests.support.emulator_client import api_headers, connect, minimal_pdf
 
 SCOPE = "openid profile accounting:documents accounting:clients:read"
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import threading
 
 import requests
-from emulator_helpers import (
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from emulator.config import EmulatorConfig
+from emulator.server import EmulatorServer
+from tests.support.emulator_client import (
     DATEV_ID,
     DATEV_SECRET,
     authorize_params,
@@ -18,11 +23,6 @@ from emulator_helpers import (
     stats,
     token_url,
 )
-from joserfc import jwt
-from joserfc.jwk import KeySet
-
-from emulator.config import EmulatorConfig
-from emulator.server import EmulatorServer
 
 ONLINE_SCOPE = "openid profile email account_id accounting:documents accounting:clients:read"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import requests
-from emulator_helpers import api_headers, connect, minimal_pdf, refresh, stats
+
+from tests.support.emulator_client import api_headers, connect, minimal_pdf, refresh, stats
 
 LEX = {"Authorization": "Bearer demo-lexware-key"}
 

@@ -6,10 +6,10 @@ import time
 
 import pytest
 import requests
-from emulator_helpers import minimal_pdf, set_clock
 
 from emulator.config import EmulatorConfig
 from emulator.server import EmulatorServer
+from tests.support.emulator_client import minimal_pdf, set_clock
 
 KEY = {"Authorization": "Bearer demo-lexware-key"}
 XRECHNUNG = (b'<?xml version="1.0"?><Invoice xmlns="urn:oasis:names:specification:ubl:schema:xsd:Invoice-2">'

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import requests
-from emulator_helpers import connect, refresh
 
 from emulator.config import EmulatorConfig
 from emulator.server import EmulatorServer
+from tests.support.emulator_client import connect, refresh
 
 
 def test_tokens_survive_a_restart_with_state_file(tmp_path) -> None:

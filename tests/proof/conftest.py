@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import Engine
 
 from core.platform.crypto import Keyring
-from tests.proof.fleet import Fleet, make_fleet
-from tests.token_world import World, make_world
+from tests.support.fleet import Fleet, make_fleet
+from tests.support.world import World, make_world
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from core.documents import intake, lifecycle
 from core.platform.db import unit_of_work
 from core.platform.models import Document, DocumentStatus, DocumentTypeCache, SchedulerHeartbeat, TransferAttempt
 from core.transfers.engine import PassOptions, run_pass, store_document_types
-from tests.proof.fleet import Fleet, pdf, stop, wait_until
+from tests.support.fleet import Fleet, pdf, stop, wait_until
 
 DOCUMENTS_PER_COMPANY = 60
 SCHEDULERS = ("sched-a", "sched-b", "sched-c")

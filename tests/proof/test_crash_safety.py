@@ -22,7 +22,7 @@ from sqlmodel import col, func, select
 
 from core.platform.db import unit_of_work
 from core.platform.models import Document, DocumentStatus, TransferAttempt
-from tests.proof.fleet import Fleet, kill, stop, wait_until
+from tests.support.fleet import Fleet, kill, stop, wait_until
 
 DOCUMENTS_PER_COMPANY = 60  # 4 companies: 240 documents
 MAX_KILLS = 12

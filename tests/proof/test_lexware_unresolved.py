@@ -23,8 +23,8 @@ from core.documents.queries import STATUS_LABELS
 from core.platform.db import unit_of_work
 from core.platform.models import Company, Document, DocumentStatus, Interface, TransferAttempt
 from core.transfers.engine import PassOptions, PassSummary, run_pass
-from tests.proof.fleet import Fleet, kill, stop, wait_until
-from tests.token_world import World
+from tests.support.fleet import Fleet, kill, stop, wait_until
+from tests.support.world import World
 
 FILES_PATH = "/lexware/v1/files"
 

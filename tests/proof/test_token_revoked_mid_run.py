@@ -22,8 +22,8 @@ from core.jobs import care_for_tokens
 from core.platform.db import unit_of_work
 from core.platform.models import AlarmSent, Company, Connection, DocumentStatus, HttpLogEntry, utcnow
 from core.transfers.engine import PassOptions, PassSummary, run_pass, waiting_reason
-from tests.proof.fleet import make_fleet
-from tests.token_world import World
+from tests.support.fleet import make_fleet
+from tests.support.world import World
 
 DOCUMENTS = 80
 

@@ -16,7 +16,7 @@ from core.platform.db import unit_of_work
 from core.platform.errors import UserFacingError
 from core.platform.models import Company, Document, DocumentStatus, TransferAttempt, utcnow
 from core.providers.outcome import Outcome
-from tests.support import pdf
+from testkit.samples import pdf
 
 S = DocumentStatus
 OWNER = "worker-1"

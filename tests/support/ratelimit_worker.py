@@ -5,7 +5,7 @@ import sys
 
 from core.platform.db import make_engine
 from core.platform.ratelimit import reserve
-from tests.workers import wait_for_go
+from testkit.workers import wait_for_go
 
 
 def main(url: str, key: str, count: int) -> None:

@@ -10,7 +10,7 @@ from core.alarms.messages import Alarm
 from core.alarms.outbox import raise_alarm, retry_due_alarms
 from core.platform.config import Settings
 from core.platform.db import make_engine
-from tests.workers import wait_for_go
+from testkit.workers import wait_for_go
 
 
 def main(mode: str, database_url: str, smtp_port: int, argument: str) -> None:

@@ -1,4 +1,4 @@
-"""Scheduler jobs called directly (style.md §1.4): token care with alarms to a real local SMTP server,
+"""Scheduler jobs called directly (docs/style.md §1.4): token care with alarms to a real local SMTP server,
 keepalive refresh against the emulator, housekeeping. SQLite and PostgreSQL via `world`."""
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from core.platform.models import (
 )
 from core.platform.secret_store import put_secret
 from core.transfers.engine import PassOptions, companies_with_work
-from tests.core.test_notify import SmtpSink, free_port
-from tests.core.test_transfers import add_approved, pdf
-from tests.token_world import World
+from tests.core.transfers.test_engine import pdf
+from tests.support.sinks import SmtpSink, free_port
+from tests.support.world import World, add_approved
 
 pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
 

@@ -20,8 +20,8 @@ from core.platform.models import AuditEvent, Company, Document, DocumentStatus, 
 from core.transfers import history
 from core.transfers.engine import PassOptions, run_pass
 from core.transfers.history import HistoryFilter
-from tests.support import pdf
-from tests.token_world import World
+from testkit.samples import pdf
+from tests.support.world import World
 
 BASE = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 

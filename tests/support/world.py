@@ -13,11 +13,13 @@ from sqlalchemy import Engine, update
 from sqlmodel import select
 
 from core.demo import seed_demo
+from core.documents import intake, lifecycle
 from core.platform.config import Settings
 from core.platform.crypto import Keyring
 from core.platform.db import unit_of_work
 from core.platform.models import AppUser, Company, Connection, ConnectionKind, StoredSecret, utcnow
-from tests.datev_user import log_in_at_datev
+from testkit.datev_user import log_in_at_datev
+from testkit.samples import pdf
 
 
 @dataclass
@@ -71,3 +73,15 @@ def make_world(engine: Engine, database_url: str, keyring: Keyring, settings: Se
     return World(engine, settings, keyring, emulator_url, admin, operator, company.id)
 
 
+def add_approved(world: World, count: int, company_id: int | None = None) -> list[int]:
+    report = intake.intake(world.engine, company_id=company_id or world.company_id, actor="operator@x.de",
+                              files=[(f"Rechnung {i}.pdf", pdf(f"doc-{i}")) for i in range(count)])
+    assert not report.rejected, report.rejected
+    ids = [d.id for d in report.accepted]
+    assert lifecycle.approve(world.engine, document_ids=ids, actor="operator@x.de") == count
+    return ids
+
+
+def uploads(world: World) -> list[dict]:
+    data = requests.get(world.emulator_url + "/_admin/datev/uploads", timeout=5).json()
+    return data if isinstance(data, list) else data["uploads"]

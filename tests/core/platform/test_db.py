@@ -10,7 +10,7 @@ from core.platform import audit
 from core.platform.db import make_engine, unit_of_work
 from core.platform.migrate import check_models_match
 from core.platform.models import AuditEvent, Company
-from tests.workers import run_together
+from testkit.workers import run_together
 
 
 def test_sqlite_connection_pragmas(sqlite_url: str) -> None:
@@ -23,11 +23,11 @@ def test_sqlite_connection_pragmas(sqlite_url: str) -> None:
 
 
 def test_two_processes_read_modify_write_lose_no_update(sqlite_url: str) -> None:
-    """The lost-update case of style.md §3.2: two writers, BEGIN IMMEDIATE, every increment counts."""
+    """The lost-update case of docs/style.md §3.2: two writers, BEGIN IMMEDIATE, every increment counts."""
     engine = make_engine(sqlite_url)
     with unit_of_work(engine) as s:
         s.add(Company(name="Zähler", consultant_number=1000, client_number=1, interface="none"))
-    results = run_together("tests.core.increment_worker", [[sqlite_url, "150"], [sqlite_url, "150"]])
+    results = run_together("tests.support.increment_worker", [[sqlite_url, "150"], [sqlite_url, "150"]])
     assert [r.returncode for r in results] == [0, 0], [r.stderr[-2000:] for r in results]
     with unit_of_work(engine) as s:
         assert s.get(Company, 1).client_number == 1 + 300

@@ -4,7 +4,7 @@ import sys
 
 from core.platform.db import make_engine, unit_of_work
 from core.platform.models import Company
-from tests.workers import wait_for_go
+from testkit.workers import wait_for_go
 
 
 def main(url: str, rounds: int) -> None:

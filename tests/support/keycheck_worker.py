@@ -5,8 +5,8 @@ import sys
 from core.platform.crypto import Keyring
 from core.platform.db import make_engine
 from core.platform.secret_store import verify_keyring
+from testkit.workers import wait_for_go
 from tests.support import TEST_KEY_ENTRY
-from tests.workers import wait_for_go
 
 if __name__ == "__main__":
     engine = make_engine(sys.argv[1])

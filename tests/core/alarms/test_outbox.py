@@ -3,21 +3,13 @@ real local webhook; failing targets are recorded, never raised. SQLite and Postg
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
 import socket
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import timedelta
-from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import Engine
 from sqlmodel import select
 
@@ -36,7 +28,8 @@ from core.alarms.outbox import (
 from core.platform.config import Settings
 from core.platform.db import unit_of_work
 from core.platform.models import AlarmSent, Company, utcnow
-from tests.workers import run_together
+from testkit.workers import run_together
+from tests.support.sinks import HookSink, SmtpSink, free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
 
@@ -45,76 +38,6 @@ ALARM = Alarm("token_invalid:company:1:datev:2026-11-28", "Token ungültig: Nord
 
 
 # --- local servers (also used by test_scheduler_jobs) ---------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@dataclass
-class SmtpSink:
-    """A plain local SMTP server (aiosmtpd) that keeps what it receives."""
-
-    port: int = field(default_factory=free_port)
-    messages: list[tuple[list[str], EmailMessage]] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd hook
-        message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
-        self.messages.append((list(envelope.rcpt_tos), message))
-        return "250 OK"
-
-    def subjects(self) -> list[str]:
-        return [str(message["Subject"]) for _, message in self.messages]
-
-    @classmethod
-    @contextmanager
-    def running(cls, port: int | None = None) -> Iterator[SmtpSink]:
-        sink = cls(port) if port is not None else cls()
-        controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
-        controller.start()  # returns once the server answers
-        try:
-            yield sink
-        finally:
-            controller.stop()
-
-
-@dataclass
-class HookSink:
-    """A local JSON webhook receiver; paths under /fail answer 500."""
-
-    port: int
-    received: list[dict[str, Any]]
-
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    @classmethod
-    @contextmanager
-    def running(cls) -> Iterator[HookSink]:
-        received: list[dict[str, Any]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # http.server hook
-                raw = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append({"path": self.path, "json": json.loads(raw.decode("utf-8"))})
-                self.send_response(500 if self.path.startswith("/fail") else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        thread.start()
-        try:
-            yield cls(server.server_address[1], received)
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join()
 
 
 @pytest.fixture
@@ -169,7 +92,7 @@ def test_mail_arrives_once_even_when_raised_twice(engine: Engine, smtp: SmtpSink
 
 
 def test_two_processes_at_once_send_one_mail(engine: Engine, database_url: str, smtp: SmtpSink) -> None:
-    results = run_together("tests.core.notify_worker", [["raise", database_url, str(smtp.port), ALARM.key]] * 3, timeout=60)
+    results = run_together("tests.support.notify_worker", [["raise", database_url, str(smtp.port), ALARM.key]] * 3, timeout=60)
 
     assert all(r.returncode == 0 for r in results), [r.stderr[-2000:] for r in results]
     outcomes = [json.loads(r.stdout.strip().splitlines()[-1]) for r in results]
@@ -291,7 +214,7 @@ def test_two_processes_retrying_at_once_send_each_alarm_once(engine: Engine, dat
         failed_alarm(engine, closed_port, alarm)
     when = (utcnow() + timedelta(days=1)).isoformat()
 
-    results = run_together("tests.core.notify_worker", [["retry", database_url, str(smtp.port), when]] * 3, timeout=60)
+    results = run_together("tests.support.notify_worker", [["retry", database_url, str(smtp.port), when]] * 3, timeout=60)
 
     assert all(r.returncode == 0 for r in results), [r.stderr[-2000:] for r in results]
     assert sum(int(r.stdout.strip().splitlines()[-1]) for r in results) == len(alarms)

@@ -26,8 +26,9 @@ from core import companies
 from core.documents import intake, lifecycle
 from core.platform.db import unit_of_work
 from core.platform.models import Company, Connection, Document, DocumentStatus, Interface
-from tests.support import TEST_KEY_ENTRY, pdf
-from tests.token_world import World
+from testkit.samples import pdf
+from tests.support import TEST_KEY_ENTRY
+from tests.support.world import World
 
 ROOT = Path(__file__).resolve().parents[2]
 DATEV_CLIENTS = ("455148-1", "455148-2", "455148-4", "455148-5")

@@ -26,8 +26,8 @@ from core.platform.models import (
     utcnow,
 )
 from core.platform.secret_store import put_secret
-from tests.datev_user import consent
-from tests.token_world import World
+from testkit.datev_user import consent
+from tests.support.world import World
 
 
 def test_request_stores_an_encrypted_long_term_token_and_tests_it(world: World) -> None:

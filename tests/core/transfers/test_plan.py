@@ -15,8 +15,8 @@ from core.platform.db import unit_of_work
 from core.platform.models import Company, ConnectionKind, Document, HttpLogEntry, Provider, utcnow
 from core.transfers.engine import PassOptions, run_pass
 from core.transfers.plan import plan
-from tests.core.test_history import pdf
-from tests.token_world import World
+from tests.core.transfers.test_history import pdf
+from tests.support.world import World
 
 
 def intake(world: World, name: str, company_id: int | None = None, **kwargs: str) -> Document:

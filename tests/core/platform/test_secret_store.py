@@ -8,8 +8,8 @@ from core.platform.crypto import KeyConfigurationError, Keyring, SecretDecryptio
 from core.platform.db import unit_of_work
 from core.platform.models import StoredSecret
 from core.platform.secret_store import erase_secret, get_secret, put_secret, reencrypt_all, verify_keyring
+from testkit.workers import run_together
 from tests.support import TEST_KEY_ENTRY
-from tests.workers import run_together
 
 
 def _put(engine: Engine, keyring: Keyring, owner_id: int, value: str, purpose: str = "datev_refresh_token") -> None:
@@ -90,7 +90,7 @@ def test_rotation_round_trip(engine: Engine, keyring: Keyring) -> None:
 
 
 def test_processes_starting_together_all_pass_the_key_check(engine: Engine, database_url: str) -> None:
-    results = run_together("tests.core.keycheck_worker", [[database_url]] * 4, timeout=60)
+    results = run_together("tests.support.keycheck_worker", [[database_url]] * 4, timeout=60)
     assert [r.returncode for r in results] == [0] * 4, [r.stderr[-1500:] for r in results]
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM key_check")).scalar_one() == 1

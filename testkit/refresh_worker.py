@@ -14,7 +14,7 @@ from core.platform.config import Settings
 from core.platform.crypto import fingerprint
 from core.platform.db import make_engine
 from core.platform.secret_store import keyring_from_settings
-from tests.workers import wait_for_go
+from testkit.workers import wait_for_go
 
 
 def main(database_url: str, emulator_url: str, connection_id: int) -> None:

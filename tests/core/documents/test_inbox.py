@@ -18,9 +18,9 @@ from core.documents.inbox import ACTOR, InboxError, import_all, import_folder, r
 from core.platform.config import Settings
 from core.platform.db import make_engine, unit_of_work
 from core.platform.models import AuditEvent, Company, Document, DocumentStatus
-from tests.core.test_transfers import pdf
+from testkit.workers import ROOT
+from tests.core.transfers.test_engine import pdf
 from tests.support import TEST_KEY_ENTRY
-from tests.workers import ROOT
 
 
 def drop(folder: Path, name: str, content: bytes, *, age_seconds: float = 60) -> Path:

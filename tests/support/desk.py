@@ -4,6 +4,7 @@ dashboard database, the emulator for DATEV, and documents taken in through core.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -23,8 +24,8 @@ from core.platform.models import (
     PendingAuthorization,
 )
 from core.platform.secret_store import get_keyring
-from tests.datev_user import log_in_at_datev
-from tests.support import pdf
+from testkit.datev_user import log_in_at_datev
+from testkit.samples import pdf
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
        b"\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7\x35\x81\x84\x00\x00\x00\x00IEND\xaeB`\x82")
@@ -121,3 +122,15 @@ def run_page(app, who: str, page: str) -> AppTest:  # type: ignore[no-untyped-de
     at = app(who, page).run()
     assert not at.exception, at.exception
     return at
+
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+IDENTITIES = {
+    "admin": {"is_logged_in": True, "sub": "demo-admin", "email": "admin@tokendesk.demo", "name": "Anna Admin"},
+    "operator": {"is_logged_in": True, "sub": "demo-operator", "email": "operator@tokendesk.demo"},
+    "viewer": {"is_logged_in": True, "sub": "demo-viewer", "email": "viewer@tokendesk.demo"},
+    "nobody": {"is_logged_in": True, "sub": "demo-nobody", "email": "nobody@tokendesk.demo"},
+    "signed_out": {"is_logged_in": False},
+}

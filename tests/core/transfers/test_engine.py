@@ -5,31 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import requests
 from sqlalchemy import update
 from sqlmodel import select
 
-from core.documents import intake, lifecycle, queries
+from core.documents import intake, queries
 from core.documents.lifecycle import claim
 from core.platform.db import unit_of_work
 from core.platform.models import Company, Document, DocumentStatus, TransferAttempt, utcnow
 from core.transfers.engine import PassOptions, run_pass
-from tests.support import pdf
-from tests.token_world import World
-
-
-def add_approved(world: World, count: int, company_id: int | None = None) -> list[int]:
-    report = intake.intake(world.engine, company_id=company_id or world.company_id, actor="operator@x.de",
-                              files=[(f"Rechnung {i}.pdf", pdf(f"doc-{i}")) for i in range(count)])
-    assert not report.rejected, report.rejected
-    ids = [d.id for d in report.accepted]
-    assert lifecycle.approve(world.engine, document_ids=ids, actor="operator@x.de") == count
-    return ids
-
-
-def uploads(world: World) -> list[dict]:
-    data = requests.get(world.emulator_url + "/_admin/datev/uploads", timeout=5).json()
-    return data if isinstance(data, list) else data["uploads"]
+from testkit.samples import pdf
+from tests.support.world import World, add_approved, uploads
 
 
 def scheduler_pass(world: World):  # type: ignore[no-untyped-def]

@@ -13,9 +13,9 @@ from core.platform.db import unit_of_work
 from core.platform.models import Company, Document, DocumentStatus
 from core.platform.ratelimit import reserve
 from core.transfers.engine import PassOptions, run_pass
-from tests.support import pdf
-from tests.token_world import World
-from tests.workers import run_together
+from testkit.samples import pdf
+from testkit.workers import run_together
+from tests.support.world import World
 
 INTERVAL = timedelta(seconds=0.5)
 
@@ -27,7 +27,7 @@ def test_slots_are_one_interval_apart(engine: Engine) -> None:
 
 
 def test_processes_share_one_budget(engine: Engine, database_url: str) -> None:
-    results = run_together("tests.core.ratelimit_worker", [[database_url, "lexware:shared", "5"]] * 4)
+    results = run_together("tests.support.ratelimit_worker", [[database_url, "lexware:shared", "5"]] * 4)
     assert [r.returncode for r in results] == [0] * 4, [r.stderr[-1500:] for r in results]
     slots = sorted(datetime.fromisoformat(s) for r in results for s in json.loads(r.stdout.strip().splitlines()[-1]))
     assert len(set(slots)) == 20

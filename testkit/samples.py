@@ -1,11 +1,10 @@
-"""Constants and small helpers for tests (no fixtures here)."""
+"""Sample documents for tests and benchmarks."""
+
+from __future__ import annotations
 
 import io
 
 from pypdf import PdfWriter
-
-# A fixed key for tests only (never used outside the test suite).
-TEST_KEY_ENTRY = "test-k1:" + "A" * 43
 
 
 def pdf(label: str = "") -> bytes:

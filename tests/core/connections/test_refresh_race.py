@@ -9,8 +9,8 @@ import requests
 from core.connections.access import get_valid_token
 from core.providers.datev import get_client
 from core.providers.http import CallContext
-from tests.token_world import World
-from tests.workers import run_together
+from testkit.workers import run_together
+from tests.support.world import World
 
 PROCESSES = 8
 
@@ -22,7 +22,7 @@ def test_eight_processes_one_refresh(world: World, database_url: str) -> None:
     world.expire_access_token()
     before = world.stats()
 
-    results = run_together("tests.core.refresh_worker",
+    results = run_together("testkit.refresh_worker",
                            [[database_url, world.emulator_url, str(row.id)]] * PROCESSES)
 
     assert [r.returncode for r in results] == [0] * PROCESSES, [r.stderr[-1500:] for r in results]
