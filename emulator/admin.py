@@ -8,6 +8,7 @@ from datetime import datetime
 from flask import Blueprint, current_app, jsonify, request
 
 from . import datev_tokens as tokens
+from .config import EmulatorConfig
 from .context import emulator_state
 
 bp = Blueprint("admin", __name__, url_prefix="/_admin")
@@ -48,6 +49,21 @@ def clock():
     if request.method == "POST":
         state.clock.set_offset(float(_body().get("offset_seconds", 0)))
     return jsonify({"offset_seconds": state.clock.offset, "now": state.clock.iso()})
+
+
+@bp.route("/config", methods=["GET", "POST"])
+def config():
+    """Change profile switches at runtime (EmulatorConfig.RUNTIME_FIELDS); /_admin/reset restores them."""
+    state = emulator_state()
+    if request.method == "POST":
+        body = _body()
+        unknown = sorted(set(body) - set(EmulatorConfig.RUNTIME_FIELDS))
+        if unknown:
+            return _bad(f"not changeable at runtime: {', '.join(unknown)}")
+        with state.lock:
+            for name, value in body.items():
+                setattr(state.config, name, tuple(value) if isinstance(value, list) else value)
+    return jsonify({name: getattr(state.config, name) for name in EmulatorConfig.RUNTIME_FIELDS})
 
 
 @bp.post("/datev/clients")

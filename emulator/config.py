@@ -28,6 +28,20 @@ class EmulatorConfig:
     offline_refresh_mode: str = "rolling"  # "rolling" | "fixed"
     refresh_grace_seconds: int = 0
     refresh_revokes_previous_access_token: bool = True
+    # Identity-provider profile. "datev" answers the DATEV way (refresh_token_expires_in in the token response,
+    # offline_access needs exactly one datev:iam:client scope, detailed error_description). "standard" behaves
+    # like a plain certified OpenID Connect provider: no refresh_token_expires_in, scopes it does not know are
+    # dropped, offline_access needs no client scope, generic error_description.
+    idp_profile: str = "datev"  # "datev" | "standard"
+    # What is granted for a requested datev:iam:client scope: "as_requested"; "drop" (silently not granted, as a
+    # provider that does not know the scope); "other" (client_scope_other is granted instead: a user who picked
+    # another data set, to test the refusal).
+    client_scope_grant: str = "as_requested"
+    client_scope_other: str = "455148-5"
+    token_response_scope: str = "granted"  # "granted" | "omit" (RFC 6749 §5.1: absent means as requested)
+    authorization_response_iss: bool = False  # RFC 9207: `iss` in the redirect back to the client
+    id_token_extra_audiences: tuple[str, ...] = ()  # more audiences in the ID token (the azp rule)
+    id_token_azp: str | None = None  # the ID token's azp claim (None: none)
     # DATEV API gateway + accounting-documents
     client_id_mismatch_status: int = 401
     gateway_unauthorized_body: str = '{"error": "invalid_token"}'
@@ -50,6 +64,11 @@ class EmulatorConfig:
     # Process
     state_file: str | None = None
     public_base_url: str | None = None
+
+    # Fields a test may change at runtime through POST /_admin/config (reset restores the start values).
+    RUNTIME_FIELDS = ("idp_profile", "client_scope_grant", "client_scope_other", "token_response_scope",
+                      "authorization_response_iss", "id_token_extra_audiences", "id_token_azp", "access_token_ttl",
+                      "refresh_ttl_offline", "offline_refresh_mode", "refresh_revokes_previous_access_token")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> EmulatorConfig:

@@ -130,7 +130,10 @@ def consent(variant: str):
             "expires_at": now + state.config.auth_code_ttl, "used": False, "grant_id": None,
         }
         state.changed()
-    return redirect(rules.with_query(pending["redirect_uri"], {"code": code, "state": pending["state"]}))
+    params = {"code": code, "state": pending["state"]}
+    if state.config.authorization_response_iss:  # RFC 9207
+        params["iss"] = issuer(state.config, variant)
+    return redirect(rules.with_query(pending["redirect_uri"], params))
 
 
 for _variant, _paths in VARIANTS.items():

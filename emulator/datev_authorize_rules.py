@@ -55,6 +55,23 @@ def redirect_allowed(config, client: dict, variant: str, uri: str) -> bool:
     return parts.scheme == "https"
 
 
+# What a plain OpenID Connect provider configured for this app knows (the "standard" profile drops the rest).
+KNOWN_SCOPES = frozenset({"openid", "profile", "email", "offline_access", "account_id", "accounting:documents",
+                          "accounting:clients:read", "datev:accounting:clients"})
+
+
+def granted_scopes(config, scopes: list[str], iam_scopes: list[str]) -> tuple[list[str], list[str]]:
+    """The scopes the provider grants (and its client scopes), per `client_scope_grant` and the profile."""
+    others = [s for s in scopes if s not in iam_scopes]
+    if config.idp_profile == "standard":
+        others = [s for s in others if s in KNOWN_SCOPES]  # unknown scopes are silently dropped
+    if not iam_scopes or config.client_scope_grant == "drop":
+        return others, []
+    if config.client_scope_grant == "other":
+        iam_scopes = [f"datev:iam:client:{config.client_scope_other}"]
+    return others + iam_scopes, iam_scopes
+
+
 def validate(config, clients: dict, variant: str, args) -> dict:
     """Return the pending authorization built from the request, or raise PageError / RedirectError."""
     client = clients.get(args.get("client_id", ""))
@@ -83,14 +100,16 @@ def validate(config, clients: dict, variant: str, args) -> dict:
         fail("invalid_request", "PKCE with code_challenge_method=S256 is required.")
     iam_scopes = [s for s in scopes if IAM_SCOPE.match(s)]
     offline_requested = "offline_access" in scopes
-    if len(iam_scopes) > 1:
+    standard = config.idp_profile == "standard"
+    if len(iam_scopes) > 1 and not standard:
         fail("invalid_scope", "At most one datev:iam:client scope is allowed.")
-    if offline_requested and not iam_scopes:
+    if offline_requested and not iam_scopes and not standard:
         fail("invalid_scope", "offline_access requires exactly one datev:iam:client:<consultant>-<client> scope.")
     consent_prompt = "consent" in args.get("prompt", "").split()
     offline = offline_requested and (consent_prompt or config.offline_without_consent == "accept")
     if offline_requested and not offline:
         scopes = [s for s in scopes if s != "offline_access"]  # OIDC §11: ignore the request
+    scopes, iam_scopes = granted_scopes(config, scopes, iam_scopes)
     return {
         "variant": variant, "client_id": client["client_id"], "client_name": client.get("name", ""),
         "redirect_uri": redirect_uri, "scope": scopes, "offline": offline,

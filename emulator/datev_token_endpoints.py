@@ -18,7 +18,14 @@ bp = Blueprint("datev_tokens", __name__)
 bp.after_request(add_datev_headers)
 
 
+GENERIC_DESCRIPTIONS = {"invalid_grant": "The provided grant is invalid.",
+                        "invalid_client": "Client authentication failed.",
+                        "invalid_request": "The request is missing a parameter or is otherwise malformed."}
+
+
 def _error(error: str, description: str, status: int = 400):
+    if emulator_state().config.idp_profile == "standard":  # a plain provider says less
+        description = GENERIC_DESCRIPTIONS.get(error, "The request could not be processed.")
     response = jsonify({"error": error, "error_description": description})
     response.status_code = status
     if status == 401:

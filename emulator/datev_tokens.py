@@ -53,6 +53,10 @@ def issue_tokens(state, grant: dict, now: float, issuer: str) -> dict:
         "refresh_token": refresh, "refresh_token_expires_in": max(0, int(refresh_expires - now)),
         "scope": " ".join(grant["scope"]),
     }
+    if config.idp_profile == "standard":  # a plain OIDC provider knows no refresh_token_expires_in
+        del body["refresh_token_expires_in"]
+    if config.token_response_scope == "omit":  # RFC 6749 §5.1: absent means "as requested"
+        del body["scope"]
     if "openid" in grant["scope"]:
         body["id_token"] = _id_token(state, grant, now, issuer)
     return body
@@ -60,11 +64,16 @@ def issue_tokens(state, grant: dict, now: float, issuer: str) -> dict:
 
 def _id_token(state, grant: dict, now: float, issuer: str) -> str:
     person = state.data["persons"].get(grant["person_id"], {})
+    config = state.config
+    audiences = [grant["client_id"], *config.id_token_extra_audiences]
     claims = {
-        "iss": issuer, "aud": grant["client_id"], "sub": pairwise_sub(grant["client_id"], grant["person_id"]),
+        "iss": issuer, "aud": audiences if len(audiences) > 1 else grant["client_id"],
+        "sub": pairwise_sub(grant["client_id"], grant["person_id"]),
         "iat": int(now), "exp": int(now) + state.config.access_token_ttl, "auth_time": int(grant["login_at"]),
         "nonce": grant["nonce"],
     }
+    if config.id_token_azp:
+        claims["azp"] = config.id_token_azp
     if "profile" in grant["scope"]:
         claims.update({k: person.get(k) for k in ("name", "given_name", "family_name")})
     return sign_id_token(state.data["signing_key"], claims)

@@ -1,4 +1,10 @@
-"""Fault injection (503, 429, latency, drop, accept_then_drop, revoke_grants) applied before/after matching requests."""
+"""Fault injection applied before/after matching requests.
+
+Kinds: 503, 429, latency (wait, then handle), drop, accept_then_drop (handle, then drop the connection),
+revoke_grants, delay_response (handle, then answer after latency_ms: a late answer), slow_drip (handle, then
+send the body one byte every latency_ms), html_200 (answer 200 with an HTML page instead of handling),
+not_json (handle, then replace the body with text that is not JSON, keeping the status).
+"""
 
 from __future__ import annotations
 
@@ -13,9 +19,11 @@ from . import datev_tokens
 from .context import emulator_state
 from .request_ids import add_datev_headers, request_id
 
-KINDS = ("503", "429", "latency", "drop", "accept_then_drop", "revoke_grants")
-TARGETS = ("token", "revoke", "userinfo", "documents", "clients", "lexware", "any")
-_DATEV_API = re.compile(r"^/datev(-sandbox)?-api/(token|revoke|userinfo)$")
+KINDS = ("503", "429", "latency", "drop", "accept_then_drop", "revoke_grants", "delay_response", "slow_drip",
+         "html_200", "not_json")
+TARGETS = ("token", "revoke", "userinfo", "documents", "clients", "lexware", "discovery", "certs", "any")
+_DATEV_API = re.compile(r"^/datev(-sandbox)?-api/(token|revoke|userinfo|certs)$")
+_DISCOVERY = re.compile(r"^/openid(sandbox)?/\.well-known/openid-configuration$")
 _PLATFORM = re.compile(r"^/platform(-sandbox)?/v2/clients(/[^/]+(/(documents).*)?)?")
 
 
@@ -25,6 +33,8 @@ def target_of(path: str) -> str | None:
     match = _DATEV_API.match(path)
     if match:
         return match.group(2)
+    if _DISCOVERY.match(path):
+        return "discovery"
     match = _PLATFORM.match(path)
     if match:
         return "documents" if match.group(4) else "clients"
@@ -127,10 +137,36 @@ def before_request(registry: FaultRegistry):
     if fault["kind"] == "revoke_grants":
         _revoke_every_grant()
         return None
+    if fault["kind"] in ("delay_response", "slow_drip", "not_json"):
+        g.after_fault = fault
+        return None
+    if fault["kind"] == "html_200":
+        return Response("<!doctype html><html><body><h1>Wartung</h1></body></html>", status=200,
+                        mimetype="text/html")
     return _fault_response(fault, target)
 
 
 def after_request(response: Response) -> Response:
     if g.get("drop_after_response"):
         return drop_connection()
-    return response
+    fault = g.get("after_fault")
+    if not fault:
+        return response
+    if fault["kind"] == "delay_response":  # the work is done; the answer comes late
+        time.sleep(fault["latency_ms"] / 1000)
+        return response
+    if fault["kind"] == "not_json":
+        response.set_data(b"OK")
+        response.mimetype = "text/plain"
+        return response
+    body, pause = response.get_data(), fault["latency_ms"] / 1000  # slow_drip
+
+    def drip():
+        for index in range(len(body)):
+            time.sleep(pause)
+            yield body[index:index + 1]
+
+    dripping = Response(drip(), status=response.status_code, headers=dict(response.headers),
+                        direct_passthrough=True)
+    dripping.headers["Content-Length"] = str(len(body))
+    return dripping

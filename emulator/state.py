@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -50,6 +51,7 @@ def fresh_data(config: EmulatorConfig, now: float) -> dict:
 class EmulatorState:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
+        self.initial_config = dataclasses.replace(config)
         self.lock = threading.RLock()
         self.clock = Clock(self)
         self.path = Path(config.state_file) if config.state_file else None
@@ -63,6 +65,8 @@ class EmulatorState:
 
     def reset(self) -> None:
         with self.lock:
+            for name in EmulatorConfig.RUNTIME_FIELDS:  # switches set by a test go back to the start values
+                setattr(self.config, name, getattr(self.initial_config, name))
             key = self.data["signing_key"]
             self.data = fresh_data(self.config, self.clock.now() - self.clock.offset)
             self.data["signing_key"] = key

@@ -17,7 +17,7 @@ from core.documents.validation import LIMITS, describe_limits, size_warning
 from core.platform.errors import UserFacingError
 from core.platform.models import Company, DocumentStatus, Provider, Role, utcnow
 from core.platform.timefmt import day_start_utc, format_local
-from core.transfers import readiness
+from core.transfers import document_types, readiness
 from ui.feedback import flash, flash_error, show_flashes
 from ui.guard import actor_of, may, require_page
 from ui.preview import show_preview
@@ -47,7 +47,7 @@ def size_text(size: int) -> str:
 def refresh_document_types(company: Company) -> None:
     """Fetch the client's document types from DATEV with the stored long-term token and cache them."""
     try:
-        count = readiness.refresh_document_types(engine, settings, keyring, company.id)  # type: ignore[arg-type]
+        count = document_types.refresh_document_types(engine, settings, keyring, company.id)  # type: ignore[arg-type]
     except UserFacingError as exc:
         flash_error(exc.message)
         return

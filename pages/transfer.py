@@ -183,8 +183,11 @@ def transfer(ids: list[int]) -> None:
     summary: PassSummary = outcome["summary"]  # type: ignore[assignment]
     counts = f"{summary.delivered} übertragen, {summary.failed} fehlgeschlagen, {summary.unresolved} ungeklärt"
     if summary.retried:
-        counts += f", {summary.retried} werden wiederholt"
-    (st.success if summary.failed == 0 and summary.unresolved == 0 and summary.retried == 0 else st.warning)(counts + ".")
+        counts += f", {summary.retried} werden automatisch wiederholt"
+    if summary.waiting_documents:
+        counts += f", {summary.waiting_documents} warten (siehe Meldung)"
+    clean = not (summary.failed or summary.unresolved or summary.retried or summary.waiting_documents)
+    (st.success if clean else st.warning)(counts + ".")
     for company_id, reason in summary.waiting.items():
         name = companies[company_id].name if company_id in companies else f"Unternehmen {company_id}"
         st.warning(f"{name}: nicht übertragen – {reason}")

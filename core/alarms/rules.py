@@ -13,7 +13,7 @@ from sqlmodel import col, select
 
 from core.alarms.messages import Alarm, company_paused, expiry_step, token_expiring, token_invalid, transfers_failing
 from core.alarms.outbox import raise_alarm
-from core.connections.health import USABLE, Health, TokenCard
+from core.connections.health import USABLE, Health, TokenCard, card_for
 from core.platform.config import Settings
 from core.platform.db import unit_of_work
 from core.platform.models import PROVIDER_LABELS, Company, Connection, Document, DocumentStatus, TransferAttempt, utcnow
@@ -34,6 +34,23 @@ def approved_waiting(engine: Engine) -> dict[int, int]:
                             .where(Document.status == DocumentStatus.approved.value)
                             .group_by(col(Document.company_id))).all()
     return {company_id: count for company_id, count in rows}
+
+
+def raise_alarms_for(engine: Engine, settings: Settings, company_id: int) -> int:
+    """Raise what is due for one company now: called by whatever just found its token or key broken
+    (transfer pass, connection test, refresh), so the alarm goes out in the same run. Each alarm is
+    still raised once (its unique key); the hourly token care raises the rest (expiry reminders)."""
+    with unit_of_work(engine) as session:
+        company = session.get(Company, company_id)
+        if company is None:
+            return 0
+        session.expunge(company)
+        waiting = session.exec(select(func.count()).select_from(Document).where(
+            col(Document.company_id) == company_id, col(Document.status) == DocumentStatus.approved.value)).one()
+    provider = company.provider
+    if provider is None or company.archived_at is not None:
+        return 0
+    return raise_card_alarms(engine, settings, card_for(engine, settings, company, provider), int(waiting))
 
 
 def raise_card_alarms(engine: Engine, settings: Settings, card: TokenCard, approved_waiting: int) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,9 +20,9 @@ from sqlalchemy import Engine, delete
 from sqlmodel import Session, col, select
 
 from core import users
-from core.connections import store
+from core.connections import grant, store
 from core.connections.disconnect import delete_token
-from core.connections.health import run_test
+from core.connections.test_call import run_test
 from core.platform import audit
 from core.platform.config import Settings
 from core.platform.crypto import Keyring
@@ -53,11 +54,10 @@ from core.providers.datev_oidc import (
 )
 from core.providers.http import CallContext
 
+log = logging.getLogger(__name__)
+
 PENDING_OWNER = "pending_authorization"  # StoredSecret.owner_type of a pending login's verifier and nonce
 PENDING_PURPOSES = ("pkce_verifier", "nonce")
-OFFLINE_SCOPE = "offline_access"
-# A refresh token that lives less than this is not a long-term token (DATEV's is about 2 years).
-LONG_TERM_MIN_SECONDS = 300 * 24 * 3600
 BATCH = 500
 
 
@@ -74,7 +74,7 @@ def pkce_pair() -> tuple[str, str]:
 def requested_scopes(settings: Settings, company: Company, kind: ConnectionKind) -> list[str]:
     scopes = settings.datev_scopes.split()
     if kind == ConnectionKind.long_term:
-        scopes += [OFFLINE_SCOPE, f"datev:iam:client:{company.datev_client_id}"]
+        scopes += [grant.OFFLINE_SCOPE, grant.client_scope(company.datev_client_id or "")]
     return scopes
 
 
@@ -110,23 +110,24 @@ def start_login(engine: Engine, settings: Settings, keyring: Keyring, *, company
         raise UserFacingError(f"DATEV ist gerade nicht erreichbar ({exc}). Bitte später erneut versuchen.") from None
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     verifier, challenge = pkce_pair()
+    scopes = requested_scopes(settings, company, kind)
     _create_pending(engine, keyring, settings, company_id=company_id, kind=kind, user=user, state=state,
-                    verifier=verifier, nonce=nonce)
-    return authorization_url(endpoints, settings, scopes=requested_scopes(settings, company, kind), state=state,
-                             nonce=nonce, code_challenge=challenge, offline=kind == ConnectionKind.long_term)
+                    verifier=verifier, nonce=nonce, scopes=scopes)
+    return authorization_url(endpoints, settings, scopes=scopes, state=state, nonce=nonce, code_challenge=challenge,
+                             offline=kind == ConnectionKind.long_term)
 
 
 # --- pending logins: created here, claimed once by the callback, purged by housekeeping ----------------
 
 
 def _create_pending(engine: Engine, keyring: Keyring, settings: Settings, *, company_id: int, kind: ConnectionKind,
-                    user: AppUser, state: str, verifier: str, nonce: str) -> None:
+                    user: AppUser, state: str, verifier: str, nonce: str, scopes: list[str]) -> None:
     assert user.id is not None
     now = utcnow()
     with unit_of_work(engine) as session:  # expired pending logins (and their secrets) go in housekeeping
         pending = PendingAuthorization(
             state_hash=state_hash(state), company_id=company_id, provider=Provider.datev.value, kind=kind.value,
-            user_id=user.id, redirect_uri=settings.datev_callback_uri,
+            user_id=user.id, redirect_uri=settings.datev_callback_uri, scope=" ".join(scopes),
             expires_at=now + timedelta(minutes=settings.pending_authorization_minutes),
         )
         session.add(pending)
@@ -137,25 +138,42 @@ def _create_pending(engine: Engine, keyring: Keyring, settings: Settings, *, com
 
 
 @dataclass(frozen=True)
+class CallbackOutcome:
+    ok: bool
+    message: str
+    company_id: int | None = None
+    kind: str | None = None
+    warning: str | None = None
+
+
+def _fail(message: str, company_id: int | None = None) -> CallbackOutcome:
+    return CallbackOutcome(ok=False, message=message + " Es wurde nichts gespeichert.", company_id=company_id)
+
+
+@dataclass(frozen=True)
 class _Claimed:
     pending: PendingAuthorization
     verifier: str
     nonce: str
 
 
-def _claim(engine: Engine, keyring: Keyring, state: str) -> _Claimed | None:
-    """Atomically take the pending login for `state` (single use): delete it and return it."""
+def _claim(engine: Engine, keyring: Keyring, state: str, user: AppUser) -> _Claimed | CallbackOutcome:
+    """Take the pending login for `state` (single use): look it up, check that this user started it,
+    then consume it by a conditional DELETE (rowcount 1 wins). A login started by somebody else is
+    left alone, so another signed-in user cannot burn it."""
     with unit_of_work(engine) as session:
         pending = session.exec(
             select(PendingAuthorization).where(PendingAuthorization.state_hash == state_hash(state))
         ).first()
         if pending is None or pending.id is None:
-            return None
+            return _fail("Diese Anmeldung ist unbekannt oder wurde bereits verwendet.")
+        if pending.user_id != user.id:
+            return _fail("Diese Anmeldung wurde von einem anderen Benutzer gestartet.", pending.company_id)
         removed = session.exec(
             delete(PendingAuthorization).where(col(PendingAuthorization.id) == pending.id)
         ).rowcount
         if removed != 1:  # another request claimed it first (PostgreSQL, concurrent callbacks)
-            return None
+            return _fail("Diese Anmeldung ist unbekannt oder wurde bereits verwendet.")
         values = {}
         for purpose in PENDING_PURPOSES:
             values[purpose] = get_secret(session, keyring, owner_type=PENDING_OWNER, owner_id=pending.id,
@@ -185,35 +203,29 @@ def purge_expired_pending_logins(engine: Engine, now: datetime) -> int:
 # --- the callback -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CallbackOutcome:
-    ok: bool
-    message: str
-    company_id: int | None = None
-    kind: str | None = None
-    warning: str | None = None
+class _Refused(Exception):
+    """A login that must not be stored; `message` is German, `audit` an optional audit event detail."""
 
-
-def _fail(message: str, company_id: int | None = None) -> CallbackOutcome:
-    return CallbackOutcome(ok=False, message=message + " Es wurde nichts gespeichert.", company_id=company_id)
+    def __init__(self, message: str, audit_detail: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.audit_detail = message, audit_detail
 
 
 def finish_login(engine: Engine, settings: Settings, keyring: Keyring, *, params: dict[str, str],
                  user: AppUser) -> CallbackOutcome:
-    """Handle DATEV's redirect back (`code`/`state` or `error`). Nothing is stored on any failure."""
+    """Handle DATEV's redirect back (`code`/`state` or `error`). Nothing is stored on any failure, and a
+    grant obtained before the failure is revoked at DATEV at once (no orphan grants)."""
     state = params.get("state", "")
     if not state:
         return _fail("Die Rückmeldung von DATEV enthält keinen state-Parameter.")
-    claimed = _claim(engine, keyring, state)
-    if claimed is None:
-        return _fail("Diese Anmeldung ist unbekannt oder wurde bereits verwendet.")
+    claimed = _claim(engine, keyring, state, user)
+    if isinstance(claimed, CallbackOutcome):
+        return claimed
     pending = claimed.pending
     company_id = pending.company_id
     if pending.expires_at <= utcnow():
         return _fail("Die Anmeldung ist abgelaufen (länger als "
                      f"{settings.pending_authorization_minutes} Minuten). Bitte erneut anfordern.", company_id)
-    if pending.user_id != user.id:
-        return _fail("Diese Anmeldung wurde von einem anderen Benutzer gestartet.", company_id)
     if params.get("error"):
         if params["error"] == "access_denied":
             return _fail("Die Zustimmung wurde bei DATEV abgelehnt.", company_id)
@@ -228,37 +240,40 @@ def finish_login(engine: Engine, settings: Settings, keyring: Keyring, *, params
     ctx = CallContext(provider=Provider.datev.value, purpose="code_exchange", company_id=company_id)
     try:
         endpoints = discover(engine, settings)
+        if params.get("iss") and params["iss"] != endpoints.issuer:  # RFC 9207: the answer of another provider
+            return _fail("Die Rückmeldung stammt nicht vom erwarteten DATEV-Anmeldedienst (iss).", company_id)
         tokens = exchange_code(engine, ctx, endpoints, settings, code=code, code_verifier=claimed.verifier)
     except ProviderRejected as exc:
         return _fail(f"DATEV hat den Anmeldecode abgelehnt ({exc.error}).", company_id)
     except ProviderUnavailable as exc:
         return _fail(f"DATEV war nicht erreichbar ({exc}).", company_id)
 
-    try:
-        if not tokens.id_token:
-            raise ProviderRejected("missing_id_token")
-        claims = verify_id_token(engine, ctx.with_purpose("id_token"), endpoints, settings,
-                                 id_token=tokens.id_token, nonce=claimed.nonce)
-    except (ProviderRejected, ProviderUnavailable) as exc:
+    try:  # from here on a grant exists at DATEV: every failure revokes it before it is reported
+        claims, facts, grantor_name = _check_grant(engine, settings, ctx, endpoints, tokens, claimed)
+        replaced = store.store_login(engine, keyring, company_id=company_id, kind=kind, user=user, tokens=tokens,
+                                     facts=facts, claims=claims, grantor_name=grantor_name)
+    except _Refused as refused:
         _revoke_quietly(engine, ctx, endpoints, settings, tokens)
-        detail = getattr(exc, "error", "")
-        return _fail(f"Die Sicherheitsprüfung der DATEV-Antwort ist fehlgeschlagen ({detail or exc}).", company_id)
-    if not tokens.refresh_token:
+        if refused.audit_detail:
+            with unit_of_work(engine) as session:
+                audit.record(session, actor=user.email, action="token.refused", entity_type="company",
+                             entity_id=company_id, detail=refused.audit_detail)
+        return _fail(refused.message, company_id)
+    except Exception:  # storing failed (e.g. the database): the grant must not stay at DATEV
+        log.exception("DATEV login for company %s could not be completed", company_id)
         _revoke_quietly(engine, ctx, endpoints, settings, tokens)
-        return _fail("DATEV hat kein Refresh-Token geliefert.", company_id)
-
-    grantor_name = _grantor_name(engine, ctx, endpoints, settings, tokens, claims)
-    offline = _is_long_term(tokens)
-    warning = None
-    if kind == ConnectionKind.long_term and not offline:
-        warning = ("DATEV hat keinen dauerhaften Zugriff erteilt: Dies ist kein Langzeittoken, es gilt nur "
-                   "wenige Stunden. Bitte erneut anfordern und „Dauerhaften Zugriff“ bestätigen.")
-    replaced = store.store_login(engine, keyring, company_id=company_id, kind=kind, user=user, tokens=tokens,
-                                 claims=claims, grantor_name=grantor_name, offline=offline,
-                                 bound_client=_bound_client(tokens.scope))
+        return _fail("Das Token konnte nicht gespeichert werden (interner Fehler); die Freigabe bei DATEV wurde "
+                     "wieder zurückgenommen.", company_id)
     if replaced:
         _revoke_replaced(engine, settings, ctx, endpoints, company_id, replaced, user)
 
+    warning = None
+    if kind == ConnectionKind.long_term and not facts.long_term:
+        warning = ("DATEV hat keinen dauerhaften Zugriff erteilt: Dies ist kein Langzeittoken, es gilt nur "
+                   "wenige Stunden. Bitte erneut anfordern und „Dauerhaften Zugriff“ bestätigen.")
+    elif kind == ConnectionKind.long_term and facts.bound_client is None:
+        warning = ("DATEV hat den Zugriff nicht an einen Datenbestand gebunden. Das Token wird verwendet, die Belege "
+                   "gehen an den Datenbestand des Unternehmens; bitte bei Gelegenheit neu anfordern.")
     if kind == ConnectionKind.long_term:
         connection = store.find(engine, company_id, Provider.datev)
         assert connection is not None and connection.id is not None
@@ -269,23 +284,39 @@ def finish_login(engine: Engine, settings: Settings, keyring: Keyring, *, params
     return CallbackOutcome(ok=True, message=message, company_id=company_id, kind=kind.value, warning=warning)
 
 
-def _is_long_term(tokens: TokenResponse) -> bool:
-    return OFFLINE_SCOPE in tokens.scope.split() and (tokens.refresh_expires_in or 0) >= LONG_TERM_MIN_SECONDS
-
-
-def _bound_client(scope: str) -> str | None:
-    for item in scope.split():
-        if item.startswith("datev:iam:client:"):
-            return item.removeprefix("datev:iam:client:")
-    return None
+def _check_grant(engine: Engine, settings: Settings, ctx: CallContext, endpoints: DatevEndpoints,
+                 tokens: TokenResponse, claimed: _Claimed) -> tuple[dict[str, Any], grant.GrantFacts, str | None]:
+    """Everything that must hold before a new grant is stored: the ID token, a refresh token, the data
+    set it is bound to, the DATEV user's name. Raises _Refused with the German reason."""
+    try:
+        if not tokens.id_token:
+            raise ProviderRejected("missing_id_token")
+        claims = verify_id_token(engine, ctx.with_purpose("id_token"), endpoints, settings,
+                                 id_token=tokens.id_token, nonce=claimed.nonce)
+    except (ProviderRejected, ProviderUnavailable) as exc:
+        detail = getattr(exc, "error", "")
+        raise _Refused(f"Die Sicherheitsprüfung der DATEV-Antwort ist fehlgeschlagen ({detail or exc}).") from None
+    if not tokens.refresh_token:
+        raise _Refused("DATEV hat kein Refresh-Token geliefert.")
+    pending = claimed.pending
+    facts = grant.facts(tokens, pending.scope, settings, utcnow())
+    with unit_of_work(engine) as session:
+        company = session.get(Company, pending.company_id)
+    own = company.datev_client_id if company is not None else None
+    problem = grant.binding_problem(facts.clients, own or "")
+    if problem is not None:
+        raise _Refused(problem, f"Zugriff für {', '.join(facts.clients)} statt {own} erteilt: nicht gespeichert, "
+                                "bei DATEV widerrufen.")
+    try:
+        grantor_name = _grantor_name(engine, ctx, endpoints, settings, tokens, claims)
+    except (ProviderRejected, ProviderUnavailable) as exc:
+        raise _Refused(f"DATEV hat den Namen des DATEV-Benutzers nicht geliefert ({exc}).") from None
+    return claims, facts, grantor_name
 
 
 def _grantor_name(engine: Engine, ctx: CallContext, endpoints: DatevEndpoints, settings: Settings,
                   tokens: TokenResponse, claims: dict[str, Any]) -> str | None:
-    try:
-        info = userinfo(engine, ctx.with_purpose("userinfo"), endpoints, settings, access_token=tokens.access_token)
-    except (ProviderRejected, ProviderUnavailable):
-        info = {}
+    info = userinfo(engine, ctx.with_purpose("userinfo"), endpoints, settings, access_token=tokens.access_token)
     name = info.get("name") or claims.get("name")
     if not name and (info.get("given_name") or info.get("family_name")):
         name = f"{info.get('given_name', '')} {info.get('family_name', '')}".strip()

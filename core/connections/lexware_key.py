@@ -6,20 +6,26 @@ unattended; it is valid at most 24 months (contract §3).
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import Engine
 
 from core.connections import store
-from core.connections.health import TestResult
+from core.connections.test_call import TestResult
 from core.platform.config import Settings
 from core.platform.crypto import Keyring
 from core.platform.db import unit_of_work
 from core.platform.errors import UserFacingError, ValidationFailed
 from core.platform.models import Company, Connection, Interface, Provider, clip, utcnow
+from core.platform.timefmt import display_zone, local_day
 from core.providers.http import CallContext
 from core.providers.lexware import LexwareApiError, get_profile
+
+
+def end_of_day(day: date) -> datetime:
+    """A key "valid until" a date is valid to the end of that day where the users are (display zone), in UTC."""
+    return datetime.combine(day, time(23, 59, 59), tzinfo=display_zone()).astimezone(UTC)
 
 
 def default_key_expiry(settings: Settings, today: date) -> date:
@@ -35,7 +41,7 @@ def store_lexware_key(engine: Engine, settings: Settings, keyring: Keyring, *, c
         errors["api_key"] = "Bitte den API-Schlüssel einfügen."
     elif len(key) > 500 or any(ch.isspace() for ch in key):
         errors["api_key"] = "Das sieht nicht wie ein Lexware-API-Schlüssel aus (Leerzeichen oder zu lang)."
-    today = utcnow().date()
+    today = local_day(utcnow())
     valid_until = valid_until or default_key_expiry(settings, today)
     if valid_until <= today:
         errors["valid_until"] = "Das Ablaufdatum muss in der Zukunft liegen."
@@ -56,8 +62,6 @@ def store_lexware_key(engine: Engine, settings: Settings, keyring: Keyring, *, c
         raise UserFacingError(f"Lexware Office ist nicht erreichbar ({exc.summary()}); nichts gespeichert.") from None
     organisation = clip(Connection.grantor_name, str(profile.get("companyName") or profile.get("organizationId") or "")) or None
     message = f"Verbunden mit „{organisation}“." if organisation else "Profilabfrage erfolgreich."
-    now = utcnow()
-    store.store_lexware_key(engine, keyring, company_id=company_id, api_key=key,
-                            expires_at=datetime.combine(valid_until, time(23, 59), tzinfo=now.tzinfo),
+    store.store_lexware_key(engine, keyring, company_id=company_id, api_key=key, expires_at=end_of_day(valid_until),
                             organisation=organisation, message=message, actor=actor)
     return TestResult(True, message)

@@ -31,7 +31,9 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from core.connections import grant
 from core.platform import audit
+from core.platform.config import Settings
 from core.platform.crypto import Keyring, fingerprint
 from core.platform.db import unit_of_work
 from core.platform.models import AppUser, Connection, ConnectionKind, Provider, clip, utcnow
@@ -45,7 +47,7 @@ REFRESH_TOKEN, ACCESS_TOKEN, API_KEY = "refresh_token", "access_token", "api_key
 TOKEN_PURPOSES = (REFRESH_TOKEN, ACCESS_TOKEN, API_KEY)
 LONG_TERM_SLOT = ConnectionKind.long_term.value
 ONE_OFF_PREFIX = ConnectionKind.one_off.value + ":"
-ONE_OFF_FALLBACK_LIFETIME = timedelta(hours=11)  # DATEV refresh window without offline_access (contract §1.5)
+ONE_OFF_FALLBACK_LIFETIME = grant.ONE_OFF_LIFETIME
 SYSTEM = audit.SYSTEM_ACTOR
 BATCH = 500
 
@@ -137,28 +139,30 @@ def release_refresh_lease(engine: Engine, connection_id: int, owner: str) -> Non
 
 
 def _put_datev_tokens(session: Session, keyring: Keyring, row: Connection, tokens: TokenResponse,
-                      now: datetime) -> None:
-    """Write a new DATEV token pair onto the row (inside the caller's transaction): version + 1."""
+                      now: datetime, refresh_expires_at: datetime | None, expiry_derived: bool) -> None:
+    """Write a new DATEV token pair onto the row (inside the caller's transaction): version + 1, the
+    refresh lease and an unclear refresh cleared (the new pair settles both)."""
     assert row.id is not None
     if tokens.refresh_token:
         put_secret(session, keyring, owner_type=OWNER_TYPE, owner_id=row.id, purpose=REFRESH_TOKEN,
                    value=tokens.refresh_token)
         row.token_fingerprint = fingerprint(tokens.refresh_token)
-        if tokens.refresh_expires_in:
-            row.refresh_expires_at = now + timedelta(seconds=tokens.refresh_expires_in)
+    row.refresh_expires_at, row.refresh_expiry_derived = refresh_expires_at, expiry_derived
     put_secret(session, keyring, owner_type=OWNER_TYPE, owner_id=row.id, purpose=ACCESS_TOKEN,
                value=tokens.access_token)
     row.access_expires_at = now + timedelta(seconds=tokens.expires_in)
+    row.access_ttl_seconds = tokens.expires_in
     row.has_token = True
     row.version += 1
     row.refresh_lease_until = None
     row.refresh_lease_owner = None
+    row.refresh_unclear_since = None
     row.updated_at = now
     session.add(row)
 
 
 def store_refreshed(engine: Engine, keyring: Keyring, connection_id: int, owner: str, tokens: TokenResponse,
-                    now: datetime, expected_version: int) -> Connection | None:
+                    now: datetime, expected_version: int, settings: Settings) -> Connection | None:
     """Store a refreshed pair, unless the connection was deleted or got a new login meanwhile
     (then None: the caller revokes the orphaned pair). Returns the updated row, detached."""
     with unit_of_work(engine) as session:
@@ -168,7 +172,9 @@ def store_refreshed(engine: Engine, keyring: Keyring, connection_id: int, owner:
         if row.refresh_lease_owner != owner:
             log.warning("connection %s: lease expired during refresh; storing the new token anyway", connection_id)
         old_fingerprint = row.token_fingerprint
-        _put_datev_tokens(session, keyring, row, tokens, now)
+        expires_at, derived = grant.refreshed_expiry(tokens, row.refresh_expires_at, row.refresh_expiry_derived,
+                                                     row.offline_granted, settings, now)
+        _put_datev_tokens(session, keyring, row, tokens, now, expires_at, derived)
         row.last_refresh_at = now
         row.last_used_at = now
         audit.record(session, actor=SYSTEM, action="token.refreshed", entity_type="connection", entity_id=row.id,
@@ -178,6 +184,37 @@ def store_refreshed(engine: Engine, keyring: Keyring, connection_id: int, owner:
         session.flush()
         session.expunge(row)
         return row
+
+
+def mark_refresh_unclear(engine: Engine, connection_id: int, *, expected_version: int, detail: str) -> bool:
+    """A refresh whose answer was lost: from now on the old refresh token is not sent again until
+    the access check decides (core.connections.access). The lease stays: any request still in flight
+    at the provider has finished before another process may look. True if marked."""
+    now = utcnow()
+    with unit_of_work(engine) as session:
+        marked = session.exec(update(Connection).where(
+            col(Connection.id) == connection_id, col(Connection.version) == expected_version,
+            col(Connection.refresh_unclear_since).is_(None)).values(refresh_unclear_since=now, updated_at=now)
+        ).rowcount == 1
+        if marked:
+            audit.record(session, actor=SYSTEM, action="token.refresh_unclear", entity_type="connection",
+                         entity_id=connection_id, detail=detail)
+        return bool(marked)
+
+
+def clear_refresh_unclear(engine: Engine, connection_id: int, *, expected_version: int, actor: str,
+                          decision: str) -> bool:
+    """The unclear refresh is decided: the old refresh token may be used again. True if cleared."""
+    now = utcnow()
+    with unit_of_work(engine) as session:
+        cleared = session.exec(update(Connection).where(
+            col(Connection.id) == connection_id, col(Connection.version) == expected_version,
+            col(Connection.refresh_unclear_since).is_not(None)).values(refresh_unclear_since=None, updated_at=now)
+        ).rowcount == 1
+        if cleared:
+            audit.record(session, actor=actor, action="token.refresh_unclear_decided", entity_type="connection",
+                         entity_id=connection_id, detail=decision)
+        return bool(cleared)
 
 
 def mark_invalid(engine: Engine, connection_id: int, *, expected_version: int, reason: str,
@@ -190,7 +227,7 @@ def mark_invalid(engine: Engine, connection_id: int, *, expected_version: int, r
             .where(col(Connection.id) == connection_id, col(Connection.version) == expected_version,
                    col(Connection.invalid_at).is_(None))
             .values(invalid_at=now, invalid_reason=clip(Connection.invalid_reason, reason), refresh_lease_until=None,
-                    refresh_lease_owner=None, updated_at=now)
+                    refresh_lease_owner=None, refresh_unclear_since=None, updated_at=now)
         )
         if result.rowcount != 1:
             return False
@@ -292,8 +329,8 @@ def _slot_row(session: Session, company_id: int, provider: Provider, slot: str,
 
 
 def store_login(engine: Engine, keyring: Keyring, *, company_id: int, kind: ConnectionKind, user: AppUser,
-                tokens: TokenResponse, claims: dict[str, Any], grantor_name: str | None, offline: bool,
-                bound_client: str | None) -> str | None:
+                tokens: TokenResponse, facts: grant.GrantFacts, claims: dict[str, Any],
+                grantor_name: str | None) -> str | None:
     """Store the tokens of a finished DATEV login in the company's slot (a new row or a replaced
     token). Returns the replaced refresh token, if there was one (the caller revokes it)."""
     assert user.id is not None
@@ -308,11 +345,10 @@ def store_login(engine: Engine, keyring: Keyring, *, company_id: int, kind: Conn
             assert row.id is not None
             replaced = get_secret(session, keyring, owner_type=OWNER_TYPE, owner_id=row.id, purpose=REFRESH_TOKEN)
             before = {"token_fingerprint": row.token_fingerprint}
-        row.refresh_expires_at = None
-        _put_datev_tokens(session, keyring, row, tokens, now)
-        row.offline_granted = offline
-        row.scopes = clip(Connection.scopes, tokens.scope) or ""
-        row.bound_client = bound_client
+        _put_datev_tokens(session, keyring, row, tokens, now, facts.refresh_expires_at, facts.expiry_derived)
+        row.offline_granted = facts.long_term
+        row.scopes = clip(Connection.scopes, " ".join(facts.scopes))
+        row.bound_client = facts.bound_client
         row.grantor_name = clip(Connection.grantor_name, grantor_name)
         row.grantor_sub = clip(Connection.grantor_sub, str(claims.get("sub", ""))) or None
         row.requested_at, row.requested_by = now, user.email
@@ -324,8 +360,9 @@ def store_login(engine: Engine, keyring: Keyring, *, company_id: int, kind: Conn
         audit.record(session, actor=user.email, action="token.requested", entity_type="connection", entity_id=row.id,
                      before=before,
                      after={"company_id": row.company_id, "kind": kind.value, "token_fingerprint": row.token_fingerprint,
-                            "bound_client": row.bound_client, "offline_granted": offline,
-                            "refresh_expires_at": row.refresh_expires_at, "grantor": grantor_name})
+                            "bound_client": row.bound_client, "offline_granted": facts.long_term,
+                            "refresh_expires_at": row.refresh_expires_at,
+                            "refresh_expiry_derived": facts.expiry_derived, "grantor": grantor_name})
         return replaced
 
 
@@ -340,7 +377,7 @@ def store_lexware_key(engine: Engine, keyring: Keyring, *, company_id: int, api_
         put_secret(session, keyring, owner_type=OWNER_TYPE, owner_id=row.id, purpose=API_KEY, value=api_key)
         row.has_token, row.version = True, row.version + 1
         row.token_fingerprint = fingerprint(api_key)
-        row.refresh_expires_at = expires_at
+        row.refresh_expires_at, row.refresh_expiry_derived = expires_at, False
         row.offline_granted, row.grantor_name = True, clip(Connection.grantor_name, organisation)
         row.requested_at, row.requested_by = now, actor
         row.invalid_at = row.invalid_reason = row.deleted_at = row.deleted_by = None

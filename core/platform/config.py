@@ -86,13 +86,24 @@ class Settings(BaseSettings):
     lexware_api_base_url: str | None = None
     lexware_key_validity_months: int = Field(default=24, ge=1, le=24)
 
-    # HTTP to providers.
+    # HTTP to providers. Every call ends at its total deadline (a slow-dripping answer too); a body above the
+    # cap is refused. Both leases (refresh, transfer claim) must outlast the deadline (checked below).
     http_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     http_read_timeout_seconds: float = Field(default=25.0, gt=0, le=120)
+    http_deadline_seconds: float = Field(default=30.0, gt=0, le=300)
+    http_max_response_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)  # JSON answers: 1 MiB
     http_log_retention_days: int = Field(default=30, ge=14)  # DATEV requires at least 14 days
-    # Token refresh: the lease must outlast one refresh call (connect + read timeout).
+    # Token refresh: the lease must outlast one refresh call (its deadline).
     refresh_lease_seconds: int = Field(default=90, ge=10)
+    # Refresh this long before the access token expires; never more than a third of its lifetime, so a short
+    # token (seconds) is not refreshed on every call.
     access_token_skew_seconds: int = Field(default=60, ge=0, le=600)
+    # DATEV documents 2 years for a refresh token with offline_access (contract §1.5). Used when the token
+    # response has no refresh_token_expires_in (a vendor extra that standard providers do not send).
+    datev_offline_lifetime_days: int = Field(default=730, ge=1, le=3650)
+    # Whether a refresh kills the previous access token ([U], contract §1.6). True lets a lost refresh answer be
+    # decided by one call with the stored access token (it fails only if the refresh went through).
+    datev_refresh_revokes_access_token: bool = True
     pending_authorization_minutes: int = Field(default=10, ge=1, le=60)
 
     # Transfers and the scheduler.
@@ -186,6 +197,15 @@ class Settings(BaseSettings):
                 f"DISPLAY_TIMEZONE {value!r} is not a known time zone: set an IANA name such as Europe/Berlin"
             ) from None
         return value
+
+    @model_validator(mode="after")
+    def _deadline_within_the_refresh_lease(self) -> Settings:
+        # A refresh must end before its lease runs out, or another process refreshes with the same token meanwhile.
+        # (A transfer claim is extended to a whole deadline right before its upload: core.transfers.engine.)
+        if self.http_deadline_seconds >= self.refresh_lease_seconds:
+            raise ConfigurationError(f"HTTP_DEADLINE_SECONDS ({self.http_deadline_seconds:g}) must be shorter than "
+                                     f"REFRESH_LEASE_SECONDS ({self.refresh_lease_seconds})")
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

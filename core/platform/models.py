@@ -195,7 +195,13 @@ class Connection(SQLModel, table=True):
     has_token: bool = Field(default=False)
     token_fingerprint: str | None = Field(default=None, max_length=16)
     access_expires_at: datetime | None = Field(default=None)
+    access_ttl_seconds: int | None = Field(default=None)  # the access token's lifetime (expires_in)
     refresh_expires_at: datetime | None = Field(default=None)  # Lexware: the API key's expiry
+    # True: the provider sent no refresh_token_expires_in; the expiry follows DATEV's documented lifetime.
+    refresh_expiry_derived: bool = Field(default=False)
+    # A refresh whose answer was lost (timeout after sending, dropped connection, 5xx): the provider may have
+    # rotated the token. Until decided, the old refresh token is not sent again (core.connections.access).
+    refresh_unclear_since: datetime | None = Field(default=None)
     offline_granted: bool = Field(default=False)
     scopes: str = Field(default="", max_length=1000)
     bound_client: str | None = Field(default=None, max_length=20)  # DATEV "<consultant>-<client>"
@@ -234,6 +240,7 @@ class PendingAuthorization(SQLModel, table=True):
     kind: str = Field(max_length=20)
     user_id: int = Field(foreign_key="app_user.id")
     redirect_uri: str = Field(max_length=500)
+    scope: str = Field(default="", max_length=1000)  # as requested: what was granted when `scope` is absent
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime = Field(index=True)
 

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from core.platform.config import Settings
 from core.platform.models import Document
 from core.providers.errors import ProviderError
-from core.providers.http import CallContext, send
+from core.providers.http import CallContext, new_session, send
 from core.providers.outcome import Outcome, UploadResult
 
 
@@ -70,7 +70,7 @@ def request(engine: Engine, ctx: CallContext, settings: Settings, access_token: 
     """One call to the documents API. Raises DatevApiError for anything but 2xx."""
     url = settings.datev_documents_base + path
     own = session is None
-    session = session or requests.Session()
+    session = session or new_session(settings)
     try:
         headers = {**_headers(settings, access_token), **kwargs.pop("headers", {})}
         response = send(engine, ctx, session, method, url, headers=headers, timeout=settings.http_timeout, **kwargs)
@@ -113,7 +113,7 @@ def upload_datev(engine: Engine, ctx: CallContext, settings: Settings, *, access
         files["metadata"] = (None, json.dumps(metadata).encode(), "application/json")
     url = f"{settings.datev_documents_base}/clients/{client_id}/documents/{document.guid}"
     own = session is None
-    session = session or requests.Session()
+    session = session or new_session(settings)
     try:
         response = send(engine, ctx, session, "PUT", url, files=files, timeout=settings.http_timeout, headers={
             "Authorization": f"Bearer {access_token}", "X-DATEV-Client-Id": settings.datev_client_id,

@@ -28,7 +28,7 @@ from sqlalchemy import Engine
 
 from core.platform.config import Settings, is_loopback_url
 from core.providers.errors import ProviderError
-from core.providers.http import CallContext, recorded, send
+from core.providers.http import CallContext, guard, never_sent, new_session, recorded, send
 
 DISCOVERY_TTL_SECONDS = 3600
 
@@ -42,11 +42,22 @@ class ProviderRejected(ProviderError):
 
 
 class ProviderUnavailable(ProviderError):
-    """Timeout, dropped connection, 429 or 5xx: try again later; says nothing about the token."""
+    """Timeout, dropped connection, 429 or 5xx: try again later; says nothing about the token.
 
-    def __init__(self, message: str, status: int | None = None, retry_after: str | None = None) -> None:
+    `ambiguous`: the request may have reached the provider and been processed (a timeout after
+    sending, a dropped connection, a 5xx). A refresh like that may have rotated the token: it must be
+    reconciled, never simply repeated (core.connections.access).
+    """
+
+    def __init__(self, message: str, status: int | None = None, retry_after: str | None = None, *,
+                 ambiguous: bool = False) -> None:
         super().__init__(message)
-        self.status, self.retry_after = status, retry_after
+        self.status, self.retry_after, self.ambiguous = status, retry_after, ambiguous
+
+
+def unavailable(what: str, exc: requests.RequestException) -> ProviderUnavailable:
+    """The transport failed: ambiguous unless the request certainly never left this machine."""
+    return ProviderUnavailable(f"{what} ({type(exc).__name__})", ambiguous=not never_sent(exc))
 
 
 @dataclass(frozen=True)
@@ -92,9 +103,20 @@ def _allow_loopback_http(url: str) -> None:
 
 
 def _raise_for_transport(response: requests.Response) -> None:
-    if response.status_code == 429 or response.status_code >= 500:
+    if response.status_code == 429 or response.status_code >= 500:  # a 5xx may have done the work; a 429 did not
         raise ProviderUnavailable(f"HTTP {response.status_code}", response.status_code,
-                                  response.headers.get("Retry-After"))
+                                  response.headers.get("Retry-After"), ambiguous=response.status_code >= 500)
+
+
+def _json_object(response: requests.Response, what: str) -> dict[str, Any]:
+    """The body as a JSON object; anything else (HTML, text, a list) is refused."""
+    try:
+        data = response.json()
+    except ValueError:
+        raise ProviderRejected("invalid_response", f"{what}: keine JSON-Antwort") from None
+    if not isinstance(data, dict):
+        raise ProviderRejected("invalid_response", f"{what}: unerwartete Antwort")
+    return data
 
 
 def _oauth_error(response: requests.Response) -> ProviderRejected:
@@ -117,19 +139,22 @@ def discover(engine: Engine, settings: Settings) -> DatevEndpoints:
             return cached[1]
     ctx = CallContext(provider="datev", purpose="discovery")
     try:
-        with requests.Session() as session:
+        with new_session(settings) as session:
             response = send(engine, ctx, session, "GET", url, timeout=settings.http_timeout)
     except requests.RequestException as exc:
-        raise ProviderUnavailable(f"DATEV-Anmeldedienst nicht erreichbar ({type(exc).__name__})") from None
+        raise unavailable("DATEV-Anmeldedienst nicht erreichbar", exc) from None
     _raise_for_transport(response)
     if response.status_code != 200:
         raise ProviderUnavailable(f"Discovery-Dokument: HTTP {response.status_code}", response.status_code)
-    doc = response.json()
-    endpoints = DatevEndpoints(
-        issuer=doc["issuer"], authorization=doc["authorization_endpoint"], token=doc["token_endpoint"],
-        revocation=doc.get("revocation_endpoint", ""), userinfo=doc.get("userinfo_endpoint", ""),
-        jwks=doc.get("jwks_uri", ""),
-    )
+    try:
+        doc = _json_object(response, "Discovery-Dokument")
+        endpoints = DatevEndpoints(
+            issuer=str(doc["issuer"]), authorization=str(doc["authorization_endpoint"]),
+            token=str(doc["token_endpoint"]), revocation=str(doc.get("revocation_endpoint", "")),
+            userinfo=str(doc.get("userinfo_endpoint", "")), jwks=str(doc.get("jwks_uri", "")),
+        )
+    except (ProviderRejected, KeyError):
+        raise ProviderUnavailable("Discovery-Dokument unlesbar (kein gültiges JSON mit den Endpunkten)") from None
     with _discovery_lock:
         _discovery_cache[url] = (time.monotonic(), endpoints)
     return endpoints
@@ -158,7 +183,7 @@ def _token_call(engine: Engine, ctx: CallContext, endpoints: DatevEndpoints, set
                 hook_name: Literal["access_token_response", "refresh_token_response"], call: str,
                 **kwargs: Any) -> TokenResponse:
     _allow_loopback_http(endpoints.token)
-    session = OAuth2Session(settings.datev_client_id, redirect_uri=settings.datev_callback_uri)
+    session = guard(OAuth2Session(settings.datev_client_id, redirect_uri=settings.datev_callback_uri), settings)
     checked: dict[str, requests.Response] = {}
 
     def inspect(response: requests.Response) -> requests.Response:
@@ -176,12 +201,19 @@ def _token_call(engine: Engine, ctx: CallContext, endpoints: DatevEndpoints, set
     except (ProviderRejected, ProviderUnavailable):
         raise
     except requests.RequestException as exc:
-        raise ProviderUnavailable(f"keine Antwort vom DATEV-Tokendienst ({type(exc).__name__})") from None
+        raise unavailable("keine Antwort vom DATEV-Tokendienst", exc) from None
     except OAuth2Error as exc:
         raise ProviderRejected(exc.error or "oauth_error", (exc.description or "")[:300], exc.status_code) from None
-    except (ValueError, KeyError) as exc:
-        raise ProviderRejected("invalid_response", f"unlesbare Antwort ({type(exc).__name__})") from None
-    return TokenResponse.from_json(dict(token))
+    except (ValueError, KeyError, TypeError) as exc:
+        # A 200 whose body we cannot read: the provider did the work (a refresh rotated the token), the
+        # answer is lost. Ambiguous, not a refusal.
+        raise ProviderUnavailable(f"unlesbare Antwort vom DATEV-Tokendienst ({type(exc).__name__})",
+                                  ambiguous=True) from None
+    try:
+        return TokenResponse.from_json(dict(token))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ProviderUnavailable(f"unvollständige Antwort vom DATEV-Tokendienst ({type(exc).__name__})",
+                                  ambiguous=True) from None
 
 
 def exchange_code(engine: Engine, ctx: CallContext, endpoints: DatevEndpoints, settings: Settings, *, code: str,
@@ -202,13 +234,13 @@ def revoke(engine: Engine, ctx: CallContext, endpoints: DatevEndpoints, settings
     if not endpoints.revocation:
         raise ProviderUnavailable("DATEV nennt keinen Widerrufsendpunkt")
     try:
-        with requests.Session() as session:
+        with new_session(settings) as session:
             response = send(engine, ctx, session, "POST", endpoints.revocation,
                             data={"token": token, "token_type_hint": hint},
                             auth=HTTPBasicAuth(settings.datev_client_id, settings.datev_client_secret),
                             timeout=settings.http_timeout)
     except requests.RequestException as exc:
-        raise ProviderUnavailable(f"keine Antwort vom DATEV-Widerrufsdienst ({type(exc).__name__})") from None
+        raise unavailable("keine Antwort vom DATEV-Widerrufsdienst", exc) from None
     _raise_for_transport(response)
     if response.status_code != 200:
         raise _oauth_error(response)
@@ -217,26 +249,26 @@ def revoke(engine: Engine, ctx: CallContext, endpoints: DatevEndpoints, settings
 def userinfo(engine: Engine, ctx: CallContext, endpoints: DatevEndpoints, settings: Settings, *,
              access_token: str) -> dict[str, Any]:
     try:
-        with requests.Session() as session:
+        with new_session(settings) as session:
             response = send(engine, ctx, session, "GET", endpoints.userinfo,
                             headers={"Authorization": f"Bearer {access_token}"}, timeout=settings.http_timeout)
     except requests.RequestException as exc:
-        raise ProviderUnavailable(f"UserInfo nicht erreichbar ({type(exc).__name__})") from None
+        raise unavailable("UserInfo nicht erreichbar", exc) from None
     _raise_for_transport(response)
     if response.status_code != 200:
         raise _oauth_error(response)
-    data = response.json()
-    return data if isinstance(data, dict) else {}
+    return _json_object(response, "UserInfo")
 
 
 def verify_id_token(engine: Engine, ctx: CallContext, endpoints: DatevEndpoints, settings: Settings, *,
                     id_token: str, nonce: str) -> dict[str, Any]:
-    """Check signature (JWKS), issuer, audience, expiry and our nonce. Raises ProviderRejected."""
+    """Check signature (JWKS), issuer, audience, expiry and our nonce; with several audiences the
+    authorized party (`azp`) must be us (OIDC Core §3.1.3.7). Raises ProviderRejected."""
     try:
-        with requests.Session() as session:
+        with new_session(settings) as session:
             response = send(engine, ctx, session, "GET", endpoints.jwks, timeout=settings.http_timeout)
     except requests.RequestException as exc:
-        raise ProviderUnavailable(f"JWKS nicht erreichbar ({type(exc).__name__})") from None
+        raise unavailable("JWKS nicht erreichbar", exc) from None
     _raise_for_transport(response)
     try:
         token = jwt.decode(id_token, KeySet.import_key_set(response.json()), algorithms=["RS256"])
@@ -247,6 +279,11 @@ def verify_id_token(engine: Engine, ctx: CallContext, endpoints: DatevEndpoints,
             nonce={"essential": True, "value": nonce},
             exp={"essential": True},
         ).validate(token.claims)
-    except (JoseError, ValueError, KeyError) as exc:
+    except (JoseError, ValueError, KeyError, TypeError) as exc:
         raise ProviderRejected("invalid_id_token", type(exc).__name__) from None
-    return dict(token.claims)
+    claims = dict(token.claims)
+    audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+    azp = claims.get("azp")
+    if (len(audiences) > 1 or azp is not None) and azp != settings.datev_client_id:
+        raise ProviderRejected("invalid_id_token", "azp")
+    return claims

@@ -8,20 +8,25 @@ the call, so callers must not hold a transaction open across HTTP (they never do
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 from sqlalchemy import Engine, delete
 from sqlmodel import col, select
 
+from core.platform.config import Settings
 from core.platform.db import unit_of_work
 from core.platform.models import HttpLogEntry, clip, utcnow
 
@@ -102,13 +107,112 @@ def recorded(engine: Engine, ctx: CallContext, session: requests.Session, method
         session.hooks["response"].remove(hook)
 
 
-def provider_session(base_url: str) -> requests.Session:
-    """A keep-alive session for many calls to one provider.
+def never_sent(exc: requests.RequestException) -> bool:
+    """True only when the request certainly did not reach the provider (so sending it again is safe)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.exceptions.ConnectionError) and not isinstance(exc, DeadlineExceeded):
+        text = repr(exc)
+        return "NewConnectionError" in text or "Connection refused" in text
+    return False
+
+
+class DeadlineExceeded(requests.Timeout):
+    """The answer did not arrive completely within the call's total deadline (e.g. a slow drip).
+    A Timeout: like a read timeout, the request may have reached the provider."""
+
+
+class ResponseTooLarge(requests.RequestException):
+    """The answer is larger than the cap (HTTP_MAX_RESPONSE_BYTES); it was not read."""
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """Every call ends at its total deadline, and no answer above the size cap is read into memory.
+
+    requests only knows a connect and a per-read timeout, so a server that sends one byte now and
+    then keeps a call open for ever. This adapter reads the body itself, in chunks, with a watchdog
+    that shuts the socket down at the deadline; the status line and headers are bounded by the read
+    timeout (capped at the deadline) per packet. Both errors are `requests.RequestException`s, so
+    every caller already treats them as "no usable answer".
+    """
+
+    def __init__(self, deadline: float, max_bytes: int) -> None:
+        super().__init__()
+        self.deadline, self.max_bytes = deadline, max_bytes
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False,
+             timeout: float | tuple[float, float] | tuple[float, None] | None = None, verify: bool | str = True,
+             cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+             proxies: Mapping[str, str] | None = None) -> requests.Response:
+        started = time.monotonic()
+        connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        bounded = (min(connect or self.deadline, self.deadline), min(read or self.deadline, self.deadline))
+        response = super().send(request, stream=True, timeout=bounded, verify=verify, cert=cert, proxies=proxies)
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response.close()
+            raise ResponseTooLarge(f"answer of {declared} bytes exceeds the cap of {self.max_bytes}")
+        expired = threading.Event()
+
+        def abort() -> None:  # unblocks a read that waits for a dripping server
+            expired.set()
+            sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        watchdog = threading.Timer(max(0.0, self.deadline - (time.monotonic() - started)), abort)
+        watchdog.daemon = True
+        watchdog.start()
+        body = bytearray()
+        try:
+            for chunk in response.raw.stream(16 * 1024, decode_content=True):
+                body += chunk
+                if len(body) > self.max_bytes:
+                    raise ResponseTooLarge(f"answer exceeds the cap of {self.max_bytes} bytes")
+                if expired.is_set():
+                    break
+        except ResponseTooLarge:
+            response.close()
+            raise
+        except Exception as exc:  # noqa: BLE001  (a read cut by the watchdog, or any broken read)
+            response.close()
+            if expired.is_set():
+                raise DeadlineExceeded(f"no complete answer within {self.deadline:g} s") from None
+            raise requests.ConnectionError(f"answer broken off ({type(exc).__name__})") from None
+        finally:
+            watchdog.cancel()
+        if expired.is_set() or time.monotonic() - started > self.deadline:
+            response.close()
+            raise DeadlineExceeded(f"no complete answer within {self.deadline:g} s")
+        response._content = bytes(body)  # what requests' .content reads
+        response.__dict__["_content_consumed"] = True  # requests' private flag: iter_content reuses _content
+        return response
+
+
+SessionT = TypeVar("SessionT", bound=requests.Session)
+
+
+def guard(session: SessionT, settings: Settings) -> SessionT:
+    """Mount the deadline and size cap on every request the session makes (also requests-oauthlib's)."""
+    adapter = DeadlineAdapter(settings.http_deadline_seconds, settings.http_max_response_bytes)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def new_session(settings: Settings) -> requests.Session:
+    """A session for one or a few calls, with the deadline and the size cap."""
+    return guard(requests.Session(), settings)
+
+
+def provider_session(base_url: str, settings: Settings) -> requests.Session:
+    """A keep-alive session for many calls to one provider, with the deadline and the size cap.
 
     The proxy and CA-bundle settings of the environment are read once here instead of on every
     request (requests otherwise scans the environment per call: measurable on the upload path).
     """
-    session = requests.Session()
+    session = new_session(settings)
     session.trust_env = False
     session.proxies.update(requests.utils.get_environ_proxies(base_url))
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from core.platform.config import Settings
 from core.platform.models import Document, TransferAttempt, clip
 from core.providers.errors import ProviderError
-from core.providers.http import CallContext, send
+from core.providers.http import CallContext, never_sent, new_session, send
 from core.providers.outcome import Outcome, UploadResult
 
 
@@ -56,7 +56,7 @@ def request(engine: Engine, ctx: CallContext, settings: Settings, api_key: str, 
     url = settings.lexware_base + path
     headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json", **kwargs.pop("headers", {})}
     try:
-        with requests.Session() as session:
+        with new_session(settings) as session:
             response = send(engine, ctx, session, method, url, headers=headers, timeout=settings.http_timeout,
                             **kwargs)
     except requests.RequestException:
@@ -72,38 +72,34 @@ def get_profile(engine: Engine, ctx: CallContext, settings: Settings, api_key: s
     return data if isinstance(data, dict) else {}
 
 
-def _never_sent(exc: requests.RequestException) -> bool:
-    """True only when the request certainly did not reach Lexware (so sending again is safe)."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        text = repr(exc)
-        return "NewConnectionError" in text or "Connection refused" in text
-    return False
-
-
 def upload_lexware(engine: Engine, ctx: CallContext, settings: Settings, *, api_key: str, document: Document,
                    content: bytes) -> UploadResult:
     """`POST /v1/files` with `type=voucher`. No idempotency: see the module docstring."""
     url = f"{settings.lexware_base}/v1/files"
     try:
-        with requests.Session() as session:
+        with new_session(settings) as session:
             response = send(engine, ctx, session, "POST", url, timeout=settings.http_timeout,
                             headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
                             files={"file": (document.file_name, content, document.media_type)},
                             data={"type": "voucher"})
     except requests.RequestException as exc:
-        if _never_sent(exc):
+        if never_sent(exc):
             return UploadResult(Outcome.retry, f"Lexware Office nicht erreichbar ({type(exc).__name__}).")
         return UploadResult(Outcome.unresolved, "Keine Antwort von Lexware Office nach dem Senden "
                                                 f"({type(exc).__name__}): bitte in Lexware prüfen.")
     status = response.status_code
     if status in (200, 201, 202):
-        body = response.json() if response.content else {}
-        remote = body.get("id") if isinstance(body, dict) else None
-        voucher = body.get("voucherId") if isinstance(body, dict) else None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not body.get("id"):
+            # Accepted, but we cannot tell which voucher it became: a person checks in Lexware; never sent again.
+            return UploadResult(Outcome.unresolved, f"Lexware Office hat den Beleg angenommen (HTTP {status}), aber "
+                                                    "keine lesbare Antwort geliefert: bitte in Lexware prüfen.", status)
+        voucher = body.get("voucherId")
         return UploadResult(Outcome.delivered, "An Lexware Office übertragen" + (f" (Beleg {voucher})." if voucher else "."),
-                            status, remote_id=str(remote) if remote else None)
+                            status, remote_id=str(body["id"]))
     message = error_message(response)
     if status == 429:
         return UploadResult(Outcome.retry, "Lexware Office: zu viele Anfragen (429).", status,

@@ -11,7 +11,9 @@
 - unresolved: Lexware only: the request may have been processed (timeout after sending, 5xx,
   dropped connection). Lexware has no idempotency, so it is never sent again automatically.
 
-The transfer history (TransferAttempt.outcome) stores delivered, retry, failed or unresolved.
+The transfer history (TransferAttempt.outcome) stores delivered, retry (an automatic retry is
+scheduled), failed, unresolved, or waiting: the document is back in the queue but nothing will send
+it by itself until a person acts (a new token, resuming the company, a manual transfer).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Outcome(StrEnum):
     unauthorized = "unauthorized"
     forbidden = "forbidden"
     unresolved = "unresolved"
+    waiting = "waiting"  # history only: back in the queue, waiting for a person (see above)
 
 
 @dataclass(frozen=True)

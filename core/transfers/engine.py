@@ -22,7 +22,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,8 +30,10 @@ import requests
 from sqlalchemy import Engine, func
 from sqlmodel import col, select
 
+from core.alarms.rules import raise_alarms_for
 from core.connections import store as connection_store
 from core.connections.access import AccessToken, TokenUnavailable, get_valid_token, lease_owner_id
+from core.connections.health import Binding, evaluate_binding
 from core.documents import lifecycle
 from core.documents.lifecycle import AfterAttempt, AttemptRecord, Claimed
 from core.platform.backoff import next_delay, parse_retry_after
@@ -44,7 +46,8 @@ from core.providers.datev import DatevApiError, get_client, get_document_types, 
 from core.providers.http import CallContext, provider_session
 from core.providers.lexware import upload_lexware
 from core.providers.outcome import Outcome, UploadResult
-from core.transfers.readiness import pause, store_document_types, waiting_reason
+from core.transfers.document_types import store_document_types
+from core.transfers.readiness import pause, waiting_reason
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,7 @@ class PassSummary:
     uploads: int = 0
     delivered: int = 0
     retried: int = 0
+    waiting_documents: int = 0  # back in the queue, waiting for a person (no automatic retry)
     failed: int = 0
     unresolved: int = 0
     duration_ms: int = 0
@@ -102,6 +106,8 @@ class PassSummary:
                 self.unresolved += 1
             elif outcome == Outcome.failed:
                 self.failed += 1
+            elif outcome == Outcome.waiting:
+                self.waiting_documents += 1
             else:
                 self.retried += 1
 
@@ -135,6 +141,7 @@ class _CompanyRun:
     client_id: str
     token_lock: threading.Lock = field(default_factory=threading.Lock)
     halted: threading.Event = field(default_factory=threading.Event)  # paused or token gone: stop uploading
+    gone: TokenUnavailable | None = None  # why no new token could be had after a 401
 
 
 @dataclass
@@ -157,6 +164,12 @@ class _Pass:
     def wait(self, company_id: int, reason: str) -> None:
         self.summary.waiting[company_id] = reason
 
+    def token_gone(self, company_id: int, exc: TokenUnavailable) -> None:
+        """The token cannot be used: the company waits; if this call found it broken, the alarm goes out now."""
+        self.wait(company_id, exc.message)
+        if exc.newly_invalid:
+            raise_alarms_for(self.engine, self.settings, company_id)
+
     # --- per company, once per pass ---------------------------------------------------------------
 
     def prepare(self, company_id: int) -> _CompanyRun | None:
@@ -177,13 +190,20 @@ class _Pass:
         if reason is not None or provider is None or connection is None or connection.id is None:
             self.wait(company_id, reason or "keine Verbindung")
             return None
+        if evaluate_binding(company, connection) == Binding.foreign:  # e.g. the Mandanten-Nr. was changed since
+            reason = (f"Das Langzeittoken ist an den Datenbestand {connection.bound_client} gebunden, das Unternehmen "
+                      f"hat {company.datev_client_id}: bitte das Langzeittoken neu anfordern")
+            pause(self.engine, company_id, reason, self.options.actor)
+            self.wait(company_id, f"pausiert: {reason}")
+            raise_alarms_for(self.engine, self.settings, company_id)
+            return None
         try:
             token = get_valid_token(self.engine, connection.id, settings=self.settings, keyring=self.keyring)
         except TokenUnavailable as exc:
-            self.wait(company_id, exc.message)
+            self.token_gone(company_id, exc)
             return None
-        run = _CompanyRun(company, company_id, provider, connection.id, token,
-                          connection.bound_client or company.datev_client_id or "")
+        # Uploads always address the company's own data set (a bound token was checked against it above).
+        run = _CompanyRun(company, company_id, provider, connection.id, token, company.datev_client_id or "")
         if provider == Provider.datev and not self.check_datev_access(run):
             return None
         return run
@@ -203,6 +223,11 @@ class _Pass:
             except DatevApiError as exc:
                 if exc.status == 401 and attempt == 1 and self.renew(run):
                     continue
+                if exc.status == 401:  # refused, and a renewal did not help (or gave a token that is refused too)
+                    if run.gone is None:
+                        self.wait(run.company_id, "Token widerrufen oder ungültig: DATEV lehnt das Zugriffstoken "
+                                                  "ab (401).")
+                    return False
                 if exc.status in (403, 404):
                     reason = f"DATEV verweigert den Zugriff auf Mandant {run.client_id} ({exc.summary()})"
                     pause(self.engine, run.company_id, reason, self.options.actor)
@@ -211,7 +236,7 @@ class _Pass:
                     self.wait(run.company_id, f"DATEV nicht erreichbar: {exc.summary()}")
                 return False
             except TokenUnavailable as exc:
-                self.wait(run.company_id, exc.message)
+                self.token_gone(run.company_id, exc)
                 return False
         if client.get("is_document_management_available") is False:
             reason = f"Belege online ist für Mandant {run.client_id} nicht verfügbar"
@@ -222,13 +247,18 @@ class _Pass:
         return True
 
     def renew(self, run: _CompanyRun) -> bool:
-        """After a 401: one refresh for everybody who saw the same token refused."""
+        """After a 401: one refresh for everybody who saw the same token refused. False: none to be had
+        (why: `run.gone`, reported once, with the alarm if the token was found broken now)."""
         with run.token_lock:
+            if run.gone is not None:
+                return False
             stale = run.token
             try:
                 run.token = get_valid_token(self.engine, run.connection_id, settings=self.settings,
                                             keyring=self.keyring, stale_version=stale.version)
-            except TokenUnavailable:
+            except TokenUnavailable as exc:
+                run.gone = exc
+                self.token_gone(run.company_id, exc)
                 return False
             return True
 
@@ -237,7 +267,7 @@ class _Pass:
     def drain(self, run: _CompanyRun) -> None:
         """One worker: claim, upload and record documents of the company until none is due."""
         base = self.settings.datev_documents_base if run.provider == Provider.datev else self.settings.lexware_base
-        with provider_session(base) as http:  # one keep-alive connection per worker
+        with provider_session(base, self.settings) as http:  # one keep-alive connection per worker
             while not self.stopped():
                 claimed = lifecycle.claim(self.engine, run.company_id, self.owner,
                                           self.settings.transfer_lease_seconds, self.options.document_ids)
@@ -275,9 +305,9 @@ class _Pass:
         return True
 
     def lease_still_ours(self, claimed: Claimed) -> bool:
-        settings = self.settings
-        call = timedelta(seconds=settings.http_connect_timeout_seconds + settings.http_read_timeout_seconds)
-        return lifecycle.lease_still_ours(self.engine, claimed, self.owner, needed=call,
+        settings = self.settings  # the upload ends at its deadline: the lease must outlast that
+        return lifecycle.lease_still_ours(self.engine, claimed, self.owner,
+                                          needed=timedelta(seconds=settings.http_deadline_seconds),
                                           extend_by=timedelta(seconds=settings.transfer_lease_seconds))
 
     def deliver_one(self, run: _CompanyRun, claimed: Claimed,
@@ -305,8 +335,12 @@ class _Pass:
                                           session=http)
                 if result.outcome in (Outcome.unauthorized, Outcome.forbidden):
                     run.halted.set()  # the company's other workers stop before their next upload
+                if result.outcome == Outcome.unauthorized:
+                    reason = run.gone.message if run.gone is not None else "DATEV lehnt das Zugriffstoken ab (401)"
+                    result = replace(result, message=f"Token widerrufen oder ungültig: {reason}")
             if result.outcome == Outcome.forbidden:
                 pause(engine, document.company_id, result.message, self.options.actor)
+                raise_alarms_for(engine, settings, run.company_id)
         elif claimed.taken_over:
             # A Lexware upload was under way when its worker died: it may have arrived. Never re-send.
             result = UploadResult(Outcome.unresolved, lifecycle.LEXWARE_INTERRUPTED)
@@ -320,9 +354,10 @@ class _Pass:
                                         content=claimed.content)
             if result.outcome == Outcome.unauthorized:
                 run.halted.set()
-                connection_store.mark_invalid(engine, run.connection_id, expected_version=run.token.version,
-                                              reason="Lexware Office lehnt den API-Schlüssel ab (401).",
-                                              actor=self.options.actor)
+                if connection_store.mark_invalid(engine, run.connection_id, expected_version=run.token.version,
+                                                 reason="Lexware Office lehnt den API-Schlüssel ab (401).",
+                                                 actor=self.options.actor):
+                    raise_alarms_for(engine, settings, run.company_id)  # found broken now: the alarm goes out now
         return self.record(run, claimed, result, started, correlation_id, log_entries), result
 
     def record(self, run: _CompanyRun, claimed: Claimed, result: UploadResult, started: datetime,
@@ -332,8 +367,13 @@ class _Pass:
         settings, document = self.settings, claimed.document
         assert document.id is not None
         outcome, last_error, next_attempt_at = result.outcome, result.message, None
+        history_text = result.message
         if outcome in (Outcome.forbidden, Outcome.unauthorized):
-            after, outcome = AfterAttempt.requeue, Outcome.retry  # not the document's fault: the attempt does not count
+            # Not the document's fault: back to the queue, the attempt does not count, and nothing sends it
+            # before a person acts (a new token or key, resuming the company).
+            after, outcome = AfterAttempt.requeue, Outcome.waiting
+            needed = "ein neues Token" if result.outcome == Outcome.unauthorized else "die Freigabe des Zugriffs"
+            history_text = f"{result.message} – wartet auf {needed}"
         elif outcome == Outcome.retry:  # bounded by answered attempts (a crashed worker's claim does not count)
             failures = lifecycle.answered_retries(self.engine, document.id) + 1
             if (failures >= settings.transfer_max_attempts
@@ -345,13 +385,16 @@ class _Pass:
                 delay = next_delay(document.attempts, base=settings.retry_base_seconds, cap=settings.retry_cap_seconds,
                                    retry_after=parse_retry_after(result.retry_after, now=now))
                 after, next_attempt_at = AfterAttempt.retry_later, now + timedelta(seconds=delay)
+                if not run.company.auto_transfer:  # no scheduler sends it: "wird wiederholt" would not be true
+                    outcome = Outcome.waiting
+                    history_text = f"{result.message} – wartet auf die nächste manuelle Übertragung"
         else:
             after = SETTLED[outcome]
         attempt = AttemptRecord(
             provider=run.provider.value, trigger=self.options.trigger, triggered_by=self.options.actor,
             started_at=started, outcome=outcome, correlation_id=correlation_id, http_status=result.http_status,
             error_code=result.error_code,
-            error_text=None if outcome == Outcome.delivered and not result.error_code else result.message,
+            error_text=None if outcome == Outcome.delivered and not result.error_code else history_text,
             help_uri=result.help_uri, global_transaction_id=result.global_transaction_id,
             request_id=result.request_id, remote_id=result.remote_id)
         lifecycle.record_attempt(self.engine, claimed, self.owner, after, attempt, last_error=last_error,

@@ -47,6 +47,7 @@ EXPORT_BATCH = 1_000
 OUTCOME_LABELS = {
     Outcome.delivered.value: "übertragen", Outcome.retry.value: "wird wiederholt",
     Outcome.failed.value: "fehlgeschlagen", Outcome.unresolved.value: "ungeklärt",
+    Outcome.waiting.value: "fehlgeschlagen – wartet",
 }
 TRIGGER_LABELS = {"scheduler": "automatisch", "manual": "manuell"}
 

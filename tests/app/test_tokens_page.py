@@ -74,7 +74,7 @@ def test_card_shows_the_facts_and_never_a_token(app, desk: Desk) -> None:  # typ
     assert "**DATEV-Benutzer:** Max Mustermann" in shown
     assert re.search(r"\*\*Angefordert:\*\* \d\d\.\d\d\.\d{4} \d\d:\d\d von admin@tokendesk\.demo", shown)
     assert re.search(r"\*\*Gültig bis:\*\* \d\d\.\d\d\.\d{4} \d\d:\d\d", shown)
-    assert "**Datenbestand (Berater-Nr.–Mandanten-Nr.):** 455148–1" in shown
+    assert "**Datenbestand (Berater-Nr.–Mandanten-Nr.):** gebunden an 455148–1" in shown
     assert "**Letzte Erneuerung:** –" in shown
     assert re.search(r"\*\*Letzte Verwendung:\*\* \d\d\.\d\d\.\d{4} \d\d:\d\d", shown)
     assert re.search(r"\*\*Letzte Testabfrage:\*\* \d\d\.\d\d\.\d{4} \d\d:\d\d: :green\[:material/check_circle:\] Zugriff auf Mandant 455148-1", shown)

@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from core.alarms.messages import Alarm
 from core.alarms.outbox import raise_alarm
-from core.connections.health import run_test
+from core.connections.test_call import run_test
 from core.documents import intake
 from core.jobs import JobContext, alarm_retry, care_for_tokens, housekeeping, token_care
 from core.platform.config import Settings
@@ -85,6 +85,8 @@ def alarm_keys(world: World) -> list[str]:
 
 
 def test_revoked_token_raises_invalid_and_paused_once(alarmed: World, smtp: SmtpSink) -> None:
+    """The test call that finds the token revoked raises the alarms at once (not at the next hourly
+    token care), and the token care raises nothing twice."""
     world = alarmed
     assert world.request_token().ok
     add_approved(world, 2)
@@ -95,10 +97,11 @@ def test_revoked_token_raises_invalid_and_paused_once(alarmed: World, smtp: Smtp
                         actor="admin@x.de").ok
     assert world.connection().invalid_at is not None  # type: ignore[union-attr]
     refreshes = world.stats()["refresh_requests"]
+    assert len(smtp.messages) == 4  # at detection: two alarms, each to two recipients
 
     first = token_care(context(world))
 
-    assert first["alarms"] == 2 and first["refreshed"] == 0
+    assert first["alarms"] == 0 and first["refreshed"] == 0
     recipients = ["buchhaltung@musterfirma.de", "ops@example.com"]
     subjects = sorted({subject for subject, _ in mails(smtp)})
     assert subjects == [f"Token ungültig: {COMPANY} (DATEV)", f"Unternehmen pausiert: {COMPANY}"]

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, make_url, update
 from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 
-from core.connections import access, datev_login, health, lexware_key, store
+from core.connections import access, datev_login, lexware_key, store, test_call
 from core.connections.access import get_valid_token
 from core.connections.datev_login import PENDING_OWNER, finish_login, start_login
 from core.demo import seed_demo
@@ -101,7 +101,7 @@ def run_flow(engine: Engine, settings, keyring: Keyring, monkeypatch: pytest.Mon
     with unit_of_work(engine) as s:  # force a refresh with rotation
         s.exec(update(Connection).where(Connection.id == row_id).values(access_expires_at=utcnow() - timedelta(minutes=1)))
     refreshed = get_valid_token(engine, row_id, settings=settings, keyring=keyring)
-    test = health.run_test(engine, settings, keyring, connection_id=row_id, actor=admin.email)
+    test = test_call.run_test(engine, settings, keyring, connection_id=row_id, actor=admin.email)
     assert test.ok, test.message
     assert lexware_key.store_lexware_key(engine, settings, keyring, company_id=lexware.id, api_key=LEXWARE_KEY,
                                          valid_until=None, actor=admin.email).ok

@@ -57,6 +57,11 @@ class World:
         with unit_of_work(self.engine) as s:
             s.exec(update(Connection).values(access_expires_at=utcnow() - timedelta(minutes=1)))
 
+    def expire_refresh_lease(self) -> None:
+        """As if the refresh lease had run out (instead of waiting REFRESH_LEASE_SECONDS)."""
+        with unit_of_work(self.engine) as s:
+            s.exec(update(Connection).values(refresh_lease_until=utcnow() - timedelta(seconds=1)))
+
     def stored_nothing(self) -> bool:
         with unit_of_work(self.engine) as s:
             return (s.exec(select(Connection)).first() is None

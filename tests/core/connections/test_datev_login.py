@@ -179,16 +179,27 @@ def test_revoked_in_verbundene_anwendungen_becomes_invalid_at_next_use(world: Wo
 
 @pytest.mark.parametrize("kind", ["503", "drop"])
 def test_outages_during_refresh_never_mark_the_connection_invalid(world: World, kind: str) -> None:
+    """A 5xx or a dropped connection may have rotated the token: "Erneuerung unklar", the lease is kept
+    (nobody refreshes meanwhile), and once it has run out one call with the stored access token shows
+    that DATEV did not refresh: the old refresh token is used again and works."""
     assert world.request_token().ok
     row = world.connection()
     world.expire_access_token()
     world.admin_post("/faults", {"target": "token", "kind": kind, "count": 1})
     with pytest.raises(TokenUnavailable) as info:
         get_valid_token(world.engine, row.id, settings=world.settings, keyring=world.keyring)
-    assert not info.value.permanent
-    assert world.connection().invalid_at is None and world.connection().refresh_lease_owner is None
+    assert not info.value.permanent and "Erneuerung unklar" in info.value.message
+    unclear = world.connection()
+    assert unclear.invalid_at is None and unclear.refresh_lease_owner is not None
+    assert evaluate_health(unclear, utcnow(), 30) == Health.unclear
+    with pytest.raises(TokenUnavailable):  # within the lease: no second refresh with the old token
+        get_valid_token(world.engine, row.id, settings=world.settings, keyring=world.keyring)
+    assert world.stats()["requests_by_path"]["/datev-api/token"] == 2  # the code exchange and the one refresh
+    world.expire_refresh_lease()
     token = get_valid_token(world.engine, row.id, settings=world.settings, keyring=world.keyring)
-    assert token.value and world.connection().version == row.version + 1
+    after = world.connection()
+    assert token.value and after.version == row.version + 1 and after.refresh_unclear_since is None
+    assert world.stats()["refresh_successes"] == 1 and world.stats()["reuse_detections"] == 0
 
 
 def test_delete_revokes_at_datev_and_keeps_history(world: World) -> None:

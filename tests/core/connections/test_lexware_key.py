@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -16,7 +17,7 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy import Engine, update
 from sqlmodel import select
 
-from core.connections import disconnect, health, lexware_key
+from core.connections import disconnect, health, lexware_key, test_call
 from core.connections.access import TokenUnavailable, get_valid_token
 from core.connections.health import Health, evaluate_health
 from core.demo import seed_demo
@@ -25,6 +26,7 @@ from core.platform.crypto import Keyring, fingerprint
 from core.platform.db import unit_of_work
 from core.platform.errors import UserFacingError, ValidationFailed
 from core.platform.models import AuditEvent, Company, Connection, HttpLogEntry, StoredSecret, utcnow
+from core.platform.timefmt import format_local, local_day
 
 DEMO_KEY = "demo-lexware-key"
 ADMIN = "admin@tokendesk.demo"
@@ -39,7 +41,7 @@ class Lexware:
     company_id: int  # Lexware Demo GmbH
     datev_company_id: int  # Musterfirma GmbH
 
-    def store(self, key: str = DEMO_KEY, valid_until: date | None = None) -> health.TestResult:
+    def store(self, key: str = DEMO_KEY, valid_until: date | None = None) -> test_call.TestResult:
         return lexware_key.store_lexware_key(self.engine, self.settings, self.keyring, company_id=self.company_id,
                                              api_key=key, valid_until=valid_until, actor=ADMIN)
 
@@ -86,9 +88,10 @@ def test_demo_key_is_tested_stored_encrypted_and_usable(lexware: Lexware) -> Non
     row = lexware.connection()
     assert row.has_token and row.provider == "lexware" and row.grantor_name == "Lexware Demo GmbH"
     assert row.requested_by == ADMIN and row.last_test_ok is True
-    # default expiry: 24 months from today, end of that day
-    expected = datetime.combine(utcnow().date() + relativedelta(months=24), time(23, 59), tzinfo=row.requested_at.tzinfo)
-    assert row.refresh_expires_at == expected
+    # default expiry: 24 months from today, the end of that day in Berlin (shown as that date, 23:59)
+    day = local_day(utcnow()) + relativedelta(months=24)
+    assert row.refresh_expires_at == datetime.combine(day, time(23, 59, 59), tzinfo=ZoneInfo("Europe/Berlin"))
+    assert format_local(row.refresh_expires_at) == f"{day:%d.%m.%Y} 23:59"
     assert evaluate_health(row, utcnow(), 30) == Health.active
     # only a fingerprint in clear; the key itself only as ciphertext
     assert row.token_fingerprint == fingerprint(DEMO_KEY) and DEMO_KEY not in row.token_fingerprint
@@ -98,7 +101,7 @@ def test_demo_key_is_tested_stored_encrypted_and_usable(lexware: Lexware) -> Non
     # the product uses the key (no call to Lexware for that) and runs the profile call as its test
     token = get_valid_token(lexware.engine, row.id, settings=lexware.settings, keyring=lexware.keyring)
     assert token.value == DEMO_KEY and token.provider == "lexware" and DEMO_KEY not in repr(token)
-    test = health.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id,
+    test = test_call.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id,
                                 actor=ADMIN)  # second profile call
     assert test.ok and "Lexware Demo GmbH" in test.message
     assert lexware.actions() == ["token.requested", "token.test"]
@@ -187,7 +190,7 @@ def test_key_revoked_at_lexware_fails_the_test(lexware: Lexware) -> None:
     assert lexware.store(key).ok
     row = lexware.connection()
     requests.post(lexware.emulator_url + "/_admin/lexware/keys/revoke", json={"key": key}, timeout=5).raise_for_status()
-    result = health.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id, actor=ADMIN)
+    result = test_call.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id, actor=ADMIN)
     assert not result.ok and result.message.startswith("Lexware Office: HTTP 401")
     after = lexware.connection()
     assert after.last_test_ok is False and "HTTP 401" in after.last_test_message
@@ -202,7 +205,7 @@ def test_key_expired_at_lexware_fails_the_test(lexware: Lexware) -> None:
     row = lexware.connection()
     clock = requests.post(lexware.emulator_url + "/_admin/clock", json={"offset_seconds": 4 * 86400}, timeout=5)
     clock.raise_for_status()
-    result = health.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id, actor=ADMIN)
+    result = test_call.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id, actor=ADMIN)
     assert not result.ok and "HTTP 401" in result.message
 
 
@@ -214,7 +217,7 @@ def test_key_past_its_stored_expiry_is_not_used(lexware: Lexware) -> None:
     with pytest.raises(TokenUnavailable) as info:
         get_valid_token(lexware.engine, row.id, settings=lexware.settings, keyring=lexware.keyring)
     assert info.value.permanent and "abgelaufen" in info.value.message
-    result = health.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id, actor=ADMIN)
+    result = test_call.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id, actor=ADMIN)
     assert not result.ok and "abgelaufen" in result.message
     assert evaluate_health(lexware.connection(), utcnow(), 30) == Health.expired
     with unit_of_work(lexware.engine) as s:  # no call to Lexware with an expired key
