@@ -20,7 +20,7 @@ and we use its token; only otherwise the connection becomes invalid.
 connection, 5xx, an unreadable 200) may have rotated the token while its answer was lost. Sending
 the old refresh token again could then kill the grant (reuse detection), and a request still in
 flight could kill a fresh one. So the connection is marked "Erneuerung unklar" and the lease is NOT
-released: nobody refreshes until it has run out (every request of ours has ended by then). The next
+released but held one more deadline: nobody looks until any request of ours still in flight has ended. The next
 use decides with one call with the stored access token (userinfo): DATEV kills the previous access
 token on a refresh (DATEV_REFRESH_REVOKES_ACCESS_TOKEN), so if it still works the refresh never
 happened and the old refresh token is used again; if it is refused while it should still be valid,
@@ -262,7 +262,9 @@ def _refresh_with_lease(engine: Engine, settings: Settings, keyring: Keyring, sn
         tokens = refresh(engine, ctx, endpoints, settings, refresh_token=snap.refresh_token or "")
     except ProviderUnavailable as exc:
         if exc.ambiguous:  # the token may be rotated: keep the lease, mark it, never send the old one blindly
-            store.mark_refresh_unclear(engine, row.id, expected_version=row.version, detail=str(exc))
+            hold_until = utcnow() + timedelta(seconds=settings.http_deadline_seconds)
+            store.mark_refresh_unclear(engine, row.id, expected_version=row.version, owner=owner,
+                                       hold_until=hold_until, detail=str(exc))
             raise TokenUnavailable(UNCLEAR, permanent=False) from None
         store.release_refresh_lease(engine, row.id, owner)
         raise TokenUnavailable(f"DATEV ist gerade nicht erreichbar ({exc}); später erneut.", permanent=False) from None

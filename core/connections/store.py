@@ -186,16 +186,17 @@ def store_refreshed(engine: Engine, keyring: Keyring, connection_id: int, owner:
         return row
 
 
-def mark_refresh_unclear(engine: Engine, connection_id: int, *, expected_version: int, detail: str) -> bool:
+def mark_refresh_unclear(engine: Engine, connection_id: int, *, expected_version: int, owner: str,
+                         hold_until: datetime, detail: str) -> bool:
     """A refresh whose answer was lost: from now on the old refresh token is not sent again until
-    the access check decides (core.connections.access). The lease stays: any request still in flight
-    at the provider has finished before another process may look. True if marked."""
+    the access check decides (core.connections.access). The lease is kept until `hold_until`: any
+    request still in flight at the provider has ended before another process may look. True if marked."""
     now = utcnow()
     with unit_of_work(engine) as session:
         marked = session.exec(update(Connection).where(
             col(Connection.id) == connection_id, col(Connection.version) == expected_version,
-            col(Connection.refresh_unclear_since).is_(None)).values(refresh_unclear_since=now, updated_at=now)
-        ).rowcount == 1
+            col(Connection.refresh_unclear_since).is_(None), col(Connection.refresh_lease_owner) == owner,
+        ).values(refresh_unclear_since=now, refresh_lease_until=hold_until, updated_at=now)).rowcount == 1
         if marked:
             audit.record(session, actor=SYSTEM, action="token.refresh_unclear", entity_type="connection",
                          entity_id=connection_id, detail=detail)

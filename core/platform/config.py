@@ -96,8 +96,10 @@ class Settings(BaseSettings):
     # Token refresh: the lease must outlast one refresh call (its deadline).
     refresh_lease_seconds: int = Field(default=90, ge=10)
     # Refresh this long before the access token expires; never more than a third of its lifetime, so a short
-    # token (seconds) is not refreshed on every call.
-    access_token_skew_seconds: int = Field(default=60, ge=0, le=600)
+    # token (seconds) is not refreshed on every call. Long enough that after a refresh whose answer was lost
+    # (at most one deadline) and one more deadline of waiting, the old access token still decides whether
+    # DATEV rotated (core.connections.access).
+    access_token_skew_seconds: int = Field(default=120, ge=0, le=600)
     # DATEV documents 2 years for a refresh token with offline_access (contract §1.5). Used when the token
     # response has no refresh_token_expires_in (a vendor extra that standard providers do not send).
     datev_offline_lifetime_days: int = Field(default=730, ge=1, le=3650)
