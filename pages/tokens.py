@@ -53,9 +53,27 @@ def go_to(url: str, label: str) -> None:
                 unsafe_allow_html=True)
 
 
+def company_id(card: TokenCard) -> int:
+    assert card.company.id is not None  # the cards are built from stored companies
+    return card.company.id
+
+
+def connection_of(card: TokenCard) -> Connection:
+    """The card's connection; called only where the card shows one (a token, or its history)."""
+    assert card.connection is not None
+    return card.connection
+
+
+def connection_id(card: TokenCard) -> int:
+    """The stored connection's id (the test and delete buttons show only for a stored token)."""
+    cid = connection_of(card).id
+    assert cid is not None
+    return cid
+
+
 def start(card: TokenCard, kind: ConnectionKind) -> None:
     try:
-        url = start_login(engine, settings, keyring, company_id=card.company.id, user=user, kind=kind)
+        url = start_login(engine, settings, keyring, company_id=company_id(card), user=user, kind=kind)
     except UserFacingError as exc:
         st.error(exc.message)
         return
@@ -70,7 +88,7 @@ def last_test(c: Connection) -> str:
 
 
 def datev_facts(card: TokenCard) -> None:
-    c = card.connection
+    c = connection_of(card)
     left, right = st.columns(2)
     with left:
         fact("DATEV-Benutzer", html.escape(c.grantor_name or "–"))
@@ -88,7 +106,7 @@ def datev_facts(card: TokenCard) -> None:
 
 
 def lexware_facts(card: TokenCard) -> None:
-    c = card.connection
+    c = connection_of(card)
     left, right = st.columns(2)
     with left:
         fact("Lexware-Organisation", html.escape(c.grantor_name or "–"))
@@ -101,10 +119,11 @@ def lexware_facts(card: TokenCard) -> None:
 
 
 def state_notes(card: TokenCard) -> None:
-    c = card.connection
     if card.health == Health.invalid:
+        c = connection_of(card)  # only a stored connection is invalid or revoked (evaluate_health)
         st.error(f"Ungültig seit {format_local(c.invalid_at)}: {c.invalid_reason or ''} Bitte neu anfordern.")
     elif card.health == Health.revoked:
+        c = connection_of(card)
         st.info(f"Gelöscht am {format_local(c.deleted_at)} von {c.deleted_by}. "
                 "Soll die automatische Übertragung weiter genutzt werden, muss ein neues Langzeittoken angefordert werden.")
     elif card.health == Health.expired:
@@ -114,7 +133,7 @@ def state_notes(card: TokenCard) -> None:
 
 
 def datev_actions(card: TokenCard) -> None:
-    cid = card.company.id
+    cid = company_id(card)
     has_token = card.connection is not None and card.connection.has_token
     cols = st.columns(4)
     if is_admin:
@@ -122,18 +141,18 @@ def datev_actions(card: TokenCard) -> None:
         if cols[0].button(label, key=f"request_{cid}", type="primary"):
             start(card, ConnectionKind.long_term)
         if has_token and cols[1].button("Verbindung testen", key=f"test_{cid}"):
-            result = run_test(engine, settings, keyring, connection_id=card.connection.id,
-                                          actor=actor_of(user))
-            (flash if result.ok else flash_error)(f"{card.company.name}: {result.message}")
+            tested = run_test(engine, settings, keyring, connection_id=connection_id(card),
+                              actor=actor_of(user))
+            (flash if tested.ok else flash_error)(f"{card.company.name}: {tested.message}")
             st.rerun()
         if has_token:
             with cols[2].popover("Langzeittoken löschen"):
                 st.write("Das Token wird bei DATEV widerrufen und hier gelöscht. Die automatische Übertragung "
                          "für dieses Unternehmen stoppt, bis ein neues Token angefordert wird.")
                 if st.button("Endgültig löschen", key=f"delete_{cid}", type="primary"):
-                    result = disconnect.delete_token(engine, settings, keyring, connection_id=card.connection.id,
-                                                      actor=actor_of(user))
-                    (flash if result.revoked else flash_error)(f"{card.company.name}: {result.message}")
+                    deleted = disconnect.delete_token(engine, settings, keyring, connection_id=connection_id(card),
+                                                       actor=actor_of(user))
+                    (flash if deleted.revoked else flash_error)(f"{card.company.name}: {deleted.message}")
                     st.rerun()
     if is_operator and cols[3].button("Einmalig anmelden", key=f"oneoff_{cid}",
                                       help="DATEV-Anmeldung ohne Langzeittoken, nur für eine manuelle Übertragung"):
@@ -147,7 +166,7 @@ def datev_actions(card: TokenCard) -> None:
 
 
 def lexware_actions(card: TokenCard) -> None:
-    cid = card.company.id
+    cid = company_id(card)
     has_token = card.connection is not None and card.connection.has_token
     if not is_admin:
         return
@@ -173,13 +192,13 @@ def lexware_actions(card: TokenCard) -> None:
                 st.error(failure.message)
     cols = st.columns(3)
     if has_token and cols[0].button("Verbindung testen", key=f"test_{cid}"):
-        result = run_test(engine, settings, keyring, connection_id=card.connection.id, actor=actor_of(user))
-        (flash if result.ok else flash_error)(f"{card.company.name}: {result.message}")
+        tested = run_test(engine, settings, keyring, connection_id=connection_id(card), actor=actor_of(user))
+        (flash if tested.ok else flash_error)(f"{card.company.name}: {tested.message}")
         st.rerun()
     if has_token and cols[1].button("API-Schlüssel löschen", key=f"delete_{cid}"):
-        result = disconnect.delete_token(engine, settings, keyring, connection_id=card.connection.id,
+        deleted = disconnect.delete_token(engine, settings, keyring, connection_id=connection_id(card),
                                           actor=actor_of(user))
-        flash(f"{card.company.name}: {result.message}")
+        flash(f"{card.company.name}: {deleted.message}")
         st.rerun()
 
 
