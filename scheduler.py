@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import schedule
 
@@ -28,11 +29,13 @@ from core.platform.crypto import KeyConfigurationError
 from core.platform.db import get_engine
 from core.platform.errors import UserFacingError
 from core.platform.secret_store import get_keyring, verify_keyring
+from core.transfers.engine import PassSummary
 
 log = logging.getLogger("scheduler")
 
 
 HEARTBEAT_SECONDS = 10
+Job = Callable[[JobContext], PassSummary | dict[str, Any]]  # a job returns its summary for the log
 
 
 def keep_beating(ctx: JobContext) -> None:
@@ -44,7 +47,7 @@ def keep_beating(ctx: JobContext) -> None:
             log.exception("heartbeat failed")
 
 
-def run_job(ctx: JobContext, name: str, job: Callable[[JobContext], object]) -> None:
+def run_job(ctx: JobContext, name: str, job: Job) -> None:
     """Run one job; an exception is logged and never stops the loop."""
     started = time.monotonic()
     try:
@@ -62,7 +65,7 @@ def run_job(ctx: JobContext, name: str, job: Callable[[JobContext], object]) -> 
             log.exception("heartbeat failed")
 
 
-JOBS: list[tuple[str, Callable[[JobContext], object]]] = [
+JOBS: list[tuple[str, Job]] = [
     ("housekeeping", jobs.housekeeping),
     ("inbox", jobs.inbox_import),
     ("token_care", jobs.token_care),

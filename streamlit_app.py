@@ -19,6 +19,7 @@ st.set_page_config(page_title="Token Desk", page_icon=":material/key:", layout="
 
 def main() -> None:
     user = require_signed_in_user()
+    assert user.role is not None  # the guard lets only users with a role through (ui.guard.current_user)
 
     sections: dict[str, list] = {}
     for spec in PAGE_TABLE:

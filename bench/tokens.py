@@ -23,7 +23,7 @@ from pathlib import Path
 
 import requests
 from sqlalchemy import Engine, update
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bench.common import (
     KEY_ENTRY,
@@ -40,6 +40,7 @@ from core.platform.db import unit_of_work
 from core.platform.models import AppUser, Company, Connection, utcnow
 from emulator.server import EmulatorServer
 from testkit.datev_user import log_in_at_datev
+from testkit.rows import id_of, present
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "tokens.json"
@@ -56,11 +57,11 @@ def prepare(database_url: str, emulator_url: str) -> tuple[Engine, Settings, Key
         admin = s.exec(select(AppUser).where(AppUser.email == "admin@tokendesk.demo")).one()
         company = s.exec(select(Company).where(Company.client_number == 1)).one()
         s.expunge_all()
-    outcome = log_in_at_datev(engine, settings, keyring, company_id=company.id, user=admin)  # type: ignore[arg-type]
+    outcome = log_in_at_datev(engine, settings, keyring, company_id=id_of(company), user=admin)
     if not outcome.ok:
         raise RuntimeError(outcome.message)
     with unit_of_work(engine) as s:
-        connection_id = s.exec(select(Connection.id).where(Connection.company_id == company.id)).one()
+        connection_id = present(s.exec(select(Connection.id).where(Connection.company_id == company.id)).one())
     return engine, settings, keyring, connection_id
 
 
@@ -81,12 +82,13 @@ def bench_fresh(engine: Engine, settings: Settings, keyring: Keyring, connection
 
 
 def emulator_stats(emulator_url: str) -> dict:
-    return requests.get(emulator_url + "/_admin/stats", timeout=5).json()
+    stats: dict = requests.get(emulator_url + "/_admin/stats", timeout=5).json()
+    return stats
 
 
 def one_race(engine: Engine, database_url: str, emulator_url: str, connection_id: int) -> dict:
     with unit_of_work(engine) as s:
-        s.exec(update(Connection).where(Connection.id == connection_id)  # type: ignore[call-overload]
+        s.exec(update(Connection).where(col(Connection.id) == connection_id)
                .values(access_expires_at=utcnow() - timedelta(minutes=1)))
     before = emulator_stats(emulator_url)
     env = {**os.environ, "APP_ENV": "test", "ENCRYPTION_KEYS": KEY_ENTRY}
@@ -95,12 +97,14 @@ def one_race(engine: Engine, database_url: str, emulator_url: str, connection_id
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(RACE_PROCESSES)]
     for proc in procs:  # a real barrier: every contender is imported and connected before any starts
-        line = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None  # all PIPE
+        line = proc.stdout.readline().strip()
         if line != "ready":
-            raise RuntimeError(f"race worker failed to start: {line!r} {proc.stderr.read()[-1500:]}")  # type: ignore[union-attr]
+            raise RuntimeError(f"race worker failed to start: {line!r} {proc.stderr.read()[-1500:]}")
     for proc in procs:
-        proc.stdin.write("go\n")  # type: ignore[union-attr]
-        proc.stdin.flush()  # type: ignore[union-attr]
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     answers = []
     for proc in procs:
         out, err = proc.communicate(timeout=120)

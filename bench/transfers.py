@@ -34,9 +34,10 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import requests
 from sqlalchemy import Engine, update
@@ -58,9 +59,10 @@ from core.platform.config import Settings
 from core.platform.crypto import Keyring
 from core.platform.db import make_engine, unit_of_work
 from core.platform.migrate import upgrade_to_head
-from core.platform.models import AppUser, Company, Interface
-from core.transfers.engine import PassOptions, companies_with_work, run_pass
+from core.platform.models import AppUser, Company, Document, Interface
+from core.transfers.engine import PassOptions, PassSummary, companies_with_work, run_pass
 from testkit.datev_user import log_in_at_datev
+from testkit.rows import id_of, ids_of, present
 from testkit.samples import pdf
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,7 +76,7 @@ IDLE_RUNS = 50
 # --- databases and the emulator ----------------------------------------------------------------
 
 
-def databases(label: str) -> Iterator[tuple[str, Callable[[], object]]]:
+def databases(label: str) -> Iterator[tuple[str, Callable[[], AbstractContextManager[str]]]]:
     yield "sqlite", functools.partial(sqlite_database, f"transfers-{label}")
     if postgres_reachable():
         yield "postgresql", functools.partial(postgres_database, f"transfers-{label}")
@@ -131,7 +133,7 @@ class Meter:
         original = getattr(module, name)
 
         @functools.wraps(original)
-        def timed(*args, **kwargs):  # type: ignore[no-untyped-def]
+        def timed(*args, **kwargs):
             started = time.perf_counter()
             try:
                 return original(*args, **kwargs)
@@ -148,6 +150,15 @@ class Meter:
         self.calls.clear()
 
 
+# pstats' own table: (file, line, function) → (primitive calls, calls, own time, cumulative time, callers)
+ProfileTable = dict[tuple[str, int, str], tuple[int, int, float, float, dict]]
+
+
+def raw_table(stats: pstats.Stats) -> ProfileTable:
+    table: ProfileTable = stats.stats  # type: ignore[attr-defined]  # typeshed's pstats.Stats omits .stats
+    return table
+
+
 class ThreadProfiles:
     """cProfile in every worker thread (cProfile sees only its own thread), merged afterwards. The timer
     is the thread's CPU time, so waiting (sockets, locks, the database server) does not count."""
@@ -160,7 +171,7 @@ class ThreadProfiles:
         original = getattr(module, name)
 
         @functools.wraps(original)
-        def profiled(*args, **kwargs):  # type: ignore[no-untyped-def]
+        def profiled(*args, **kwargs):
             profile = cProfile.Profile(time.thread_time)
             with self.lock:
                 self.profiles.append(profile)
@@ -177,8 +188,8 @@ class ThreadProfiles:
         stats = pstats.Stats(self.profiles[0])
         for profile in self.profiles[1:]:
             stats.add(profile)
-        rows = []
-        for (filename, line, function), (_cc, calls, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        rows: list[dict[str, Any]] = []
+        for (filename, line, function), (_cc, calls, tottime, cumtime, _callers) in raw_table(stats).items():
             short = filename.split("site-packages/")[-1].replace(str(ROOT) + "/", "")
             rows.append({"function": f"{short}:{line}({function})", "calls_per_upload": round(calls / uploads, 1),
                          "own_ms_per_upload": round(tottime / uploads * 1000, 3),
@@ -191,7 +202,7 @@ class ThreadProfiles:
         for profile in self.profiles[1:]:
             stats.add(profile)
         groups: dict[str, float] = defaultdict(float)
-        for (filename, _line, _function), (_cc, _calls, tottime, _cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        for (filename, _line, _function), (_cc, _calls, tottime, _cumtime, _callers) in raw_table(stats).items():
             if "site-packages/" in filename:
                 group = filename.split("site-packages/")[1].split("/")[0]
             elif filename.startswith(str(ROOT)):
@@ -211,14 +222,15 @@ def prepare_fleet(database_url: str, emulator_url: str) -> tuple[Engine, Setting
             f"Bench {client}", "455148", client, Interface.datev.value, True, "Rechnungseingang"))
     with unit_of_work(engine) as s:
         admin = s.exec(select(AppUser).where(AppUser.email == "admin@tokendesk.demo")).one()
-        ids = {c.datev_client_id: c.id for c in s.exec(select(Company)).all() if c.datev_client_id in CLIENTS}
-        s.exec(update(Company).where(col(Company.id).in_(list(ids.values()))).values(auto_transfer=True))  # type: ignore[call-overload]
+        ids = {present(c.datev_client_id): id_of(c) for c in s.exec(select(Company)).all()
+               if c.datev_client_id in CLIENTS}
+        s.exec(update(Company).where(col(Company.id).in_(list(ids.values()))).values(auto_transfer=True))
         s.expunge_all()
     for company_id in ids.values():
         outcome = log_in_at_datev(engine, settings, keyring, company_id=company_id, user=admin, person="max")
         if not outcome.ok:
             raise RuntimeError(outcome.message)
-    return engine, settings, keyring, ids  # type: ignore[return-value]
+    return engine, settings, keyring, ids
 
 
 def approve_documents(engine: Engine, company_ids: list[int], total: int, tag: str) -> None:
@@ -226,7 +238,7 @@ def approve_documents(engine: Engine, company_ids: list[int], total: int, tag: s
         share = total // len(company_ids) + (1 if n < total % len(company_ids) else 0)
         report = intake.intake(engine, company_id=company_id, actor="bench", files=[
             (f"Beleg {tag}-{i}.pdf", pdf(f"{tag}-{company_id}-{i}")) for i in range(share)])
-        lifecycle.approve(engine, document_ids=[d.id for d in report.accepted], actor="bench")  # type: ignore[misc]
+        lifecycle.approve(engine, document_ids=ids_of(report.accepted), actor="bench")
 
 
 def one_throughput_run(engine: Engine, settings: Settings, keyring: Keyring, company_ids: list[int], *,
@@ -281,7 +293,7 @@ def bench_throughput(quick: bool) -> tuple[dict, dict]:
     try:
         with emulator_process() as (emulator_url, emulator_pid):
             for db, database in databases("throughput"):
-                with database() as url:  # type: ignore[attr-defined]
+                with database() as url:
                     engine, settings, keyring, ids = prepare_fleet(url, emulator_url)
                     runs = []
                     for companies_n, concurrency in plans:
@@ -367,7 +379,8 @@ def load_postgres(engine: Engine, n_companies: int, n_documents: int) -> None:
     raw = engine.raw_connection()
     try:
         driver = raw.driver_connection
-        with driver.cursor() as cur:  # type: ignore[union-attr]
+        assert driver is not None  # an open pool connection has its psycopg connection
+        with driver.cursor() as cur:
             with cur.copy(f"COPY company ({', '.join(COMPANY_COLUMNS)}) FROM STDIN") as copy:
                 for row in _company_rows(n_companies, False):
                     copy.write_row(row)
@@ -376,16 +389,16 @@ def load_postgres(engine: Engine, n_companies: int, n_documents: int) -> None:
             with cur.copy(f"COPY document ({', '.join(DOC_COLUMNS)}) FROM STDIN") as copy:
                 for row in _document_rows(n_companies, n_documents, first, False):
                     copy.write_row(row)
-        driver.commit()  # type: ignore[union-attr]
-        with driver.cursor() as cur:  # type: ignore[union-attr]
+        driver.commit()
+        with driver.cursor() as cur:
             cur.execute("ANALYZE")  # what autovacuum does after a bulk load
-        driver.commit()  # type: ignore[union-attr]
+        driver.commit()
     finally:
         raw.close()
 
 
 def query_plan(engine: Engine) -> list[str]:
-    query = select(core.transfers.engine.Document.company_id).where(core.transfers.engine._due(datetime.now(UTC)))
+    query = select(Document.company_id).where(lifecycle.due(datetime.now(UTC)))  # what a claim looks for
     compiled = query.compile(engine, compile_kwargs={"literal_binds": True})
     sql = str(compiled)
     with engine.connect() as conn:
@@ -406,7 +419,10 @@ def time_idle(engine: Engine, settings: Settings, keyring: Keyring) -> dict:
             started = time.perf_counter()
             outcome = call()
             samples.append((time.perf_counter() - started) * 1000)
-            assert not outcome if label == "companies_with_work" else outcome.uploads == 0  # type: ignore[union-attr]
+            if label == "companies_with_work":
+                assert not outcome
+            else:
+                assert isinstance(outcome, PassSummary) and outcome.uploads == 0
         results[label] = {"median_ms": round(statistics.median(samples), 2),
                           "p95_ms": round(percentile(samples, 0.95), 2)}
     return results
@@ -419,7 +435,7 @@ def bench_idle(quick: bool) -> dict:
     for db, database in databases("idle"):
         per_size = {}
         for n_companies, n_documents in sizes:
-            with database() as url:  # type: ignore[attr-defined]
+            with database() as url:
                 engine = make_engine(url)
                 upgrade_to_head(engine)
                 started = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 
 from . import (
     admin,
@@ -26,6 +27,7 @@ def create_app(config: EmulatorConfig | None = None) -> Flask:
     config = config or EmulatorConfig.from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = max(config.max_upload_bytes, config.lexware_max_file_bytes) * 2
+    assert isinstance(app.json, DefaultJSONProvider)  # Flask's default provider
     app.json.sort_keys = False
     app.json.ensure_ascii = False
     app.extensions[EXTENSION_KEY] = EmulatorState(config)

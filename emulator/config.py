@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from typing import Any
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -71,10 +72,10 @@ class EmulatorConfig:
                       "refresh_ttl_offline", "offline_refresh_mode", "refresh_revokes_previous_access_token")
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> EmulatorConfig:
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> EmulatorConfig:
         """Defaults, then EMULATOR_<FIELD> environment variables, then explicit overrides."""
         env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}  # each converted to its field's type by _convert
         for f in dataclasses.fields(cls):
             raw = env.get(f"EMULATOR_{f.name.upper()}")
             if raw is None:

@@ -61,7 +61,7 @@ def _login_page(variant: str, pending_id: str, pending: dict, error: str | None 
 
 
 def _take_pending(state, pending_id: str, remove: bool = False) -> dict | None:
-    pending = state.data["pending_authorizations"].get(pending_id)
+    pending: dict | None = state.data["pending_authorizations"].get(pending_id)
     if pending and state.clock.now() - pending["created_at"] > PENDING_TTL:
         pending = None
     if remove:
@@ -82,9 +82,10 @@ def login(variant: str):
         if method == "smartlogin" and form.get("qr") != "scanned":
             return pages.render(pages.QR, pending_id=pending_id, person=person_id, action=action)
         if method == "benutzerkonto" and variant == "sandbox":
-            person_id = _check_account(state, form.get("username", ""), form.get("password", ""))
-            if not person_id:
+            account = _check_account(state, form.get("username", ""), form.get("password", ""))
+            if not account:
                 return _login_page(variant, pending_id, pending, "Benutzername oder Passwort ist falsch.")
+            person_id = account
         elif method not in ("smartlogin", "smartcard") and not (method == "windowssso" and pending["windows_sso"]):
             return _login_page(variant, pending_id, pending, "Anmeldeverfahren nicht verfügbar.")
         person = state.data["persons"].get(person_id)
@@ -100,7 +101,8 @@ def login(variant: str):
 def _check_account(state, username: str, password: str) -> str | None:
     for person in state.data["persons"].values():
         if person["username"] == username and password == DEMO_SANDBOX_PASSWORD:
-            return person["id"]
+            person_id: str = person["id"]
+            return person_id
     return None
 
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
+
+if TYPE_CHECKING:
+    from .config import EmulatorConfig
 
 IAM_SCOPE = re.compile(r"^datev:iam:client:\d+-\d+$")
 
@@ -37,7 +41,7 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def redirect_allowed(config, client: dict, variant: str, uri: str) -> bool:
+def redirect_allowed(config: EmulatorConfig, client: dict, variant: str, uri: str) -> bool:
     parts = urlsplit(uri)
     host = (parts.hostname or "").lower()
     loopback_http = parts.scheme == "http" and host in ("localhost", "127.0.0.1")

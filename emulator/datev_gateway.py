@@ -56,7 +56,7 @@ def client_for(state, grant: dict, person: dict, client_id: str) -> dict:
     """The company (Mandant) behind a path client id, after binding and rights checks."""
     if grant["bound_client"] and grant["bound_client"] != client_id:
         raise ApiError(403)
-    company = state.data["companies"].get(client_id)
+    company: dict | None = state.data["companies"].get(client_id)
     if not company:
         raise ApiError(404)
     if client_id not in person["rights"]:

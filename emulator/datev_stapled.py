@@ -84,7 +84,7 @@ def put_stapled(variant: str, client_id: str):
     return response
 
 
-def register(bp) -> None:  # type: ignore[no-untyped-def]
+def register(bp) -> None:
     for variant, paths in VARIANTS.items():
         bp.add_url_rule(paths["platform"] + "/clients/<client_id>/documents/stapled", f"stapled_{variant}",
                         put_stapled, defaults={"variant": variant}, methods=["PUT"])

@@ -37,7 +37,7 @@ def _basic_client(state) -> dict | None:
     auth = request.authorization
     if not auth or auth.type != "basic":
         return None
-    client = state.data["datev_oauth_clients"].get(auth.username or "")
+    client: dict | None = state.data["datev_oauth_clients"].get(auth.username or "")
     if not client or not hmac.compare_digest(client["secret"], auth.password or ""):
         return None
     return client
@@ -181,6 +181,7 @@ def introspect(variant: str):
                       and grant["client_id"] == client["client_id"] and not record.get("used_at"))
         if not active:
             return jsonify({"active": False})
+        assert record is not None and grant is not None  # active implies both
         return jsonify({"active": True, "exp": int(record["expires_at"]), "scope": " ".join(grant["scope"]),
                         "client_id": grant["client_id"], "token_type": "Bearer"})
 

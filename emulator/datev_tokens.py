@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from typing import TYPE_CHECKING
 
 from .signing import sign_id_token
+
+if TYPE_CHECKING:
+    from .config import EmulatorConfig
 
 
 class TokenError(Exception):
@@ -29,11 +33,12 @@ def create_grant(state, code: dict, now: float) -> dict:
     return grant
 
 
-def _refresh_expiry(config, grant: dict, now: float) -> float:
+def _refresh_expiry(config: EmulatorConfig, grant: dict, now: float) -> float:
+    login_at: float = grant["login_at"]
     if not grant["offline"]:
-        return grant["login_at"] + config.refresh_ttl_online
+        return login_at + config.refresh_ttl_online
     if config.offline_refresh_mode == "fixed":
-        return grant["login_at"] + config.refresh_ttl_offline
+        return login_at + config.refresh_ttl_offline
     return now + config.refresh_ttl_offline
 
 

@@ -11,7 +11,8 @@ def request_id() -> str:
     if "v_cap_request_id" not in g:
         g.v_cap_request_id = str(uuid.uuid4())
         g.global_transaction_id = uuid.uuid4().hex
-    return g.v_cap_request_id
+    rid: str = g.v_cap_request_id
+    return rid
 
 
 def add_datev_headers(response):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler, make_server
 
 from .app import create_app
 from .config import EmulatorConfig
@@ -28,8 +28,10 @@ class EmulatorServer:
         self.app = create_app(self.config)
         self.state = self.app.extensions["token_desk_emulator"]
         handler = _QuietHandler if quiet else None
-        self._server = make_server(host, port, self.app, threaded=True, request_handler=handler)
-        self._server.daemon_threads = True
+        server = make_server(host, port, self.app, threaded=True, request_handler=handler)
+        assert isinstance(server, ThreadedWSGIServer)  # threaded=True
+        server.daemon_threads = True
+        self._server = server
         self.host, self.port = host, self._server.server_port
         self.base_url = f"http://{host}:{self.port}"
         self._thread: threading.Thread | None = None

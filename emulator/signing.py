@@ -5,11 +5,11 @@ from __future__ import annotations
 import secrets
 
 from joserfc import jwt
-from joserfc.jwk import RSAKey
+from joserfc.jwk import KeyParameters, RSAKey
 
 
 def generate_key_dict() -> dict:
-    params = {"use": "sig", "alg": "RS256", "kid": secrets.token_hex(8)}
+    params: KeyParameters = {"use": "sig", "alg": "RS256", "kid": secrets.token_hex(8)}
     return RSAKey.generate_key(2048, parameters=params, private=True).as_dict(private=True)
 
 

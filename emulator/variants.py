@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask import request
+
+if TYPE_CHECKING:
+    from .config import EmulatorConfig
 
 VARIANTS = {
     "production": {"login": "/openid", "api": "/datev-api", "platform": "/platform/v2"},
@@ -10,7 +15,7 @@ VARIANTS = {
 }
 
 
-def base_url(config) -> str:
+def base_url(config: EmulatorConfig) -> str:
     """Absolute base URL of this emulator: the configured public URL or the request's host."""
     if config.public_base_url:
         return config.public_base_url.rstrip("/")

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Literal
+
 from alembic import context
 from sqlalchemy import pool
 from sqlmodel import SQLModel
+
+if TYPE_CHECKING:
+    from alembic.autogenerate.api import AutogenContext
+    from sqlalchemy.engine import Connection
 
 import core.platform.models  # noqa: F401  (registers every table on SQLModel.metadata)
 from core.platform.db import make_engine
@@ -13,7 +19,7 @@ config = context.config
 target_metadata = SQLModel.metadata
 
 
-def render_item(type_, obj, autogen_context):  # type: ignore[no-untyped-def]
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """Render SQLModel's column types as plain SQLAlchemy ones (docs/style.md §3.2 rule 6)."""
     if type_ == "type":
         name = type(obj).__name__
@@ -25,7 +31,7 @@ def render_item(type_, obj, autogen_context):  # type: ignore[no-untyped-def]
     return False
 
 
-def _configure(connection) -> None:  # type: ignore[no-untyped-def]
+def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -1,5 +1,7 @@
 """Unternehmen: list for every role; create, edit, archive and restore for admins."""
 
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 
@@ -11,6 +13,7 @@ from core.platform.timefmt import format_local
 from core.transfers import readiness
 from ui.feedback import flash, show_flashes
 from ui.guard import actor_of, may, require_page
+from ui.rows import id_of
 from ui.services import services
 
 user = require_page(__file__)
@@ -58,7 +61,7 @@ if not is_admin:
 def company_form(form_key: str, initial: CompanyInput, submit_label: str) -> tuple[CompanyInput | None, dict]:
     """Render the fields; return the typed values when submitted. Errors appear under each field."""
     with st.form(form_key):
-        values = {
+        values: dict[str, Any] = {  # CompanyInput's fields, as the widgets return them
             "name": st.text_input("Name", value=initial.name, max_chars=100, key=f"{form_key}_name"),
         }
         errors = {"name": st.empty()}
@@ -133,7 +136,7 @@ st.subheader("Unternehmen bearbeiten")
 # The selection lives in our own session key, not in the widget: a rename changes the option
 # labels, Streamlit then treats the select box as a new widget and would reset it to the first
 # company, and the next click ("Archivieren") would hit the wrong one.
-by_id = {c.id: c for c in sorted(all_companies, key=lambda c: c.id)}
+by_id = {id_of(c): c for c in sorted(all_companies, key=id_of)}
 ids = list(by_id)
 if st.session_state.get(SELECTED_KEY) not in by_id:
     st.session_state[SELECTED_KEY] = ids[0]
@@ -141,13 +144,14 @@ selected_id = st.selectbox(
     "Unternehmen auswählen", ids, index=ids.index(st.session_state[SELECTED_KEY]),
     format_func=lambda i: by_id[i].name + (" (archiviert)" if by_id[i].archived_at else ""),
 )
+assert selected_id is not None  # the index is set and the list is not empty
 st.session_state[SELECTED_KEY] = selected_id
 selected = by_id[selected_id]
 form_key = f"company_edit_{selected.id}"
 edit_values, edit_slots = company_form(form_key, companies.input_from(selected), "Speichern")
 if edit_values is not None:
     try:
-        companies.update_company(engine, actor=actor_of(user), company_id=selected.id, data=edit_values)
+        companies.update_company(engine, actor=actor_of(user), company_id=selected_id, data=edit_values)
         flash(f"Änderungen an „{edit_values.name.strip()}“ gespeichert.")
         st.rerun()
     except ValidationFailed as failure:
@@ -159,14 +163,14 @@ if selected.paused_at is not None:
     st.warning(f"Übertragung pausiert seit {format_local(selected.paused_at)}: {selected.paused_reason or ''} "
                "Sie läuft weiter, sobald ein neues Langzeittoken angefordert wurde, oder hier von Hand.")
     if st.button("Übertragung fortsetzen", key=f"company_resume_{selected.id}"):
-        readiness.resume(engine, selected.id, actor_of(user))
+        readiness.resume(engine, selected_id, actor_of(user))
         flash(f"Übertragung für „{selected.name}“ fortgesetzt.")
         st.rerun()
 
 archive_label = "Reaktivieren" if selected.archived_at else "Archivieren"
 if st.button(archive_label, key=f"company_archive_{selected.id}"):
     try:
-        companies.set_archived(engine, actor=actor_of(user), company_id=selected.id,
+        companies.set_archived(engine, actor=actor_of(user), company_id=selected_id,
                                archived=selected.archived_at is None)
         flash(f"„{selected.name}“ {'reaktiviert' if selected.archived_at else 'archiviert'}. "
               "Die Historie bleibt erhalten.")

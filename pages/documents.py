@@ -15,12 +15,13 @@ from core.documents import intake, lifecycle, queries
 from core.documents.queries import STATUS_LABELS, DocumentFilter
 from core.documents.validation import LIMITS, describe_limits, size_warning
 from core.platform.errors import UserFacingError
-from core.platform.models import Company, DocumentStatus, Provider, Role, utcnow
+from core.platform.models import Company, Document, DocumentStatus, Provider, Role, utcnow
 from core.platform.timefmt import day_start_utc, format_local
 from core.transfers import document_types, readiness
 from ui.feedback import flash, flash_error, show_flashes
 from ui.guard import actor_of, may, require_page
 from ui.preview import show_preview
+from ui.rows import id_of
 from ui.services import services
 
 user = require_page(__file__)
@@ -34,7 +35,7 @@ show_flashes()
 
 all_companies: list[Company] = list_companies(engine, include_archived=True)
 active = [c for c in all_companies if c.archived_at is None and c.provider is not None]
-types_by_company = {c.id: intake.known_document_types(engine, c.id) for c in active}  # type: ignore[arg-type]
+types_by_company = {id_of(c): intake.known_document_types(engine, id_of(c)) for c in active}
 company_names = {c.id: c.name for c in all_companies}
 
 
@@ -47,7 +48,7 @@ def size_text(size: int) -> str:
 def refresh_document_types(company: Company) -> None:
     """Fetch the client's document types from DATEV with the stored long-term token and cache them."""
     try:
-        count = document_types.refresh_document_types(engine, settings, keyring, company.id)  # type: ignore[arg-type]
+        count = document_types.refresh_document_types(engine, settings, keyring, id_of(company))
     except UserFacingError as exc:
         flash_error(exc.message)
         return
@@ -59,12 +60,14 @@ def upload_section() -> None:
     if not active:
         st.info("Kein aktives Unternehmen mit Schnittstelle vorhanden.")
         return
-    by_id = {c.id: c for c in active}
+    by_id = {id_of(c): c for c in active}
     company_id = st.selectbox("Unternehmen", list(by_id), format_func=lambda i: by_id[i].name,
                               key="documents_upload_company")
+    assert company_id is not None  # no placeholder: a select box over a non-empty list always has a choice
     company = by_id[company_id]
     provider = company.provider
-    st.caption(describe_limits(provider))  # type: ignore[arg-type]
+    assert provider is not None  # `active` holds companies with an interface only
+    st.caption(describe_limits(provider))
     known = types_by_company.get(company_id, [])
     if provider == Provider.datev:
         left, right = st.columns([3, 1])
@@ -80,7 +83,7 @@ def upload_section() -> None:
         if company.default_document_type else "ohne Belegtyp"
     with st.form(f"documents_upload_{company_id}", clear_on_submit=True):
         files = st.file_uploader("Dateien", accept_multiple_files=True, key=f"documents_files_{company_id}",
-                                 type=sorted(LIMITS[provider].extensions))  # type: ignore[index]
+                                 type=sorted(LIMITS[provider].extensions))
         document_type = ""
         if provider == Provider.datev:
             document_type = st.selectbox("Belegtyp", ["", *known], key=f"documents_type_{company_id}",
@@ -118,9 +121,9 @@ filter_company = filters[0].selectbox("Unternehmen", company_options, key="docum
 filter_status = filters[1].multiselect("Status", [s.value for s in DocumentStatus], key="documents_filter_status", placeholder="Alle",
                                        format_func=lambda s: STATUS_LABELS[DocumentStatus(s)])
 filter_type = filters[2].text_input("Belegtyp", key="documents_filter_type")
-period = filters[3].date_input("Zeitraum (hochgeladen)", value=(), format="DD.MM.YYYY", key="documents_filter_period")
+period = filters[3].date_input("Zeitraum (hochgeladen)", value=[], format="DD.MM.YYYY", key="documents_filter_period")
 since = until = None
-if isinstance(period, tuple | list) and len(period) >= 1:
+if len(period) >= 1:  # a range: (), (start,) or (start, end)
     since = day_start_utc(period[0])
     until = day_start_utc((period[1] if len(period) > 1 else period[0]) + timedelta(days=1))
 doc_filter = DocumentFilter(company_id=filter_company, statuses=tuple(filter_status),
@@ -139,7 +142,7 @@ waiting = readiness.waiting_reasons(engine, settings, {d.company_id for d in row
                                                        if d.status == DocumentStatus.approved.value})
 
 
-def hint(doc) -> str:  # type: ignore[no-untyped-def]
+def hint(doc: Document) -> str:
     if doc.status == DocumentStatus.approved.value and waiting.get(doc.company_id):
         return f"wartet: {waiting[doc.company_id]}"
     if doc.status in (DocumentStatus.failed.value, DocumentStatus.unresolved.value):
@@ -172,7 +175,7 @@ st.dataframe(
     key="documents_table",
 )
 
-by_doc = {d.id: d for d in rows}
+by_doc = {id_of(d): d for d in rows}
 with st.expander("Vorschau"):
     preview_id = st.selectbox("Beleg", list(by_doc), key="documents_preview",
                               format_func=lambda i: f"Nr. {i} · {by_doc[i].file_name}")
@@ -183,7 +186,7 @@ if not is_operator:
     st.caption("Nur Operatoren können Belege hochladen, freigeben und löschen.")
     st.stop()
 
-new_ids = [d.id for d in rows if d.status == DocumentStatus.new.value]
+new_ids = [id_of(d) for d in rows if d.status == DocumentStatus.new.value]
 st.subheader("Freigeben oder löschen")
 if not new_ids:
     st.caption("Auf dieser Seite gibt es keine Belege im Status „neu“.")

@@ -31,6 +31,7 @@ from core.transfers.plan import PlannedUpload, plan
 from ui.feedback import show_flashes
 from ui.guard import actor_of, require_page
 from ui.preview import show_preview
+from ui.rows import id_of
 from ui.services import services
 
 user = require_page(__file__)
@@ -38,7 +39,7 @@ user = require_page(__file__)
 settings, engine, keyring = services()
 MAX_LISTED = 500
 MODE_LONG_TERM, MODE_ONE_OFF = "long_term", "one_off"
-ONE_OFF_SLOT = connection_store.one_off_slot(user.id)  # type: ignore[arg-type]
+ONE_OFF_SLOT = connection_store.one_off_slot(id_of(user))
 RESULTS_KEY = "transfer_last_results"
 
 st.title("Übertragen")
@@ -73,7 +74,7 @@ if not approved:
     show_last_results()
     st.stop()
 
-by_id = {d.id: d for d in approved}
+by_id = {id_of(d): d for d in approved}
 st.session_state["transfer_chosen"] = [i for i in st.session_state.get("transfer_chosen", []) if i in by_id]
 chosen = st.multiselect("Belege auswählen", list(by_id), key="transfer_chosen", placeholder="Belege wählen",
                         format_func=lambda i: f"Nr. {i} · {by_id[i].file_name} ({companies[by_id[i].company_id].name})")
@@ -113,7 +114,7 @@ def offer_one_off_login(company: Company) -> None:
     key = f"transfer_oneoff_url_{company.id}"
     if st.button(f"Einmalig bei DATEV anmelden: {company.name}", key=f"transfer_oneoff_{company.id}"):
         try:
-            st.session_state[key] = start_login(engine, settings, keyring, company_id=company.id,  # type: ignore[arg-type]
+            st.session_state[key] = start_login(engine, settings, keyring, company_id=id_of(company),
                                                 user=user, kind=ConnectionKind.one_off)
         except UserFacingError as exc:
             st.error(exc.message)
@@ -180,7 +181,8 @@ def transfer(ids: list[int]) -> None:
     if "error" in outcome:
         st.error(str(outcome["error"]))
         return
-    summary: PassSummary = outcome["summary"]  # type: ignore[assignment]
+    summary = outcome["summary"]
+    assert isinstance(summary, PassSummary)  # no "error": work() stored the summary
     counts = f"{summary.delivered} übertragen, {summary.failed} fehlgeschlagen, {summary.unresolved} ungeklärt"
     if summary.retried:
         counts += f", {summary.retried} werden automatisch wiederholt"

@@ -40,9 +40,9 @@ f_provider = cols[2].selectbox("Schnittstelle", [None, *[p.value for p in Provid
                                format_func=lambda p: "Alle" if p is None else provider_label(p))
 f_trigger = cols[3].selectbox("Auslöser", [None, *TRIGGER_LABELS], key="log_trigger",
                               format_func=lambda t: "Alle" if t is None else TRIGGER_LABELS[t])
-period = cols[4].date_input("Zeitraum", value=(), format="DD.MM.YYYY", key="log_period")
+period = cols[4].date_input("Zeitraum", value=[], format="DD.MM.YYYY", key="log_period")
 since = until = None
-if isinstance(period, tuple | list) and len(period) >= 1:
+if len(period) >= 1:  # a range: (), (start,) or (start, end)
     since = day_start_utc(period[0])
     until = day_start_utc((period[1] if len(period) > 1 else period[0]) + timedelta(days=1))
 log_filter = HistoryFilter(company_id=f_company, outcomes=tuple(f_outcomes), provider=f_provider, trigger=f_trigger,

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import FrameType
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +69,7 @@ def main() -> int:
 
     stopping = False
 
-    def on_signal(_signum, _frame):  # type: ignore[no-untyped-def]
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
 

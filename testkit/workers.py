@@ -40,6 +40,7 @@ def run_together(module: str, argv_per_worker: list[list[str]], timeout: float =
             _out, err = proc.communicate()
             raise RuntimeError(f"worker did not get ready: {line!r} {err[-2000:]}")
     for proc in procs:
+        assert proc.stdin is not None  # stdin=PIPE above
         proc.stdin.write("go\n")
         proc.stdin.flush()
     results = []

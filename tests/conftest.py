@@ -13,6 +13,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -117,7 +118,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
     if request.param == "postgresql":
-        url = request.getfixturevalue("postgres_database")
+        url: str = request.getfixturevalue("postgres_database")
         _truncate_all(url)
         return url
     raise ValueError(f"unknown test database {request.param!r}")
@@ -163,7 +164,7 @@ def emulator(emulator_server: EmulatorServer) -> EmulatorServer:
 def settings_for(emulator: EmulatorServer) -> Callable[..., Settings]:
     """Settings pointing at the test emulator (and optionally at a database)."""
 
-    def make(database_url: str = "sqlite://", **overrides: object) -> Settings:
+    def make(database_url: str = "sqlite://", **overrides: Any) -> Settings:
         return Settings(_env_file=None, app_env="test", database_url=database_url, emulator_url=emulator.base_url,
                         **overrides)
 

@@ -12,13 +12,14 @@ from sqlalchemy import Engine
 from core.documents.queries import content_of
 from core.platform.errors import UserFacingError
 from core.platform.models import Document
+from ui.rows import id_of
 
 BROWSER_IMAGES = {"image/png", "image/jpeg", "image/gif"}
 
 
 def show_preview(engine: Engine, document: Document, key: str) -> None:
     try:
-        data = content_of(engine, document.id)  # type: ignore[arg-type]
+        data = content_of(engine, id_of(document))
     except UserFacingError as exc:
         st.error(exc.message)
         return

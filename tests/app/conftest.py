@@ -31,6 +31,6 @@ def app(app_db: str) -> Callable[..., AppTest]:
 
 
 @pytest.fixture
-def desk(app_db: str, emulator, monkeypatch: pytest.MonkeyPatch) -> Desk:  # type: ignore[no-untyped-def]
+def desk(app_db: str, emulator, monkeypatch: pytest.MonkeyPatch) -> Desk:
     """The page tests' world: seeded database, settings pointing at the test emulator (support_documents)."""
     return make_desk(app_db, emulator, monkeypatch)

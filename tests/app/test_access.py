@@ -8,11 +8,11 @@ from core.platform.models import AppUser, AuditEvent
 from ui.navigation import PAGE_TABLE
 
 
-def texts(at) -> str:  # type: ignore[no-untyped-def]
+def texts(at) -> str:
     return " ".join(str(e.value) for e in [*at.title, *at.markdown, *at.info, *at.error, *at.caption])
 
 
-def test_signed_out_visitor_sees_only_the_sign_in(app) -> None:  # type: ignore[no-untyped-def]
+def test_signed_out_visitor_sees_only_the_sign_in(app) -> None:
     at = app("signed_out").run()
     assert not at.exception
     assert "Bitte melden Sie sich an." in texts(at)
@@ -20,7 +20,7 @@ def test_signed_out_visitor_sees_only_the_sign_in(app) -> None:  # type: ignore[
     assert [b.label for b in at.button] == ["Anmelden"]
 
 
-def test_user_without_role_sees_no_access_page(app) -> None:  # type: ignore[no-untyped-def]
+def test_user_without_role_sees_no_access_page(app) -> None:
     at = app("nobody").run()
     assert not at.exception
     assert "Kein Zugriff" in texts(at)
@@ -28,7 +28,7 @@ def test_user_without_role_sees_no_access_page(app) -> None:  # type: ignore[no-
     assert len(at.dataframe) == 0
 
 
-def test_first_sign_in_binds_the_subject_once(app, app_db) -> None:  # type: ignore[no-untyped-def]
+def test_first_sign_in_binds_the_subject_once(app, app_db) -> None:
     engine = get_engine(app_db)
     with unit_of_work(engine) as s:
         assert s.exec(select(AppUser).where(AppUser.email == "viewer@tokendesk.demo")).one().sub is None
@@ -47,7 +47,7 @@ def test_first_sign_in_binds_the_subject_once(app, app_db) -> None:  # type: ign
 
 @pytest.mark.parametrize("spec", PAGE_TABLE, ids=lambda s: s.url_path)
 @pytest.mark.parametrize("who", ["signed_out", "nobody"])
-def test_direct_page_run_without_access_renders_nothing_protected(app, spec, who) -> None:  # type: ignore[no-untyped-def]
+def test_direct_page_run_without_access_renders_nothing_protected(app, spec, who) -> None:
     at = app(who, spec.file).run()
     assert not at.exception
     assert len(at.dataframe) == 0 and len(at.text_input) == 0
@@ -64,7 +64,7 @@ ALLOWED = {
 
 @pytest.mark.parametrize("who", ["viewer", "operator", "admin"])
 @pytest.mark.parametrize("spec", PAGE_TABLE, ids=lambda s: s.url_path)
-def test_role_against_page(app, who, spec) -> None:  # type: ignore[no-untyped-def]
+def test_role_against_page(app, who, spec) -> None:
     # Direct run of the page file (what a deep link into pages/ does on a fresh server).
     at = app(who, spec.file).run()
     assert not at.exception

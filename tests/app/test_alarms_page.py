@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from sqlmodel import select
+from streamlit.testing.v1 import AppTest
 
 from core.platform.db import get_engine, unit_of_work
 from core.platform.models import AlarmSent, AuditEvent, Company, utcnow
@@ -32,11 +33,12 @@ def seed_alarms(database_url: str) -> None:
         ])
 
 
-def table(at) -> list[dict]:  # type: ignore[no-untyped-def]
-    return at.dataframe[0].value.to_dict("records")
+def table(at: AppTest) -> list[dict]:
+    rows: list[dict] = at.dataframe[0].value.to_dict("records")
+    return rows
 
 
-def test_viewer_sees_each_alarm_with_its_delivery_state_and_no_test_button(app, app_db: str) -> None:  # type: ignore[no-untyped-def]
+def test_viewer_sees_each_alarm_with_its_delivery_state_and_no_test_button(app, app_db: str) -> None:
     seed_alarms(app_db)
     at = app("viewer", PAGE).run()
     assert not at.exception
@@ -50,14 +52,14 @@ def test_viewer_sees_each_alarm_with_its_delivery_state_and_no_test_button(app, 
     assert [r["Alarm"] for r in table(at)] == ["Test-Alarm von Token Desk", "Unternehmen pausiert: Musterfirma GmbH"]
 
 
-def test_admin_without_targets_is_told_what_to_set(app, app_db: str) -> None:  # type: ignore[no-untyped-def]
+def test_admin_without_targets_is_told_what_to_set(app, app_db: str) -> None:
     at = app("admin", PAGE).run()
     assert not at.exception
     assert any("keine Alarm-Empfänger eingerichtet" in i.value for i in at.info)
     assert "Test-Alarm senden" not in [b.label for b in at.button]
 
 
-def test_admin_sends_a_test_alarm_that_arrives(app, app_db: str, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_admin_sends_a_test_alarm_that_arrives(app, app_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     with SmtpSink.running() as smtp:
         for name, value in {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port), "SMTP_TLS": "none",
                             "ALARM_EMAILS": "buchhaltung@example.com"}.items():
@@ -74,7 +76,7 @@ def test_admin_sends_a_test_alarm_that_arrives(app, app_db: str, monkeypatch: py
     assert events == [("alarm.test_sent", "admin@tokendesk.demo")]
 
 
-def test_a_test_alarm_that_fails_says_so_and_waits_for_its_retry(app, app_db: str,  # type: ignore[no-untyped-def]
+def test_a_test_alarm_that_fails_says_so_and_waits_for_its_retry(app, app_db: str,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as closed:  # bound, never listening: the mail server is down
         closed.bind(("127.0.0.1", 0))

@@ -13,17 +13,17 @@ def companies_in(db_url: str) -> dict[str, Company]:
         return {c.name: c for c in s.exec(select(Company)).all()}
 
 
-def fill_new(at, **values):  # type: ignore[no-untyped-def]
+def fill_new(at, **values):
     for field, value in values.items():
         at.text_input(key=f"company_new_{field}").input(value)
     return at
 
 
-def edit_select(at):  # type: ignore[no-untyped-def]
+def edit_select(at):
     return next(box for box in at.selectbox if box.label == "Unternehmen auswählen")
 
 
-def test_viewer_and_operator_see_the_list_read_only(app) -> None:  # type: ignore[no-untyped-def]
+def test_viewer_and_operator_see_the_list_read_only(app) -> None:
     for who in ("viewer", "operator"):
         at = app(who, PAGE).run()
         assert not at.exception
@@ -33,7 +33,7 @@ def test_viewer_and_operator_see_the_list_read_only(app) -> None:  # type: ignor
         assert "Nur Administratoren" in at.caption[0].value
 
 
-def test_admin_creates_a_company(app, app_db) -> None:  # type: ignore[no-untyped-def]
+def test_admin_creates_a_company(app, app_db) -> None:
     at = app("admin", PAGE).run()
     fill_new(at, name="Neue Firma GmbH", consultant_number="29098", client_number="17")
     at.button(key="company_new_submit").click().run()
@@ -47,7 +47,7 @@ def test_admin_creates_a_company(app, app_db) -> None:  # type: ignore[no-untype
     assert event.actor == "admin@tokendesk.demo"
 
 
-def test_invalid_input_shows_german_errors_and_stores_nothing(app, app_db) -> None:  # type: ignore[no-untyped-def]
+def test_invalid_input_shows_german_errors_and_stores_nothing(app, app_db) -> None:
     before = companies_in(app_db)
     at = app("admin", PAGE).run()
     fill_new(at, name="Kaputt GmbH", consultant_number="12", client_number="0")
@@ -59,7 +59,7 @@ def test_invalid_input_shows_german_errors_and_stores_nothing(app, app_db) -> No
     assert companies_in(app_db).keys() == before.keys()
 
 
-def test_duplicate_pair_is_refused(app, app_db) -> None:  # type: ignore[no-untyped-def]
+def test_duplicate_pair_is_refused(app, app_db) -> None:
     at = app("admin", PAGE).run()
     fill_new(at, name="Zwilling GmbH", consultant_number="455148", client_number="1")
     at.button(key="company_new_submit").click().run()
@@ -67,7 +67,7 @@ def test_duplicate_pair_is_refused(app, app_db) -> None:  # type: ignore[no-unty
     assert "Zwilling GmbH" not in companies_in(app_db)
 
 
-def test_admin_edits_and_archives_a_company(app, app_db) -> None:  # type: ignore[no-untyped-def]
+def test_admin_edits_and_archives_a_company(app, app_db) -> None:
     target = companies_in(app_db)["Beispiel Handel KG"]
     at = app("admin", PAGE).run()
     edit_select(at).select(target.id).run()

@@ -17,6 +17,7 @@ from core.platform.models import TransferAttempt
 from core.platform.secret_store import get_keyring
 from core.transfers.engine import PassOptions, run_pass
 from core.transfers.history import CSV_HEADERS
+from testkit.rows import id_of
 from tests.support.desk import Desk, run_page, table
 from tests.support.rendered import labels, texts
 
@@ -40,7 +41,7 @@ def attempts(desk: Desk) -> dict[str, int]:
                        PassOptions(trigger="manual", actor="operator@tokendesk.demo", document_ids=[ok, bad, lex]))
     assert (summary.delivered, summary.failed, summary.unresolved) == (1, 1, 1), summary
     with unit_of_work(desk.engine) as s:
-        by_doc = {a.document_id: a.id for a in s.exec(select(TransferAttempt)).all()}
+        by_doc = {a.document_id: id_of(a) for a in s.exec(select(TransferAttempt)).all()}
     return {"ok": by_doc[ok], "bad": by_doc[bad], "lex": by_doc[lex],
             "doc_ok": ok, "doc_bad": bad, "doc_lex": lex}
 
@@ -51,7 +52,7 @@ def select_attempt(at: AppTest, attempt_id: int) -> AppTest:
     return at
 
 
-def test_viewer_sees_history_and_detail_but_no_actions(app, attempts: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
+def test_viewer_sees_history_and_detail_but_no_actions(app, attempts: dict[str, int]) -> None:
     at = run_page(app, "viewer", PAGE)
     assert [t.value for t in at.title] == ["Übertragungsprotokoll"]
     rows = {r["Beleg"]: r for r in table(at, "Ergebnis")}
@@ -64,10 +65,10 @@ def test_viewer_sees_history_and_detail_but_no_actions(app, attempts: dict[str, 
     assert len(at.get("form")) == 0 and "Erneut übertragen" not in labels(at)
     select_attempt(at, attempts["lex"])
     assert len(at.get("form")) == 0 and "Entscheidung speichern" not in labels(at)
-    assert [d.label for d in at.get("download_button")] == ["CSV exportieren (gefilterte Einträge)"]
+    assert [d.label for d in at.download_button] == ["CSV exportieren (gefilterte Einträge)"]
 
 
-def test_detail_shows_http_lines_and_the_datev_help_link(app, attempts: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
+def test_detail_shows_http_lines_and_the_datev_help_link(app, attempts: dict[str, int]) -> None:
     at = select_attempt(run_page(app, "viewer", PAGE), attempts["bad"])
     assert any("#DCO01010" in e.value for e in at.error)
     [help_line] = [m.value for m in at.markdown if m.value.startswith("DATEV-Hilfe zu diesem Fehler:")]
@@ -80,7 +81,7 @@ def test_detail_shows_http_lines_and_the_datev_help_link(app, attempts: dict[str
     assert [(r["Methode"], r["Status"]) for r in table(at, "Dauer (ms)")] == [("PUT", 201)]
 
 
-def test_filters_and_paging(app, desk: Desk, attempts: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
+def test_filters_and_paging(app, desk: Desk, attempts: dict[str, int]) -> None:
     at = run_page(app, "viewer", PAGE)
     at.multiselect(key="log_outcomes").set_value(["failed", "unresolved"]).run()
     assert sorted(r["Beleg"] for r in table(at, "Ergebnis")) == ["falsch.pdf", "lex.pdf"]
@@ -96,7 +97,7 @@ def test_filters_and_paging(app, desk: Desk, attempts: dict[str, int]) -> None: 
     assert at.number_input(key="log_page").max == 1
 
 
-def test_operator_retries_a_failed_document(app, desk: Desk, attempts: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
+def test_operator_retries_a_failed_document(app, desk: Desk, attempts: dict[str, int]) -> None:
     at = select_attempt(run_page(app, "operator", PAGE), attempts["bad"])
     at.text_input(key=f"log_retry_reason_{attempts['doc_bad']}").set_value("Belegtyp geprüft")
     at.button(key=f"log_retry_submit_{attempts['doc_bad']}").click().run()
@@ -104,12 +105,12 @@ def test_operator_retries_a_failed_document(app, desk: Desk, attempts: dict[str,
     assert "„falsch.pdf“ ist wieder freigegeben und wird bei der nächsten Übertragung gesendet." in [
         s.value for s in at.success]
     doc = desk.document(attempts["doc_bad"])
-    assert (doc.status, doc.attempts) == ("approved", 0)  # type: ignore[union-attr]
+    assert (doc.status, doc.attempts) == ("approved", 0)
     assert ("document.retry", "operator@tokendesk.demo") in desk.audit_actions()
     assert "**Beleg-Status jetzt:** freigegeben" in texts(at)
 
 
-def test_operator_resolves_an_unresolved_document_with_a_reason(app, desk: Desk, attempts: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
+def test_operator_resolves_an_unresolved_document_with_a_reason(app, desk: Desk, attempts: dict[str, int]) -> None:
     doc_id = attempts["doc_lex"]
     at = select_attempt(run_page(app, "operator", PAGE), attempts["lex"])
     assert at.radio(key=f"log_resolve_decision_{doc_id}").options == [
@@ -117,25 +118,26 @@ def test_operator_resolves_an_unresolved_document_with_a_reason(app, desk: Desk,
     at.button(key=f"log_resolve_submit_{doc_id}").click().run()  # no reason
     assert not at.exception
     assert "Bitte geben Sie einen Grund an (er steht im Audit-Protokoll)." in [e.value for e in at.error]
-    assert desk.document(doc_id).status == "unresolved"  # type: ignore[union-attr]
+    assert desk.document(doc_id).status == "unresolved"
     at.text_area(key=f"log_resolve_reason_{doc_id}").set_value("Beleg in Lexware gefunden")
     at.radio(key=f"log_resolve_decision_{doc_id}").set_value("delivered")
     at.button(key=f"log_resolve_submit_{doc_id}").click().run()
     assert not at.exception, at.exception
     assert "„lex.pdf“: in Lexware vorhanden: als übertragen markiert." in [s.value for s in at.success]
-    assert desk.document(doc_id).status == "delivered"  # type: ignore[union-attr]
+    assert desk.document(doc_id).status == "delivered"
     assert ("document.resolved", "operator@tokendesk.demo") in desk.audit_actions()
 
 
-def test_csv_download_has_the_filtered_rows(app, attempts: dict[str, int], monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_csv_download_has_the_filtered_rows(app, attempts: dict[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
     """The deferred download: the CSV is built only when the button is clicked (as the browser asks)."""
     import streamlit.testing.v1.app_test as app_test_module
     from streamlit.runtime.media_file_manager import MediaFileManager
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
     managers: list[MediaFileManager] = []
 
     class Recording(MediaFileManager):
-        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
             managers.append(self)
 
@@ -147,7 +149,9 @@ def test_csv_download_has_the_filtered_rows(app, attempts: dict[str, int], monke
     assert file_id and button.proto.url == ""  # nothing generated on a plain rerun
     manager = managers[-1]
     url = manager.execute_deferred(file_id)
-    stored = manager._storage.get_file(url.rsplit("/", 1)[1])  # type: ignore[attr-defined]
+    storage = manager._storage
+    assert isinstance(storage, MemoryMediaFileStorage)  # what AppTest gives its media file manager
+    stored = storage.get_file(url.rsplit("/", 1)[1])
     assert stored.mimetype.startswith("text/csv")
     lines = stored.content.decode("utf-8-sig").split("\r\n")
     assert lines[0] == ";".join(CSV_HEADERS)

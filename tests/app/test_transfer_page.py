@@ -4,16 +4,13 @@ and the transfer after a one-off DATEV login."""
 
 from __future__ import annotations
 
-import html
-import re
-
 import requests
-from sqlmodel import select
+from sqlmodel import col, select
 
 from core.platform.db import unit_of_work
 from core.platform.models import Connection, ConnectionKind, HttpLogEntry, TransferAttempt
 from tests.support.desk import Desk, run_page, table
-from tests.support.rendered import labels, texts
+from tests.support.rendered import href_of, labels, texts
 
 PAGE = "pages/transfer.py"
 
@@ -27,12 +24,12 @@ def attempts() -> list[TransferAttempt]:
     from core.platform.db import get_engine
 
     with unit_of_work(get_engine()) as s:
-        rows = list(s.exec(select(TransferAttempt).order_by(TransferAttempt.id)).all())
+        rows = list(s.exec(select(TransferAttempt).order_by(col(TransferAttempt.id))).all())
         s.expunge_all()
         return rows
 
 
-def test_nothing_to_transfer(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+def test_nothing_to_transfer(app, desk: Desk) -> None:
     desk.intake("neu.pdf")  # not approved: never offered
     at = run_page(app, "operator", PAGE)
     assert [t.value for t in at.title] == ["Übertragen"]
@@ -40,7 +37,7 @@ def test_nothing_to_transfer(app, desk: Desk) -> None:  # type: ignore[no-untype
     assert "Übertragen" not in labels(at)
 
 
-def test_dry_run_then_transfer_with_the_long_term_token(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+def test_dry_run_then_transfer_with_the_long_term_token(app, desk: Desk) -> None:
     desk.request_token()
     first, second = desk.intake("Rechnung 1.pdf", "Rechnung 2.pdf", approve=True)
     [lex] = desk.intake("lex.pdf", company="Lexware Demo GmbH", approve=True)
@@ -49,7 +46,7 @@ def test_dry_run_then_transfer_with_the_long_term_token(app, desk: Desk) -> None
     at.button(key="transfer_choose_all").click().run()
     assert sorted(at.multiselect(key="transfer_chosen").value) == sorted([first, second, lex])
     plan = {r["Nr."]: r for r in table(at, "Methode")}
-    guid = desk.document(first).guid  # type: ignore[union-attr]
+    guid = desk.document(first).guid
     assert plan[first]["Ziel"] == "Mandant 455148-1 (Musterfirma GmbH)"
     assert (plan[first]["Methode"], plan[first]["Pfad"]) == ("PUT", f"/clients/455148-1/documents/{guid}")
     assert plan[first]["Hinweis"] == "wird gesendet" and plan[first]["Belegtyp"] == "Rechnungseingang"
@@ -64,8 +61,8 @@ def test_dry_run_then_transfer_with_the_long_term_token(app, desk: Desk) -> None
     assert {r["Ergebnis"] for r in results} == {"übertragen"} and {r["Meldung"] for r in results} == {"An DATEV übertragen."}
     assert "2 übertragen, 0 fehlgeschlagen, 0 ungeklärt." in [s.value for s in at.success]
     assert at.get("progress")[0].proto.value == 100
-    assert datev_uploads(desk) == sorted(desk.document(i).guid for i in (first, second))  # type: ignore[union-attr]
-    assert [desk.document(i).status for i in (first, second, lex)] == ["delivered", "delivered", "approved"]  # type: ignore[union-attr]
+    assert datev_uploads(desk) == sorted(desk.document(i).guid for i in (first, second))
+    assert [desk.document(i).status for i in (first, second, lex)] == ["delivered", "delivered", "approved"]
     assert {(a.trigger, a.triggered_by) for a in attempts()} == {("manual", "operator@tokendesk.demo")}
 
     at.run()  # next run: the delivered documents are no longer offered, the last result stays visible
@@ -74,7 +71,7 @@ def test_dry_run_then_transfer_with_the_long_term_token(app, desk: Desk) -> None
     assert "Ergebnis der letzten Übertragung" in texts(at)
 
 
-def test_a_datev_rejection_shows_the_help_link(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+def test_a_datev_rejection_shows_the_help_link(app, desk: Desk) -> None:
     desk.request_token()
     [doc] = desk.intake("falscher Typ.pdf", approve=True, document_type="Gibt es nicht")
     at = run_page(app, "operator", PAGE)
@@ -85,10 +82,10 @@ def test_a_datev_rejection_shows_the_help_link(app, desk: Desk) -> None:  # type
     assert row["Ergebnis"] == "fehlgeschlagen" and "#DCO01010" in row["Meldung"]
     assert row["DATEV-Hilfe"] and row["DATEV-Hilfe"].startswith("http")
     assert "0 übertragen, 1 fehlgeschlagen, 0 ungeklärt." in [w.value for w in at.warning]
-    assert desk.document(doc).status == "failed"  # type: ignore[union-attr]
+    assert desk.document(doc).status == "failed"
 
 
-def test_transfer_after_a_one_off_datev_login(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+def test_transfer_after_a_one_off_datev_login(app, desk: Desk) -> None:
     [doc] = desk.intake("einmalig.pdf", approve=True)  # no long-term token at all
     at = run_page(app, "operator", PAGE)
     at.multiselect(key="transfer_chosen").set_value([doc]).run()
@@ -99,7 +96,7 @@ def test_transfer_after_a_one_off_datev_login(app, desk: Desk) -> None:  # type:
     assert not at.exception, at.exception
     [link] = [m.value for m in at.markdown if 'data-testid="auth-link"' in m.value]
     assert 'target="_self"' in link and "Weiter zur einmaligen DATEV-Anmeldung (Musterfirma GmbH)" in link
-    href = html.unescape(re.search(r'href="([^"]+)"', link).group(1))  # type: ignore[union-attr]
+    href = href_of(link)
     assert href.startswith(desk.settings.emulator_url + "/openid/authorize?")
 
     desk.request_token(who="operator@tokendesk.demo", kind=ConnectionKind.one_off)
@@ -114,4 +111,4 @@ def test_transfer_after_a_one_off_datev_login(app, desk: Desk) -> None:  # type:
         one_off = s.exec(select(Connection).where(Connection.kind == "one_off")).one()
         used = {e.connection_id for e in s.exec(select(HttpLogEntry).where(HttpLogEntry.purpose == "upload"))}
     assert used == {one_off.id} and one_off.slot == f"one_off:{desk.user('operator@tokendesk.demo').id}"
-    assert datev_uploads(desk) == [desk.document(doc).guid]  # type: ignore[union-attr]
+    assert datev_uploads(desk) == [desk.document(doc).guid]

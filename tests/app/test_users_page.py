@@ -6,7 +6,7 @@ from core.platform.db import get_engine
 PAGE = "pages/users.py"
 
 
-def test_admin_grants_a_role_and_removal_takes_effect_at_once(app, app_db) -> None:  # type: ignore[no-untyped-def]
+def test_admin_grants_a_role_and_removal_takes_effect_at_once(app, app_db) -> None:
     at = app("admin", PAGE).run()
     at.text_input(key="user_role_email").input("nobody@tokendesk.demo")
     at.selectbox(key="user_role_role").select("viewer")
@@ -26,7 +26,7 @@ def test_admin_grants_a_role_and_removal_takes_effect_at_once(app, app_db) -> No
     assert "Kein Zugriff" in [t.value for t in newcomer.title]
 
 
-def test_invalid_email_is_reported_next_to_the_field(app, app_db) -> None:  # type: ignore[no-untyped-def]
+def test_invalid_email_is_reported_next_to_the_field(app, app_db) -> None:
     at = app("admin", PAGE).run()
     at.text_input(key="user_role_email").input("kein-at-zeichen")
     at.button(key="user_role_submit").click().run()
@@ -34,7 +34,7 @@ def test_invalid_email_is_reported_next_to_the_field(app, app_db) -> None:  # ty
     assert all(u.email != "kein-at-zeichen" for u in users.list_users(get_engine(app_db)))
 
 
-def test_audit_page_lists_changes_for_admin(app) -> None:  # type: ignore[no-untyped-def]
+def test_audit_page_lists_changes_for_admin(app) -> None:
     at = app("admin", "pages/audit_log.py").run()
     assert not at.exception
     assert "company.created" in set(at.dataframe[0].value["Aktion"])

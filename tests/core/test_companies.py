@@ -2,7 +2,7 @@
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from core import companies
 from core.companies import CompanyInput, validate
@@ -10,6 +10,7 @@ from core.platform import audit
 from core.platform.db import unit_of_work
 from core.platform.errors import NotFound, ValidationFailed
 from core.platform.models import AuditEvent, Company
+from testkit.rows import id_of, present
 
 GOOD = CompanyInput("Musterfirma GmbH", "455148", "1", "datev", True, "Rechnungseingang")
 
@@ -69,7 +70,7 @@ def test_create_edit_archive_restore_with_audit(engine: Engine) -> None:
     restored = companies.set_archived(engine, actor="admin@x.de", company_id=cid, archived=False)
     assert restored.archived_at is None and companies.get_company(engine, cid).archived_at is None
     with unit_of_work(engine) as s:
-        events = s.exec(select(AuditEvent).order_by(AuditEvent.id)).all()
+        events = s.exec(select(AuditEvent).order_by(col(AuditEvent.id))).all()
     assert [e.action for e in events] == ["company.created", "company.updated", "company.archived",
                                           "company.restored"]
     assert events[1].before == {"name": "Musterfirma GmbH"} and events[1].after == {"name": "Musterfirma AG"}
@@ -91,14 +92,14 @@ def test_unknown_company_is_not_found(engine: Engine) -> None:
 
 
 def test_unchanged_edit_writes_no_audit_event(engine: Engine) -> None:
-    cid = companies.create_company(engine, actor="a", data=GOOD).id
+    cid = id_of(companies.create_company(engine, actor="a", data=GOOD))
     companies.update_company(engine, actor="a", company_id=cid, data=GOOD)
     with unit_of_work(engine) as s:
         assert len(s.exec(select(AuditEvent)).all()) == 1
 
 
 def test_one_company_per_consultant_client_pair_even_when_archived(engine: Engine) -> None:
-    cid = companies.create_company(engine, actor="a", data=GOOD).id
+    cid = id_of(companies.create_company(engine, actor="a", data=GOOD))
     companies.set_archived(engine, actor="a", company_id=cid, archived=True)
     with pytest.raises(ValidationFailed) as info:
         companies.create_company(engine, actor="a", data=CompanyInput(**{**GOOD.__dict__, "name": "Zwilling"}))
@@ -110,12 +111,12 @@ def test_one_company_per_consultant_client_pair_even_when_archived(engine: Engin
 
 def test_editing_into_a_taken_pair_changes_nothing(engine: Engine) -> None:
     companies.create_company(engine, actor="a", data=GOOD)
-    other_id = companies.create_company(engine, actor="a", data=CompanyInput("Zweite", "455148", "2", "datev")).id
+    other_id = id_of(companies.create_company(engine, actor="a", data=CompanyInput("Zweite", "455148", "2", "datev")))
     with pytest.raises(ValidationFailed):
         companies.update_company(engine, actor="a", company_id=other_id,
                                  data=CompanyInput("Zweite neu", "455148", "1", "datev"))
     with unit_of_work(engine) as s:
-        stored = s.get(Company, other_id)
+        stored = present(s.get(Company, other_id))
         assert (stored.name, stored.client_number) == ("Zweite", 2)
         assert len(s.exec(select(AuditEvent)).all()) == 2  # the two creations only
 

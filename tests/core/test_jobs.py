@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine, update
-from sqlmodel import select
+from sqlmodel import col, select
 
 from core.alarms.messages import Alarm
 from core.alarms.outbox import raise_alarm
@@ -35,7 +35,8 @@ from core.platform.models import (
 )
 from core.platform.secret_store import put_secret
 from core.transfers.engine import PassOptions, companies_with_work
-from tests.core.transfers.test_engine import pdf
+from testkit.rows import id_of, present
+from testkit.samples import pdf
 from tests.support.sinks import SmtpSink, free_port
 from tests.support.world import World, add_approved
 
@@ -56,8 +57,8 @@ def alarmed(world: World, smtp: SmtpSink) -> World:
     world.settings = world.settings.model_copy(update={
         "smtp_host": "127.0.0.1", "smtp_port": smtp.port, "smtp_tls": "none", "alarm_emails": "ops@example.com"})
     with unit_of_work(world.engine) as s:
-        company = s.get(Company, world.company_id)
-        company.alarm_recipients = "buchhaltung@musterfirma.de"  # type: ignore[union-attr]
+        company = present(s.get(Company, world.company_id))
+        company.alarm_recipients = "buchhaltung@musterfirma.de"
         s.add(company)
     return world
 
@@ -72,8 +73,8 @@ def mails(smtp: SmtpSink) -> list[tuple[str, list[str]]]:
 
 def set_connection(world: World, **values: object) -> None:
     with unit_of_work(world.engine) as s:
-        s.exec(update(Connection).where(Connection.company_id == world.company_id,  # type: ignore[call-overload]
-                                        Connection.slot == "long_term").values(**values))
+        s.exec(update(Connection).where(col(Connection.company_id) == world.company_id,
+                                        col(Connection.slot) == "long_term").values(**values))
 
 
 def alarm_keys(world: World) -> list[str]:
@@ -91,11 +92,11 @@ def test_revoked_token_raises_invalid_and_paused_once(alarmed: World, smtp: Smtp
     assert world.request_token().ok
     add_approved(world, 2)
     world.admin_post("/datev/grants/revoke", {"all": True})
-    connection = world.connection()
+    connection = world.find_connection()
     assert connection is not None
-    assert not run_test(world.engine, world.settings, world.keyring, connection_id=connection.id,  # type: ignore[arg-type]
+    assert not run_test(world.engine, world.settings, world.keyring, connection_id=id_of(connection),
                         actor="admin@x.de").ok
-    assert world.connection().invalid_at is not None  # type: ignore[union-attr]
+    assert world.connection().invalid_at is not None
     refreshes = world.stats()["refresh_requests"]
     assert len(smtp.messages) == 4  # at detection: two alarms, each to two recipients
 
@@ -140,16 +141,16 @@ def test_expiry_reminder_once_per_step(alarmed: World, smtp: SmtpSink) -> None:
 def test_keepalive_refreshes_a_rolling_token_once(world: World) -> None:
     assert world.request_token().ok
     set_connection(world, last_refresh_at=utcnow() - timedelta(days=8))
-    before = world.connection()
+    before = world.find_connection()
     refreshes = world.stats()["refresh_requests"]
 
     first = token_care(context(world))
 
     assert first["refreshed"] == 1 and first["refresh_failed"] == 0
     assert world.stats()["refresh_requests"] == refreshes + 1
-    after = world.connection()
+    after = world.find_connection()
     assert after is not None and before is not None
-    assert after.version == before.version + 1 and after.last_refresh_at > before.last_refresh_at  # type: ignore[operator]
+    assert after.version == before.version + 1 and present(after.last_refresh_at) > present(before.last_refresh_at)
     assert after.invalid_at is None
 
     assert token_care(context(world))["refreshed"] == 0
@@ -169,12 +170,12 @@ def test_repeated_failures_since_the_last_delivery_raise_one_alarm(alarmed: Worl
     world = alarmed
     report = intake.intake(world.engine, company_id=world.company_id, actor="o@x.de",
                               files=[(f"R{i}.pdf", pdf(f"f{i}")) for i in range(3)])
-    document_id = report.accepted[0].id
+    document_id = id_of(report.accepted[0])
     now = utcnow()
 
     def attempt(outcome: str, minutes_ago: int, text: str = "#DCO01245 PDF beschädigt") -> TransferAttempt:
         at = now - timedelta(minutes=minutes_ago)
-        return TransferAttempt(document_id=document_id, company_id=world.company_id, provider="datev",  # type: ignore[arg-type]
+        return TransferAttempt(document_id=document_id, company_id=world.company_id, provider="datev",
                                trigger="scheduler", triggered_by="scheduler:x", attempt_no=1, started_at=at,
                                finished_at=at, outcome=outcome, error_text=None if outcome == "delivered" else text,
                                correlation_id=f"c{minutes_ago}")
@@ -215,7 +216,7 @@ def test_housekeeping(world: World) -> None:
     assert world.request_token(world.admin, ConnectionKind.one_off).ok
     expired_slot, kept_slot = f"one_off:{world.operator.id}", f"one_off:{world.admin.id}"
     with unit_of_work(engine) as s:
-        s.exec(update(Connection).where(Connection.slot == expired_slot).values(  # type: ignore[call-overload]
+        s.exec(update(Connection).where(col(Connection.slot) == expired_slot).values(
             refresh_expires_at=now - timedelta(minutes=1)))
     with unit_of_work(engine) as s:
         for days in (40, 20, 13):
@@ -226,20 +227,20 @@ def test_housekeeping(world: World) -> None:
     with unit_of_work(engine) as s:
         for minutes in (-1, 5):
             row = PendingAuthorization(state_hash=f"{minutes:+}".ljust(64, "0"), company_id=world.company_id,
-                                       provider="datev", kind="long_term", user_id=world.admin.id,  # type: ignore[arg-type]
+                                       provider="datev", kind="long_term", user_id=id_of(world.admin),
                                        redirect_uri="http://localhost/cb", expires_at=now + timedelta(minutes=minutes))
             s.add(row)
             s.flush()
-            pending_ids.append(row.id)
+            pending_ids.append(id_of(row))
             for purpose in ("pkce_verifier", "nonce"):
-                put_secret(s, world.keyring, owner_type="pending_authorization", owner_id=row.id,  # type: ignore[arg-type]
+                put_secret(s, world.keyring, owner_type="pending_authorization", owner_id=id_of(row),
                            purpose=purpose, value="v" * 64)
         put_secret(s, world.keyring, owner_type="pending_authorization", owner_id=99999, purpose="nonce", value="x")
     # documents left "in Übertragung": a dead worker's (lease over) and a live one
     abandoned, live = add_approved(world, 2)
     with unit_of_work(engine) as s:
         for document_id, lease in ((abandoned, now - timedelta(minutes=1)), (live, now + timedelta(minutes=5))):
-            s.exec(update(Document).where(Document.id == document_id).values(  # type: ignore[call-overload]
+            s.exec(update(Document).where(col(Document.id) == document_id).values(
                 status="transferring", lease_owner="scheduler:dead", lease_until=lease, attempts=1))
     lexware_doc = _lexware_document_in_transfer(world, now - timedelta(minutes=1))
 
@@ -285,7 +286,7 @@ def test_alarm_retry_resends_due_alarms_and_housekeeping_purges_old_ones(engine:
     outcome = raise_alarm(engine, alarm_context(engine, keyring, free_port()).settings, failed, timeout=3)
     assert outcome is not None and not outcome.delivered  # the mail server was down
     with unit_of_work(engine) as s:
-        s.exec(update(AlarmSent).where(AlarmSent.key == failed.key).values(  # type: ignore[call-overload]
+        s.exec(update(AlarmSent).where(col(AlarmSent.key) == failed.key).values(
             next_attempt_at=now - timedelta(minutes=1)))  # its retry is due
         s.add(AlarmSent(key="old-delivered", title="alt", sent_at=now - timedelta(days=401), delivered=True))
         s.add(AlarmSent(key="old-waiting", title="alt, wartet", sent_at=now - timedelta(days=401), delivered=False,
@@ -300,12 +301,12 @@ def test_alarm_retry_resends_due_alarms_and_housekeeping_purges_old_ones(engine:
             failed.key: (True, 2), "old-waiting": (False, 3)}
 
 
-def _lexware_document_in_transfer(world: World, lease_until) -> int:  # type: ignore[no-untyped-def]
+def _lexware_document_in_transfer(world: World, lease_until) -> int:
     with unit_of_work(world.engine) as s:
-        company_id = s.exec(select(Company.id).where(Company.name == "Lexware Demo GmbH")).one()
+        company_id = present(s.exec(select(Company.id).where(Company.name == "Lexware Demo GmbH")).one())
     report = intake.intake(world.engine, company_id=company_id, actor="o@x.de", files=[("L.pdf", pdf("lex"))])
-    document_id = report.accepted[0].id
+    document_id = id_of(report.accepted[0])
     with unit_of_work(world.engine) as s:
-        s.exec(update(Document).where(Document.id == document_id).values(  # type: ignore[call-overload]
+        s.exec(update(Document).where(col(Document.id) == document_id).values(
             status="transferring", lease_owner="scheduler:dead", lease_until=lease_until, attempts=1))
-    return document_id  # type: ignore[return-value]
+    return document_id

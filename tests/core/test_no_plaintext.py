@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import Engine, make_url, update
-from sqlmodel import select
+from sqlmodel import col, select
 from streamlit.testing.v1 import AppTest
 
 from core.connections import access, datev_login, lexware_key, store, test_call
@@ -34,7 +34,9 @@ from core.platform.models import (
     StoredSecret,
     utcnow,
 )
+from core.providers import datev_oidc
 from testkit.datev_user import consent
+from testkit.rows import id_of, present
 from tests.support.desk import IDENTITIES
 from tests.support.harness import ROOT
 from tests.support.rendered import page_text
@@ -64,21 +66,21 @@ def stored_values(engine: Engine, keyring: Keyring, found: Secrets) -> None:
             found.add(f"stored {row.owner_type}/{row.purpose}", keyring.open(row.ciphertext, row.context))
 
 
-def run_flow(engine: Engine, settings, keyring: Keyring, monkeypatch: pytest.MonkeyPatch) -> Secrets:  # type: ignore[no-untyped-def]
+def run_flow(engine: Engine, settings, keyring: Keyring, monkeypatch: pytest.MonkeyPatch) -> Secrets:
     found = Secrets()
     found.add("DATEV client secret", DEMO_DATEV_CLIENT_SECRET)
 
     # every token response the product receives (code exchange and refresh), id_token included
-    def capture(original):  # type: ignore[no-untyped-def]
-        def wrapped(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def capture(original):
+        def wrapped(*args, **kwargs):
             response = original(*args, **kwargs)
             for name in ("access_token", "refresh_token", "id_token"):
                 found.add(name, getattr(response, name))
             return response
         return wrapped
 
-    monkeypatch.setattr(datev_login, "exchange_code", capture(datev_login.exchange_code))
-    monkeypatch.setattr(access, "refresh", capture(access.refresh))
+    monkeypatch.setattr(datev_login, "exchange_code", capture(datev_oidc.exchange_code))
+    monkeypatch.setattr(access, "refresh", capture(datev_oidc.refresh))
 
     with unit_of_work(engine) as s:
         admin = s.exec(select(AppUser).where(AppUser.email == "admin@tokendesk.demo")).one()
@@ -86,7 +88,7 @@ def run_flow(engine: Engine, settings, keyring: Keyring, monkeypatch: pytest.Mon
         lexware = s.exec(select(Company).where(Company.name == "Lexware Demo GmbH")).one()
         s.expunge_all()
 
-    url = start_login(engine, settings, keyring, company_id=company.id, user=admin, kind=ConnectionKind.long_term)
+    url = start_login(engine, settings, keyring, company_id=id_of(company), user=admin, kind=ConnectionKind.long_term)
     stored_values(engine, keyring, found)  # the PKCE verifier and the nonce, while the login is pending
     assert {"stored pending_authorization/pkce_verifier", "stored pending_authorization/nonce"} <= found.values.keys()
     query = parse_qs(urlsplit(url).query)
@@ -97,13 +99,13 @@ def run_flow(engine: Engine, settings, keyring: Keyring, monkeypatch: pytest.Mon
     assert outcome.ok, outcome.message
     stored_values(engine, keyring, found)
 
-    row_id = store.find(engine, company.id, Provider.datev).id
+    row_id = id_of(present(store.find(engine, id_of(company), Provider.datev)))
     with unit_of_work(engine) as s:  # force a refresh with rotation
-        s.exec(update(Connection).where(Connection.id == row_id).values(access_expires_at=utcnow() - timedelta(minutes=1)))
+        s.exec(update(Connection).where(col(Connection.id) == row_id).values(access_expires_at=utcnow() - timedelta(minutes=1)))
     refreshed = get_valid_token(engine, row_id, settings=settings, keyring=keyring)
     test = test_call.run_test(engine, settings, keyring, connection_id=row_id, actor=admin.email)
     assert test.ok, test.message
-    assert lexware_key.store_lexware_key(engine, settings, keyring, company_id=lexware.id, api_key=LEXWARE_KEY,
+    assert lexware_key.store_lexware_key(engine, settings, keyring, company_id=id_of(lexware), api_key=LEXWARE_KEY,
                                          valid_until=None, actor=admin.email).ok
     stored_values(engine, keyring, found)
     found.add("API key", LEXWARE_KEY)
@@ -119,12 +121,12 @@ def run_flow(engine: Engine, settings, keyring: Keyring, monkeypatch: pytest.Mon
 def database_bytes(engine: Engine, database_url: str) -> bytes:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
-        path = Path(url.database)
+        path = Path(present(url.database))
         files = [p for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists()]
         assert path in files and Path(f"{path}-wal") in files  # WAL mode: recent writes live in -wal
         return b"".join(p.read_bytes() for p in files)
     dump = subprocess.run(["pg_dump", "-h", url.host or "127.0.0.1", "-p", str(url.port or 5432),
-                           "-U", url.username or "postgres", url.database],
+                           "-U", url.username or "postgres", present(url.database)],
                           capture_output=True, check=True, timeout=60)
     assert b"COPY public.stored_secret" in dump.stdout
     return dump.stdout
@@ -155,7 +157,7 @@ def test_no_secret_in_clear_in_database_logs_or_page(engine: Engine, database_ur
     assert found.found_in(data) == []
     assert b"Musterfirma GmbH" in data and b"tdv1:test-k1:" in data  # clear data and the ciphertexts are there
     with unit_of_work(engine) as s:
-        fingerprints = {r.token_fingerprint for r in s.exec(select(Connection)).all()}
+        fingerprints = {present(r.token_fingerprint) for r in s.exec(select(Connection)).all()}
     assert fingerprint(LEXWARE_KEY) in fingerprints and all(f.encode() in data for f in fingerprints)
 
     # the rendered token page (admin: every card, button and form)

@@ -14,13 +14,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from core.documents import intake, lifecycle
 from core.platform.db import unit_of_work
 from core.platform.models import Company, Document, DocumentStatus, SchedulerHeartbeat, utcnow
+from testkit.rows import ids_of, present
+from testkit.samples import pdf
 from testkit.workers import ROOT
-from tests.core.transfers.test_engine import pdf
 from tests.support import TEST_KEY_ENTRY
 from tests.support.world import World, add_approved, uploads
 
@@ -91,16 +92,16 @@ def statuses(world: World, ids: list[int] | None = None) -> dict[int, str]:
     with unit_of_work(world.engine) as s:
         query = select(Document.id, Document.status)
         if ids is not None:
-            query = query.where(Document.id.in_(ids))  # type: ignore[union-attr]
-        return dict(s.exec(query).all())  # type: ignore[arg-type]
+            query = query.where(col(Document.id).in_(ids))
+        return {present(document_id): status for document_id, status in s.exec(query).all()}
 
 
 def approved_later(world: World) -> list[int]:
     report = intake.intake(world.engine, company_id=world.company_id, actor="operator@x.de",
                               files=[("Nachzügler.pdf", pdf("später"))])
-    ids = [d.id for d in report.accepted]
-    assert lifecycle.approve(world.engine, document_ids=ids, actor="operator@x.de") == 1  # type: ignore[arg-type]
-    return ids  # type: ignore[return-value]
+    ids = ids_of(report.accepted)
+    assert lifecycle.approve(world.engine, document_ids=ids, actor="operator@x.de") == 1
+    return ids
 
 
 def heartbeat(world: World, instance_id: str) -> SchedulerHeartbeat:
@@ -125,7 +126,7 @@ def test_once_delivers_and_exits_zero(world: World) -> None:
     assert beat.stopped_at is not None and beat.last_pass is not None and beat.last_pass["delivered"] == 3
 
 
-def test_sigterm_finishes_in_flight_uploads_and_releases_claims(world: World, start_scheduler) -> None:  # type: ignore[no-untyped-def]
+def test_sigterm_finishes_in_flight_uploads_and_releases_claims(world: World, start_scheduler) -> None:
     assert world.request_token().ok
     ids = add_approved(world, 8)
     world.admin_post("/faults", {"target": "documents", "kind": "latency", "latency_ms": 1500, "count": 50})
@@ -133,8 +134,8 @@ def test_sigterm_finishes_in_flight_uploads_and_releases_claims(world: World, st
 
     def in_flight() -> list[int]:
         with unit_of_work(world.engine) as s:
-            return list(s.exec(select(Document.id).where(Document.status == DocumentStatus.transferring.value,
-                                                         Document.lease_owner == scheduler.owner)).all())
+            return [present(i) for i in s.exec(select(Document.id).where(
+                Document.status == DocumentStatus.transferring.value, Document.lease_owner == scheduler.owner)).all()]
 
     seen = scheduler.wait_for(in_flight, "an upload in flight")
     returncode = scheduler.terminate()
@@ -143,7 +144,7 @@ def test_sigterm_finishes_in_flight_uploads_and_releases_claims(world: World, st
     assert "finishing in-flight work" in scheduler.output()
     now = utcnow()
     with unit_of_work(world.engine) as s:
-        documents = s.exec(select(Document).where(Document.id.in_(ids))).all()  # type: ignore[union-attr]
+        documents = s.exec(select(Document).where(col(Document.id).in_(ids))).all()
         live_claims = [d.id for d in documents if d.status == DocumentStatus.transferring.value
                        and d.lease_owner == scheduler.owner and d.lease_until is not None and d.lease_until > now]
         assert live_claims == []
@@ -156,12 +157,12 @@ def test_sigterm_finishes_in_flight_uploads_and_releases_claims(world: World, st
     assert heartbeat(world, "loop-1").stopped_at is not None
 
 
-def test_a_failing_job_does_not_stop_the_loop(world: World, start_scheduler, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_failing_job_does_not_stop_the_loop(world: World, start_scheduler, tmp_path: Path) -> None:
     not_a_folder = tmp_path / "eingang-ist-eine-datei"
     not_a_folder.write_text("kein Ordner")
     with unit_of_work(world.engine) as s:
-        company = s.get(Company, world.company_id)
-        company.inbox_dir = str(not_a_folder)  # type: ignore[union-attr]
+        company = present(s.get(Company, world.company_id))
+        company.inbox_dir = str(not_a_folder)
         s.add(company)
     assert world.request_token().ok
     [first] = add_approved(world, 1)

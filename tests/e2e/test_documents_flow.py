@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FilePayload, Page, expect
 from sqlmodel import select
 
 from core.platform.config import Settings
@@ -15,6 +15,7 @@ from core.platform.db import make_engine, unit_of_work
 from core.platform.models import AppUser, Company, Document
 from core.platform.secret_store import get_keyring
 from testkit.datev_user import log_in_at_datev
+from testkit.rows import present
 from testkit.samples import pdf
 from tests.support.browser import choose, settled, sign_in
 from tests.support.harness import DashboardServer, evidence_on_failure
@@ -28,7 +29,7 @@ def request_long_term_token(db_url: str, emulator_url: str) -> int:
     engine = make_engine(db_url)
     with unit_of_work(engine) as s:
         admin = s.exec(select(AppUser).where(AppUser.email == "admin@tokendesk.demo")).one()
-        company_id = s.exec(select(Company.id).where(Company.name == "Musterfirma GmbH")).one()
+        company_id = present(s.exec(select(Company.id).where(Company.name == "Musterfirma GmbH")).one())
         s.expunge(admin)
     outcome = log_in_at_datev(engine, settings, get_keyring(), company_id=company_id, user=admin)
     engine.dispose()
@@ -53,7 +54,7 @@ def test_operator_uploads_approves_and_transfers(page: Page, demo_db_url: str, e
             for name, content in (("Rechnung Mai.pdf", pdf("Rechnung Mai")), ("leer.pdf", b"")):
                 # one file at a time, each confirmed by the server before the next (no sleeps)
                 with page.expect_response(lambda r: "/_stcore/upload_file/" in r.url and r.request.method == "PUT"):
-                    uploader.set_input_files([{"name": name, "mimeType": "application/pdf", "buffer": content}])
+                    uploader.set_input_files([FilePayload(name=name, mimeType="application/pdf", buffer=content)])
             page.get_by_role("button", name="Hochladen").click()
             expect(page.get_by_text("„Rechnung Mai.pdf“ angenommen")).to_be_visible()
             expect(page.get_by_text("Die Datei „leer.pdf“ ist leer (0 Byte).")).to_be_visible()

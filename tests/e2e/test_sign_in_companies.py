@@ -15,7 +15,7 @@ from tests.support.harness import DashboardServer, evidence_on_failure
 pytestmark = pytest.mark.e2e
 
 
-def field(page: Page, label: str, nth: int = 0):  # type: ignore[no-untyped-def]
+def field(page: Page, label: str, nth: int = 0):
     return page.get_by_label(label, exact=True).nth(nth)
 
 

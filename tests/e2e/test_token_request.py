@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import requests
 from playwright.sync_api import Page, expect
-from sqlmodel import select
+from sqlmodel import col, select
 
 from core.platform.db import make_engine, unit_of_work
 from core.platform.models import AuditEvent, Company, Connection, StoredSecret
+from testkit.rows import id_of
 from tests.support.browser import settled, sign_in, wait_connected
 from tests.support.harness import DashboardServer, evidence_on_failure
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.e2e
 def company_id(db_url: str, name: str) -> int:
     engine = make_engine(db_url)
     with unit_of_work(engine) as s:
-        found = s.exec(select(Company).where(Company.name == name)).one().id
+        found = id_of(s.exec(select(Company).where(Company.name == name)).one())
     engine.dispose()
     return found
 
@@ -77,7 +78,7 @@ def test_admin_requests_and_deletes_a_long_term_token(page: Page, demo_db_url: s
     with unit_of_work(engine) as s:
         row = s.exec(select(Connection).where(Connection.company_id == musterfirma)).one()
         actions = [e.action for e in s.exec(select(AuditEvent).where(AuditEvent.entity_type == "connection")
-                                            .order_by(AuditEvent.id))]
+                                            .order_by(col(AuditEvent.id)))]
         leftover = s.exec(select(StoredSecret)).all()
     engine.dispose()
     assert not row.has_token and row.deleted_by == "admin@tokendesk.demo" and row.grantor_name == "Max Mustermann"

@@ -16,6 +16,6 @@ def emulator():
 
 
 @pytest.fixture
-def base(emulator) -> str:
+def base(emulator: EmulatorServer) -> str:
     requests.post(emulator.base_url + "/_admin/reset", timeout=5).raise_for_status()
     return emulator.base_url

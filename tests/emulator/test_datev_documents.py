@@ -17,8 +17,9 @@ API = "/platform/v2"
 
 
 @pytest.fixture
-def token(base) -> str:
-    return connect(base, scope=SCOPE)["access_token"]
+def token(base: str) -> str:
+    access_token: str = connect(base, scope=SCOPE)["access_token"]
+    return access_token
 
 
 def _upload(base, token, client="455148-1", guid=None, files=None, data=None, **kwargs) -> requests.Response:
@@ -36,7 +37,8 @@ def _meta(**fields) -> tuple:
 def _error(response: requests.Response) -> str:
     body = response.json()
     assert body["request_id"] and body["error_uri"].endswith(body["error"].lstrip("#"))
-    return body["error"]
+    error: str = body["error"]
+    return error
 
 
 def test_gateway_token_header_scope_rules(base, token) -> None:

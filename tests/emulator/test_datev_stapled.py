@@ -13,8 +13,9 @@ SCOPE = "openid profile accounting:documents accounting:clients:read"
 
 
 @pytest.fixture
-def token(base) -> str:
-    return connect(base, scope=SCOPE)["access_token"]
+def token(base: str) -> str:
+    access_token: str = connect(base, scope=SCOPE)["access_token"]
+    return access_token
 
 
 def _staple(base: str, token: str, files: list, metadata: dict | None = None) -> requests.Response:

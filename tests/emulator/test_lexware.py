@@ -24,7 +24,7 @@ def fast_lexware():
 
 
 @pytest.fixture
-def lx(fast_lexware) -> str:
+def lx(fast_lexware: EmulatorServer) -> str:
     requests.post(fast_lexware.base_url + "/_admin/reset", timeout=5).raise_for_status()
     return fast_lexware.base_url
 

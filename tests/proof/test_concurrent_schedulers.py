@@ -21,8 +21,11 @@ from sqlmodel import col, select
 from core.documents import intake, lifecycle
 from core.platform.db import unit_of_work
 from core.platform.models import Document, DocumentStatus, DocumentTypeCache, SchedulerHeartbeat, TransferAttempt
-from core.transfers.engine import PassOptions, run_pass, store_document_types
-from tests.support.fleet import Fleet, pdf, stop, wait_until
+from core.transfers.document_types import store_document_types
+from core.transfers.engine import PassOptions, run_pass
+from testkit.rows import ids_of
+from testkit.samples import pdf
+from tests.support.fleet import Fleet, stop, wait_until
 
 DOCUMENTS_PER_COMPANY = 60
 SCHEDULERS = ("sched-a", "sched-b", "sched-c")
@@ -43,7 +46,7 @@ def test_three_schedulers_and_a_manual_transfer_deliver_each_document_once(fleet
         report = intake.intake(fleet.engine, company_id=company_id, actor=MANUAL_ACTOR,
                                   files=[(f"Beleg {company_id}-{i}.pdf", pdf(f"race-{company_id}-{i}"))
                                          for i in range(DOCUMENTS_PER_COMPANY)])
-        ids += [d.id for d in report.accepted]  # type: ignore[misc]
+        ids += ids_of(report.accepted)
     total = len(ids)
     assert total == DOCUMENTS_PER_COMPANY * len(fleet.companies)
     fleet.fault("documents", "latency", 100_000, latency_ms=400)

@@ -30,7 +30,7 @@ MIN_KILLS = 12
 LATENCY_MS = 100
 
 
-def _progress_since(fleet: Fleet, baseline: int, total: int):  # type: ignore[no-untyped-def]
+def _progress_since(fleet: Fleet, baseline: int, total: int):
     def check() -> bool:
         counts = fleet.status_counts()
         broken = counts[DocumentStatus.failed.value] + counts[DocumentStatus.unresolved.value]

@@ -23,6 +23,7 @@ from core.documents.queries import STATUS_LABELS
 from core.platform.db import unit_of_work
 from core.platform.models import Company, Document, DocumentStatus, Interface, TransferAttempt
 from core.transfers.engine import PassOptions, PassSummary, run_pass
+from testkit.rows import id_of
 from tests.support.fleet import Fleet, kill, stop, wait_until
 from tests.support.world import World
 
@@ -32,15 +33,17 @@ FILES_PATH = "/lexware/v1/files"
 def _lexware_fleet(world: World, database_url: str, tmp_path: Path) -> Fleet:
     with unit_of_work(world.engine) as s:
         company = s.exec(select(Company).where(Company.interface == Interface.lexware.value)).one()
-        s.exec(update(Company).where(col(Company.id) == company.id).values(auto_transfer=True))  # type: ignore[call-overload]
-    result = store_lexware_key(world.engine, world.settings, world.keyring, company_id=company.id,  # type: ignore[arg-type]
+        company_id = id_of(company)
+        s.exec(update(Company).where(col(Company.id) == company_id).values(auto_transfer=True))
+    result = store_lexware_key(world.engine, world.settings, world.keyring, company_id=company_id,
                                api_key="demo-lexware-key", valid_until=None, actor="admin@tokendesk.demo")
     assert result.ok, result.message
-    return Fleet(world, database_url, {"lexware": company.id}, tmp_path)  # type: ignore[dict-item]
+    return Fleet(world, database_url, {"lexware": company_id}, tmp_path)
 
 
 def _files(fleet: Fleet) -> list[dict]:
-    return requests.get(fleet.emulator_url + "/_admin/lexware/files", timeout=5).json()
+    files: list[dict] = requests.get(fleet.emulator_url + "/_admin/lexware/files", timeout=5).json()
+    return files
 
 
 def _pass(fleet: Fleet, trigger: str = "scheduler") -> PassSummary:
@@ -73,7 +76,7 @@ def test_accepted_then_dropped_upload_becomes_unresolved_and_is_not_sent_again(
 
     # Neither the scheduler nor a manual transfer picks it up again, also after its retry time.
     with unit_of_work(fleet.engine) as s:
-        s.exec(update(Document).values(next_attempt_at=None))  # type: ignore[call-overload]
+        s.exec(update(Document).values(next_attempt_at=None))
     assert _pass(fleet).uploads == 0
     assert _pass(fleet, "manual").uploads == 0
     assert fleet.stats()["requests_by_path"][FILES_PATH] == uploads_before

@@ -21,14 +21,16 @@ from core.connections.health import Health, evaluate_health
 from core.jobs import care_for_tokens
 from core.platform.db import unit_of_work
 from core.platform.models import AlarmSent, Company, Connection, DocumentStatus, HttpLogEntry, utcnow
-from core.transfers.engine import PassOptions, PassSummary, run_pass, waiting_reason
+from core.transfers.engine import PassOptions, PassSummary, run_pass
+from core.transfers.readiness import waiting_reason
+from testkit.rows import present
 from tests.support.fleet import make_fleet
 from tests.support.world import World
 
 DOCUMENTS = 80
 
 
-def _pass(fleet, stop: threading.Event | None = None) -> PassSummary:  # type: ignore[no-untyped-def]
+def _pass(fleet, stop: threading.Event | None = None) -> PassSummary:
     return run_pass(fleet.engine, fleet.world.settings, fleet.world.keyring,
                     PassOptions(trigger="scheduler", actor="scheduler:proof", only_auto_transfer=True, stop=stop))
 
@@ -64,7 +66,7 @@ def test_revoked_token_pauses_the_company_once_and_the_backlog_drains_after_a_ne
     # The company stopped: connection invalid, nothing lost, nothing given up, nothing left claimed.
     with unit_of_work(fleet.engine) as s:
         connection = s.exec(select(Connection).where(Connection.company_id == company_id)).one()
-        company = s.get(Company, company_id)
+        company = present(s.get(Company, company_id))
         refused = s.exec(select(func.count()).select_from(HttpLogEntry).where(
             col(HttpLogEntry.purpose) == "upload", col(HttpLogEntry.status) == 401)).one()
     assert connection.invalid_at is not None, "the connection was not marked invalid"

@@ -3,12 +3,14 @@ dashboard database, the emulator for DATEV, and documents taken in through core.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 from streamlit.testing.v1 import AppTest
 
 from core.documents import intake, lifecycle
@@ -25,6 +27,7 @@ from core.platform.models import (
 )
 from core.platform.secret_store import get_keyring
 from testkit.datev_user import log_in_at_datev
+from testkit.rows import id_of, ids_of, present
 from testkit.samples import pdf
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
@@ -55,12 +58,16 @@ class Desk:
                                   files=[(n, PNG if n.endswith(".png") else pdf(n)) for n in names],
                                   document_type=document_type)
         assert not report.rejected, report.rejected
-        ids = [d.id for d in report.accepted]
+        ids = ids_of(report.accepted)
         if approve:
             assert lifecycle.approve(self.engine, document_ids=ids, actor="operator@tokendesk.demo") == len(ids)
-        return ids  # type: ignore[return-value]
+        return ids
 
-    def document(self, document_id: int) -> Document | None:
+    def document(self, document_id: int) -> Document:
+        """A document the test expects to exist."""
+        return present(self.find_document(document_id), f"document {document_id}")
+
+    def find_document(self, document_id: int) -> Document | None:
         with unit_of_work(self.engine) as s:
             doc = s.get(Document, document_id)
             if doc is not None:
@@ -69,11 +76,15 @@ class Desk:
 
     def documents(self) -> list[Document]:
         with unit_of_work(self.engine) as s:
-            rows = list(s.exec(select(Document).order_by(Document.id)).all())
+            rows = list(s.exec(select(Document).order_by(col(Document.id))).all())
             s.expunge_all()
             return rows
 
-    def connection(self, company: str = "Musterfirma GmbH") -> Connection | None:
+    def connection(self, company: str = "Musterfirma GmbH") -> Connection:
+        """The company's connection, which the test expects to exist."""
+        return present(self.find_connection(company), f"connection of {company}")
+
+    def find_connection(self, company: str = "Musterfirma GmbH") -> Connection | None:
         with unit_of_work(self.engine) as s:
             row = s.exec(select(Connection).where(Connection.company_id == self.companies[company])).first()
             if row is not None:
@@ -86,11 +97,11 @@ class Desk:
 
     def audit_actions(self) -> list[tuple[str, str]]:
         with unit_of_work(self.engine) as s:
-            return [(e.action, e.actor) for e in s.exec(select(AuditEvent).order_by(AuditEvent.id)).all()
+            return [(e.action, e.actor) for e in s.exec(select(AuditEvent).order_by(col(AuditEvent.id))).all()
                     if e.action.startswith("document.")]
 
 
-def make_desk(app_db: str, emulator, monkeypatch: pytest.MonkeyPatch) -> Desk:  # type: ignore[no-untyped-def]
+def make_desk(app_db: str, emulator, monkeypatch: pytest.MonkeyPatch) -> Desk:
     """The dashboard's settings point at the test emulator (the pages read them from the environment)."""
     monkeypatch.setenv("EMULATOR_URL", emulator.base_url)
     get_settings.cache_clear()
@@ -98,8 +109,8 @@ def make_desk(app_db: str, emulator, monkeypatch: pytest.MonkeyPatch) -> Desk:  
     assert settings.emulator_url == emulator.base_url and settings.database_url == app_db
     engine = get_engine(app_db)
     with unit_of_work(engine) as s:
-        companies = {c.name: c.id for c in s.exec(select(Company)).all()}
-    return Desk(engine, settings, companies)  # type: ignore[arg-type]
+        companies = {c.name: id_of(c) for c in s.exec(select(Company)).all()}
+    return Desk(engine, settings, companies)
 
 
 
@@ -117,7 +128,7 @@ def table(at: AppTest, column: str) -> list[dict]:
     raise AssertionError(f"no dataframe with a column {column!r}")
 
 
-def run_page(app, who: str, page: str) -> AppTest:  # type: ignore[no-untyped-def]
+def run_page(app: Callable[..., AppTest], who: str, page: str) -> AppTest:
     """Run `page` as `who` (the `app` fixture) and make sure it rendered without an exception."""
     at = app(who, page).run()
     assert not at.exception, at.exception
@@ -127,7 +138,7 @@ def run_page(app, who: str, page: str) -> AppTest:  # type: ignore[no-untyped-de
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-IDENTITIES = {
+IDENTITIES: dict[str, dict[str, Any]] = {
     "admin": {"is_logged_in": True, "sub": "demo-admin", "email": "admin@tokendesk.demo", "name": "Anna Admin"},
     "operator": {"is_logged_in": True, "sub": "demo-operator", "email": "operator@tokendesk.demo"},
     "viewer": {"is_logged_in": True, "sub": "demo-viewer", "email": "viewer@tokendesk.demo"},

@@ -36,7 +36,9 @@ def authorize_params(**overrides) -> dict:
 
 
 def hidden(html: str, name: str) -> str:
-    return re.search(rf'name="{name}" value="([^"]*)"', html).group(1)
+    match = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert match, f"no hidden field {name!r} in the page"
+    return match.group(1)
 
 
 def login_and_consent(base: str, params: dict, person: str = "max", variant: str = "production",
@@ -79,7 +81,8 @@ def connect(base: str, variant: str = "production", person: str = "max", **overr
     code = query_of(redirect)["code"]
     response = exchange(base, params, code, variant)
     assert response.status_code == 200, response.text
-    return response.json()
+    body: dict = response.json()
+    return body
 
 
 def refresh(base: str, refresh_token: str, variant: str = "production") -> requests.Response:
@@ -92,7 +95,8 @@ def set_clock(base: str, offset: float) -> None:
 
 
 def stats(base: str) -> dict:
-    return requests.get(base + "/_admin/stats", timeout=5).json()
+    counters: dict = requests.get(base + "/_admin/stats", timeout=5).json()
+    return counters
 
 
 def api_headers(access_token: str) -> dict:

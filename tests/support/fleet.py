@@ -26,6 +26,7 @@ from core import companies
 from core.documents import intake, lifecycle
 from core.platform.db import unit_of_work
 from core.platform.models import Company, Connection, Document, DocumentStatus, Interface
+from testkit.rows import id_of, ids_of, present
 from testkit.samples import pdf
 from tests.support import TEST_KEY_ENTRY
 from tests.support.world import World
@@ -73,9 +74,9 @@ class Fleet:
                                   files=[(f"Rechnung {tag}{company_id}-{i}.pdf", pdf(f"{tag}{company_id}-{i}"))
                                          for i in range(count)])
         assert not report.rejected, report.rejected
-        ids = [d.id for d in report.accepted]
+        ids = ids_of(report.accepted)
         assert lifecycle.approve(self.engine, document_ids=ids, actor="operator@tokendesk.demo") == count
-        return ids  # type: ignore[return-value]
+        return ids
 
     def fault(self, target: str, kind: str, count: int = 1, **extra: object) -> None:
         self.world.admin_post("/faults", {"target": target, "kind": kind, "count": count, **extra})
@@ -157,13 +158,13 @@ def make_fleet(world: World, database_url: str, log_dir: Path, clients: tuple[st
             companies.create_company(world.engine, actor="test", data=companies.CompanyInput(
                 name, consultant, client, Interface.datev.value, auto_transfer, "Rechnungseingang"))
     with unit_of_work(world.engine) as s:
-        ids = {c.datev_client_id: c.id for c in s.exec(select(Company)).all()
+        ids = {present(c.datev_client_id): id_of(c) for c in s.exec(select(Company)).all()
                if c.datev_client_id in clients}
-        s.exec(update(Company).where(col(Company.id).in_(list(ids.values())))  # type: ignore[call-overload]
+        s.exec(update(Company).where(col(Company.id).in_(list(ids.values())))
                .values(auto_transfer=auto_transfer))
-    fleet = Fleet(world, database_url, ids, log_dir)  # type: ignore[arg-type]
+    fleet = Fleet(world, database_url, ids, log_dir)
     for company_id in ids.values():
-        fleet.request_token(company_id)  # type: ignore[arg-type]
+        fleet.request_token(company_id)
     with unit_of_work(world.engine) as s:
         assert len(s.exec(select(Connection).where(col(Connection.has_token).is_(True))).all()) == len(clients)
     return fleet

@@ -4,6 +4,7 @@ import sys
 
 from core.platform.db import make_engine, unit_of_work
 from core.platform.models import Company
+from testkit.rows import present
 from testkit.workers import wait_for_go
 
 
@@ -14,8 +15,8 @@ def main(url: str, rounds: int) -> None:
     wait_for_go()
     for _ in range(rounds):
         with unit_of_work(engine) as s:
-            company = s.get(Company, 1)
-            company.client_number += 1
+            company = present(s.get(Company, 1))
+            company.client_number = present(company.client_number) + 1
             s.add(company)
     engine.dispose()
 

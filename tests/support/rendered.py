@@ -1,5 +1,7 @@
 """What an AppTest run rendered, as text: for assertions about pages."""
 
+import html
+import re
 from collections.abc import Iterator
 
 from google.protobuf import text_format
@@ -9,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 def page_text(at: AppTest) -> str:
     """Everything the page rendered (every element and block, all their fields), as one string."""
 
-    def walk(node) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    def walk(node) -> Iterator[str]:
         proto = getattr(node, "proto", None)
         if proto is not None:
             yield text_format.MessageToString(proto, as_utf8=True)
@@ -26,3 +28,10 @@ def texts(at: AppTest) -> str:
 
 def labels(at: AppTest) -> list[str]:
     return [b.label for b in at.button]
+
+
+def href_of(link_markdown: str) -> str:
+    """The target of the first `href="…"` in a rendered link, unescaped."""
+    match = re.search(r'href="([^"]+)"', link_markdown)
+    assert match, f"no link in {link_markdown!r}"
+    return html.unescape(match.group(1))

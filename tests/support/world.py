@@ -19,6 +19,7 @@ from core.platform.crypto import Keyring
 from core.platform.db import unit_of_work
 from core.platform.models import AppUser, Company, Connection, ConnectionKind, StoredSecret, utcnow
 from testkit.datev_user import log_in_at_datev
+from testkit.rows import id_of, ids_of, present
 from testkit.samples import pdf
 
 
@@ -33,14 +34,19 @@ class World:
     company_id: int  # Musterfirma GmbH, 455148-1
 
     def stats(self) -> dict:
-        return requests.get(self.emulator_url + "/_admin/stats", timeout=5).json()
+        stats: dict = requests.get(self.emulator_url + "/_admin/stats", timeout=5).json()
+        return stats
 
     def admin_post(self, path: str, body: dict) -> dict:
         response = requests.post(self.emulator_url + "/_admin" + path, json=body, timeout=5)
         response.raise_for_status()
         return response.json() if response.content else {}
 
-    def connection(self, slot: str = "long_term") -> Connection | None:
+    def connection(self, slot: str = "long_term") -> Connection:
+        """The company's connection in `slot`, which the test expects to exist."""
+        return present(self.find_connection(slot), f"connection in slot {slot!r}")
+
+    def find_connection(self, slot: str = "long_term") -> Connection | None:
         with unit_of_work(self.engine) as s:
             row = s.exec(select(Connection).where(Connection.company_id == self.company_id,
                                                   Connection.slot == slot)).first()
@@ -49,7 +55,7 @@ class World:
             return row
 
     def request_token(self, user: AppUser | None = None, kind: ConnectionKind = ConnectionKind.long_term,
-                      **consent_args: str):  # type: ignore[no-untyped-def]
+                      **consent_args: str):
         return log_in_at_datev(self.engine, self.settings, self.keyring, company_id=self.company_id,
                                user=user or self.admin, kind=kind, **consent_args)
 
@@ -75,14 +81,14 @@ def make_world(engine: Engine, database_url: str, keyring: Keyring, settings: Se
         operator = s.exec(select(AppUser).where(AppUser.email == "operator@tokendesk.demo")).one()
         company = s.exec(select(Company).where(Company.client_number == 1)).one()
         s.expunge_all()
-    return World(engine, settings, keyring, emulator_url, admin, operator, company.id)
+    return World(engine, settings, keyring, emulator_url, admin, operator, id_of(company))
 
 
 def add_approved(world: World, count: int, company_id: int | None = None) -> list[int]:
     report = intake.intake(world.engine, company_id=company_id or world.company_id, actor="operator@x.de",
                               files=[(f"Rechnung {i}.pdf", pdf(f"doc-{i}")) for i in range(count)])
     assert not report.rejected, report.rejected
-    ids = [d.id for d in report.accepted]
+    ids = ids_of(report.accepted)
     assert lifecycle.approve(world.engine, document_ids=ids, actor="operator@x.de") == count
     return ids
 

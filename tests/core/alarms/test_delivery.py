@@ -18,9 +18,19 @@ import apprise
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from apprise.plugins.custom_json import NotifyJSON
+from apprise.plugins.email import NotifyEmail
 
-from core.alarms.delivery import DeliveryResult, redact_target, send_alarm, smtp_target, webhook_target
-from core.alarms.messages import Alarm, company_paused, expiry_step, token_expiring, token_invalid, transfers_failing
+from core.alarms.delivery import DeliveryResult, TlsMode, redact_target, send_alarm, smtp_target, webhook_target
+from core.alarms.messages import (
+    Alarm,
+    Severity,
+    company_paused,
+    expiry_step,
+    token_expiring,
+    token_invalid,
+    transfers_failing,
+)
 
 # Apprise imports imghdr lazily on its first send (its concern, not ours).
 pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
@@ -39,7 +49,8 @@ SMTP_PASSWORD = "p@ss:w/rd?#&%+ x"  # smtplib sends ASCII credentials only
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 @pytest.fixture
@@ -182,7 +193,7 @@ def test_starttls_against_a_plain_server_fails_without_sending(mailbox: MailBox)
     ("tls", "scheme", "mode"),
     [("none", "mailto", "insecure"), ("starttls", "mailtos", "starttls"), ("ssl", "mailtos", "ssl")],
 )
-def test_smtp_target_round_trips_through_apprise(tls: str, scheme: str, mode: str) -> None:
+def test_smtp_target_round_trips_through_apprise(tls: TlsMode, scheme: str, mode: str) -> None:
     target = smtp_target(
         "smtp.example.com",
         2525,
@@ -190,12 +201,13 @@ def test_smtp_target_round_trips_through_apprise(tls: str, scheme: str, mode: st
         ["a@example.com", "b@example.de"],
         user="konto@example.com",
         password=SMTP_PASSWORD,
-        tls=tls,  # type: ignore[arg-type]
+        tls=tls,
     )
     assert target.startswith(f"{scheme}://")
     assert SMTP_PASSWORD not in target
     service = apprise.Apprise.instantiate(target)
     assert service is not None
+    assert isinstance(service, NotifyEmail)  # the plugin the URL names (typed access to its fields)
     assert (service.secure_mode, service.smtp_host, service.port) == (mode, "smtp.example.com", 2525)
     assert (service.user, service.password) == ("konto@example.com", SMTP_PASSWORD)
     assert [addr for _, addr in service.targets] == ["a@example.com", "b@example.de"]
@@ -208,7 +220,8 @@ def test_smtp_target_rejects_bad_settings() -> None:
     with pytest.raises(ValueError):
         smtp_target("h", 25, "a@example.com", ["b@example.com"], password="x")
     with pytest.raises(ValueError):
-        smtp_target("h", 25, "a@example.com", ["b@example.com"], tls="tls")  # type: ignore[arg-type]
+        not_a_mode: Any = "tls"  # outside TlsMode on purpose: the runtime check is under test
+        smtp_target("h", 25, "a@example.com", ["b@example.com"], tls=not_a_mode)
 
 
 # --- webhook -------------------------------------------------------------------------------
@@ -231,8 +244,8 @@ def test_webhook_receives_title_body_and_type(webhook: Hook) -> None:
 
 
 @pytest.mark.parametrize(("severity", "apprise_type"), [("info", "info"), ("warning", "warning"), ("error", "failure")])
-def test_severity_maps_to_apprise_type(webhook: Hook, severity: str, apprise_type: str) -> None:
-    alarm = Alarm(key="k", title="Titel", body="Text", severity=severity)  # type: ignore[arg-type]
+def test_severity_maps_to_apprise_type(webhook: Hook, severity: Severity, apprise_type: str) -> None:
+    alarm = Alarm(key="k", title="Titel", body="Text", severity=severity)
     assert send_alarm(alarm, [f"json://127.0.0.1:{webhook.port}/"], timeout=3)[0].ok
     assert webhook.requests[0]["json"]["type"] == apprise_type
 
@@ -277,6 +290,7 @@ def test_webhook_target_keeps_port_path_and_query() -> None:
     )
     service = apprise.Apprise.instantiate(webhook_target("https://x.example.com:8443/p/q?token=abc"))
     assert service is not None
+    assert isinstance(service, NotifyJSON)  # the plugin the URL names (typed access to its fields)
     assert (service.secure, service.port, service.fullpath, service.params) == (True, 8443, "/p/q", {"token": "abc"})
     with pytest.raises(ValueError):
         webhook_target("ftp://x.example.com/")

@@ -11,15 +11,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
-from core.alarms.delivery import split_addresses, split_targets, webhook_target
+from core.alarms.delivery import alarm_targets, split_addresses, split_targets, webhook_target
 from core.alarms.messages import Alarm
 from core.alarms.outbox import (
     NO_TARGETS,
     RETRY_BATCH,
     SENDING,
-    alarm_targets,
     claim_lease,
     purge_old_alarms,
     raise_alarm,
@@ -28,6 +27,7 @@ from core.alarms.outbox import (
 from core.platform.config import Settings
 from core.platform.db import unit_of_work
 from core.platform.models import AlarmSent, Company, utcnow
+from testkit.rows import present
 from testkit.workers import run_together
 from tests.support.sinks import HookSink, SmtpSink, free_port
 
@@ -66,7 +66,7 @@ def settings(**overrides: Any) -> Settings:
 
 def rows(engine: Engine) -> list[AlarmSent]:
     with unit_of_work(engine) as session:
-        result = list(session.exec(select(AlarmSent).order_by(AlarmSent.id)).all())
+        result = list(session.exec(select(AlarmSent).order_by(col(AlarmSent.id))).all())
         session.expunge_all()
         return result
 
@@ -280,8 +280,8 @@ def test_a_retry_goes_to_the_targets_configured_now(engine: Engine, smtp: SmtpSi
     failed_alarm(engine, closed_port, Alarm("company_paused:company:999:2026-11-28", "Unternehmen pausiert: Alt",
                                             "Gelöscht.", "warning"), company_id=999)  # the company is gone
     with unit_of_work(engine) as session:
-        gone = session.get(Company, archived.id)
-        gone.archived_at = utcnow()  # type: ignore[union-attr]
+        gone = present(session.get(Company, archived.id))
+        gone.archived_at = utcnow()
         session.add(gone)
 
     assert retry_due_alarms(engine, mail_settings(smtp.port), now=utcnow() + timedelta(days=1), timeout=5) == 3

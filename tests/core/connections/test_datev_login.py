@@ -4,6 +4,8 @@ request, callback failures, refresh with rotation, test call, revoke at DATEV, d
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import requests
@@ -27,6 +29,7 @@ from core.platform.models import (
 )
 from core.platform.secret_store import put_secret
 from testkit.datev_user import consent
+from testkit.rows import id_of, present
 from tests.support.world import World
 
 
@@ -38,7 +41,7 @@ def test_request_stores_an_encrypted_long_term_token_and_tests_it(world: World) 
     row = world.connection()
     assert row.has_token and row.offline_granted and row.bound_client == "455148-1"
     assert row.grantor_name == "Max Mustermann" and row.requested_by == "admin@tokendesk.demo"
-    assert timedelta(days=700) < row.refresh_expires_at - utcnow() < timedelta(days=731)
+    assert timedelta(days=700) < present(row.refresh_expires_at) - utcnow() < timedelta(days=731)
     assert row.last_test_ok is True and "offline_access" in row.scopes.split()
     assert evaluate_health(row, utcnow(), 30) == Health.active
     with unit_of_work(world.engine) as s:
@@ -55,12 +58,12 @@ def test_request_stores_an_encrypted_long_term_token_and_tests_it(world: World) 
 def test_authorization_request_follows_datev_rules(world: World) -> None:
     url = start_login(world.engine, world.settings, world.keyring, company_id=world.company_id, user=world.admin,
                       kind=ConnectionKind.long_term)
-    query = requests.utils.urlparse(url).query
+    query = urlsplit(url).query
     params = dict(p.split("=", 1) for p in query.split("&"))
     assert params["code_challenge_method"] == "S256" and params["enableWindowsSso"] == "true"
     assert params["prompt"] == "consent" and params["response_type"] == "code"
     assert len(params["state"]) >= 20 and len(params["nonce"]) >= 20
-    scopes = requests.utils.unquote(params["scope"]).replace("+", " ").split()
+    scopes = unquote(params["scope"]).replace("+", " ").split()
     assert "offline_access" in scopes and "datev:iam:client:455148-1" in scopes
     assert "code_verifier" not in url and "client_secret" not in url
 
@@ -97,7 +100,7 @@ def test_every_callback_failure_is_explained_and_stores_nothing(world: World, ca
         elif case == "wrong_nonce":
             with unit_of_work(world.engine) as s:
                 pending = s.exec(select(PendingAuthorization)).one()
-                put_secret(s, world.keyring, owner_type=PENDING_OWNER, owner_id=pending.id, purpose="nonce",
+                put_secret(s, world.keyring, owner_type=PENDING_OWNER, owner_id=id_of(pending), purpose="nonce",
                            value="n" * 43)
         elif case == "other_user":
             user = world.operator
@@ -134,15 +137,15 @@ def test_a_replayed_callback_is_refused_and_changes_nothing(world: World) -> Non
 def test_refresh_rotates_once_and_is_stored_before_use(world: World) -> None:
     assert world.request_token().ok
     before = world.connection()
-    token = get_valid_token(world.engine, before.id, settings=world.settings, keyring=world.keyring)
+    token = get_valid_token(world.engine, id_of(before), settings=world.settings, keyring=world.keyring)
     assert world.stats()["refresh_requests"] == 0  # fresh: no refresh
     world.expire_access_token()
-    refreshed = get_valid_token(world.engine, before.id, settings=world.settings, keyring=world.keyring)
+    refreshed = get_valid_token(world.engine, id_of(before), settings=world.settings, keyring=world.keyring)
     after = world.connection()
     assert world.stats()["refresh_requests"] == 1 and world.stats()["reuse_detections"] == 0
     assert refreshed.value != token.value and after.version == before.version + 1
     assert after.token_fingerprint != before.token_fingerprint and after.last_refresh_at is not None
-    again = get_valid_token(world.engine, before.id, settings=world.settings, keyring=world.keyring)
+    again = get_valid_token(world.engine, id_of(before), settings=world.settings, keyring=world.keyring)
     assert again.value == refreshed.value and world.stats()["refresh_requests"] == 1
     # the rotated-out refresh token is dead at DATEV; the stored one works
     with unit_of_work(world.engine) as s:
@@ -153,10 +156,10 @@ def test_refresh_rotates_once_and_is_stored_before_use(world: World) -> None:
 def test_stale_version_after_a_401_refreshes_exactly_once(world: World) -> None:
     assert world.request_token().ok
     row = world.connection()
-    first = get_valid_token(world.engine, row.id, settings=world.settings, keyring=world.keyring)
-    second = get_valid_token(world.engine, row.id, settings=world.settings, keyring=world.keyring,
+    first = get_valid_token(world.engine, id_of(row), settings=world.settings, keyring=world.keyring)
+    second = get_valid_token(world.engine, id_of(row), settings=world.settings, keyring=world.keyring,
                              stale_version=first.version)
-    third = get_valid_token(world.engine, row.id, settings=world.settings, keyring=world.keyring,
+    third = get_valid_token(world.engine, id_of(row), settings=world.settings, keyring=world.keyring,
                             stale_version=first.version)  # another caller that saw the same 401
     assert second.value == third.value != first.value
     assert world.stats()["refresh_requests"] == 1
@@ -168,12 +171,12 @@ def test_revoked_in_verbundene_anwendungen_becomes_invalid_at_next_use(world: Wo
     world.admin_post("/datev/grants/revoke", {"all": True})
     world.expire_access_token()
     with pytest.raises(TokenUnavailable) as info:
-        get_valid_token(world.engine, row.id, settings=world.settings, keyring=world.keyring)
+        get_valid_token(world.engine, id_of(row), settings=world.settings, keyring=world.keyring)
     assert info.value.permanent and "ungültig" in info.value.message
     after = world.connection()
-    assert evaluate_health(after, utcnow(), 30) == Health.invalid and "invalid_grant" in after.invalid_reason
+    assert evaluate_health(after, utcnow(), 30) == Health.invalid and "invalid_grant" in present(after.invalid_reason)
     with pytest.raises(TokenUnavailable):  # no second call to DATEV for an invalid connection
-        get_valid_token(world.engine, row.id, settings=world.settings, keyring=world.keyring)
+        get_valid_token(world.engine, id_of(row), settings=world.settings, keyring=world.keyring)
     assert world.stats()["refresh_requests"] == 1
 
 
@@ -187,16 +190,16 @@ def test_outages_during_refresh_never_mark_the_connection_invalid(world: World, 
     world.expire_access_token()
     world.admin_post("/faults", {"target": "token", "kind": kind, "count": 1})
     with pytest.raises(TokenUnavailable) as info:
-        get_valid_token(world.engine, row.id, settings=world.settings, keyring=world.keyring)
+        get_valid_token(world.engine, id_of(row), settings=world.settings, keyring=world.keyring)
     assert not info.value.permanent and "Erneuerung unklar" in info.value.message
     unclear = world.connection()
     assert unclear.invalid_at is None and unclear.refresh_lease_owner is not None
     assert evaluate_health(unclear, utcnow(), 30) == Health.unclear
     with pytest.raises(TokenUnavailable):  # within the lease: no second refresh with the old token
-        get_valid_token(world.engine, row.id, settings=world.settings, keyring=world.keyring)
+        get_valid_token(world.engine, id_of(row), settings=world.settings, keyring=world.keyring)
     assert world.stats()["requests_by_path"]["/datev-api/token"] == 2  # the code exchange and the one refresh
     world.expire_refresh_lease()
-    token = get_valid_token(world.engine, row.id, settings=world.settings, keyring=world.keyring)
+    token = get_valid_token(world.engine, id_of(row), settings=world.settings, keyring=world.keyring)
     after = world.connection()
     assert token.value and after.version == row.version + 1 and after.refresh_unclear_since is None
     assert world.stats()["refresh_successes"] == 1 and world.stats()["reuse_detections"] == 0
@@ -205,7 +208,7 @@ def test_outages_during_refresh_never_mark_the_connection_invalid(world: World, 
 def test_delete_revokes_at_datev_and_keeps_history(world: World) -> None:
     assert world.request_token().ok
     row = world.connection()
-    result = disconnect.delete_token(world.engine, world.settings, world.keyring, connection_id=row.id,
+    result = disconnect.delete_token(world.engine, world.settings, world.keyring, connection_id=id_of(row),
                                       actor="admin@tokendesk.demo")
     assert result.revoked and world.stats()["revocations"] >= 1
     after = world.connection()
@@ -214,14 +217,14 @@ def test_delete_revokes_at_datev_and_keeps_history(world: World) -> None:
     with unit_of_work(world.engine) as s:
         assert s.exec(select(StoredSecret).where(StoredSecret.owner_type == "connection")).first() is None
     with pytest.raises(TokenUnavailable, match="Kein Token"):
-        get_valid_token(world.engine, row.id, settings=world.settings, keyring=world.keyring)
+        get_valid_token(world.engine, id_of(row), settings=world.settings, keyring=world.keyring)
 
 
 def test_delete_when_revoke_fails_still_erases_and_points_to_datev(world: World) -> None:
     assert world.request_token().ok
     row = world.connection()
     world.admin_post("/faults", {"target": "revoke", "kind": "503", "count": 1})
-    result = disconnect.delete_token(world.engine, world.settings, world.keyring, connection_id=row.id,
+    result = disconnect.delete_token(world.engine, world.settings, world.keyring, connection_id=id_of(row),
                                       actor="admin@tokendesk.demo")
     assert not result.revoked and "apps.datev.de/tokrevui" in result.message
     assert not world.connection().has_token
@@ -244,10 +247,10 @@ def test_new_request_replaces_and_revokes_the_old_token(world: World) -> None:
 def test_one_off_login_is_separate_from_the_long_term_token(world: World) -> None:
     outcome = world.request_token(user=world.operator, kind=ConnectionKind.one_off)
     assert outcome.ok and outcome.kind == "one_off"
-    row = world.connection(slot=f"one_off:{world.operator.id}")
+    row = world.find_connection(slot=f"one_off:{world.operator.id}")
     assert row is not None and not row.offline_granted
-    assert timedelta(hours=10) < row.refresh_expires_at - utcnow() <= timedelta(hours=11)
-    assert world.connection() is None  # no long-term token was created
+    assert timedelta(hours=10) < present(row.refresh_expires_at) - utcnow() <= timedelta(hours=11)
+    assert world.find_connection() is None  # no long-term token was created
     cards = health.token_cards(world.engine, world.settings)
     musterfirma = next(c for c in cards if c.company.id == world.company_id)
     assert musterfirma.health == Health.missing
@@ -255,7 +258,7 @@ def test_one_off_login_is_separate_from_the_long_term_token(world: World) -> Non
 
 def test_health_states() -> None:
     now = utcnow()
-    base = dict(company_id=1, provider="datev", has_token=True)
+    base: dict[str, Any] = dict(company_id=1, provider="datev", has_token=True)
     assert evaluate_health(None, now, 30) == Health.missing
     assert evaluate_health(Connection(**base, refresh_expires_at=now + timedelta(days=400)), now, 30) == Health.active
     assert evaluate_health(Connection(**base, refresh_expires_at=now + timedelta(days=29)), now, 30) == Health.expiring

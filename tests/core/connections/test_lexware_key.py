@@ -15,7 +15,7 @@ import pytest
 import requests
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import Engine, update
-from sqlmodel import select
+from sqlmodel import col, select
 
 from core.connections import disconnect, health, lexware_key, test_call
 from core.connections.access import TokenUnavailable, get_valid_token
@@ -27,6 +27,7 @@ from core.platform.db import unit_of_work
 from core.platform.errors import UserFacingError, ValidationFailed
 from core.platform.models import AuditEvent, Company, Connection, HttpLogEntry, StoredSecret, utcnow
 from core.platform.timefmt import format_local, local_day
+from testkit.rows import id_of, present
 
 DEMO_KEY = "demo-lexware-key"
 ADMIN = "admin@tokendesk.demo"
@@ -48,9 +49,14 @@ class Lexware:
     def new_key(self, **body: object) -> str:
         response = requests.post(self.emulator_url + "/_admin/lexware/keys", json=body, timeout=5)
         response.raise_for_status()
-        return response.json()["key"]
+        key: str = response.json()["key"]
+        return key
 
-    def connection(self) -> Connection | None:
+    def connection(self) -> Connection:
+        """The company's connection, which the test expects to exist."""
+        return present(self.find_connection(), "Lexware connection")
+
+    def find_connection(self) -> Connection | None:
         with unit_of_work(self.engine) as s:
             row = s.exec(select(Connection).where(Connection.company_id == self.company_id)).first()
             if row is not None:
@@ -66,19 +72,19 @@ class Lexware:
     def actions(self) -> list[str]:
         with unit_of_work(self.engine) as s:
             return [e.action for e in s.exec(select(AuditEvent).where(AuditEvent.entity_type == "connection")
-                                             .order_by(AuditEvent.id))]
+                                             .order_by(col(AuditEvent.id)))]
 
     def stored_nothing(self) -> bool:
-        return self.connection() is None and not self.secrets()
+        return self.find_connection() is None and not self.secrets()
 
 
 @pytest.fixture
-def lexware(engine: Engine, database_url: str, keyring: Keyring, settings_for, emulator) -> Lexware:  # type: ignore[no-untyped-def]
+def lexware(engine: Engine, database_url: str, keyring: Keyring, settings_for, emulator) -> Lexware:
     seed_demo(engine)
     with unit_of_work(engine) as s:
         company = s.exec(select(Company).where(Company.name == "Lexware Demo GmbH")).one()
         datev = s.exec(select(Company).where(Company.name == "Musterfirma GmbH")).one()
-        ids = company.id, datev.id
+        ids = id_of(company), id_of(datev)
     return Lexware(engine, settings_for(database_url), keyring, emulator.base_url, *ids)
 
 
@@ -99,17 +105,17 @@ def test_demo_key_is_tested_stored_encrypted_and_usable(lexware: Lexware) -> Non
     assert secret.purpose == "api_key" and DEMO_KEY not in secret.ciphertext
     assert lexware.keyring.open(secret.ciphertext, secret.context) == DEMO_KEY
     # the product uses the key (no call to Lexware for that) and runs the profile call as its test
-    token = get_valid_token(lexware.engine, row.id, settings=lexware.settings, keyring=lexware.keyring)
+    token = get_valid_token(lexware.engine, id_of(row), settings=lexware.settings, keyring=lexware.keyring)
     assert token.value == DEMO_KEY and token.provider == "lexware" and DEMO_KEY not in repr(token)
-    test = test_call.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id,
+    test = test_call.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=id_of(row),
                                 actor=ADMIN)  # second profile call
     assert test.ok and "Lexware Demo GmbH" in test.message
     assert lexware.actions() == ["token.requested", "token.test"]
     with unit_of_work(lexware.engine) as s:
         events = s.exec(select(AuditEvent).where(AuditEvent.entity_type == "connection")).all()
         assert all(DEMO_KEY not in str(e.before) + str(e.after) + str(e.detail) for e in events)
-        assert events[0].after["token_fingerprint"] == fingerprint(DEMO_KEY) and events[0].actor == ADMIN
-        calls = [(e.purpose, e.path, e.status) for e in s.exec(select(HttpLogEntry).order_by(HttpLogEntry.id))]
+        assert present(events[0].after)["token_fingerprint"] == fingerprint(DEMO_KEY) and events[0].actor == ADMIN
+        calls = [(e.purpose, e.path, e.status) for e in s.exec(select(HttpLogEntry).order_by(col(HttpLogEntry.id)))]
     assert calls == [("connection_test", "/lexware/v1/profile", 200)] * 2
     assert lexware.connection().last_used_at is not None
 
@@ -118,10 +124,11 @@ def test_entered_expiry_is_kept(lexware: Lexware) -> None:
     until = utcnow().date() + timedelta(days=90)
     assert lexware.store(valid_until=until).ok
     row = lexware.connection()
-    assert row.refresh_expires_at.date() == until
+    assert present(row.refresh_expires_at).date() == until
     cards = {c.company.id: c for c in health.token_cards(lexware.engine, lexware.settings)}
     assert cards[lexware.company_id].health == Health.active
-    soon = cards[lexware.company_id].connection.refresh_expires_at - timedelta(days=10)
+    card_connection = present(cards[lexware.company_id].connection)
+    soon = present(card_connection.refresh_expires_at) - timedelta(days=10)
     assert evaluate_health(row, soon, 30) == Health.expiring
 
 
@@ -174,7 +181,7 @@ def test_bad_input_gets_german_field_errors_and_stores_nothing(lexware: Lexware,
 def test_exactly_24_months_is_accepted(lexware: Lexware) -> None:
     until = utcnow().date() + relativedelta(months=24)
     assert lexware.store(valid_until=until).ok
-    assert lexware.connection().refresh_expires_at.date() == until
+    assert present(lexware.connection().refresh_expires_at).date() == until
 
 
 def test_key_for_a_datev_company_is_refused(lexware: Lexware) -> None:
@@ -190,11 +197,11 @@ def test_key_revoked_at_lexware_fails_the_test(lexware: Lexware) -> None:
     assert lexware.store(key).ok
     row = lexware.connection()
     requests.post(lexware.emulator_url + "/_admin/lexware/keys/revoke", json={"key": key}, timeout=5).raise_for_status()
-    result = test_call.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id, actor=ADMIN)
+    result = test_call.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=id_of(row), actor=ADMIN)
     assert not result.ok and result.message.startswith("Lexware Office: HTTP 401")
     after = lexware.connection()
-    assert after.last_test_ok is False and "HTTP 401" in after.last_test_message
-    assert evaluate_health(after, utcnow(), 30) == Health.invalid and "401" in after.invalid_reason
+    assert after.last_test_ok is False and "HTTP 401" in present(after.last_test_message)
+    assert evaluate_health(after, utcnow(), 30) == Health.invalid and "401" in present(after.invalid_reason)
     assert lexware.actions() == ["token.requested", "token.invalid", "token.test"]
 
 
@@ -205,7 +212,7 @@ def test_key_expired_at_lexware_fails_the_test(lexware: Lexware) -> None:
     row = lexware.connection()
     clock = requests.post(lexware.emulator_url + "/_admin/clock", json={"offset_seconds": 4 * 86400}, timeout=5)
     clock.raise_for_status()
-    result = test_call.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id, actor=ADMIN)
+    result = test_call.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=id_of(row), actor=ADMIN)
     assert not result.ok and "HTTP 401" in result.message
 
 
@@ -215,9 +222,9 @@ def test_key_past_its_stored_expiry_is_not_used(lexware: Lexware) -> None:
     with unit_of_work(lexware.engine) as s:
         s.exec(update(Connection).values(refresh_expires_at=utcnow() - timedelta(minutes=1)))
     with pytest.raises(TokenUnavailable) as info:
-        get_valid_token(lexware.engine, row.id, settings=lexware.settings, keyring=lexware.keyring)
+        get_valid_token(lexware.engine, id_of(row), settings=lexware.settings, keyring=lexware.keyring)
     assert info.value.permanent and "abgelaufen" in info.value.message
-    result = test_call.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id, actor=ADMIN)
+    result = test_call.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=id_of(row), actor=ADMIN)
     assert not result.ok and "abgelaufen" in result.message
     assert evaluate_health(lexware.connection(), utcnow(), 30) == Health.expired
     with unit_of_work(lexware.engine) as s:  # no call to Lexware with an expired key
@@ -236,14 +243,14 @@ def test_a_new_key_replaces_the_old_one(lexware: Lexware) -> None:
     assert lexware.keyring.open(secret.ciphertext, secret.context) == second_key
     with unit_of_work(lexware.engine) as s:
         replaced = s.exec(select(AuditEvent).where(AuditEvent.action == "token.requested")
-                          .order_by(AuditEvent.id)).all()[-1]
+                          .order_by(col(AuditEvent.id))).all()[-1]
     assert replaced.before == {"token_fingerprint": fingerprint(DEMO_KEY)}
 
 
 def test_delete_erases_the_key_and_keeps_history(lexware: Lexware) -> None:
     assert lexware.store().ok
     row = lexware.connection()
-    result = disconnect.delete_token(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id,
+    result = disconnect.delete_token(lexware.engine, lexware.settings, lexware.keyring, connection_id=id_of(row),
                                       actor=ADMIN)
     assert result.revoked and "gelöscht" in result.message
     after = lexware.connection()
@@ -251,7 +258,7 @@ def test_delete_erases_the_key_and_keeps_history(lexware: Lexware) -> None:
     assert evaluate_health(after, utcnow(), 30) == Health.revoked
     assert lexware.secrets() == []
     with pytest.raises(TokenUnavailable, match="Kein Token"):
-        get_valid_token(lexware.engine, row.id, settings=lexware.settings, keyring=lexware.keyring)
+        get_valid_token(lexware.engine, id_of(row), settings=lexware.settings, keyring=lexware.keyring)
     with pytest.raises(UserFacingError, match="kein Token"):
-        disconnect.delete_token(lexware.engine, lexware.settings, lexware.keyring, connection_id=row.id, actor=ADMIN)
+        disconnect.delete_token(lexware.engine, lexware.settings, lexware.keyring, connection_id=id_of(row), actor=ADMIN)
     assert lexware.actions() == ["token.requested", "token.deleted"]

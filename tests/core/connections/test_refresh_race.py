@@ -9,6 +9,7 @@ import requests
 from core.connections.access import get_valid_token
 from core.providers.datev import get_client
 from core.providers.http import CallContext
+from testkit.rows import id_of
 from testkit.workers import run_together
 from tests.support.world import World
 
@@ -32,7 +33,7 @@ def test_eight_processes_one_refresh(world: World, database_url: str) -> None:
     assert after["reuse_detections"] == before["reuse_detections"] == 0
     assert len({a["fingerprint"] for a in answers}) == 1  # everybody got the one new token
     assert {a["version"] for a in answers} == {row.version + 1}
-    token = get_valid_token(world.engine, row.id, settings=world.settings, keyring=world.keyring)
+    token = get_valid_token(world.engine, id_of(row), settings=world.settings, keyring=world.keyring)
     client = get_client(world.engine, CallContext("datev", "check"), world.settings, token.value, "455148-1")
     assert client["id"] == "455148-1"
     assert requests.get(world.emulator_url + "/_admin/stats", timeout=5).json()["refresh_requests"] == \

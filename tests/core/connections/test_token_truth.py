@@ -27,13 +27,15 @@ from core.platform.models import (
 )
 from core.transfers.engine import PassOptions, run_pass
 from testkit.datev_user import consent
+from testkit.rows import id_of
 from tests.support.world import World, add_approved, uploads
 
 TWO_YEARS = timedelta(days=730)
 
 
-def grants(world: World) -> list[dict]:
-    return requests.get(world.emulator_url + "/_admin/datev/grants", timeout=5).json()
+def grants(world: World) -> list[dict[str, object]]:
+    found: list[dict[str, object]] = requests.get(world.emulator_url + "/_admin/datev/grants", timeout=5).json()
+    return found
 
 
 def company(world: World) -> Company:
@@ -53,9 +55,9 @@ def test_a_two_year_grant_is_a_long_term_token_with_either_provider(world: World
     outcome = world.request_token()
     assert outcome.ok and outcome.warning is None, outcome
     row = world.connection()
-    assert row is not None and row.offline_granted and row.bound_client == "455148-1"
-    assert row.refresh_expires_at is not None and row.refresh_expires_at - row.requested_at >= TWO_YEARS - \
-        timedelta(minutes=1)
+    assert row.offline_granted and row.bound_client == "455148-1"
+    assert row.refresh_expires_at is not None and row.requested_at is not None
+    assert row.refresh_expires_at - row.requested_at >= TWO_YEARS - timedelta(minutes=1)
     assert row.refresh_expiry_derived == (profile == "standard")  # no refresh_token_expires_in: derived
     assert evaluate_health(row, utcnow(), 30) == Health.active
     assert evaluate_binding(company(world), row) == Binding.bound
@@ -65,7 +67,7 @@ def test_scope_absent_from_the_token_response_means_as_requested(world: World) -
     world.admin_post("/config", {"idp_profile": "standard", "token_response_scope": "omit"})
     assert world.request_token().ok
     row = world.connection()
-    assert row is not None and row.offline_granted and row.bound_client == "455148-1"
+    assert row.offline_granted and row.bound_client == "455148-1"
     assert "offline_access" in row.scopes.split()
 
 
@@ -73,16 +75,16 @@ def test_a_rolling_derived_expiry_restarts_with_each_refresh(world: World) -> No
     world.admin_post("/config", {"idp_profile": "standard"})
     assert world.request_token().ok
     before = world.connection()
-    assert before is not None and before.refresh_expires_at is not None
+    assert before.refresh_expires_at is not None
     with unit_of_work(world.engine) as s:  # as if the token had been requested a year ago
         row = s.get(Connection, before.id)
         assert row is not None
         row.refresh_expires_at = before.refresh_expires_at - timedelta(days=365)
         s.add(row)
     world.expire_access_token()
-    get_valid_token(world.engine, before.id, settings=world.settings, keyring=world.keyring)  # type: ignore[arg-type]
+    get_valid_token(world.engine, id_of(before), settings=world.settings, keyring=world.keyring)
     after = world.connection()
-    assert after is not None and after.refresh_expiry_derived
+    assert after.refresh_expiry_derived
     assert after.refresh_expires_at is not None and after.refresh_expires_at >= before.refresh_expires_at
 
 
@@ -103,7 +105,7 @@ def test_an_unbound_grant_is_stored_but_never_shown_as_bound(world: World, profi
     outcome = world.request_token()
     assert outcome.ok and outcome.warning is not None and "nicht an einen Datenbestand gebunden" in outcome.warning
     row = world.connection()
-    assert row is not None and row.bound_client is None and row.offline_granted
+    assert row.bound_client is None and row.offline_granted
     assert evaluate_binding(company(world), row) == Binding.unbound
     add_approved(world, 1)
     summary = run_pass(world.engine, world.settings, world.keyring, PassOptions(trigger="manual", actor="o@x.de"))
@@ -177,14 +179,14 @@ def test_a_late_refresh_answer_is_not_followed_by_a_second_refresh(world: World)
     world.settings = world.settings.model_copy(update={"http_deadline_seconds": 1.0, "refresh_lease_seconds": 10})
     assert world.request_token().ok
     row = world.connection()
-    assert row is not None and row.id is not None
+    assert row.id is not None
     access_token_left(world, 90)
     world.admin_post("/faults", {"target": "token", "kind": "delay_response", "latency_ms": 2500, "count": 1})
     with pytest.raises(TokenUnavailable) as first:
         get_valid_token(world.engine, row.id, settings=world.settings, keyring=world.keyring)
     assert "Erneuerung unklar" in first.value.message and not first.value.permanent
     unclear = world.connection()
-    assert unclear is not None and evaluate_health(unclear, utcnow(), 30) == Health.unclear
+    assert evaluate_health(unclear, utcnow(), 30) == Health.unclear
     assert unclear.refresh_lease_until is not None and unclear.refresh_lease_until > utcnow()  # ended within it
     with pytest.raises(TokenUnavailable):
         get_valid_token(world.engine, row.id, settings=world.settings, keyring=world.keyring)
@@ -194,7 +196,7 @@ def test_a_late_refresh_answer_is_not_followed_by_a_second_refresh(world: World)
         get_valid_token(world.engine, row.id, settings=world.settings, keyring=world.keyring)
     assert decided_as.value.permanent and decided_as.value.newly_invalid
     decided = world.connection()
-    assert decided is not None and decided.invalid_at is not None and "verloren" in (decided.invalid_reason or "")
+    assert decided.invalid_at is not None and "verloren" in (decided.invalid_reason or "")
     assert world.stats()["refresh_requests"] == 1 and world.stats()["reuse_detections"] == 0
     assert [g["revoked"] for g in grants(world)] == [False]  # alive at DATEV: the old token was never sent again
 
@@ -203,14 +205,14 @@ def test_a_slow_drip_ends_at_the_deadline_within_the_lease(world: World) -> None
     world.settings = world.settings.model_copy(update={"http_deadline_seconds": 1.0, "refresh_lease_seconds": 10})
     assert world.request_token().ok
     row = world.connection()
-    assert row is not None and row.id is not None
+    assert row.id is not None
     world.expire_access_token()
     world.admin_post("/faults", {"target": "token", "kind": "slow_drip", "latency_ms": 200, "count": 1})
     with pytest.raises(TokenUnavailable) as info:
         get_valid_token(world.engine, row.id, settings=world.settings, keyring=world.keyring)
     assert "Erneuerung unklar" in info.value.message
     after = world.connection()
-    assert after is not None and after.refresh_lease_until is not None and after.refresh_lease_until > utcnow()
+    assert after.refresh_lease_until is not None and after.refresh_lease_until > utcnow()
     with unit_of_work(world.engine) as s:
         line = s.exec(select(HttpLogEntry).where(HttpLogEntry.purpose == "token_refresh")).one()
     assert line.error == "DeadlineExceeded"
@@ -220,7 +222,7 @@ def test_a_short_lived_token_is_not_refreshed_on_every_call(world: World) -> Non
     world.admin_post("/config", {"access_token_ttl": 30})
     assert world.request_token().ok
     row = world.connection()
-    assert row is not None and row.id is not None and row.access_ttl_seconds == 30
+    assert row.id is not None and row.access_ttl_seconds == 30
     for _ in range(20):  # the 60 s skew would call every one of these stale; a third of 30 s does not
         get_valid_token(world.engine, row.id, settings=world.settings, keyring=world.keyring)
     assert world.stats()["refresh_requests"] == 0

@@ -11,15 +11,16 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from core.demo import seed_demo
 from core.documents.inbox import ACTOR, InboxError, import_all, import_folder, resolve_folder
 from core.platform.config import Settings
 from core.platform.db import make_engine, unit_of_work
 from core.platform.models import AuditEvent, Company, Document, DocumentStatus
+from testkit.rows import id_of
+from testkit.samples import pdf
 from testkit.workers import ROOT
-from tests.core.transfers.test_engine import pdf
 from tests.support import TEST_KEY_ENTRY
 
 
@@ -38,12 +39,12 @@ def company_with_inbox(engine: Engine, inbox_dir: str | None) -> int:
         company = session.exec(select(Company).where(Company.client_number == 1)).one()
         company.inbox_dir = inbox_dir
         session.add(company)
-        return company.id  # type: ignore[return-value]
+        return id_of(company)
 
 
 def stored(engine: Engine) -> list[Document]:
     with unit_of_work(engine) as session:
-        rows = list(session.exec(select(Document).order_by(Document.id)).all())
+        rows = list(session.exec(select(Document).order_by(col(Document.id))).all())
         session.expunge_all()
         return rows
 

@@ -16,6 +16,7 @@ from core.platform.db import unit_of_work
 from core.platform.errors import UserFacingError
 from core.platform.models import Company, Document, DocumentStatus, TransferAttempt, utcnow
 from core.providers.outcome import Outcome
+from testkit.rows import id_of
 from testkit.samples import pdf
 
 S = DocumentStatus
@@ -93,7 +94,7 @@ def test_new_is_deleted_and_nothing_else_is(engine: Engine, company_id: int) -> 
 
 def test_approved_to_transferring_by_a_claim(engine: Engine, company_id: int) -> None:
     claim = claimed(engine, company_id)
-    assert status(engine, claim.document.id) == S.transferring  # type: ignore[arg-type]
+    assert status(engine, id_of(claim.document)) == S.transferring
     assert claim.document.lease_owner == OWNER and claim.document.attempts == 1 and not claim.taken_over
     assert lifecycle.claim(engine, company_id, "worker-2", 60) is None  # the lease holds
 
@@ -101,7 +102,7 @@ def test_approved_to_transferring_by_a_claim(engine: Engine, company_id: int) ->
 def test_transferring_to_transferring_when_an_expired_claim_is_taken_over(engine: Engine, company_id: int) -> None:
     claim = claimed(engine, company_id)
     with unit_of_work(engine) as s:
-        s.exec(update(Document).values(lease_until=utcnow() - timedelta(seconds=1)))  # type: ignore[call-overload]
+        s.exec(update(Document).values(lease_until=utcnow() - timedelta(seconds=1)))
     again = lifecycle.claim(engine, company_id, "worker-2", 60)
     assert again is not None and again.taken_over and again.document.id == claim.document.id
     assert again.document.lease_owner == "worker-2" and again.document.attempts == 2
@@ -133,7 +134,7 @@ def test_transferring_to_the_attempts_outcome(engine: Engine, company_id: int, a
 def test_an_outcome_is_not_written_without_the_lease(engine: Engine, company_id: int) -> None:
     claim = claimed(engine, company_id)
     lifecycle.record_attempt(engine, claim, "somebody-else", AfterAttempt.delivered, attempt(Outcome.delivered))
-    assert status(engine, claim.document.id) == S.transferring  # type: ignore[arg-type]
+    assert status(engine, id_of(claim.document)) == S.transferring
 
 
 def test_transferring_back_to_approved_when_released(engine: Engine, company_id: int) -> None:
@@ -147,8 +148,8 @@ def test_transferring_back_to_approved_when_released(engine: Engine, company_id:
 def test_failed_to_approved_by_an_operator(engine: Engine, company_id: int) -> None:
     claim = claimed(engine, company_id)
     lifecycle.record_attempt(engine, claim, OWNER, AfterAttempt.failed, attempt(Outcome.failed))
-    lifecycle.retry_failed(engine, document_id=claim.document.id, actor="o@x.de")  # type: ignore[arg-type]
-    assert status(engine, claim.document.id) == S.approved  # type: ignore[arg-type]
+    lifecycle.retry_failed(engine, document_id=id_of(claim.document), actor="o@x.de")
+    assert status(engine, id_of(claim.document)) == S.approved
 
 
 @pytest.mark.parametrize(("decision", "expected"), [("delivered", S.delivered), ("send_again", S.approved)])
@@ -156,14 +157,14 @@ def test_unresolved_decided_by_an_operator(engine: Engine, company_id: int, deci
                                            expected: DocumentStatus) -> None:
     claim = claimed(engine, company_id)
     lifecycle.record_attempt(engine, claim, OWNER, AfterAttempt.unresolved, attempt(Outcome.unresolved))
-    lifecycle.resolve_unresolved(engine, document_id=claim.document.id, actor="o@x.de",  # type: ignore[arg-type]
+    lifecycle.resolve_unresolved(engine, document_id=id_of(claim.document), actor="o@x.de",
                                  decision=decision, reason="in Lexware geprüft")
-    assert status(engine, claim.document.id) == expected  # type: ignore[arg-type]
+    assert status(engine, id_of(claim.document)) == expected
 
 
 def test_abandoned_claims_go_back_by_provider(engine: Engine, company_id: int) -> None:
     claim = claimed(engine, company_id)
     with unit_of_work(engine) as s:
-        s.exec(update(Document).values(lease_until=utcnow() - timedelta(seconds=1)))  # type: ignore[call-overload]
+        s.exec(update(Document).values(lease_until=utcnow() - timedelta(seconds=1)))
     assert lifecycle.release_abandoned_claims(engine, utcnow(), lease_seconds=60, actor="scheduler:x") == 1
-    assert status(engine, claim.document.id) == S.approved  # type: ignore[arg-type]  (DATEV: the PUT repeats safely)
+    assert status(engine, id_of(claim.document)) == S.approved  # DATEV: the PUT repeats safely

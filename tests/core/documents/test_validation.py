@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import unicodedata
+from typing import Any
 
 import pytest
 from pypdf import PdfWriter
@@ -13,7 +14,6 @@ from core.documents.validation import (
     LIMITS,
     AcceptedFile,
     IntakeRejected,
-    Provider,
     describe_limits,
     sanitize_filename,
     size_warning,
@@ -21,6 +21,7 @@ from core.documents.validation import (
     validate_file,
 )
 from core.platform.errors import UserFacingError
+from core.platform.models import Provider
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR"
 JPEG_HEADER = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"
@@ -38,10 +39,10 @@ def make_pdf(*, pages: int = 1, user_password: str | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def rejection(**kwargs: object) -> IntakeRejected:
+def rejection(**kwargs: Any) -> IntakeRejected:
     kwargs.setdefault("provider", Provider.datev)
     with pytest.raises(IntakeRejected) as info:
-        validate_file(**kwargs)  # type: ignore[arg-type]
+        validate_file(**kwargs)
     return info.value
 
 

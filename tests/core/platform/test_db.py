@@ -10,6 +10,7 @@ from core.platform import audit
 from core.platform.db import make_engine, unit_of_work
 from core.platform.migrate import check_models_match
 from core.platform.models import AuditEvent, Company
+from testkit.rows import present
 from testkit.workers import run_together
 
 
@@ -18,7 +19,7 @@ def test_sqlite_connection_pragmas(sqlite_url: str) -> None:
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+        assert present(conn.exec_driver_sql("PRAGMA busy_timeout").scalar()) >= 5000
     engine.dispose()
 
 
@@ -30,7 +31,7 @@ def test_two_processes_read_modify_write_lose_no_update(sqlite_url: str) -> None
     results = run_together("tests.support.increment_worker", [[sqlite_url, "150"], [sqlite_url, "150"]])
     assert [r.returncode for r in results] == [0, 0], [r.stderr[-2000:] for r in results]
     with unit_of_work(engine) as s:
-        assert s.get(Company, 1).client_number == 1 + 300
+        assert present(s.get(Company, 1)).client_number == 1 + 300
     engine.dispose()
 
 
@@ -42,7 +43,7 @@ def test_audit_trail_is_append_only(engine: Engine) -> None:
             with engine.begin() as conn:
                 conn.execute(text(statement))
     with unit_of_work(engine) as s:
-        assert s.get(AuditEvent, 1).actor == "a"
+        assert present(s.get(AuditEvent, 1)).actor == "a"
 
 
 def test_audit_never_stores_secret_looking_values(engine: Engine) -> None:
@@ -50,7 +51,7 @@ def test_audit_never_stores_secret_looking_values(engine: Engine) -> None:
         audit.record(s, actor="a", action="t", entity_type="t",
                      after={"refresh_token": "rt-123", "api_key": "k", "token_fingerprint": "abc", "name": "n"})
     with unit_of_work(engine) as s:
-        stored = s.get(AuditEvent, 1).after
+        stored = present(s.get(AuditEvent, 1)).after
     assert stored == {"refresh_token": "***", "api_key": "***", "token_fingerprint": "abc", "name": "n"}
 
 
@@ -59,8 +60,8 @@ def test_datetimes_round_trip_as_aware_utc(engine: Engine) -> None:
     with unit_of_work(engine) as s:
         s.add(Company(name="Zeit", interface="none", archived_at=moment))
     with unit_of_work(engine) as s:
-        stored = s.get(Company, 1).archived_at
-    assert stored == moment and stored.utcoffset().total_seconds() == 0
+        stored = present(s.get(Company, 1)).archived_at
+    assert stored == moment and present(stored.utcoffset()).total_seconds() == 0
 
 
 def test_models_and_migrations_do_not_drift(engine: Engine) -> None:

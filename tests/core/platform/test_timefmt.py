@@ -9,7 +9,7 @@ from core.platform.config import ConfigurationError, Settings, get_settings
 
 
 @pytest.fixture
-def zone(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def zone(monkeypatch: pytest.MonkeyPatch):
     """Set DISPLAY_TIMEZONE for this test (the settings cache is cleared around every test)."""
 
     def use(name: str) -> None:
@@ -19,8 +19,8 @@ def zone(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     return use
 
 
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def test_default_display_zone_is_berlin() -> None:
@@ -93,7 +93,7 @@ def test_format_date_of_moments_and_days() -> None:
     assert timefmt.format_date(None) == "–"
 
 
-def test_the_configured_zone_is_used(zone) -> None:  # type: ignore[no-untyped-def]
+def test_the_configured_zone_is_used(zone) -> None:
     zone("America/New_York")  # DST changes on other days: 08.03.2026 and 01.11.2026
     assert timefmt.display_zone().key == "America/New_York"
     assert timefmt.format_local(utc(2026, 3, 29, 1, 0)) == "28.03.2026 21:00"

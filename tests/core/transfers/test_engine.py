@@ -6,18 +6,19 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
-from sqlmodel import select
+from sqlmodel import col, select
 
 from core.documents import intake, queries
 from core.documents.lifecycle import claim
 from core.platform.db import unit_of_work
 from core.platform.models import Company, Document, DocumentStatus, TransferAttempt, utcnow
 from core.transfers.engine import PassOptions, run_pass
+from testkit.rows import present
 from testkit.samples import pdf
 from tests.support.world import World, add_approved, uploads
 
 
-def scheduler_pass(world: World):  # type: ignore[no-untyped-def]
+def scheduler_pass(world: World):
     return run_pass(world.engine, world.settings, world.keyring,
                     PassOptions(trigger="scheduler", actor="scheduler:test", only_auto_transfer=True))
 
@@ -57,7 +58,7 @@ def test_lost_answer_is_delivered_by_the_retry_without_a_copy(world: World) -> N
     assert second.delivered == 1
     assert len(uploads(world)) == 1  # the 409 #DCO01012 told us it had arrived
     with unit_of_work(world.engine) as s:
-        outcomes = [a.outcome for a in s.exec(select(TransferAttempt).order_by(TransferAttempt.id))]
+        outcomes = [a.outcome for a in s.exec(select(TransferAttempt).order_by(col(TransferAttempt.id)))]
     assert outcomes == ["retry", "delivered"]
 
 
@@ -71,7 +72,7 @@ def test_company_without_token_waits_with_reason(world: World) -> None:
 def test_scheduler_skips_companies_without_automatic_transfer(world: World, auto: bool) -> None:
     assert world.request_token().ok
     with unit_of_work(world.engine) as s:
-        company = s.get(Company, world.company_id)
+        company = present(s.get(Company, world.company_id))
         company.auto_transfer = auto
         s.add(company)
     add_approved(world, 1)
@@ -97,8 +98,8 @@ def test_retries_are_bounded_and_end_as_failed(world: World) -> None:
     assert run_pass(world.engine, settings, world.keyring, options).failed == 1
     with unit_of_work(world.engine) as s:
         document = s.exec(select(Document)).one()
-        outcomes = [a.outcome for a in s.exec(select(TransferAttempt).order_by(TransferAttempt.id))]
-    assert document.status == DocumentStatus.failed.value and "Nach 2 Versuchen aufgegeben" in document.last_error
+        outcomes = [a.outcome for a in s.exec(select(TransferAttempt).order_by(col(TransferAttempt.id)))]
+    assert document.status == DocumentStatus.failed.value and "Nach 2 Versuchen aufgegeben" in present(document.last_error)
     assert outcomes == ["retry", "failed"] and uploads(world) == []
 
 
@@ -125,8 +126,8 @@ def test_forbidden_pauses_the_company_until_a_new_token(world: World) -> None:
     summary = scheduler_pass(world)
     assert summary.uploads == 0 and "pausiert" in summary.waiting[world.company_id]
     with unit_of_work(world.engine) as s:
-        company = s.get(Company, world.company_id)
-        assert company.paused_at is not None and "455148-1" in company.paused_reason
+        company = present(s.get(Company, world.company_id))
+        assert company.paused_at is not None and "455148-1" in present(company.paused_reason)
         assert {d.status for d in s.exec(select(Document))} == {DocumentStatus.approved.value}
     assert "pausiert" in scheduler_pass(world).waiting[world.company_id]  # stays paused, DATEV not asked again
     assert world.request_token(person="erika").ok  # a new token requested after the pause resumes it

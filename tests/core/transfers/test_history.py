@@ -20,6 +20,7 @@ from core.platform.models import AuditEvent, Company, Document, DocumentStatus, 
 from core.transfers import history
 from core.transfers.engine import PassOptions, run_pass
 from core.transfers.history import HistoryFilter
+from testkit.rows import id_of, present
 from testkit.samples import pdf
 from tests.support.world import World
 
@@ -31,13 +32,13 @@ BASE = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 def company_ids(engine: Engine) -> dict[str, int]:
     seed_demo(engine)
     with unit_of_work(engine) as s:
-        return {c.name: c.id for c in s.exec(select(Company)).all()}  # type: ignore[misc]
+        return {c.name: id_of(c) for c in s.exec(select(Company)).all()}
 
 
 def add_document(engine: Engine, company_id: int, name: str) -> int:
     report = intake.intake(engine, company_id=company_id, actor="operator@x.de", files=[(name, pdf(name))])
     assert not report.rejected, report.rejected
-    return report.accepted[0].id  # type: ignore[return-value]
+    return id_of(report.accepted[0])
 
 
 def add_attempt(engine: Engine, document_id: int, company_id: int, started: datetime, *, outcome: str = "delivered",
@@ -50,7 +51,7 @@ def add_attempt(engine: Engine, document_id: int, company_id: int, started: date
                               correlation_id=f"corr-{started.timestamp()}-{document_id}")
         s.add(row)
         s.flush()
-        return row.id  # type: ignore[return-value]
+        return id_of(row)
 
 
 @pytest.fixture
@@ -98,7 +99,7 @@ def test_pages_are_newest_first_without_overlap(engine: Engine, populated: dict)
     ("combined", lambda p: HistoryFilter(company_id=p["muster"], outcomes=("failed",), trigger="manual"),
      lambda r, p: r["company"] == p["muster"] and r["outcome"] == "failed" and r["trigger"] == "manual"),
 ])
-def test_filters(engine: Engine, populated: dict, name: str, make_filter, keep) -> None:  # type: ignore[no-untyped-def]
+def test_filters(engine: Engine, populated: dict, name: str, make_filter, keep) -> None:
     f = make_filter(populated)
     wanted = ids_newest_first([r for r in populated["rows"] if keep(r, populated)])
     assert wanted, name  # the filter must select something for the test to mean anything
@@ -161,9 +162,9 @@ def set_status(engine: Engine, document_id: int, status: DocumentStatus, **value
 
 def load(engine: Engine, document_id: int) -> Document:
     with unit_of_work(engine) as s:
-        doc = s.get(Document, document_id)
+        doc = present(s.get(Document, document_id))
         s.expunge(doc)
-        return doc  # type: ignore[return-value]
+        return doc
 
 
 def audits(engine: Engine, action: str) -> list[AuditEvent]:
@@ -182,7 +183,8 @@ def test_retry_failed_goes_back_to_approved_with_audit(engine: Engine) -> None:
     assert (after.status, after.attempts, after.next_attempt_at) == ("approved", 0, None)
     [event] = audits(engine, "document.retry")
     assert event.actor == "operator@x.de" and event.entity_id == str(doc)
-    assert event.before["status"] == "failed" and event.before["attempts"] == 6  # type: ignore[index]
+    before = present(event.before)
+    assert before["status"] == "failed" and before["attempts"] == 6
     assert event.after == {"status": "approved", "attempts": 0, "reason": "Belegtyp korrigiert"}
     assert event.detail == "Belegtyp korrigiert"
 
@@ -207,7 +209,7 @@ def test_resolve_unresolved(engine: Engine, decision: str, status: str) -> None:
         assert after.attempts == 0 and after.next_attempt_at is None
     [event] = audits(engine, "document.resolved")
     assert event.after == {"status": status, "decision": decision, "reason": "In Lexware geprüft"}
-    assert event.before["status"] == "unresolved" and "In Lexware geprüft" in event.detail  # type: ignore[index,operator]
+    assert present(event.before)["status"] == "unresolved" and "In Lexware geprüft" in present(event.detail)
 
 
 def test_resolve_needs_a_reason_and_a_decision(engine: Engine) -> None:

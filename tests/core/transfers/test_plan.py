@@ -15,7 +15,8 @@ from core.platform.db import unit_of_work
 from core.platform.models import Company, ConnectionKind, Document, HttpLogEntry, Provider, utcnow
 from core.transfers.engine import PassOptions, run_pass
 from core.transfers.plan import plan
-from tests.core.transfers.test_history import pdf
+from testkit.rows import id_of, ids_of, present
+from testkit.samples import pdf
 from tests.support.world import World
 
 
@@ -27,7 +28,7 @@ def intake(world: World, name: str, company_id: int | None = None, **kwargs: str
 
 
 def approve(world: World, *docs: Document) -> None:
-    lifecycle.approve(world.engine, document_ids=[d.id for d in docs], actor="o@x.de")  # type: ignore[misc]
+    lifecycle.approve(world.engine, document_ids=ids_of(docs), actor="o@x.de")
 
 
 def http_lines(world: World) -> int:
@@ -37,7 +38,7 @@ def http_lines(world: World) -> int:
 
 def lexware_company(world: World) -> int:
     with unit_of_work(world.engine) as s:
-        return s.exec(select(Company.id).where(Company.name == "Lexware Demo GmbH")).one()  # type: ignore[return-value]
+        return present(s.exec(select(Company.id).where(Company.name == "Lexware Demo GmbH")).one())
 
 
 def test_datev_line_names_target_method_path_and_metadata(world: World) -> None:
@@ -45,7 +46,7 @@ def test_datev_line_names_target_method_path_and_metadata(world: World) -> None:
     doc = intake(world, "Rechnung: März?.pdf", document_type="Rechnungseingang", note="Bitte buchen")
     approve(world, doc)
     before = http_lines(world)
-    [line] = plan(world.engine, world.settings, [doc.id])  # type: ignore[list-item]
+    [line] = plan(world.engine, world.settings, [id_of(doc)])
     assert http_lines(world) == before  # a dry run makes no HTTP call
     assert line.will_send and line.waits is None
     assert (line.company_name, line.provider) == ("Musterfirma GmbH", "DATEV")
@@ -60,9 +61,9 @@ def test_the_plan_matches_what_the_transfer_then_does(world: World) -> None:
     assert world.request_token().ok
     doc = intake(world, "Beleg.pdf")
     approve(world, doc)
-    [line] = plan(world.engine, world.settings, [doc.id])  # type: ignore[list-item]
+    [line] = plan(world.engine, world.settings, [id_of(doc)])
     run_pass(world.engine, world.settings, world.keyring,
-             PassOptions(trigger="manual", actor="o@x.de", document_ids=[doc.id]))  # type: ignore[list-item]
+             PassOptions(trigger="manual", actor="o@x.de", document_ids=[id_of(doc)]))
     with unit_of_work(world.engine) as s:
         paths = [e.path for e in s.exec(select(HttpLogEntry).where(HttpLogEntry.purpose == "upload"))]
     assert len(paths) == 1 and paths[0].endswith(line.path)
@@ -76,21 +77,21 @@ def test_waiting_reasons_without_token_for_new_and_for_backoff(world: World) -> 
     lex_doc = intake(world, "d.pdf", company_id=lex)
     approve(world, waiting, later, lex_doc)
     lines = {p.document_id: p for p in plan(world.engine, world.settings,
-                                            [waiting.id, fresh.id, later.id, lex_doc.id, 999_999])}  # type: ignore[list-item]
-    assert set(lines) == {waiting.id, fresh.id, later.id, lex_doc.id}  # unknown ids are left out
-    assert lines[waiting.id].waits == "Token fehlt" and not lines[waiting.id].will_send
-    assert lines[fresh.id].waits == "nicht freigegeben (Status „neu“)"
-    assert lines[lex_doc.id].target == "Lexware Office (Lexware Demo GmbH)"
-    assert (lines[lex_doc.id].method, lines[lex_doc.id].path) == ("POST", "/v1/files")
-    assert lines[lex_doc.id].provider == "Lexware Office" and lines[lex_doc.id].waits == "Token fehlt"
+                                            [id_of(waiting), id_of(fresh), id_of(later), id_of(lex_doc), 999_999])}
+    assert set(lines) == {id_of(waiting), id_of(fresh), id_of(later), id_of(lex_doc)}  # unknown ids are left out
+    assert lines[id_of(waiting)].waits == "Token fehlt" and not lines[id_of(waiting)].will_send
+    assert lines[id_of(fresh)].waits == "nicht freigegeben (Status „neu“)"
+    assert lines[id_of(lex_doc)].target == "Lexware Office (Lexware Demo GmbH)"
+    assert (lines[id_of(lex_doc)].method, lines[id_of(lex_doc)].path) == ("POST", "/v1/files")
+    assert lines[id_of(lex_doc)].provider == "Lexware Office" and lines[id_of(lex_doc)].waits == "Token fehlt"
 
     assert world.request_token().ok
     with unit_of_work(world.engine) as s:
-        s.exec(update(Document).where(col(Document.id) == later.id)
+        s.exec(update(Document).where(col(Document.id) == id_of(later))
                .values(next_attempt_at=utcnow() + timedelta(hours=1)))
-    lines = {p.document_id: p for p in plan(world.engine, world.settings, [waiting.id, later.id])}  # type: ignore[list-item]
-    assert lines[waiting.id].will_send
-    assert lines[later.id].waits is not None and lines[later.id].waits.startswith("nächster Versuch ab ")
+    lines = {p.document_id: p for p in plan(world.engine, world.settings, [id_of(waiting), id_of(later)])}
+    assert lines[id_of(waiting)].will_send
+    assert present(lines[id_of(later)].waits).startswith("nächster Versuch ab ")
 
 
 def test_paused_company_waits_with_the_reason(world: World) -> None:
@@ -98,10 +99,10 @@ def test_paused_company_waits_with_the_reason(world: World) -> None:
     doc = intake(world, "p.pdf")
     approve(world, doc)
     with unit_of_work(world.engine) as s:
-        company = s.get(Company, world.company_id)
+        company = present(s.get(Company, world.company_id))
         company.paused_at, company.paused_reason = utcnow() + timedelta(seconds=1), "DATEV verweigert den Zugriff"
         s.add(company)
-    [line] = plan(world.engine, world.settings, [doc.id])  # type: ignore[list-item]
+    [line] = plan(world.engine, world.settings, [id_of(doc)])
     assert line.waits == "pausiert: DATEV verweigert den Zugriff"
 
 
@@ -110,11 +111,11 @@ def test_one_off_slot_uses_the_users_own_login(world: World) -> None:
     doc = intake(world, "o.pdf")
     approve(world, doc)
     slot = f"one_off:{world.operator.id}"
-    [line] = plan(world.engine, world.settings, [doc.id], slot)  # type: ignore[list-item]
+    [line] = plan(world.engine, world.settings, [id_of(doc)], slot)
     assert line.waits == "Token fehlt"
     assert connection_in_slot(world.engine, world.company_id, Provider.datev, slot) is None
     assert world.request_token(world.operator, ConnectionKind.one_off).ok
-    [line] = plan(world.engine, world.settings, [doc.id], slot)  # type: ignore[list-item]
+    [line] = plan(world.engine, world.settings, [id_of(doc)], slot)
     assert line.will_send
     found = connection_in_slot(world.engine, world.company_id, Provider.datev, slot)
     assert found is not None and found.kind == "one_off" and found.owner_user_id == world.operator.id
