@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support import TEST_KEY_ENTRY
+from tests.support import POSTGRES_ADMIN_URL, TEST_KEY_ENTRY
 
 # Set while pytest loads this root conftest, before any test module is imported and before anything
 # builds Settings: a developer's DATABASE_URL or ADMIN_EMAILS never reaches a test. No project module
@@ -40,7 +40,6 @@ from core.providers.datev_oidc import clear_discovery_cache
 from emulator.server import EmulatorServer
 
 DATABASES = [d.strip() for d in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",") if d.strip()]
-POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture(autouse=True)

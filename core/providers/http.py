@@ -154,9 +154,10 @@ class DeadlineAdapter(HTTPAdapter):
             raise ResponseTooLarge(f"answer of {declared} bytes exceeds the cap of {self.max_bytes}")
         expired = threading.Event()
 
+        sock = _socket_of(response)
+
         def abort() -> None:  # unblocks a read that waits for a dripping server
             expired.set()
-            sock = getattr(getattr(response.raw, "connection", None), "sock", None)
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
@@ -191,6 +192,16 @@ class DeadlineAdapter(HTTPAdapter):
 
 
 SessionT = TypeVar("SessionT", bound=requests.Session)
+
+
+def _socket_of(response: requests.Response) -> socket.socket | None:
+    """The socket a streamed response reads from (urllib3 → http.client → its buffered socket file).
+
+    urllib3 hands the socket to the response once the headers are in, so the connection object no
+    longer has it; without a socket the deadline is checked between reads only."""
+    raw = getattr(getattr(getattr(response.raw, "_fp", None), "fp", None), "raw", None)
+    found = getattr(raw, "_sock", None)
+    return found if isinstance(found, socket.socket) else None
 
 
 def guard(session: SessionT, settings: Settings) -> SessionT:

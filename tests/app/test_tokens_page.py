@@ -215,3 +215,32 @@ def test_http_log_lists_the_calls_for_admins(app, desk: Desk) -> None:
     assert set(table["Anbieter"]) == {"datev"}
     row = table[table["Pfad"] == "/platform/v2/clients/455148-1"].iloc[0]
     assert row["Status"] == 200 and row["Zweck"] == "connection_test" and row["V-Cap-Request-ID"]
+
+
+def emulator_config(desk: Desk, **switches: object) -> None:
+    import requests
+
+    response = requests.post(desk.settings.emulator_url.rstrip("/") + "/_admin/config", json=switches, timeout=5)
+    response.raise_for_status()
+
+
+def test_a_standard_providers_grant_is_shown_truthfully(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    """A plain OpenID Connect provider sends no refresh_token_expires_in and drops the client scope:
+    the card shows a long-term token, its derived expiry, and that it is not bound (never the company's
+    own number as if it were)."""
+    emulator_config(desk, idp_profile="standard", client_scope_grant="drop")
+    desk.request_token()
+    shown = texts(run_page(app, "admin", PAGE))
+    assert re.search(r"\*\*Gültig bis:\*\* \d\d\.\d\d\.\d{4} \d\d:\d\d \(laut DATEV-Dokumentation\)", shown)
+    assert "**Datenbestand (Berater-Nr.–Mandanten-Nr.):** nicht an einen Datenbestand gebunden" in shown
+    assert "Nicht an einen Datenbestand gebunden" in shown
+    assert "Kein Langzeittoken" not in shown and "gebunden an 455148–1" not in shown
+
+
+def test_lexware_cards_speak_of_api_keys(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+    at = run_page(app, "admin", PAGE)
+    lexware = desk.companies["Lexware Demo GmbH"]
+    assert "Noch kein API-Schlüssel hinterlegt." in texts(at)
+    expanders = [e.label for e in at.get("expander")]
+    assert "API-Schlüssel hinterlegen" in expanders
+    assert f"request_{lexware}" not in [b.key for b in at.button]

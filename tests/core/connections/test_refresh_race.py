@@ -38,3 +38,32 @@ def test_eight_processes_one_refresh(world: World, database_url: str) -> None:
     assert client["id"] == "455148-1"
     assert requests.get(world.emulator_url + "/_admin/stats", timeout=5).json()["refresh_requests"] == \
         after["refresh_requests"]
+
+
+TTL_SECONDS, PROCESSES_BUSY, THREADS, DURATION_SECONDS = 5, 3, 4, 30
+
+
+@pytest.mark.slow
+def test_short_tokens_under_load_are_refreshed_once_per_expiry(world: World, database_url: str) -> None:
+    """5-second access tokens, 3 processes × 4 threads calling DATEV for 30 s: each expiry is renewed
+    by one refresh (a third of the lifetime before it runs out), never one per call, and never twice."""
+    requests.post(world.emulator_url + "/_admin/config", json={"access_token_ttl": TTL_SECONDS},
+                  timeout=5).raise_for_status()
+    assert world.request_token().ok
+    row = world.connection()
+    before = world.stats()
+
+    results = run_together("tests.support.busy_token_worker",
+                           [[database_url, world.emulator_url, str(row.id), str(THREADS), str(DURATION_SECONDS)]]
+                           * PROCESSES_BUSY, timeout=DURATION_SECONDS + 120)
+
+    assert [r.returncode for r in results] == [0] * PROCESSES_BUSY, [r.stderr[-1500:] for r in results]
+    answers = [json.loads(r.stdout.strip().splitlines()[-1]) for r in results]
+    assert [a["errors"] for a in answers] == [[]] * PROCESSES_BUSY
+    calls = sum(a["calls"] for a in answers)
+    after = world.stats()
+    refreshes = after["refresh_successes"] - before["refresh_successes"]
+    expiries = DURATION_SECONDS / (TTL_SECONDS - TTL_SECONDS / 3)  # one renewal per lifetime minus the skew
+    assert 1 <= refreshes <= int(expiries) + 2, (refreshes, calls)
+    assert calls > 10 * refreshes  # far fewer refreshes than calls
+    assert after["reuse_detections"] == before["reuse_detections"] == 0

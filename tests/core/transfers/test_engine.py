@@ -5,15 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import requests
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from core.connections.lexware_key import store_lexware_key
 from core.documents import intake, queries
 from core.documents.lifecycle import claim
 from core.platform.db import unit_of_work
-from core.platform.models import Company, Document, DocumentStatus, TransferAttempt, utcnow
+from core.platform.models import AlarmSent, Company, Document, DocumentStatus, TransferAttempt, utcnow
 from core.transfers.engine import PassOptions, run_pass
-from testkit.rows import present
+from core.transfers.history import OUTCOME_LABELS
+from testkit.rows import id_of, present
 from testkit.samples import pdf
 from tests.support.world import World, add_approved, uploads
 
@@ -132,3 +135,60 @@ def test_forbidden_pauses_the_company_until_a_new_token(world: World) -> None:
     assert "pausiert" in scheduler_pass(world).waiting[world.company_id]  # stays paused, DATEV not asked again
     assert world.request_token(person="erika").ok  # a new token requested after the pause resumes it
     assert scheduler_pass(world).delivered == 3
+
+
+def test_a_revoked_token_is_named_as_such_and_alarmed_in_the_same_pass(world: World) -> None:
+    """After a revocation the pass says "Token widerrufen oder ungültig" (not "DATEV nicht erreichbar"),
+    and the "Token ungültig" alarm is raised by that pass, not an hour later."""
+    assert world.request_token().ok
+    add_approved(world, 2)
+    world.admin_post("/datev/grants/revoke", {"all": True})
+    world.expire_access_token()  # the next use refreshes: DATEV answers invalid_grant
+    summary = scheduler_pass(world)
+    reason = summary.waiting[world.company_id]
+    assert reason.startswith("Token widerrufen oder ungültig") and "nicht erreichbar" not in reason
+    with unit_of_work(world.engine) as s:
+        keys = [a.key for a in s.exec(select(AlarmSent)).all()]
+    assert any(key.startswith("token_invalid:company:") for key in keys), keys
+
+
+def test_a_401_mid_pass_with_a_dead_grant_is_named_and_nothing_says_it_will_be_retried(world: World) -> None:
+    assert world.request_token().ok
+    add_approved(world, 1)
+    world.admin_post("/datev/grants/revoke", {"all": True})  # the access token dies now, the pass finds out
+    summary = scheduler_pass(world)
+    assert summary.uploads <= 1 and summary.retried == 0
+    assert summary.waiting[world.company_id].startswith("Token widerrufen oder ungültig")
+    with unit_of_work(world.engine) as s:
+        outcomes = {a.outcome for a in s.exec(select(TransferAttempt)).all()}
+    assert "retry" not in outcomes  # "wird wiederholt" would not be true: it waits for a new token
+
+
+def test_a_manual_retry_without_automatic_transfer_waits_instead_of_promising_a_retry(world: World) -> None:
+    assert world.request_token().ok
+    with unit_of_work(world.engine) as s:
+        s.exec(update(Company).where(col(Company.id) == world.company_id).values(auto_transfer=False))
+    add_approved(world, 1)
+    world.admin_post("/faults", {"target": "documents", "kind": "503", "count": 1})
+    summary = run_pass(world.engine, world.settings, world.keyring, PassOptions(trigger="manual", actor="o@x.de"))
+    assert (summary.retried, summary.waiting_documents) == (0, 1)
+    with unit_of_work(world.engine) as s:
+        attempt = s.exec(select(TransferAttempt)).one()
+    assert attempt.outcome == "waiting" and "manuelle Übertragung" in present(attempt.error_text)
+    assert OUTCOME_LABELS[attempt.outcome] == "fehlgeschlagen – wartet"
+
+
+def test_lexware_accepting_without_a_readable_answer_is_unresolved_and_sent_once(world: World) -> None:
+    with unit_of_work(world.engine) as s:
+        lexware = s.exec(select(Company).where(Company.interface == "lexware")).one()
+        lexware_id = id_of(lexware)
+    assert store_lexware_key(world.engine, world.settings, world.keyring, company_id=lexware_id,
+                             api_key="demo-lexware-key", valid_until=None, actor="admin@x.de").ok
+    [document_id] = add_approved(world, 1, company_id=lexware_id)
+    world.admin_post("/faults", {"target": "lexware", "kind": "not_json", "count": 1})
+    summary = run_pass(world.engine, world.settings, world.keyring, PassOptions(trigger="manual", actor="o@x.de"))
+    assert summary.unresolved == 1
+    assert queries.get_documents(world.engine, [document_id])[0].status == DocumentStatus.unresolved.value
+    run_pass(world.engine, world.settings, world.keyring, PassOptions(trigger="manual", actor="o@x.de"))
+    files = requests.get(world.emulator_url + "/_admin/lexware/files", timeout=5).json()
+    assert len(files) == 1  # accepted once, never sent again
