@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 
 import pytest
+import requests
 from sqlmodel import select
 from streamlit.proto.TextInput_pb2 import TextInput as TextInputProto
 from streamlit.testing.v1 import AppTest
@@ -218,13 +219,11 @@ def test_http_log_lists_the_calls_for_admins(app, desk: Desk) -> None:
 
 
 def emulator_config(desk: Desk, **switches: object) -> None:
-    import requests
-
     response = requests.post(desk.settings.emulator_url.rstrip("/") + "/_admin/config", json=switches, timeout=5)
     response.raise_for_status()
 
 
-def test_a_standard_providers_grant_is_shown_truthfully(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+def test_a_standard_providers_grant_is_shown_truthfully(app, desk: Desk) -> None:
     """A plain OpenID Connect provider sends no refresh_token_expires_in and drops the client scope:
     the card shows a long-term token, its derived expiry, and that it is not bound (never the company's
     own number as if it were)."""
@@ -237,10 +236,10 @@ def test_a_standard_providers_grant_is_shown_truthfully(app, desk: Desk) -> None
     assert "Kein Langzeittoken" not in shown and "gebunden an 455148–1" not in shown
 
 
-def test_lexware_cards_speak_of_api_keys(app, desk: Desk) -> None:  # type: ignore[no-untyped-def]
+def test_lexware_cards_speak_of_api_keys(app, desk: Desk) -> None:
     at = run_page(app, "admin", PAGE)
     lexware = desk.companies["Lexware Demo GmbH"]
     assert "Noch kein API-Schlüssel hinterlegt." in texts(at)
-    expanders = [e.label for e in at.get("expander")]
+    expanders = [getattr(e, "label", "") for e in at.get("expander")]
     assert "API-Schlüssel hinterlegen" in expanders
     assert f"request_{lexware}" not in [b.key for b in at.button]

@@ -60,7 +60,7 @@ def test_admin_requests_and_deletes_a_long_term_token(page: Page, demo_db_url: s
                 has_text="Status:").last  # the innermost block that holds the card
             expect(card.locator("[data-testid='stMarkdownContainer']").filter(has_text="Status:")).to_contain_text("aktiv")
             expect(page.get_by_text("DATEV-Benutzer: Max Mustermann", exact=True)).to_be_visible()
-            expect(page.get_by_text("Datenbestand (Berater-Nr.–Mandanten-Nr.): 455148–1", exact=True)).to_be_visible()
+            expect(page.get_by_text("Datenbestand (Berater-Nr.–Mandanten-Nr.): gebunden an 455148–1", exact=True)).to_be_visible()
             expect(card.get_by_role("button", name="Neu anfordern")).to_be_visible()
             settled(page)
 
