@@ -28,9 +28,18 @@ from core.platform.models import (
     utcnow,
 )
 from core.platform.secret_store import put_secret
+from emulator.server import EmulatorServer
 from testkit.datev_user import consent
 from testkit.rows import id_of, present
 from tests.support.world import World
+
+
+@pytest.fixture(autouse=True, params=["datev", "standard"])
+def idp_profile(request: pytest.FixtureRequest, emulator: EmulatorServer) -> str:
+    """Every token test runs against DATEV's answers and against a plain OpenID Connect provider's."""
+    requests.post(emulator.base_url + "/_admin/config", json={"idp_profile": request.param},
+                  timeout=5).raise_for_status()
+    return str(request.param)
 
 
 def test_request_stores_an_encrypted_long_term_token_and_tests_it(world: World) -> None:
