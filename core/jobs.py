@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 
 from core.alarms.outbox import purge_old_alarms, retry_due_alarms
 from core.alarms.rules import approved_waiting, raise_card_alarms
+from core.connections import request_links
 from core.connections import store as connection_store
 from core.connections.access import TokenUnavailable, get_valid_token
 from core.connections.datev_login import purge_expired_pending_logins
@@ -128,6 +129,7 @@ def housekeeping(ctx: JobContext) -> dict[str, int]:
             engine, now, lease_seconds=ctx.settings.transfer_lease_seconds, actor=ctx.owner),
         "one_off_logins_discarded": connection_store.discard_expired_one_off_logins(engine, now, actor=ctx.owner),
         "alarms_purged": purge_old_alarms(engine, ctx.settings, now, batch=BATCH),
+        "request_links_expired": request_links.expire_links(engine, now),
     }
 
 

@@ -19,7 +19,7 @@ class EmulatorConfig:
     # Login mit DATEV
     datev_client_id: str = "token-desk-demo"
     datev_client_secret: str = "demo-datev-secret"
-    datev_redirect_uris: tuple[str, ...] = ("http://localhost:8501/datev_callback",)
+    datev_redirect_uris: tuple[str, ...] = ("http://localhost:8501/datev_callback", "http://localhost:8501/anforderung")
     allow_loopback_http_redirects: bool = True
     offline_without_consent: str = "ignore"  # "ignore" (OIDC §11) | "accept"
     auth_code_ttl: int = 300

@@ -194,6 +194,15 @@ def alarm_targets(settings: Settings, company_recipients: str = "") -> list[str]
     return targets
 
 
+def direct_targets(settings: Settings, address: str) -> list[str]:
+    """The one SMTP target for a message to one person (no alarm targets); none without SMTP_HOST."""
+    if not settings.smtp_host:
+        log.warning("a message to one person could not be sent: SMTP_HOST is not set")
+        return []
+    return [smtp_target(settings.smtp_host, settings.smtp_port, settings.smtp_sender, [address],
+                        user=settings.smtp_user, password=settings.smtp_password, tls=settings.smtp_tls)]
+
+
 def max_targets(settings: Settings) -> int:
     """An upper bound of `len(alarm_targets(...))`, known before the company is looked up."""
     return len(split_targets(settings.alarm_targets)) + (1 if settings.smtp_host else 0)

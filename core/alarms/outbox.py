@@ -48,12 +48,14 @@ from sqlalchemy import ColumnElement, Engine, delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from core.alarms.delivery import DeliveryResult, alarm_targets, max_targets, send_alarm
+from core.alarms.delivery import DeliveryResult, alarm_targets, direct_targets, max_targets, send_alarm
 from core.alarms.messages import Alarm, Severity
 from core.platform.backoff import next_delay
 from core.platform.config import Settings
+from core.platform.crypto import Keyring
 from core.platform.db import unit_of_work
-from core.platform.models import AlarmSent, Company, max_length, utcnow
+from core.platform.models import AlarmSent, Company, StoredSecret, max_length, utcnow
+from core.platform.secret_store import erase_secret, get_keyring, get_secret, put_secret
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ MAX_KEY_CHARS = max_length(AlarmSent.key)
 MAX_TITLE_CHARS = max_length(AlarmSent.title)
 NO_TARGETS = "Keine Alarm-Empfänger eingerichtet (ALARM_TARGETS, ALARM_EMAILS mit SMTP_HOST)."
 SENDING = "wird gesendet"
+LINK_GONE = "Nicht gesendet: der Link ist nicht mehr gültig (verwendet, zurückgezogen oder abgelaufen)."
+MESSAGE_OWNER, LINK_PURPOSE = "alarm_sent", "link"  # the sealed link of a message (StoredSecret)
 INTERRUPTED = "Versand unterbrochen"
 SEND_TIMEOUT_SECONDS = 10.0  # per connect/read of one target
 LEASE_MARGIN_SECONDS = 60.0
@@ -118,18 +122,66 @@ def raise_alarm(engine: Engine, settings: Settings, alarm: Alarm, *, company_id:
     return AlarmOutcome(alarm.key, delivered, results)
 
 
-def _insert_claim(engine: Engine, alarm: Alarm, company_id: int | None, lease_until: datetime) -> bool:
+def send_message(engine: Engine, settings: Settings, keyring: Keyring, message: Alarm, *, to: str, link: str,
+                 company_id: int | None = None, timeout: float = SEND_TIMEOUT_SECONDS) -> AlarmOutcome | None:
+    """A message to one person by e-mail (never to the alarm targets), raised once and retried like an
+    alarm. `link` replaces "{link}" in the body at send time; it is stored encrypted with the row and
+    never in clear, and once `forget_link` erased it the message is no longer sent."""
+    stored = Alarm(message.key[:MAX_KEY_CHARS], message.title[:MAX_TITLE_CHARS], message.body, message.severity)
+    if not _insert_claim(engine, stored, company_id, utcnow() + claim_lease(1, timeout), direct_to=to,
+                         keyring=keyring, link=link):
+        return None
+    return _send_direct(engine, settings, keyring, stored, to, attempts=1, now=utcnow, timeout=timeout)
+
+
+def forget_link(engine: Engine, key: str) -> None:
+    """Erase the link a message carries (the link was used, withdrawn or expired): not sent any more."""
+    with unit_of_work(engine) as session:
+        row_id = session.exec(select(AlarmSent.id).where(AlarmSent.key == key[:MAX_KEY_CHARS])).first()
+        if row_id is not None:
+            erase_secret(session, owner_type=MESSAGE_OWNER, owner_id=row_id, purpose=LINK_PURPOSE)
+
+
+def _insert_claim(engine: Engine, alarm: Alarm, company_id: int | None, lease_until: datetime, *,
+                  direct_to: str | None = None, keyring: Keyring | None = None, link: str | None = None) -> bool:
     """Insert the alarm's row as a claimed first attempt; False if the key exists (raised before)."""
     try:
         with unit_of_work(engine) as session:
             if session.exec(select(AlarmSent.id).where(AlarmSent.key == alarm.key)).first() is not None:
                 return False
-            session.add(AlarmSent(key=alarm.key, company_id=company_id, title=alarm.title, body=alarm.body,
-                                  severity=alarm.severity, sent_at=utcnow(), delivered=False, detail=SENDING,
-                                  attempts=1, next_attempt_at=lease_until))
+            row = AlarmSent(key=alarm.key, company_id=company_id, title=alarm.title, body=alarm.body,
+                            severity=alarm.severity, sent_at=utcnow(), delivered=False, detail=SENDING,
+                            attempts=1, next_attempt_at=lease_until, direct_to=direct_to)
+            session.add(row)
+            if link is not None and keyring is not None:
+                session.flush()
+                assert row.id is not None
+                put_secret(session, keyring, owner_type=MESSAGE_OWNER, owner_id=row.id, purpose=LINK_PURPOSE,
+                           value=link)
     except IntegrityError:  # a concurrent process inserted the same key first
         return False
     return True
+
+
+def _send_direct(engine: Engine, settings: Settings, keyring: Keyring, message: Alarm, to: str, *, attempts: int,
+                 now: Callable[[], datetime], timeout: float) -> AlarmOutcome:
+    """Fill in the sealed link and send to the one address; a link erased meanwhile stops the message."""
+    with unit_of_work(engine) as session:
+        row_id = session.exec(select(AlarmSent.id).where(AlarmSent.key == message.key)).first()
+        link = None if row_id is None else get_secret(session, keyring, owner_type=MESSAGE_OWNER, owner_id=row_id,
+                                                      purpose=LINK_PURPOSE)
+    if link is None and "{link}" in message.body:
+        with unit_of_work(engine) as session:
+            session.exec(update(AlarmSent).where(col(AlarmSent.key) == message.key, col(AlarmSent.delivered).is_(False))
+                         .values(next_attempt_at=None, detail=LINK_GONE))
+        return AlarmOutcome(message.key, False, [])
+    body = message.body.replace("{link}", link or "")
+    filled = Alarm(message.key, message.title, body, message.severity)
+    delivered, results = _send_and_record(engine, settings, filled, direct_targets(settings, to), attempts=attempts,
+                                          now=now, timeout=timeout)
+    if delivered:  # sent: the link is not needed any more, so it is not kept
+        forget_link(engine, message.key)
+    return AlarmOutcome(message.key, delivered, results)
 
 
 # --- sending and recording --------------------------------------------------------------------
@@ -199,8 +251,12 @@ def retry_due_alarms(engine: Engine, settings: Settings, now: datetime | None = 
         if not _reclaim(engine, row, claimed_at, claimed_at + claim_lease(max_targets(settings), timeout)):
             continue  # another process took it, or it changed meanwhile
         alarm = Alarm(row.key, row.title, row.body, cast(Severity, row.severity))
-        targets = alarm_targets(settings, _company_recipients(engine, row.company_id))
-        _send_and_record(engine, settings, alarm, targets, attempts=row.attempts + 1, now=clock, timeout=timeout)
+        if row.direct_to:
+            _send_direct(engine, settings, get_keyring(), alarm, row.direct_to, attempts=row.attempts + 1, now=clock,
+                         timeout=timeout)
+        else:
+            targets = alarm_targets(settings, _company_recipients(engine, row.company_id))
+            _send_and_record(engine, settings, alarm, targets, attempts=row.attempts + 1, now=clock, timeout=timeout)
         resent += 1
     return resent
 
@@ -261,4 +317,6 @@ def purge_old_alarms(engine: Engine, settings: Settings, now: datetime, *, batch
         if not ids:
             return 0
         result = session.exec(delete(AlarmSent).where(col(AlarmSent.id).in_(ids), *old))
+        session.exec(delete(StoredSecret).where(  # a purged message's sealed link, if it still had one
+            col(StoredSecret.owner_type) == MESSAGE_OWNER, col(StoredSecret.owner_id).in_(ids)))
         return result.rowcount or 0

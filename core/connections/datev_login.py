@@ -96,6 +96,13 @@ def start_login(engine: Engine, settings: Settings, keyring: Keyring, *, company
     needed = Role.admin if kind == ConnectionKind.long_term else Role.operator
     if not users.has_role(user, needed):
         raise UserFacingError("Dafür fehlt Ihnen die Berechtigung.")
+    return begin_login(engine, settings, keyring, company_id=company_id, user=user, kind=kind)
+
+
+def begin_login(engine: Engine, settings: Settings, keyring: Keyring, *, company_id: int, user: AppUser,
+                kind: ConnectionKind, redirect_uri: str | None = None, request_link_id: int | None = None) -> str:
+    """The login itself, after the caller's permission check (the admin's role, or an open
+    Anforderungslink): the pending login and the authorization URL. Raises only UserFacingError."""
     with unit_of_work(engine) as session:
         company = _datev_company(session, company_id)
         session.expunge(company)
@@ -111,23 +118,26 @@ def start_login(engine: Engine, settings: Settings, keyring: Keyring, *, company
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     verifier, challenge = pkce_pair()
     scopes = requested_scopes(settings, company, kind)
+    redirect_uri = redirect_uri or settings.datev_callback_uri
     _create_pending(engine, keyring, settings, company_id=company_id, kind=kind, user=user, state=state,
-                    verifier=verifier, nonce=nonce, scopes=scopes)
+                    verifier=verifier, nonce=nonce, scopes=scopes, redirect_uri=redirect_uri,
+                    request_link_id=request_link_id)
     return authorization_url(endpoints, settings, scopes=scopes, state=state, nonce=nonce, code_challenge=challenge,
-                             offline=kind == ConnectionKind.long_term)
+                             offline=kind == ConnectionKind.long_term, redirect_uri=redirect_uri)
 
 
 # --- pending logins: created here, claimed once by the callback, purged by housekeeping ----------------
 
 
 def _create_pending(engine: Engine, keyring: Keyring, settings: Settings, *, company_id: int, kind: ConnectionKind,
-                    user: AppUser, state: str, verifier: str, nonce: str, scopes: list[str]) -> None:
+                    user: AppUser, state: str, verifier: str, nonce: str, scopes: list[str], redirect_uri: str,
+                    request_link_id: int | None) -> None:
     assert user.id is not None
     now = utcnow()
     with unit_of_work(engine) as session:  # expired pending logins (and their secrets) go in housekeeping
         pending = PendingAuthorization(
             state_hash=state_hash(state), company_id=company_id, provider=Provider.datev.value, kind=kind.value,
-            user_id=user.id, redirect_uri=settings.datev_callback_uri, scope=" ".join(scopes),
+            user_id=user.id, redirect_uri=redirect_uri, scope=" ".join(scopes), request_link_id=request_link_id,
             expires_at=now + timedelta(minutes=settings.pending_authorization_minutes),
         )
         session.add(pending)
@@ -157,17 +167,21 @@ class _Claimed:
     nonce: str
 
 
-def _claim(engine: Engine, keyring: Keyring, state: str, user: AppUser) -> _Claimed | CallbackOutcome:
-    """Take the pending login for `state` (single use): look it up, check that this user started it,
-    then consume it by a conditional DELETE (rowcount 1 wins). A login started by somebody else is
-    left alone, so another signed-in user cannot burn it."""
+def _claim(engine: Engine, keyring: Keyring, state: str, user: AppUser | None) -> _Claimed | CallbackOutcome:
+    """Take the pending login for `state` (single use): look it up, check who may finish it, then
+    consume it by a conditional DELETE (rowcount 1 wins).
+
+    `user`: the signed-in user, who must be the one who started it (a login started by somebody else is
+    left alone, so another signed-in user cannot burn it). None: a login started from an
+    Anforderungslink, finished on the link page without sign-in; only such logins qualify, and the
+    256-bit `state`, known only to the browser that started it, binds the callback to that browser."""
     with unit_of_work(engine) as session:
         pending = session.exec(
             select(PendingAuthorization).where(PendingAuthorization.state_hash == state_hash(state))
         ).first()
-        if pending is None or pending.id is None:
+        if pending is None or pending.id is None or (pending.request_link_id is None) != (user is not None):
             return _fail("Diese Anmeldung ist unbekannt oder wurde bereits verwendet.")
-        if pending.user_id != user.id:
+        if user is not None and pending.user_id != user.id:
             return _fail("Diese Anmeldung wurde von einem anderen Benutzer gestartet.", pending.company_id)
         removed = session.exec(
             delete(PendingAuthorization).where(col(PendingAuthorization.id) == pending.id)
@@ -213,14 +227,42 @@ class _Refused(Exception):
 
 def finish_login(engine: Engine, settings: Settings, keyring: Keyring, *, params: dict[str, str],
                  user: AppUser) -> CallbackOutcome:
-    """Handle DATEV's redirect back (`code`/`state` or `error`). Nothing is stored on any failure, and a
-    grant obtained before the failure is revoked at DATEV at once (no orphan grants)."""
+    """Handle DATEV's redirect back (`code`/`state` or `error`) to the signed-in user's session.
+    Nothing is stored on any failure, and a grant obtained before the failure is revoked at DATEV at
+    once (no orphan grants)."""
     state = params.get("state", "")
     if not state:
         return _fail("Die Rückmeldung von DATEV enthält keinen state-Parameter.")
     claimed = _claim(engine, keyring, state, user)
     if isinstance(claimed, CallbackOutcome):
         return claimed
+    return _complete(engine, settings, keyring, claimed, params, user=user, requested_via=None)
+
+
+def finish_link_login(engine: Engine, settings: Settings, keyring: Keyring, *, params: dict[str, str],
+                      requested_via: str) -> tuple[CallbackOutcome, int | None]:
+    """DATEV's redirect back to the link page (no sign-in): the same checks and the same storing as an
+    admin's own login; the token counts as requested by the admin who made the link. Returns the
+    outcome and the link's id (None when no link login matched the state)."""
+    state = params.get("state", "")
+    if not state:
+        return _fail("Die Rückmeldung von DATEV enthält keinen state-Parameter."), None
+    claimed = _claim(engine, keyring, state, None)
+    if isinstance(claimed, CallbackOutcome):
+        return claimed, None
+    with unit_of_work(engine) as session:
+        creator = session.get(AppUser, claimed.pending.user_id)
+        if creator is not None:
+            session.expunge(creator)
+    if creator is None:
+        return _fail("Der Link ist nicht mehr gültig."), claimed.pending.request_link_id
+    return (_complete(engine, settings, keyring, claimed, params, user=creator, requested_via=requested_via),
+            claimed.pending.request_link_id)
+
+
+def _complete(engine: Engine, settings: Settings, keyring: Keyring, claimed: _Claimed, params: dict[str, str], *,
+              user: AppUser, requested_via: str | None) -> CallbackOutcome:
+    """Everything after the pending login was claimed: DATEV's answer, the checks, storing, the test call."""
     pending = claimed.pending
     company_id = pending.company_id
     if pending.expires_at <= utcnow():
@@ -242,7 +284,8 @@ def finish_login(engine: Engine, settings: Settings, keyring: Keyring, *, params
         endpoints = discover(engine, settings)
         if params.get("iss") and params["iss"] != endpoints.issuer:  # RFC 9207: the answer of another provider
             return _fail("Die Rückmeldung stammt nicht vom erwarteten DATEV-Anmeldedienst (iss).", company_id)
-        tokens = exchange_code(engine, ctx, endpoints, settings, code=code, code_verifier=claimed.verifier)
+        tokens = exchange_code(engine, ctx, endpoints, settings, code=code, code_verifier=claimed.verifier,
+                               redirect_uri=pending.redirect_uri)
     except ProviderRejected as exc:
         return _fail(f"DATEV hat den Anmeldecode abgelehnt ({exc.error}).", company_id)
     except ProviderUnavailable as exc:
@@ -251,7 +294,8 @@ def finish_login(engine: Engine, settings: Settings, keyring: Keyring, *, params
     try:  # from here on a grant exists at DATEV: every failure revokes it before it is reported
         claims, facts, grantor_name = _check_grant(engine, settings, ctx, endpoints, tokens, claimed)
         replaced = store.store_login(engine, keyring, company_id=company_id, kind=kind, user=user, tokens=tokens,
-                                     facts=facts, claims=claims, grantor_name=grantor_name)
+                                     facts=facts, claims=claims, grantor_name=grantor_name,
+                                     requested_via=requested_via)
     except _Refused as refused:
         _revoke_quietly(engine, ctx, endpoints, settings, tokens)
         if refused.audit_detail:

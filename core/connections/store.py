@@ -331,7 +331,7 @@ def _slot_row(session: Session, company_id: int, provider: Provider, slot: str,
 
 def store_login(engine: Engine, keyring: Keyring, *, company_id: int, kind: ConnectionKind, user: AppUser,
                 tokens: TokenResponse, facts: grant.GrantFacts, claims: dict[str, Any],
-                grantor_name: str | None) -> str | None:
+                grantor_name: str | None, requested_via: str | None = None) -> str | None:
     """Store the tokens of a finished DATEV login in the company's slot (a new row or a replaced
     token). Returns the replaced refresh token, if there was one (the caller revokes it)."""
     assert user.id is not None
@@ -353,6 +353,7 @@ def store_login(engine: Engine, keyring: Keyring, *, company_id: int, kind: Conn
         row.grantor_name = clip(Connection.grantor_name, grantor_name)
         row.grantor_sub = clip(Connection.grantor_sub, str(claims.get("sub", ""))) or None
         row.requested_at, row.requested_by = now, user.email
+        row.requested_via = clip(Connection.requested_via, requested_via)
         row.last_refresh_at = None
         row.last_used_at = None
         row.last_test_at = row.last_test_ok = row.last_test_message = None
@@ -363,7 +364,8 @@ def store_login(engine: Engine, keyring: Keyring, *, company_id: int, kind: Conn
                      after={"company_id": row.company_id, "kind": kind.value, "token_fingerprint": row.token_fingerprint,
                             "bound_client": row.bound_client, "offline_granted": facts.long_term,
                             "refresh_expires_at": row.refresh_expires_at,
-                            "refresh_expiry_derived": facts.expiry_derived, "grantor": grantor_name})
+                            "refresh_expiry_derived": facts.expiry_derived, "grantor": grantor_name,
+                            "requested_via": requested_via})
         return replaced
 
 
@@ -380,7 +382,7 @@ def store_lexware_key(engine: Engine, keyring: Keyring, *, company_id: int, api_
         row.token_fingerprint = fingerprint(api_key)
         row.refresh_expires_at, row.refresh_expiry_derived = expires_at, False
         row.offline_granted, row.grantor_name = True, clip(Connection.grantor_name, organisation)
-        row.requested_at, row.requested_by = now, actor
+        row.requested_at, row.requested_by, row.requested_via = now, actor, None
         row.invalid_at = row.invalid_reason = row.deleted_at = row.deleted_by = None
         row.last_test_at, row.last_test_ok = now, True
         row.last_test_message = clip(Connection.last_test_message, message)

@@ -75,6 +75,14 @@ class Settings(BaseSettings):
     datev_client_id: str = "token-desk-demo"
     datev_client_secret: str = DEMO_DATEV_CLIENT_SECRET
     datev_redirect_uri: str | None = None  # default: PUBLIC_URL + /datev_callback
+    # Where DATEV sends the browser back after a login started from an Anforderungslink (must be registered
+    # for the DATEV app too). Default: PUBLIC_URL + /anforderung (the link page itself).
+    datev_link_redirect_uri: str | None = None
+    request_link_default_days: int = Field(default=7, ge=1, le=30)
+    request_link_max_days: int = Field(default=30, ge=1, le=30)
+    # Tries with an unknown, used, expired or withdrawn link per client address and window, then refused.
+    request_link_max_failures: int = Field(default=10, ge=1, le=1000)
+    request_link_failure_window_minutes: int = Field(default=15, ge=1, le=1440)
     # Scope strings are uncertain at DATEV (contract §8 item 8): configurable.
     datev_scopes: str = "openid profile accounting:documents accounting:clients:read"
     datev_prompt_consent: bool = True  # prompt=consent with offline_access (OIDC §11; contract §1.2)
@@ -168,6 +176,10 @@ class Settings(BaseSettings):
         return self.datev_redirect_uri or f"{self.public_url.rstrip('/')}/datev_callback"
 
     @property
+    def datev_link_callback_uri(self) -> str:
+        return self.datev_link_redirect_uri or f"{self.public_url.rstrip('/')}/anforderung"
+
+    @property
     def lexware_base(self) -> str:
         if self.lexware_api_base_url:
             return self.lexware_api_base_url.rstrip("/")
@@ -230,7 +242,8 @@ class Settings(BaseSettings):
 
     def insecure_provider_urls(self) -> list[str]:
         urls = (("DATEV_DISCOVERY_URL", self.datev_discovery), ("DATEV_API_BASE_URL", self.datev_documents_base),
-                ("LEXWARE_API_BASE_URL", self.lexware_base), ("DATEV_REDIRECT_URI", self.datev_callback_uri))
+                ("LEXWARE_API_BASE_URL", self.lexware_base), ("DATEV_REDIRECT_URI", self.datev_callback_uri),
+                ("DATEV_LINK_REDIRECT_URI", self.datev_link_callback_uri))
         return [f"{name} must be https:// (is {url!r})" for name, url in urls
                 if urlparse(url).scheme != "https" and not is_loopback_url(url)]
 

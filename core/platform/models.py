@@ -210,6 +210,7 @@ class Connection(SQLModel, table=True):
 
     requested_at: datetime | None = Field(default=None)
     requested_by: str | None = Field(default=None, max_length=254)
+    requested_via: str | None = Field(default=None, max_length=300)  # e.g. "Anforderungslink für stb@kanzlei.de"
     last_refresh_at: datetime | None = Field(default=None)
     last_used_at: datetime | None = Field(default=None)
     last_test_at: datetime | None = Field(default=None)
@@ -241,8 +242,45 @@ class PendingAuthorization(SQLModel, table=True):
     user_id: int = Field(foreign_key="app_user.id")
     redirect_uri: str = Field(max_length=500)
     scope: str = Field(default="", max_length=1000)  # as requested: what was granted when `scope` is absent
+    # Started through an Anforderungslink (no Token Desk sign-in; user_id is the admin who made the link).
+    request_link_id: int | None = Field(default=None, foreign_key="request_link.id")
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime = Field(index=True)
+
+
+class RequestLink(SQLModel, table=True):
+    """An Anforderungslink: lets the person who can log in to DATEV for a company's data set grant the
+    Langzeittoken without a Token Desk account. Only the sha256 of the link's secret is stored; single
+    use (consumed when the DATEV login starts), expires, can be withdrawn (core.connections.request_links)."""
+
+    __tablename__ = "request_link"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    company_id: int = Field(foreign_key="company.id", index=True)
+    created_by_user_id: int = Field(foreign_key="app_user.id")
+    created_by: str = Field(max_length=254)  # the admin's e-mail address, as shown
+    created_by_name: str = Field(default="", max_length=200)
+    recipient: str | None = Field(default=None, max_length=254)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime = Field(index=True)
+    started_at: datetime | None = Field(default=None)  # the DATEV login began: the link is used up
+    finished_at: datetime | None = Field(default=None)
+    succeeded: bool | None = Field(default=None)
+    result: str | None = Field(default=None, max_length=500)  # the German outcome shown on the link page
+    grantor_name: str | None = Field(default=None, max_length=200)  # the DATEV user who granted it
+    withdrawn_at: datetime | None = Field(default=None)
+    withdrawn_by: str | None = Field(default=None, max_length=254)
+
+
+class LinkAttempt(SQLModel, table=True):
+    """Tries with unknown, used, expired or withdrawn links per client address (sha256), for the rate limit."""
+
+    __tablename__ = "link_attempt"
+
+    address_hash: str = Field(primary_key=True, max_length=64)
+    window_started_at: datetime
+    failures: int = Field(default=0)
 
 
 class HttpLogEntry(SQLModel, table=True):
@@ -404,6 +442,11 @@ class AlarmSent(SQLModel, table=True):
     detail: str | None = Field(default=None, max_length=1000)
     attempts: int = Field(default=1)  # send attempts started (every claim counts one)
     next_attempt_at: datetime | None = Field(default=None, index=True)
+    # A message to one person (an Anforderungslink): sent to this address only, never to the alarm targets.
+    direct_to: str | None = Field(default=None, max_length=254)
+    # The link the message carries: put into the body at send time from its encrypted secret, never stored
+    # in clear (the body holds "{link}").
+    request_link_id: int | None = Field(default=None)
 
 
 class RateSlot(SQLModel, table=True):

@@ -166,10 +166,10 @@ def clear_discovery_cache() -> None:
 
 
 def authorization_url(endpoints: DatevEndpoints, settings: Settings, *, scopes: list[str], state: str, nonce: str,
-                      code_challenge: str, offline: bool) -> str:
+                      code_challenge: str, offline: bool, redirect_uri: str | None = None) -> str:
     _allow_loopback_http(endpoints.authorization)
-    session = OAuth2Session(settings.datev_client_id, redirect_uri=settings.datev_callback_uri, scope=scopes,
-                            state=state)
+    session = OAuth2Session(settings.datev_client_id, redirect_uri=redirect_uri or settings.datev_callback_uri,
+                            scope=scopes, state=state)
     extra: dict[str, str] = {"nonce": nonce, "code_challenge": code_challenge, "code_challenge_method": "S256"}
     if settings.datev_enable_windows_sso:
         extra["enableWindowsSso"] = "true"
@@ -181,9 +181,10 @@ def authorization_url(endpoints: DatevEndpoints, settings: Settings, *, scopes: 
 
 def _token_call(engine: Engine, ctx: CallContext, endpoints: DatevEndpoints, settings: Settings,
                 hook_name: Literal["access_token_response", "refresh_token_response"], call: str,
-                **kwargs: Any) -> TokenResponse:
+                redirect_uri: str | None = None, **kwargs: Any) -> TokenResponse:
     _allow_loopback_http(endpoints.token)
-    session = guard(OAuth2Session(settings.datev_client_id, redirect_uri=settings.datev_callback_uri), settings)
+    session = guard(OAuth2Session(settings.datev_client_id, redirect_uri=redirect_uri or settings.datev_callback_uri),
+                    settings)
     checked: dict[str, requests.Response] = {}
 
     def inspect(response: requests.Response) -> requests.Response:
@@ -217,8 +218,9 @@ def _token_call(engine: Engine, ctx: CallContext, endpoints: DatevEndpoints, set
 
 
 def exchange_code(engine: Engine, ctx: CallContext, endpoints: DatevEndpoints, settings: Settings, *, code: str,
-                  code_verifier: str) -> TokenResponse:
-    return _token_call(engine, ctx, endpoints, settings, "access_token_response", "fetch_token",
+                  code_verifier: str, redirect_uri: str | None = None) -> TokenResponse:
+    """The code for tokens; `redirect_uri` must be the one of the authorization request (default: the callback)."""
+    return _token_call(engine, ctx, endpoints, settings, "access_token_response", "fetch_token", redirect_uri,
                        code=code, code_verifier=code_verifier, include_client_id=False)
 
 

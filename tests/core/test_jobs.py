@@ -247,7 +247,7 @@ def test_housekeeping(world: World) -> None:
     summary = housekeeping(context(world))
 
     assert summary == {"http_log_purged": 1, "pending_logins_expired": 1, "abandoned_claims": 2,
-                       "one_off_logins_discarded": 1, "alarms_purged": 0}
+                       "one_off_logins_discarded": 1, "alarms_purged": 0, "request_links_expired": 0}
     with unit_of_work(engine) as s:
         assert sorted(s.exec(select(HttpLogEntry.path).where(HttpLogEntry.host == "old.example")).all()) == [
             "/13", "/20"]  # 14 days are always kept
@@ -269,7 +269,7 @@ def test_housekeeping(world: World) -> None:
     assert companies_with_work(engine, PassOptions(trigger="scheduler", actor="t"), utcnow()) == {world.company_id: 1}  # the released one
     assert housekeeping(context(world)) == {"http_log_purged": 0, "pending_logins_expired": 0,
                                             "abandoned_claims": 0, "one_off_logins_discarded": 0,
-                                            "alarms_purged": 0}
+                                            "alarms_purged": 0, "request_links_expired": 0}
 
 
 def alarm_context(engine: Engine, keyring: Keyring, smtp_port: int) -> JobContext:
