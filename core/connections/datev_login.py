@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import logging
 import secrets
 from dataclasses import dataclass
@@ -100,7 +101,8 @@ def start_login(engine: Engine, settings: Settings, keyring: Keyring, *, company
 
 
 def begin_login(engine: Engine, settings: Settings, keyring: Keyring, *, company_id: int, user: AppUser,
-                kind: ConnectionKind, redirect_uri: str | None = None, request_link_id: int | None = None) -> str:
+                kind: ConnectionKind, redirect_uri: str | None = None, request_link_id: int | None = None,
+                browser: str | None = None) -> str:
     """The login itself, after the caller's permission check (the admin's role, or an open
     Anforderungslink): the pending login and the authorization URL. Raises only UserFacingError."""
     with unit_of_work(engine) as session:
@@ -121,7 +123,7 @@ def begin_login(engine: Engine, settings: Settings, keyring: Keyring, *, company
     redirect_uri = redirect_uri or settings.datev_callback_uri
     _create_pending(engine, keyring, settings, company_id=company_id, kind=kind, user=user, state=state,
                     verifier=verifier, nonce=nonce, scopes=scopes, redirect_uri=redirect_uri,
-                    request_link_id=request_link_id)
+                    request_link_id=request_link_id, browser=browser)
     return authorization_url(endpoints, settings, scopes=scopes, state=state, nonce=nonce, code_challenge=challenge,
                              offline=kind == ConnectionKind.long_term, redirect_uri=redirect_uri)
 
@@ -131,13 +133,14 @@ def begin_login(engine: Engine, settings: Settings, keyring: Keyring, *, company
 
 def _create_pending(engine: Engine, keyring: Keyring, settings: Settings, *, company_id: int, kind: ConnectionKind,
                     user: AppUser, state: str, verifier: str, nonce: str, scopes: list[str], redirect_uri: str,
-                    request_link_id: int | None) -> None:
+                    request_link_id: int | None, browser: str | None) -> None:
     assert user.id is not None
     now = utcnow()
     with unit_of_work(engine) as session:  # expired pending logins (and their secrets) go in housekeeping
         pending = PendingAuthorization(
             state_hash=state_hash(state), company_id=company_id, provider=Provider.datev.value, kind=kind.value,
             user_id=user.id, redirect_uri=redirect_uri, scope=" ".join(scopes), request_link_id=request_link_id,
+            browser_hash=browser_hash(browser) if browser else None,
             expires_at=now + timedelta(minutes=settings.pending_authorization_minutes),
         )
         session.add(pending)
@@ -167,14 +170,20 @@ class _Claimed:
     nonce: str
 
 
-def _claim(engine: Engine, keyring: Keyring, state: str, user: AppUser | None) -> _Claimed | CallbackOutcome:
+def browser_hash(browser: str) -> str:
+    return hashlib.sha256(f"browser|{browser}".encode()).hexdigest()
+
+
+def _claim(engine: Engine, keyring: Keyring, state: str, user: AppUser | None,
+           browser: str = "") -> _Claimed | CallbackOutcome:
     """Take the pending login for `state` (single use): look it up, check who may finish it, then
     consume it by a conditional DELETE (rowcount 1 wins).
 
     `user`: the signed-in user, who must be the one who started it (a login started by somebody else is
     left alone, so another signed-in user cannot burn it). None: a login started from an
-    Anforderungslink, finished on the link page without sign-in; only such logins qualify, and the
-    256-bit `state`, known only to the browser that started it, binds the callback to that browser."""
+    Anforderungslink, finished on the link page without sign-in; only such logins qualify, and only in
+    the browser that started it (`browser`: its XSRF cookie secret, compared by hash), so a callback URL
+    that leaked (history, a forwarded screenshot) cannot be finished elsewhere."""
     with unit_of_work(engine) as session:
         pending = session.exec(
             select(PendingAuthorization).where(PendingAuthorization.state_hash == state_hash(state))
@@ -183,6 +192,10 @@ def _claim(engine: Engine, keyring: Keyring, state: str, user: AppUser | None) -
             return _fail("Diese Anmeldung ist unbekannt oder wurde bereits verwendet.")
         if user is not None and pending.user_id != user.id:
             return _fail("Diese Anmeldung wurde von einem anderen Benutzer gestartet.", pending.company_id)
+        if user is None and (pending.browser_hash is None or not browser
+                             or not hmac.compare_digest(pending.browser_hash, browser_hash(browser))):
+            return _fail("Diese Anmeldung wurde in einem anderen Browser begonnen. Bitte schließen Sie sie in dem "
+                         "Browser ab, in dem Sie den Link geöffnet haben.")
         removed = session.exec(
             delete(PendingAuthorization).where(col(PendingAuthorization.id) == pending.id)
         ).rowcount
@@ -240,14 +253,14 @@ def finish_login(engine: Engine, settings: Settings, keyring: Keyring, *, params
 
 
 def finish_link_login(engine: Engine, settings: Settings, keyring: Keyring, *, params: dict[str, str],
-                      requested_via: str) -> tuple[CallbackOutcome, int | None]:
+                      browser: str, requested_via: str) -> tuple[CallbackOutcome, int | None]:
     """DATEV's redirect back to the link page (no sign-in): the same checks and the same storing as an
     admin's own login; the token counts as requested by the admin who made the link. Returns the
     outcome and the link's id (None when no link login matched the state)."""
     state = params.get("state", "")
     if not state:
         return _fail("Die Rückmeldung von DATEV enthält keinen state-Parameter."), None
-    claimed = _claim(engine, keyring, state, None)
+    claimed = _claim(engine, keyring, state, None, browser)
     if isinstance(claimed, CallbackOutcome):
         return claimed, None
     with unit_of_work(engine) as session:

@@ -304,8 +304,16 @@ def open_link(engine: Engine, settings: Settings, *, token: str, address: str) -
                     link.created_by_name or link.created_by, link.recipient, link.expires_at)
 
 
-def start_link_login(engine: Engine, settings: Settings, keyring: Keyring, *, token: str, address: str) -> str:
-    """"Weiter zur DATEV-Anmeldung": consume the link (one use) and start the DATEV login; the URL to go to."""
+NO_BROWSER = ("Ihr Browser hat kein Sitzungs-Cookie gesendet. Bitte erlauben Sie Cookies für diese Seite und "
+              "öffnen Sie den Link erneut.")
+
+
+def start_link_login(engine: Engine, settings: Settings, keyring: Keyring, *, token: str, address: str,
+                     browser: str) -> str:
+    """"Weiter zur DATEV-Anmeldung": consume the link (one use) and start the DATEV login; the URL to go to.
+    `browser` identifies the browser (its XSRF cookie secret): DATEV's answer is accepted only there."""
+    if not browser:  # checked before the link is used up
+        raise UserFacingError(NO_BROWSER)
     now = utcnow()
     if _limited(engine, settings, address, now):
         raise LinkRefused(TOO_MANY)
@@ -331,7 +339,7 @@ def start_link_login(engine: Engine, settings: Settings, keyring: Keyring, *, to
     try:
         url = datev_login.begin_login(engine, settings, keyring, company_id=company.id, user=creator,
                                       kind=ConnectionKind.long_term, redirect_uri=settings.datev_link_callback_uri,
-                                      request_link_id=link.id)
+                                      request_link_id=link.id, browser=browser)
     except UserFacingError:  # e.g. DATEV unreachable: the link stays usable for another try
         with unit_of_work(engine) as session:
             session.exec(update(RequestLink).where(col(RequestLink.id) == link.id,
@@ -354,7 +362,8 @@ class LinkResult:
     warning: str | None = None
 
 
-def finish_link_login(engine: Engine, settings: Settings, keyring: Keyring, *, params: dict[str, str]) -> LinkResult:
+def finish_link_login(engine: Engine, settings: Settings, keyring: Keyring, *, params: dict[str, str],
+                      browser: str) -> LinkResult:
     """DATEV's redirect back to the link page: the same checks and storing as an admin's login."""
     with unit_of_work(engine) as session:  # which link this login belongs to (the claim itself is atomic below)
         pending = session.exec(select(PendingAuthorization).where(
@@ -363,7 +372,7 @@ def finish_link_login(engine: Engine, settings: Settings, keyring: Keyring, *, p
         company = session.get(Company, link.company_id) if link is not None else None
         session.expunge_all()
     requested_via = "Anforderungslink" + (f" für {link.recipient}" if link is not None and link.recipient else "")
-    outcome, link_id = datev_login.finish_link_login(engine, settings, keyring, params=params,
+    outcome, link_id = datev_login.finish_link_login(engine, settings, keyring, params=params, browser=browser,
                                                      requested_via=requested_via)
     if link_id is None or link is None:
         return LinkResult(False, outcome.message)

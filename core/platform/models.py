@@ -244,6 +244,9 @@ class PendingAuthorization(SQLModel, table=True):
     scope: str = Field(default="", max_length=1000)  # as requested: what was granted when `scope` is absent
     # Started through an Anforderungslink (no Token Desk sign-in; user_id is the admin who made the link).
     request_link_id: int | None = Field(default=None, foreign_key="request_link.id")
+    # For link logins: sha256 of the browser that started it (its Streamlit XSRF cookie secret); the
+    # callback must come from the same browser.
+    browser_hash: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime = Field(index=True)
 

@@ -51,6 +51,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('pending_authorization', schema=None) as batch_op:
         batch_op.add_column(sa.Column('request_link_id', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('browser_hash', sa.String(length=64), nullable=True))
         batch_op.create_foreign_key('fk_pending_authorization_request_link', 'request_link', ['request_link_id'],
                                     ['id'])
     with op.batch_alter_table('alarm_sent', schema=None) as batch_op:
@@ -68,6 +69,7 @@ def downgrade() -> None:
         batch_op.drop_column('direct_to')
     with op.batch_alter_table('pending_authorization', schema=None) as batch_op:
         batch_op.drop_constraint('fk_pending_authorization_request_link', type_='foreignkey')
+        batch_op.drop_column('browser_hash')
         batch_op.drop_column('request_link_id')
     op.drop_index(op.f('ix_request_link_expires_at'), table_name='request_link')
     op.drop_index(op.f('ix_request_link_company_id'), table_name='request_link')

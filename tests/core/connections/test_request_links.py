@@ -25,6 +25,7 @@ from tests.support.sinks import SmtpSink
 from tests.support.world import World
 
 ADDRESS = "203.0.113.7"
+BROWSER = "xsrf-secret-of-the-browser-that-opened-the-link"
 
 
 @pytest.fixture
@@ -44,9 +45,10 @@ def make_link(world: World, *, recipient: str = "", valid_days: int | None = Non
 
 
 def use_link(world: World, token: str, **consent_args: str) -> request_links.LinkResult:
-    url = request_links.start_link_login(world.engine, world.settings, world.keyring, token=token, address=ADDRESS)
+    url = request_links.start_link_login(world.engine, world.settings, world.keyring, token=token, address=ADDRESS,
+                                         browser=BROWSER)
     params = consent(url, **consent_args)
-    return request_links.finish_link_login(world.engine, world.settings, world.keyring, params=params)
+    return request_links.finish_link_login(world.engine, world.settings, world.keyring, params=params, browser=BROWSER)
 
 
 def grants(world: World) -> list[dict[str, object]]:
@@ -91,7 +93,8 @@ def test_a_link_works_once(world: World) -> None:
     _link_id, token = make_link(world)
     assert use_link(world, token).ok
     with pytest.raises(LinkRefused) as again:
-        request_links.start_link_login(world.engine, world.settings, world.keyring, token=token, address=ADDRESS)
+        request_links.start_link_login(world.engine, world.settings, world.keyring, token=token, address=ADDRESS,
+                                         browser=BROWSER)
     assert again.value.message == REFUSED
     with pytest.raises(LinkRefused):
         request_links.open_link(world.engine, world.settings, token=token, address=ADDRESS)
@@ -107,7 +110,8 @@ def test_expired_withdrawn_and_unknown_links_get_the_same_message(world: World) 
     messages = set()
     for token in (expired, withdrawn, "kein-gueltiger-link"):
         with pytest.raises(LinkRefused) as refused:
-            request_links.start_link_login(world.engine, world.settings, world.keyring, token=token, address=ADDRESS)
+            request_links.start_link_login(world.engine, world.settings, world.keyring, token=token, address=ADDRESS,
+                                         browser=BROWSER)
         messages.add(refused.value.message)
     assert messages == {REFUSED} and world.stored_nothing()
     states = {v.id: v.state for v in request_links.list_links(world.engine)}
@@ -154,11 +158,13 @@ def test_a_link_for_one_company_never_yields_a_token_for_another(world: World) -
     """The link names the company; the DATEV login asks for that company's data set only, and the token
     is stored for that company only, whatever the person picks at DATEV."""
     _link_id, token = make_link(world)
-    url = request_links.start_link_login(world.engine, world.settings, world.keyring, token=token, address=ADDRESS)
+    url = request_links.start_link_login(world.engine, world.settings, world.keyring, token=token, address=ADDRESS,
+                                         browser=BROWSER)
     scopes = parse_qs(urlsplit(url).query)["scope"][0].split()
     assert [s for s in scopes if s.startswith("datev:iam:client:")] == ["datev:iam:client:455148-1"]
     world.admin_post("/config", {"client_scope_grant": "other", "client_scope_other": "455148-2"})  # Beispiel Handel
-    result = request_links.finish_link_login(world.engine, world.settings, world.keyring, params=consent(url))
+    result = request_links.finish_link_login(world.engine, world.settings, world.keyring, params=consent(url),
+                                             browser=BROWSER)
     assert not result.ok
     with unit_of_work(world.engine) as s:
         assert s.exec(select(Connection)).first() is None  # neither A nor B got a token
@@ -217,3 +223,23 @@ def test_the_validity_is_bounded(world: World) -> None:
     with pytest.raises(ValidationFailed) as failure:
         make_link(world, valid_days=31)
     assert "1 bis 30 Tage" in failure.value.field_errors["valid_days"]
+
+
+def test_the_datev_answer_counts_only_in_the_browser_that_started_the_login(world: World) -> None:
+    """A callback URL that leaked (history, a screenshot) cannot be finished in another browser; the
+    browser that opened the link still can, and a browser without a cookie cannot use the link up."""
+    link_id, token = make_link(world)
+    with pytest.raises(UserFacingError, match="Cookie"):
+        request_links.start_link_login(world.engine, world.settings, world.keyring, token=token, address=ADDRESS,
+                                       browser="")
+    assert request_links.list_links(world.engine, company_id=world.company_id)[0].state == "offen"
+    url = request_links.start_link_login(world.engine, world.settings, world.keyring, token=token, address=ADDRESS,
+                                         browser=BROWSER)
+    params = consent(url)
+    elsewhere = request_links.finish_link_login(world.engine, world.settings, world.keyring, params=params,
+                                                browser="another-browser")
+    assert not elsewhere.ok and "anderen Browser" in elsewhere.message and world.stored_nothing()
+    result = request_links.finish_link_login(world.engine, world.settings, world.keyring, params=params,
+                                             browser=BROWSER)
+    assert result.ok, result.message
+    assert "request_link.succeeded" in actions(world) and link_id
