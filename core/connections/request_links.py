@@ -236,12 +236,12 @@ def list_links(engine: Engine, *, company_id: int | None = None, only_open: bool
 
 @dataclass(frozen=True)
 class LinkPage:
-    """What the link page may show: the company, the data set, who asked, until when. Nothing else."""
+    """What the link page may show: the company, the data set, who asked, until when. Nothing else (not
+    even the address the link was sent to: it may have been forwarded)."""
 
     company_name: str
     data_set: str
     requested_by: str
-    recipient: str | None
     expires_at: datetime
 
 
@@ -301,7 +301,7 @@ def open_link(engine: Engine, settings: Settings, *, token: str, address: str) -
         raise _refuse(engine, settings, address, token, now)
     link, company = found
     return LinkPage(company.name, (company.datev_client_id or "").replace("-", "–"),
-                    link.created_by_name or link.created_by, link.recipient, link.expires_at)
+                    link.created_by_name or link.created_by, link.expires_at)
 
 
 NO_BROWSER = ("Ihr Browser hat kein Sitzungs-Cookie gesendet. Bitte erlauben Sie Cookies für diese Seite und "
