@@ -13,6 +13,7 @@ them on commit).
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from sqlalchemy import Engine
@@ -21,7 +22,7 @@ from sqlmodel import Session, col, select
 from core.platform import audit
 from core.platform.db import unit_of_work
 from core.platform.errors import ValidationFailed
-from core.platform.models import AppUser, Role, utcnow
+from core.platform.models import AppUser, AuditEvent, Role, utcnow
 
 ROLE_RANK = {Role.viewer: 1, Role.operator: 2, Role.admin: 3}
 ROLE_LABELS = {Role.viewer: "Betrachter", Role.operator: "Bearbeiter", Role.admin: "Administrator"}
@@ -61,6 +62,7 @@ def resolve_user(
         user = session.exec(select(AppUser).where(AppUser.email == address)).first()
         if user is not None:
             if user.sub is not None:  # the address belongs to another subject: never rebind silently
+                _refuse_identity(session, sub=sub, address=address, user_id=user.id)
                 return None
             user.sub = sub
             user.updated_at = utcnow()
@@ -77,6 +79,22 @@ def resolve_user(
                          detail="ADMIN_EMAILS")
             return user
         return None
+
+
+def subject_fingerprint(sub: str) -> str:
+    """A subject as the audit trail names it (not the subject itself: it is the identity provider's key)."""
+    return "sub:" + hashlib.sha256(sub.encode()).hexdigest()[:16]
+
+
+def _refuse_identity(session: Session, *, sub: str, address: str, user_id: int | None) -> None:
+    """A second subject presents a bound user's address: "Kein Zugriff", audited once per subject (a
+    dashboard run happens on every click, the trail must not fill up)."""
+    fingerprint = subject_fingerprint(sub)
+    seen = session.exec(select(AuditEvent.id).where(
+        AuditEvent.action == "user.identity_refused", AuditEvent.detail == fingerprint).limit(1)).first()
+    if seen is None:
+        audit.record(session, actor=address, action="user.identity_refused", entity_type="user", entity_id=user_id,
+                     after={"email": address}, detail=fingerprint)
 
 
 def validate_email(email: str) -> str:

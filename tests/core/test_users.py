@@ -71,3 +71,17 @@ def test_bad_email_is_rejected(engine: Engine) -> None:
     with pytest.raises(ValidationFailed, match="gültige E-Mail"):
         users.set_role(engine, actor="cli", email="not-an-address", role=Role.viewer)
     assert users.list_users(engine) == []
+
+
+def test_a_second_subject_with_a_bound_address_is_refused_and_audited_once(engine: Engine) -> None:
+    users.set_role(engine, actor="cli", email="vera@example.de", role=Role.admin)
+    assert users.resolve_user(engine, sub="idp-123", email="vera@example.de") is not None
+    for _run in range(3):  # every click is a dashboard run
+        assert users.resolve_user(engine, sub="intruder", email="VERA@example.de") is None
+    assert users.resolve_user(engine, sub="intruder-2", email="vera@example.de") is None
+    refused = [e for e in audit.recent_events(engine, entity_type="user") if e.action == "user.identity_refused"]
+    assert sorted(e.detail or "" for e in refused) == sorted(
+        [users.subject_fingerprint("intruder"), users.subject_fingerprint("intruder-2")])
+    assert all("intruder" not in (e.detail or "") for e in refused)  # the subject itself is not written
+    with unit_of_work(engine) as s:
+        assert s.exec(select(AppUser.sub).where(AppUser.email == "vera@example.de")).one() == "idp-123"
