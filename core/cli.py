@@ -9,7 +9,7 @@ from pathlib import Path
 
 from core import demo, users
 from core.documents import intake, lifecycle
-from core.platform import crypto
+from core.platform import crypto, files
 from core.platform.config import PROJECT_ROOT, ConfigurationError, Settings, get_settings
 from core.platform.crypto import KeyConfigurationError
 from core.platform.db import get_engine
@@ -46,6 +46,7 @@ def write_local_auth_secrets(settings: Settings, path: Path = SECRETS_TOML) -> b
 
 def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
     """Everything `make run` needs before the processes start."""
+    files.secure_data_dir(create=settings.app_env != "production")  # data/ 0700, its files 0600 (fixed if wider)
     if settings.app_env != "production" and not settings.encryption_keys:
         if crypto.ensure_local_key_file(settings.encryption_key_file):
             print(
@@ -64,8 +65,9 @@ def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
-    if settings.is_sqlite:
-        Path(settings.database_url.split("///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
+    database = files.sqlite_path(settings.database_url)
+    if database is not None and not database.parent.is_dir():
+        files.private_dir(database.parent)  # created owner-only (0700)
     upgrade_to_head(get_engine(settings.database_url))
     print("Database schema is up to date.")
     return 0

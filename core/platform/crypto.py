@@ -25,6 +25,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from core.platform.files import private_dir
+
 FORMAT_PREFIX = "tdv1"
 LOCAL_KEY_ID_PREFIX = "local-"
 # Key ids that production refuses: the generated local key and the test suite's key.
@@ -182,7 +184,7 @@ def ensure_local_key_file(key_file: Path) -> bool:
     """Create a local development key file (mode 0600) if none exists. Returns True if created."""
     if key_file.exists():
         return False
-    key_file.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(key_file.parent)
     kid = LOCAL_KEY_ID_PREFIX + datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
