@@ -105,7 +105,7 @@ def cmd_rotate_keys(settings: Settings, args: argparse.Namespace) -> int:
         verify_keyring(engine, old)
         entry = crypto.new_key_entry()
         current = old.entries()
-        header = crypto.LOCAL_KEY_FILE_HEADER if old.primary_id.startswith(crypto.LOCAL_KEY_ID_PREFIX) else ""
+        header = crypto.key_file_header(settings.encryption_key_file)
         crypto.write_key_file(settings.encryption_key_file, [entry, *current], header)
         print(f"Added new primary key '{entry.split(':', 1)[0]}' to {settings.encryption_key_file}.")
     keyring = keyring_from_settings(settings)
@@ -135,7 +135,7 @@ def cmd_remove_key(settings: Settings, args: argparse.Namespace) -> int:
         print(f"Key '{args.key_id}' is still in use (or primary); run rotate-keys first.")
         return 1
     kept = [e for e in keyring.entries() if not e.startswith(args.key_id + ":")]
-    header = crypto.LOCAL_KEY_FILE_HEADER if keyring.primary_id.startswith(crypto.LOCAL_KEY_ID_PREFIX) else ""
+    header = crypto.key_file_header(settings.encryption_key_file)
     crypto.write_key_file(settings.encryption_key_file, kept, header)
     print(f"Removed key '{args.key_id}'.")
     return 0

@@ -20,13 +20,14 @@ import requests
 from tests.support import TEST_KEY_ENTRY
 
 # Set while pytest loads this root conftest, before any test module is imported and before anything
-# builds Settings: a developer's DATABASE_URL or ADMIN_EMAILS never reaches a test. No project module
-# reads the environment at import time today; the block stays above the imports so that this holds
-# even if one ever does. (Ruff's E402 accepts `os.environ` statements before imports: no `noqa`.)
+# builds Settings: a developer's DATABASE_URL, ADMIN_EMAILS or .streamlit/secrets.toml (checked in
+# production) never reaches a test. No project module reads the environment at import time today; the
+# block stays above the imports so that this holds even if one ever does. (Ruff's E402 accepts `os.environ` statements before imports: no `noqa`.)
 os.environ["APP_ENV"] = "test"
 os.environ["ENCRYPTION_KEYS"] = TEST_KEY_ENTRY
 os.environ.pop("DATABASE_URL", None)
 os.environ.pop("ADMIN_EMAILS", None)
+os.environ["STREAMLIT_SECRETS_FILE"] = os.devnull  # no [auth] block; tests that check one name their own file
 
 from sqlalchemy import Engine, create_engine, text
 

@@ -56,6 +56,11 @@ def fingerprint(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:10]
 
 
+def key_fingerprint(raw: bytes) -> str:
+    """Identifies key bytes whatever their key id, without revealing them (sha256, domain-separated)."""
+    return hashlib.sha256(b"token-desk key fingerprint|" + raw).hexdigest()[:32]
+
+
 def new_key_entry(kid: str | None = None) -> str:
     """A fresh `kid:base64key` entry for a key file or ENCRYPTION_KEYS."""
     kid = kid or "k" + datetime.now(UTC).strftime("%Y%m%d%H%M%S")
@@ -108,6 +113,14 @@ class Keyring:
                 raise KeyConfigurationError(f"Key id '{kid}' appears twice in {source}.")
             keys.append((kid, raw))
         return cls(tuple(keys))
+
+    def fingerprints(self) -> dict[str, str]:
+        """Key id → key_fingerprint of its bytes (safe to log and compare)."""
+        return {kid: key_fingerprint(raw) for kid, raw in self.keys}
+
+    def weak_key_ids(self) -> list[str]:
+        """Keys that are obviously not random (e.g. the test suite's all-'A' key under another id)."""
+        return [kid for kid, raw in self.keys if len(set(raw)) < 8]
 
     def entries(self) -> list[str]:
         """The keys as `kid:base64key` entries (for writing a key file)."""
@@ -180,16 +193,64 @@ LOCAL_KEY_FILE_HEADER = (
 )
 
 
+# The generated local key is recognised by its value, not its id: its fingerprint is written into the
+# key file's header and into a marker file next to it, and production refuses any loaded key whose
+# fingerprint is listed there (core.platform.config), whatever it was renamed to.
+LOCAL_FINGERPRINT_LABEL = "local-key-fingerprint:"
+LOCAL_KEY_MARKER_SUFFIX = ".local-fingerprints"
+
+
+def local_key_marker(key_file: Path) -> Path:
+    """The marker file next to a key file that lists the fingerprints of generated local keys."""
+    return key_file.with_name(key_file.name + LOCAL_KEY_MARKER_SUFFIX)
+
+
+def local_key_fingerprints(key_files: Iterable[Path]) -> set[str]:
+    """Fingerprints of generated local keys, from the headers of these key files and their markers."""
+    found: set[str] = set()
+    for key_file in key_files:
+        for path in (key_file, local_key_marker(key_file)):
+            try:
+                text = path.read_text()
+            except (OSError, UnicodeDecodeError):
+                continue
+            for line in text.splitlines():
+                label, _sep, value = line.lstrip("#").strip().partition(" ")
+                if label == LOCAL_FINGERPRINT_LABEL and value.strip():
+                    found.add(value.strip())
+    return found
+
+
 def ensure_local_key_file(key_file: Path) -> bool:
-    """Create a local development key file (mode 0600) if none exists. Returns True if created."""
+    """Create a local development key file (mode 0600) if none exists, and record the key's
+    fingerprint (header and marker file) so production recognises it. Returns True if created."""
     if key_file.exists():
         return False
     private_dir(key_file.parent)
     kid = LOCAL_KEY_ID_PREFIX + datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    entry = new_key_entry(kid)
+    marked = f"# {LOCAL_FINGERPRINT_LABEL} {Keyring.parse(entry).fingerprints()[kid]}\n"
+    marker = os.open(local_key_marker(key_file), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(marker, "w") as fh:  # first: a key never exists without its marker
+        fh.write(marked)
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(LOCAL_KEY_FILE_HEADER + new_key_entry(kid) + "\n")
+        fh.write(LOCAL_KEY_FILE_HEADER + marked + entry + "\n")
     return True
+
+
+def key_file_header(key_file: Path) -> str:
+    """The comment lines at the top of a key file (kept when the file is rewritten)."""
+    try:
+        lines = key_file.read_text().splitlines(keepends=True)
+    except OSError:
+        return ""
+    header: list[str] = []
+    for line in lines:
+        if not line.startswith("#"):
+            break
+        header.append(line if line.endswith("\n") else line + "\n")
+    return "".join(header)
 
 
 def write_key_file(key_file: Path, entries: Iterable[str], header: str = "") -> None:
