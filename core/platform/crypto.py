@@ -8,6 +8,13 @@ associated data binds each ciphertext to its owner and purpose (for example
 Keys come from `ENCRYPTION_KEYS` or a key file (`kid:base64key` entries, primary first), never
 from the database. There is no plaintext fallback anywhere: a missing or wrong key is an error.
 Error messages name key ids and owners, never values.
+
+A keyring loaded from a source that can change while the process runs (the key file, or the
+settings' environment and `.env`) carries that `KeySource`: `KeySource.current()` stats the source
+(one `stat` per call, no read) and returns a freshly loaded keyring once it changed, so a running
+dashboard or scheduler picks up `rotate-keys` without a restart. `open` consults the source when a
+ciphertext names a key it does not hold; `seal` always uses the keyring's own primary, and
+`core.platform.secret_store.put_secret` decides which keyring seals.
 """
 
 from __future__ import annotations
@@ -15,10 +22,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 import os
 import secrets
-from collections.abc import Iterable
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +42,8 @@ LOCAL_KEY_ID_PREFIX = "local-"
 DEMO_KEY_ID_PREFIXES = (LOCAL_KEY_ID_PREFIX, "test-")
 _NONCE_BYTES = 12
 _KEY_BYTES = 32
+
+log = logging.getLogger(__name__)
 
 
 class KeyConfigurationError(RuntimeError):
@@ -69,9 +80,13 @@ def new_key_entry(kid: str | None = None) -> str:
 
 @dataclass(frozen=True)
 class Keyring:
-    """Loaded keys, primary (used for new ciphertexts) first."""
+    """Loaded keys, primary (used for new ciphertexts) first.
+
+    `source` (not part of equality) is where the keys were loaded from, if that can change while the
+    process runs; None for keys given as a value (a test's keyring, ENCRYPTION_KEYS of a Settings)."""
 
     keys: tuple[tuple[str, bytes], ...]
+    source: KeySource | None = field(default=None, compare=False, repr=False)
 
     @property
     def primary_id(self) -> str:
@@ -142,7 +157,14 @@ class Keyring:
         return f"{FORMAT_PREFIX}:{kid}:{_b64e(nonce + ct)}"
 
     def open(self, sealed: str, context: str) -> str:
+        """Decrypt. A key id this keyring does not hold is looked up in its source once more (a
+        rotation re-sealed the value with a key this process has not loaded yet)."""
         kid = key_id_of(sealed)
+        if kid not in self.key_ids and self.source is not None:
+            return self.source.current(force=True)._open(kid, sealed, context)
+        return self._open(kid, sealed, context)
+
+    def _open(self, kid: str, sealed: str, context: str) -> str:
         payload = _b64d(sealed.split(":", 2)[2])
         nonce, ct = payload[:_NONCE_BYTES], payload[_NONCE_BYTES:]
         try:
@@ -169,10 +191,67 @@ def _aad(kid: str, context: str) -> bytes:
     return f"{FORMAT_PREFIX}|{kid}|{context}".encode()
 
 
-def load_keyring(encryption_keys: str | None, key_file: Path) -> Keyring:
-    """Keys from the environment value if set, else from the key file. Never a silent fallback."""
-    if encryption_keys:
-        return Keyring.parse(encryption_keys, "ENCRYPTION_KEYS")
+def stat_signature(path: Path) -> Hashable:
+    """What changes when a file is replaced or edited (inode, size, mtime), or None if it is missing."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+class KeySource:
+    """A place keys are loaded from that may change while the process runs.
+
+    `current()` compares the source's signature (`signature()`: a stat, cheap) with the one of the
+    last load and loads again when it differs; `current(force=True)` loads again regardless (used
+    when the database says the primary key changed). A load that fails keeps the previous keyring
+    and logs an error once per signature, so a half-edited key file never stops a running process.
+    """
+
+    def __init__(self, name: str, signature: Callable[[], Hashable], load: Callable[[], Keyring]) -> None:
+        self.name = name
+        self._signature = signature
+        self._load = load
+        self._lock = threading.Lock()
+        self._keyring: Keyring | None = None
+        self._seen: Hashable = None
+        self._failed: Hashable = None
+
+    def load_now(self) -> Keyring:
+        """Load at once; errors are raised (used when a process or command loads its keys)."""
+        with self._lock:
+            return self._reload(self._signature())
+
+    def current(self, *, force: bool = False) -> Keyring:
+        with self._lock:
+            signature = self._signature()
+            if self._keyring is not None and not force and signature == self._seen:
+                return self._keyring
+            if self._keyring is not None and not force and signature == self._failed:
+                return self._keyring
+            try:
+                return self._reload(signature)
+            except KeyConfigurationError as exc:
+                if self._keyring is None:
+                    raise
+                if signature != self._failed:
+                    log.error("encryption keys in %s changed but cannot be loaded (%s); keeping the loaded "
+                              "keys %s", self.name, exc, ", ".join(self._keyring.key_ids))
+                self._failed = signature
+                return self._keyring
+
+    def _reload(self, signature: Hashable) -> Keyring:
+        fresh = replace(self._load(), source=self)
+        if self._keyring is not None and fresh.key_ids != self._keyring.key_ids:
+            log.info("encryption keys reloaded from %s: primary %s, loaded %s (before: %s)", self.name,
+                     fresh.primary_id, ", ".join(fresh.key_ids), ", ".join(self._keyring.key_ids))
+        self._keyring, self._seen, self._failed = fresh, signature, None
+        return fresh
+
+
+def read_key_file(key_file: Path) -> Keyring:
+    """The keys of a key file, without a source. Never a silent fallback."""
     try:
         text = key_file.read_text()
     except FileNotFoundError:
@@ -183,6 +262,29 @@ def load_keyring(encryption_keys: str | None, key_file: Path) -> Keyring:
     except OSError as exc:
         raise KeyConfigurationError(f"The key file {key_file} cannot be read: {exc.strerror}.") from None
     return Keyring.parse(text, str(key_file))
+
+
+_file_sources: dict[Path, KeySource] = {}
+_file_sources_lock = threading.Lock()
+
+
+def file_key_source(key_file: Path) -> KeySource:
+    """The one KeySource of a key file in this process (shared by every keyring loaded from it)."""
+    path = Path(os.path.abspath(key_file))
+    with _file_sources_lock:
+        source = _file_sources.get(path)
+        if source is None:
+            source = _file_sources[path] = KeySource(str(path), lambda: stat_signature(path),
+                                                     lambda: read_key_file(path))
+        return source
+
+
+def load_keyring(encryption_keys: str | None, key_file: Path) -> Keyring:
+    """Keys from the environment value if set, else from the key file (read now; the keyring then
+    follows the file: see KeySource). Never a silent fallback."""
+    if encryption_keys:
+        return Keyring.parse(encryption_keys, "ENCRYPTION_KEYS")
+    return file_key_source(key_file).load_now()
 
 
 LOCAL_KEY_FILE_HEADER = (
