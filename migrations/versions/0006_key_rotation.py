@@ -4,8 +4,9 @@
 this revision, which means "no primary recorded yet"). `scheduler_heartbeat.kind` tells scheduler and
 dashboard rows apart (existing rows are schedulers); `key_ids` is the key set a process holds.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0004 (main's 0005_token_truth was written at the same time on another branch: when both meet,
+set down_revision to '0005'; the two revisions touch different tables)
 Create Date: 2026-11-29 12:00:00.000000
 """
 
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision: str = '0005'
+revision: str = '0006'
 down_revision: str | None = '0004'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
