@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import streamlit
-from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, FilePayload, Page, Route, expect, sync_playwright
 from sqlmodel import select
 
 from core.demo import seed_demo
@@ -73,8 +73,9 @@ def test_the_policys_script_hash_fits_the_installed_streamlit() -> None:
 
 def policy_for(origin: str) -> str:
     """The README's policy, with the example host replaced by the test server (plain ws: here)."""
-    [csp] = re.findall(r'add_header Content-Security-Policy "([^"]+)" always;', nginx_example())
-    return csp.replace("wss://desk.example.de", origin.replace("http://", "ws://"))
+    policies: list[str] = re.findall(r'add_header Content-Security-Policy "([^"]+)" always;', nginx_example())
+    assert len(policies) == 1
+    return policies[0].replace("wss://desk.example.de", origin.replace("http://", "ws://"))
 
 
 # Responses fulfilled by Playwright's interception lose their local address space, so Chromium's Local
@@ -138,8 +139,7 @@ def test_the_readme_policy_keeps_the_dashboard_and_the_pdf_preview_working(
             uploader = page.locator(f".st-key-documents_files_{company_id} [data-testid='stFileUploaderDropzoneInput']")
             expect(uploader).to_have_count(1)
             with page.expect_response(lambda r: "/_stcore/upload_file/" in r.url and r.request.method == "PUT"):
-                uploader.set_input_files([{"name": "Rechnung.pdf", "mimeType": "application/pdf",
-                                           "buffer": pdf("CSP")}])
+                uploader.set_input_files(FilePayload(name="Rechnung.pdf", mimeType="application/pdf", buffer=pdf("CSP")))
             page.get_by_role("button", name="Hochladen").click()
             expect(page.get_by_text("„Rechnung.pdf“ angenommen")).to_be_visible()
             settled(page)
