@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -68,8 +69,9 @@ class KeyRotationPending(UserFacingError):
 
 
 class _ProcessKeyring:
-    """`get_keyring()`: the process-wide keyring from the settings, re-read when its source changed
-    (the key file's inode, size or mtime, `.env`, or the ENCRYPTION_KEYS / ENCRYPTION_KEY_FILE values)."""
+    """`get_keyring()`: the process-wide keyring from the settings, re-read when its source changed: the
+    key file's inode, size or mtime (one stat per call), `.env` (at most once a second), or the
+    ENCRYPTION_KEYS / ENCRYPTION_KEY_FILE values."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -90,16 +92,32 @@ class _ProcessKeyring:
             self._source = None
 
 
+ENV_FILE_CHECK_SECONDS = 1.0  # `.env` is looked at once a second; the key file at every use (one stat)
+
+
+@dataclass
+class _Stamp:
+    signature: object = None
+    taken: float = float("-inf")
+
+
 def _settings_source() -> KeySource:
     """The settings as a key source: the first load uses the process settings, later ones read them anew."""
     state: dict[str, Settings | None] = {"settings": None}
+    env_file = _Stamp()
 
     def settings() -> Settings:
         return state["settings"] or get_settings()
 
+    def env_file_signature() -> object:
+        now = time.monotonic()
+        if now - env_file.taken >= ENV_FILE_CHECK_SECONDS:
+            env_file.signature, env_file.taken = stat_signature(Path(".env")), now
+        return env_file.signature
+
     def signature() -> tuple[object, ...]:
         current = settings()
-        return (os.environ.get("ENCRYPTION_KEYS"), os.environ.get("ENCRYPTION_KEY_FILE"), stat_signature(Path(".env")),
+        return (os.environ.get("ENCRYPTION_KEYS"), os.environ.get("ENCRYPTION_KEY_FILE"), env_file_signature(),
                 None if current.encryption_keys else stat_signature(current.encryption_key_file))
 
     def load() -> Keyring:
