@@ -31,7 +31,7 @@ from core.connections.access import get_valid_token
 from core.platform import crypto
 from core.platform.config import Settings, get_settings
 from core.platform.crypto import KeyConfigurationError, Keyring
-from core.platform.db import unit_of_work
+from core.platform.db import make_engine, unit_of_work
 from core.platform.models import Company, Connection, SchedulerHeartbeat, StoredSecret, utcnow
 from core.platform.secret_store import (
     KeyRotationPending,
@@ -410,3 +410,31 @@ def test_reencrypting_never_writes_back_a_value_replaced_meanwhile(engine: Engin
 
     assert read(engine, rotated, owner_type="connection", purpose="refresh_token") == "refresh-token-2"
     assert secret_keys(engine) == {kid(K2)}
+
+
+# --- scheduler.py itself ------------------------------------------------------------------------
+
+
+def run_scheduler_once(database_url: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("ENCRYPTION_KEYS", "ENCRYPTION_KEY_FILE")}
+    return subprocess.run([sys.executable, "scheduler.py", "--once", "--instance-id", "einmal"], cwd=ROOT,
+                          env={**base, "APP_ENV": "test", "DATABASE_URL": database_url, **env},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_scheduler_reports_its_key_set_and_refuses_an_outdated_one(sqlite_url: str, key_file: Path) -> None:
+    done = run_scheduler_once(sqlite_url, {"ENCRYPTION_KEY_FILE": str(key_file)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    engine = make_engine(sqlite_url)
+    with unit_of_work(engine) as session:
+        row = session.get(SchedulerHeartbeat, "einmal")
+        assert row is not None and (row.kind, row.key_ids) == ("scheduler", kid(K1))
+
+    rotated = Keyring.parse(f"{K2},{K1}")
+    verify_keyring(engine, rotated)
+    record_primary(engine, rotated)
+    engine.dispose()
+    outdated = run_scheduler_once(sqlite_url, {"ENCRYPTION_KEYS": K1})
+    assert outdated.returncode == 2
+    assert f"The primary encryption key is '{kid(K2)}'" in outdated.stderr
+    assert K1.split(":", 1)[1] not in outdated.stderr + outdated.stdout
