@@ -13,11 +13,15 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
 
 from tests.support import TEST_KEY_ENTRY
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 # Set while pytest loads this root conftest, before any test module is imported and before anything
 # builds Settings: a developer's DATABASE_URL, ADMIN_EMAILS or .streamlit/secrets.toml (checked in
@@ -169,3 +173,18 @@ def settings_for(emulator: EmulatorServer) -> Callable[..., Settings]:
                         **overrides)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium through Playwright, one per test session (tests/e2e, tests/security): Playwright's
+    sync API runs one instance per thread, so every browser test shares this one."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.support.harness import CHROMIUM_ARGS, require_chromium
+
+    executable = require_chromium()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()

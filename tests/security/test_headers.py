@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import streamlit
-from playwright.sync_api import Browser, FilePayload, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, FilePayload, Page, Route, expect
 from sqlmodel import select
 
 from core.demo import seed_demo
@@ -84,12 +84,12 @@ LNA_OFF = "--disable-features=LocalNetworkAccessChecks,BlockInsecurePrivateNetwo
 
 
 @pytest.fixture
-def chromium() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(require_chromium()), args=[*CHROMIUM_ARGS, LNA_OFF],
-                                     headless=True)
-        yield browser
-        browser.close()
+def chromium(browser: Browser) -> Iterator[Browser]:
+    """A second Chromium of the session's Playwright (tests/conftest.py), with those checks off."""
+    own = browser.browser_type.launch(executable_path=str(require_chromium()), args=[*CHROMIUM_ARGS, LNA_OFF],
+                                      headless=True)
+    yield own
+    own.close()
 
 
 def browse_with_policy(browser: Browser, server: DashboardServer, policy: str) -> tuple[Page, list[str]]:
