@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint migrate bench clean-data
+PIP_TOOLS := pip-tools==7.4.1
+
+.PHONY: run test lint migrate bench clean-data lock
 
 run: $(VENV)/.installed
 	$(BIN)/python scripts/run_local.py
@@ -22,13 +24,23 @@ migrate: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench
 
-# A virtualenv with the pinned requirements. Debian without python3-venv: fall back to virtualenv.
-$(VENV)/.installed: requirements.txt
+# A virtualenv with every dependency from the hashed lock (requirements.lock, generated from the direct
+# pins in requirements.txt by `make lock`): pip refuses any file whose hash is not in the lock.
+# Debian without python3-venv: fall back to virtualenv.
+$(VENV)/.installed: requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || \
 	  ( rm -rf $(VENV) && $(PYTHON) -m pip install --user --break-system-packages virtualenv && \
 	    $(PYTHON) -m virtualenv $(VENV) )
-	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(BIN)/python -m pip install --disable-pip-version-check -q --require-hashes -r requirements.lock
 	touch $@
+
+# After changing requirements.txt: pin and hash every transitive dependency again (README, "Dependencies").
+# LOCK_ARGS="--upgrade-package NAME" moves one transitive dependency to its newest release.
+lock: $(VENV)/.installed
+	$(BIN)/python -m pip install --disable-pip-version-check -q $(PIP_TOOLS)
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe \
+	  --no-strip-extras --no-emit-index-url --no-emit-find-links --no-emit-trusted-host $(LOCK_ARGS) \
+	  --output-file requirements.lock requirements.txt
 
 clean-data:
 	rm -rf data/tokendesk.db data/tokendesk.db-wal data/tokendesk.db-shm data/emulator-state.json

@@ -28,7 +28,7 @@ from core.platform.config import ConfigurationError, get_settings
 from core.platform.crypto import KeyConfigurationError
 from core.platform.db import get_engine
 from core.platform.errors import UserFacingError
-from core.platform.secret_store import get_keyring, verify_keyring
+from core.platform.secret_store import current_keyring, get_keyring, verify_keyring
 from core.transfers.engine import PassSummary
 
 log = logging.getLogger("scheduler")
@@ -38,11 +38,16 @@ HEARTBEAT_SECONDS = 10
 Job = Callable[[JobContext], PassSummary | dict[str, Any]]  # a job returns its summary for the log
 
 
+def beat(ctx: JobContext, last_pass: dict | None = None) -> None:
+    """One heartbeat, with the key set this process holds now (it follows a rotated key file)."""
+    heartbeat.tick(ctx.engine, ctx.instance_id, last_pass, key_ids=current_keyring(ctx.keyring).key_ids)
+
+
 def keep_beating(ctx: JobContext) -> None:
     """Tick the heartbeat every few seconds while the process lives, also during a long pass."""
     while not ctx.stop.wait(HEARTBEAT_SECONDS):
         try:
-            heartbeat.tick(ctx.engine, ctx.instance_id)
+            beat(ctx)
         except Exception:
             log.exception("heartbeat failed")
 
@@ -54,13 +59,13 @@ def run_job(ctx: JobContext, name: str, job: Job) -> None:
         result = job(ctx)
         summary = result.as_dict() if hasattr(result, "as_dict") else result
         log.info("%s done in %.2fs: %s", name, time.monotonic() - started, summary)
-        heartbeat.tick(ctx.engine, ctx.instance_id, {"job": name, **(summary or {})} if name == "transfer" else None)
+        beat(ctx, {"job": name, **(summary or {})} if name == "transfer" else None)
     except UserFacingError as exc:  # expected (e.g. a misconfigured inbox folder): one line, no traceback
         log.error("%s failed: %s; the scheduler goes on", name, exc.message)
     except Exception:
         log.exception("%s failed; the scheduler goes on", name)
         try:
-            heartbeat.tick(ctx.engine, ctx.instance_id)
+            beat(ctx)
         except Exception:
             log.exception("heartbeat failed")
 
@@ -98,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    heartbeat.start(engine, ctx.instance_id)
+    heartbeat.start(engine, ctx.instance_id, key_ids=keyring.key_ids)
     log.info("scheduler %s started (%s)", ctx.instance_id, "once" if args.once else "loop")
     try:
         if args.once:

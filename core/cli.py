@@ -7,16 +7,22 @@ import secrets
 import sys
 from pathlib import Path
 
-from core import demo, users
+from core import demo, heartbeat, users
 from core.documents import intake, lifecycle
-from core.platform import crypto
+from core.platform import crypto, files
 from core.platform.config import PROJECT_ROOT, ConfigurationError, Settings, get_settings
 from core.platform.crypto import KeyConfigurationError
 from core.platform.db import get_engine
 from core.platform.errors import UserFacingError
 from core.platform.migrate import upgrade_to_head
 from core.platform.models import Role
-from core.platform.secret_store import keyring_from_settings, reencrypt_all, verify_keyring
+from core.platform.secret_store import (
+    keyring_from_settings,
+    primary_record,
+    record_primary,
+    reencrypt_all,
+    verify_keyring,
+)
 
 CLI_ACTOR = "cli"
 SECRETS_TOML = PROJECT_ROOT / ".streamlit" / "secrets.toml"
@@ -46,6 +52,7 @@ def write_local_auth_secrets(settings: Settings, path: Path = SECRETS_TOML) -> b
 
 def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
     """Everything `make run` needs before the processes start."""
+    files.secure_data_dir(create=settings.app_env != "production")  # data/ 0700, its files 0600 (fixed if wider)
     if settings.app_env != "production" and not settings.encryption_keys:
         if crypto.ensure_local_key_file(settings.encryption_key_file):
             print(
@@ -64,17 +71,34 @@ def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
-    if settings.is_sqlite:
-        Path(settings.database_url.split("///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
+    database = files.sqlite_path(settings.database_url)
+    if database is not None and not database.parent.is_dir():
+        files.private_dir(database.parent)  # created owner-only (0700)
     upgrade_to_head(get_engine(settings.database_url))
     print("Database schema is up to date.")
     return 0
 
 
 def cmd_check_keys(settings: Settings, _args: argparse.Namespace) -> int:
-    report = verify_keyring(get_engine(settings.database_url), keyring_from_settings(settings))
+    engine = get_engine(settings.database_url)
+    keyring = keyring_from_settings(settings)
+    report = verify_keyring(engine, keyring)
     print(f"Keys OK: loaded {', '.join(report.checked_keys)}; {report.secrets} stored secret(s) "
           f"use {', '.join(report.key_ids_in_use) or 'no key yet'}.")
+    record = primary_record(engine)
+    if record is not None:
+        print(f"Primary key recorded in the database: '{record[0]}' (since {record[1]:%Y-%m-%d %H:%M:%S} UTC).")
+    processes = heartbeat.live_processes(engine)
+    for row in processes:
+        keys = heartbeat.held_key_ids(row)
+        print(f"Live {row.kind} {row.instance_id} (host {row.host}, pid {row.pid}, last beat "
+              f"{row.last_tick_at:%H:%M:%S} UTC): {'primary ' + keys[0] if keys else 'key set not reported'}"
+              f"{' (outdated: restart it)' if keys and keys[0] != keyring.primary_id else ''}.")
+    primaries = {keys[0] for row in processes if (keys := heartbeat.held_key_ids(row))}
+    removable = [kid for kid in keyring.key_ids[1:] if kid not in report.key_ids_in_use and kid not in primaries]
+    if removable:
+        print(f"Not used by any secret or live process: {', '.join(removable)} (remove-key when no process "
+              "started before the rotation is left).")
     return 0
 
 
@@ -96,26 +120,33 @@ def cmd_rotate_keys(settings: Settings, args: argparse.Namespace) -> int:
     if not args.reencrypt_only:
         if settings.encryption_keys:
             print("ENCRYPTION_KEYS is set in the environment, which this command cannot edit.\n"
-                  f"Put this new entry FIRST in ENCRYPTION_KEYS, keep the old ones, restart, then run\n"
-                  f"`python -m core.cli rotate-keys --reencrypt-only`:\n  {crypto.new_key_entry()}")
+                  "Put this new entry FIRST in ENCRYPTION_KEYS, keep the old ones, restart every dashboard and\n"
+                  f"scheduler, then run `python -m core.cli rotate-keys --reencrypt-only`:\n  {crypto.new_key_entry()}")
             return 0
         old = keyring_from_settings(settings)
         verify_keyring(engine, old)
         entry = crypto.new_key_entry()
         current = old.entries()
-        header = crypto.LOCAL_KEY_FILE_HEADER if old.primary_id.startswith(crypto.LOCAL_KEY_ID_PREFIX) else ""
+        header = crypto.key_file_header(settings.encryption_key_file)
         crypto.write_key_file(settings.encryption_key_file, [entry, *current], header)
         print(f"Added new primary key '{entry.split(':', 1)[0]}' to {settings.encryption_key_file}.")
     keyring = keyring_from_settings(settings)
-    verify_keyring(engine, keyring)
+    verify_keyring(engine, keyring)  # writes the new key's canary
+    # From here on every process seals with the new key: a key-file process reloads it, one with an
+    # outdated ENCRYPTION_KEYS refuses to seal (core.platform.secret_store). Recorded before re-encrypting,
+    # so nothing sealed afterwards is left behind with the old key.
+    if record_primary(engine, keyring):
+        print(f"Recorded '{keyring.primary_id}' as the primary key in the database.")
     count = reencrypt_all(engine, keyring)
     report = verify_keyring(engine, keyring)
     old_ids = [kid for kid in keyring.key_ids if kid != keyring.primary_id]
     print(f"Re-encrypted {count} secret(s) with '{keyring.primary_id}'. Keys still in use: "
           f"{', '.join(report.key_ids_in_use) or 'none'}.")
     if old_ids:
-        print(f"The old key(s) {', '.join(old_ids)} are no longer needed; remove them with "
-              "`python -m core.cli remove-key <id>` (or from ENCRYPTION_KEYS) after a backup.")
+        print(f"Next: wait until every dashboard and scheduler holds '{keyring.primary_id}' (check-keys lists them;\n"
+              "key-file processes reload within seconds, others need a restart), back up the key file, then\n"
+              f"remove the old key(s) {', '.join(old_ids)} with `python -m core.cli remove-key <id>`"
+              " (or from ENCRYPTION_KEYS).")
     return 0
 
 
@@ -129,13 +160,30 @@ def cmd_remove_key(settings: Settings, args: argparse.Namespace) -> int:
     if args.key_id not in keyring.key_ids:
         print(f"Key '{args.key_id}' is not in {settings.encryption_key_file}.")
         return 1
-    if args.key_id in report.key_ids_in_use or args.key_id == keyring.primary_id:
-        print(f"Key '{args.key_id}' is still in use (or primary); run rotate-keys first.")
+    if args.key_id == keyring.primary_id:
+        print(f"Key '{args.key_id}' is the primary key; run rotate-keys first.")
+        return 1
+    if args.key_id in report.key_ids_in_use:  # never with --force: those secrets would be lost
+        print(f"Key '{args.key_id}' is still used by stored secrets; run "
+              "`python -m core.cli rotate-keys --reencrypt-only` first.")
+        return 1
+    record = primary_record(engine)
+    holding = heartbeat.processes_holding(engine, args.key_id, primary_since=record[1] if record else None)
+    if holding and not args.force:
+        print(f"Key '{args.key_id}' may still be used for sealing by {len(holding)} live process(es):")
+        for row in holding:
+            keys = heartbeat.held_key_ids(row)
+            why = f"its primary key is '{keys[0]}'" if keys else "it started before the rotation"
+            print(f"  {row.kind} {row.instance_id} (host {row.host}, pid {row.pid}, last beat "
+                  f"{row.last_tick_at:%Y-%m-%d %H:%M:%S} UTC): {why}")
+        print("Restart them (a key-file process reloads the keys at its next beat), wait for their next beat,\n"
+              "and try again; `--force` removes the key anyway.")
         return 1
     kept = [e for e in keyring.entries() if not e.startswith(args.key_id + ":")]
-    header = crypto.LOCAL_KEY_FILE_HEADER if keyring.primary_id.startswith(crypto.LOCAL_KEY_ID_PREFIX) else ""
+    header = crypto.key_file_header(settings.encryption_key_file)
     crypto.write_key_file(settings.encryption_key_file, kept, header)
-    print(f"Removed key '{args.key_id}'.")
+    print(f"Removed key '{args.key_id}'" + (f" although {len(holding)} live process(es) may still use it (--force)."
+                                            if holding else "."))
     return 0
 
 
@@ -189,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reencrypt-only", action="store_true", help="keys already changed: only re-encrypt")
     p = sub.add_parser("remove-key", help="remove an unused old key from the key file")
     p.add_argument("key_id")
+    p.add_argument("--force", action="store_true",
+                   help="remove it even if a live dashboard or scheduler may still hold it as primary")
     sub.add_parser("seed-demo", help="seed demo data into an empty database")
     p = sub.add_parser("import-documents", help="import files as documents (Belege) of a company")
     p.add_argument("company_id", type=int, metavar="COMPANY_ID")

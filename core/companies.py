@@ -7,6 +7,8 @@ Decisions (see docs/architecture.md):
   must be the other. A pair belongs to one company for good, archived ones included (archiving
   keeps the history; restore the archived company instead of creating a twin).
 - Automatic transfer needs an interface; it only takes effect once a valid token exists.
+- An inbox folder must lie inside INBOX_ROOT (real path, no links, no `~` or `..`); without
+  INBOX_ROOT none can be set (core.documents.inbox.confine; the scheduler checks again at every run).
 
 Every public function takes the engine and runs its own short transaction (the audit event in the
 same one); returned rows are detached and keep their loaded values (`unit_of_work` does not expire
@@ -23,7 +25,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from core.documents import inbox as inbox_folders
 from core.platform import audit
+from core.platform.config import Settings, get_settings
 from core.platform.db import unit_of_work
 from core.platform.errors import NotFound, ValidationFailed
 from core.platform.models import Company, Interface, utcnow
@@ -65,8 +69,10 @@ class ValidCompany:
     inbox_dir: str | None
 
 
-def validate(data: CompanyInput) -> ValidCompany:
-    """Check every field; raise ValidationFailed with one German message per bad field."""
+def validate(data: CompanyInput, settings: Settings | None = None) -> ValidCompany:
+    """Check every field; raise ValidationFailed with one German message per bad field.
+
+    `settings` (default: the process settings) gives INBOX_ROOT for the inbox folder check."""
     errors: dict[str, str] = {}
     name = " ".join(data.name.split())
     if not name:
@@ -114,6 +120,8 @@ def validate(data: CompanyInput) -> ValidCompany:
         errors["inbox_dir"] = "Der Eingangsordner darf höchstens 500 Zeichen lang sein."
     elif "\0" in inbox or ".." in inbox.replace("\\", "/").split("/"):
         errors["inbox_dir"] = "Der Eingangsordner darf kein „..“ enthalten."
+    elif inbox and (problem := inbox_folders.check_inbox_dir(settings or get_settings(), inbox)):
+        errors["inbox_dir"] = problem
 
     if errors:
         raise ValidationFailed(errors)

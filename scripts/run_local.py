@@ -19,7 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.cli import main as cli_main  # noqa: E402
+from core.platform import files  # noqa: E402
 from core.platform.config import get_settings  # noqa: E402
+
+EMULATOR_STATE = ROOT / "data" / "emulator-state.json"
 
 
 def start(name: str, argv: list[str]) -> subprocess.Popen:
@@ -44,6 +47,8 @@ def stop_all(children: dict[str, subprocess.Popen]) -> None:
 def main() -> int:
     if cli_main(["bootstrap"]) != 0:
         return 1
+    files.secure_data_dir(EMULATOR_STATE.parent, create=True)  # the emulator's state too: owner-only
+    os.umask(0o077)  # whatever the children create (state file, logs) is owner-only as well
     settings = get_settings()
     emulator = urlparse(settings.emulator_url)
     if not (settings.alarm_targets or settings.smtp_host):
@@ -57,7 +62,7 @@ def main() -> int:
     children = {
         "emulator": start("emulator", [python, "-m", "emulator", "--host", emulator.hostname or "127.0.0.1",
                                        "--port", str(emulator.port or 8700),
-                                       "--state-file", str(ROOT / "data" / "emulator-state.json")]),
+                                       "--state-file", str(EMULATOR_STATE)]),
         "dashboard": start("dashboard", [python, "-m", "streamlit", "run", "streamlit_app.py",
                                          "--server.port", str(dashboard.port or 8501),
                                          "--server.address", "localhost"]),

@@ -13,21 +13,25 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
 
 from tests.support import POSTGRES_ADMIN_URL, TEST_KEY_ENTRY
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
 # Set while pytest loads this root conftest, before any test module is imported and before anything
-# builds Settings: a developer's DATABASE_URL or ADMIN_EMAILS never reaches a test. No project module
-# reads the environment at import time today; the block stays above the imports so that this holds
-# even if one ever does. (Ruff's E402 accepts `os.environ` statements before imports: no `noqa`.)
+# builds Settings: a developer's DATABASE_URL, ADMIN_EMAILS or .streamlit/secrets.toml (checked in
+# production) never reaches a test. No project module reads the environment at import time today; the
+# block stays above the imports so that this holds even if one ever does. (Ruff's E402 accepts `os.environ` statements before imports: no `noqa`.)
 os.environ["APP_ENV"] = "test"
 os.environ["ENCRYPTION_KEYS"] = TEST_KEY_ENTRY
 os.environ.pop("DATABASE_URL", None)
 os.environ.pop("ADMIN_EMAILS", None)
+os.environ["STREAMLIT_SECRETS_FILE"] = os.devnull  # no [auth] block; tests that check one name their own file
 
 from sqlalchemy import Engine, create_engine, text
 
@@ -168,3 +172,18 @@ def settings_for(emulator: EmulatorServer) -> Callable[..., Settings]:
                         **overrides)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium through Playwright, one per test session (tests/e2e, tests/security): Playwright's
+    sync API runs one instance per thread, so every browser test shares this one."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.support.harness import CHROMIUM_ARGS, require_chromium
+
+    executable = require_chromium()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()

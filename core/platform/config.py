@@ -8,13 +8,18 @@ dashboard process, so nothing here comes from it: only `st.login`'s `[auth]` blo
 - `development` (the embedded default of `make run`) and `test`: placeholders are allowed, with a
   warning in development;
 - `production`: the process refuses to start while a secret is missing or still a demo value, or a
-  public URL is not HTTPS. The error says exactly what to set.
+  public URL is not HTTPS. The error says exactly what to set. Production also refuses the generated
+  local key by its value (its fingerprint is recorded when it is generated: core.platform.crypto),
+  plain HTTP to a provider even on loopback, and, when the dashboard's `.streamlit/secrets.toml`
+  is present (STREAMLIT_SECRETS_FILE), an `[auth]` block with a default or short `cookie_secret`, a
+  non-HTTPS `redirect_uri` or a demo `client_secret`. Messages never contain a secret's value.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import tomllib
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
@@ -30,6 +35,10 @@ DATA_DIR = PROJECT_ROOT / "data"
 DEMO_DATEV_CLIENT_SECRET = "demo-datev-secret"
 DEMO_DASHBOARD_CLIENT_SECRET = "demo-dashboard-secret"
 DEMO_SECRET_VALUES = frozenset({DEMO_DATEV_CLIENT_SECRET, DEMO_DASHBOARD_CLIENT_SECRET, "changethis", ""})
+# st.login's cookie secret: at least this long, and none of the placeholders of docs and examples.
+COOKIE_SECRET_MIN_LENGTH = 32
+DEFAULT_COOKIE_SECRETS = frozenset({"changethis", "changeme", "xxx", "secret", "cookie_secret",
+                                    "your-cookie-secret", "your_cookie_secret", ""})
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +69,8 @@ class Settings(BaseSettings):
 
     # Where the dashboard is reached (used for redirect URIs and the production HTTPS check).
     public_url: str = "http://localhost:8501"
+    # The dashboard's Streamlit secrets file: its [auth] block (st.login) is checked in production.
+    streamlit_secrets_file: Path = PROJECT_ROOT / ".streamlit" / "secrets.toml"
 
     # First admins: comma-separated e-mail addresses that get the admin role on first sign-in.
     admin_emails: str = ""
@@ -241,10 +252,7 @@ class Settings(BaseSettings):
         return self
 
     def insecure_provider_urls(self) -> list[str]:
-        urls = (("DATEV_DISCOVERY_URL", self.datev_discovery), ("DATEV_API_BASE_URL", self.datev_documents_base),
-                ("LEXWARE_API_BASE_URL", self.lexware_base), ("DATEV_REDIRECT_URI", self.datev_callback_uri),
-                ("DATEV_LINK_REDIRECT_URI", self.datev_link_callback_uri))
-        return [f"{name} must be https:// (is {url!r})" for name, url in urls
+        return [f"{name} must be https:// (is {url!r})" for name, url in self._provider_urls()
                 if urlparse(url).scheme != "https" and not is_loopback_url(url)]
 
     def production_problems(self) -> list[str]:
@@ -263,16 +271,62 @@ class Settings(BaseSettings):
             problems.append("DATEV_ENV is 'emulator': set it to 'sandbox' or 'production'")
         if urlparse(self.public_url).scheme != "https":
             problems.append(f"PUBLIC_URL must be https:// (is {self.public_url!r})")
+        if self.datev_env != "emulator":  # (the emulator is refused above; its URLs need no second line)
+            problems += [f"{name} must be https:// in production, loopback included (is {url!r})"
+                         for name, url in self._provider_urls() if urlparse(url).scheme != "https"]
+        problems += self.auth_problems()
+        return problems
+
+    def _provider_urls(self) -> tuple[tuple[str, str], ...]:
+        return (("DATEV_DISCOVERY_URL", self.datev_discovery), ("DATEV_API_BASE_URL", self.datev_documents_base),
+                ("LEXWARE_API_BASE_URL", self.lexware_base), ("DATEV_REDIRECT_URI", self.datev_callback_uri),
+                ("DATEV_LINK_REDIRECT_URI", self.datev_link_callback_uri))
+
+    def auth_problems(self) -> list[str]:
+        """The dashboard's `[auth]` block (st.login) in STREAMLIT_SECRETS_FILE, if that file exists here
+        (a scheduler-only host has none). Names what is wrong, never a value."""
+        path = self.streamlit_secrets_file
+        try:
+            with path.open("rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError:
+            return []
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            return [f"{path} cannot be read as TOML ({type(exc).__name__}): fix the file or set STREAMLIT_SECRETS_FILE"]
+        auth = data.get("auth")
+        if not isinstance(auth, dict):
+            return []
+        problems: list[str] = []
+        cookie_secret = auth.get("cookie_secret")
+        if (not isinstance(cookie_secret, str) or cookie_secret.strip().lower() in DEFAULT_COOKIE_SECRETS
+                or len(cookie_secret) < COOKIE_SECRET_MIN_LENGTH):
+            problems.append(f"[auth] cookie_secret in {path} is missing, a default or shorter than "
+                            f"{COOKIE_SECRET_MIN_LENGTH} characters: set a long random value, e.g. "
+                            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+        redirect_uri = auth.get("redirect_uri")
+        if not isinstance(redirect_uri, str) or urlparse(redirect_uri).scheme != "https":
+            problems.append(f"[auth] redirect_uri in {path} must be https:// (is {redirect_uri!r}): "
+                            "https://<host>/oauth2callback")
+        providers = {"[auth]": auth} | {f"[auth.{name}]": value for name, value in auth.items() if isinstance(value, dict)}
+        for section, block in providers.items():
+            if "client_secret" in block and block.get("client_secret") in DEMO_SECRET_VALUES:
+                problems.append(f"{section} client_secret in {path} is a demo value: set your identity "
+                                "provider's client secret")
         return problems
 
     def _uses_local_key(self) -> bool:
-        from core.platform.crypto import DEMO_KEY_ID_PREFIXES
+        from core.platform.crypto import DEMO_KEY_ID_PREFIXES, KeyConfigurationError, Keyring, local_key_fingerprints
 
         text = self.encryption_keys or self._read_key_file_quietly()
-        return any(
-            line.strip().startswith(DEMO_KEY_ID_PREFIXES)
-            for line in text.replace(",", "\n").splitlines()
-        )
+        if any(line.strip().startswith(DEMO_KEY_ID_PREFIXES) for line in text.replace(",", "\n").splitlines()):
+            return True
+        try:
+            keyring = Keyring.parse(text)
+        except KeyConfigurationError:
+            return False  # a malformed key is reported when the keyring is loaded
+        # By value: the generated key's fingerprint is recorded next to the key file it was written to.
+        generated = local_key_fingerprints({self.encryption_key_file, DATA_DIR / "encryption.keys"})
+        return bool(keyring.weak_key_ids()) or any(fp in generated for fp in keyring.fingerprints().values())
 
     def _read_key_file_quietly(self) -> str:
         try:

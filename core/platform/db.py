@@ -3,7 +3,8 @@
 SQLite is shared by the dashboard and the scheduler, so every connection gets WAL, a busy timeout
 and foreign keys, and every transaction starts with `BEGIN IMMEDIATE` (docs/style.md §3.2: deferred
 transactions lost updates or raised "database is locked" under two writers; IMMEDIATE gave 600 of
-600). PostgreSQL goes through psycopg 3. Nothing happens at import time.
+600). PostgreSQL goes through psycopg 3. Nothing happens at import time. A SQLite file (and its -wal and
+-shm) is owner-only: created 0600, fixed with a warning if found wider (core.platform.files).
 
 Rule for callers: keep write transactions short and never hold one across an HTTP call.
 """
@@ -17,6 +18,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlmodel import Session
+
+from core.platform.files import protect_sqlite
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
@@ -32,6 +35,7 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     """
     kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
+        protect_sqlite(url)
         engine = create_engine(
             url,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},

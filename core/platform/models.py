@@ -155,13 +155,17 @@ def secret_context(owner_type: str, owner_id: int, purpose: str) -> str:
 
 
 class KeyCheck(SQLModel, table=True):
-    """A known value sealed with each key, so a wrong key is detected at start, not on first use."""
+    """A known value sealed with each key, so a wrong key is detected at start, not on first use.
+
+    `primary_since` records which key is the primary: `rotate-keys` stamps the new primary, and the
+    row with the latest stamp is the key every process must seal with (core.platform.secret_store)."""
 
     __tablename__ = "key_check"
 
     key_id: str = Field(primary_key=True, max_length=80)
     ciphertext: str = Field(max_length=500)
     created_at: datetime = Field(default_factory=utcnow)
+    primary_since: datetime | None = Field(default=None)
 
 
 class ConnectionKind(StrEnum):
@@ -413,11 +417,15 @@ class DocumentTypeCache(SQLModel, table=True):
 
 
 class SchedulerHeartbeat(SQLModel, table=True):
-    """One row per scheduler process: lets the dashboard tell whether the scheduler runs."""
+    """One row per scheduler process (lets the dashboard tell whether the scheduler runs) and per
+    dashboard process (`kind`). `key_ids` is the key set the process holds, primary first, so
+    `remove-key` can tell whether a live process might still seal with a key."""
 
     __tablename__ = "scheduler_heartbeat"
 
     instance_id: str = Field(primary_key=True, max_length=80)
+    kind: str = Field(default="scheduler", max_length=20)  # core.heartbeat.SCHEDULER or DASHBOARD
+    key_ids: str | None = Field(default=None, max_length=500)  # "k2,k1": primary first
     host: str = Field(max_length=255)
     pid: int
     started_at: datetime

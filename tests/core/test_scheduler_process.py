@@ -41,7 +41,8 @@ class Scheduler:
         self.log_path = log_path
         self._log = open(log_path, "w")  # closed in stop()
         self.proc = subprocess.Popen([sys.executable, "scheduler.py", "--instance-id", instance_id], cwd=ROOT,
-                                     env=scheduler_env(world), stdout=self._log, stderr=subprocess.STDOUT)
+                                     env={**scheduler_env(world), "INBOX_ROOT": str(log_path.parent)},
+                                     stdout=self._log, stderr=subprocess.STDOUT)
 
     @property
     def owner(self) -> str:

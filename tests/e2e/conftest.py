@@ -6,11 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from core.demo import seed_demo
 from core.platform.db import make_engine
-from tests.support.harness import CHROMIUM_ARGS, require_chromium
 
 expect.set_options(timeout=20_000)
 
@@ -23,13 +22,7 @@ def demo_db_url(sqlite_url: str) -> str:
     return sqlite_url
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    executable = require_chromium()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
+# `browser` (one Chromium per test session, shared with tests/security) is in tests/conftest.py.
 
 
 @pytest.fixture

@@ -145,7 +145,7 @@ def test_broken_folders_are_reported_after_the_others_were_served(engine: Engine
                                                                   tmp_path: Path) -> None:
     company_with_inbox(engine, "musterfirma")
     drop(inbox_root / "musterfirma", "Rechnung.pdf", pdf("eins"))
-    not_a_folder = tmp_path / "datei-statt-ordner"
+    not_a_folder = inbox_root / "datei-statt-ordner"
     not_a_folder.write_text("x")
     with unit_of_work(engine) as session:
         other = session.exec(select(Company).where(Company.client_number == 2)).one()
@@ -157,11 +157,13 @@ def test_broken_folders_are_reported_after_the_others_were_served(engine: Engine
     assert [d.original_name for d in stored(engine)] == ["Rechnung.pdf"]  # the good folder was served
 
 
-def test_relative_folder_needs_inbox_root(tmp_path: Path) -> None:
+def test_inbox_folders_need_inbox_root(tmp_path: Path) -> None:
     bare = Settings(_env_file=None, app_env="test")
     with pytest.raises(InboxError, match="INBOX_ROOT"):
         resolve_folder(bare, "musterfirma")
-    assert resolve_folder(bare, str(tmp_path)) == tmp_path
+    with pytest.raises(InboxError, match="INBOX_ROOT"):  # absolute folders too (tests/security/test_inbox_confinement.py)
+        resolve_folder(bare, str(tmp_path))
+    (tmp_path / "a" / "b").mkdir(parents=True)
     assert resolve_folder(settings_with(tmp_path), "a/b") == tmp_path / "a" / "b"
 
 
