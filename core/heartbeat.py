@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete
 from sqlmodel import col, select
 
 from core.platform.db import unit_of_work
@@ -71,6 +71,18 @@ def stop(engine: Engine, instance_id: str) -> None:
         if row is not None:
             row.stopped_at = row.last_tick_at = utcnow()
             session.add(row)
+
+
+HEARTBEAT_RETENTION = timedelta(days=7)
+
+
+def purge_old(engine: Engine, now: datetime, *, keep: timedelta = HEARTBEAT_RETENTION) -> int:
+    """Housekeeping: rows of processes that have not beaten for `keep` (stopped, killed, or a dashboard
+    restarted long ago) are deleted; every process start adds a row, so they would pile up otherwise.
+    Far outside LIVE_WINDOW: a deleted row can never hide a process that might still seal."""
+    with unit_of_work(engine) as session:
+        return session.exec(delete(SchedulerHeartbeat).where(
+            col(SchedulerHeartbeat.last_tick_at) < now - keep)).rowcount or 0
 
 
 @dataclass

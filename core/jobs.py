@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from core import heartbeat
 from core.alarms.outbox import purge_old_alarms, retry_due_alarms
 from core.alarms.rules import approved_waiting, raise_card_alarms
 from core.connections import request_links
@@ -119,8 +120,8 @@ def _keepalive(engine: Engine, settings: Settings, keyring: Keyring, card: Token
 
 
 def housekeeping(ctx: JobContext) -> dict[str, int]:
-    """HTTP log retention, expired pending logins, abandoned claims, expired one-off logins,
-    alarm retention: each done by the module that owns that state."""
+    """HTTP log retention, expired pending logins, abandoned claims, expired one-off logins, alarm
+    retention, expired request links, old process heartbeats: each done by the module that owns that state."""
     engine, now = ctx.engine, utcnow()
     return {
         "http_log_purged": http.purge_older_than(engine, ctx.settings.http_log_retention_days),
@@ -130,6 +131,7 @@ def housekeeping(ctx: JobContext) -> dict[str, int]:
         "one_off_logins_discarded": connection_store.discard_expired_one_off_logins(engine, now, actor=ctx.owner),
         "alarms_purged": purge_old_alarms(engine, ctx.settings, now, batch=BATCH),
         "request_links_expired": request_links.expire_links(engine, now),
+        "heartbeats_purged": heartbeat.purge_old(engine, now),
     }
 
 

@@ -29,6 +29,7 @@ from core.platform.models import (
     DocumentStatus,
     HttpLogEntry,
     PendingAuthorization,
+    SchedulerHeartbeat,
     StoredSecret,
     TransferAttempt,
     utcnow,
@@ -243,11 +244,16 @@ def test_housekeeping(world: World) -> None:
             s.exec(update(Document).where(col(Document.id) == document_id).values(
                 status="transferring", lease_owner="scheduler:dead", lease_until=lease, attempts=1))
     lexware_doc = _lexware_document_in_transfer(world, now - timedelta(minutes=1))
+    # process heartbeats: one silent for 8 days (a killed scheduler), one that beat yesterday
+    with unit_of_work(engine) as s:
+        for name, age in (("gone", timedelta(days=8)), ("recent", timedelta(days=1))):
+            s.add(SchedulerHeartbeat(instance_id=name, host="h", pid=1, started_at=now - age, last_tick_at=now - age))
 
     summary = housekeeping(context(world))
 
     assert summary == {"http_log_purged": 1, "pending_logins_expired": 1, "abandoned_claims": 2,
-                       "one_off_logins_discarded": 1, "alarms_purged": 0, "request_links_expired": 0}
+                       "one_off_logins_discarded": 1, "alarms_purged": 0, "request_links_expired": 0,
+                       "heartbeats_purged": 1}
     with unit_of_work(engine) as s:
         assert sorted(s.exec(select(HttpLogEntry.path).where(HttpLogEntry.host == "old.example")).all()) == [
             "/13", "/20"]  # 14 days are always kept
@@ -259,6 +265,7 @@ def test_housekeeping(world: World) -> None:
             DocumentStatus.approved.value, None, None)
         assert (docs[live].status, docs[live].lease_owner) == ("transferring", "scheduler:dead")
         assert docs[lexware_doc].status == DocumentStatus.unresolved.value  # never re-sent to Lexware
+        assert list(s.exec(select(SchedulerHeartbeat.instance_id)).all()) == ["recent"]
         [lex_attempt] = s.exec(select(TransferAttempt).where(TransferAttempt.document_id == lexware_doc)).all()
         assert lex_attempt.outcome == "unresolved"
         expired = s.exec(select(Connection).where(Connection.slot == expired_slot)).one()
@@ -269,7 +276,7 @@ def test_housekeeping(world: World) -> None:
     assert companies_with_work(engine, PassOptions(trigger="scheduler", actor="t"), utcnow()) == {world.company_id: 1}  # the released one
     assert housekeeping(context(world)) == {"http_log_purged": 0, "pending_logins_expired": 0,
                                             "abandoned_claims": 0, "one_off_logins_discarded": 0,
-                                            "alarms_purged": 0, "request_links_expired": 0}
+                                            "alarms_purged": 0, "request_links_expired": 0, "heartbeats_purged": 0}
 
 
 def alarm_context(engine: Engine, keyring: Keyring, smtp_port: int) -> JobContext:
