@@ -61,6 +61,7 @@ from core.platform.db import make_engine, unit_of_work
 from core.platform.migrate import upgrade_to_head
 from core.platform.models import AppUser, Company, Document, Interface
 from core.transfers.engine import PassOptions, PassSummary, companies_with_work, run_pass
+from core.users import process
 from testkit.datev_user import log_in_at_datev
 from testkit.rows import id_of, ids_of, present
 from testkit.samples import pdf
@@ -218,7 +219,7 @@ class ThreadProfiles:
 def prepare_fleet(database_url: str, emulator_url: str) -> tuple[Engine, Settings, Keyring, dict[str, int]]:
     engine, settings, keyring = demo_database(database_url, emulator_url)
     for client in ("4", "5"):
-        companies.create_company(engine, actor="bench", data=companies.CompanyInput(
+        companies.create_company(engine, actor=process("bench"), data=companies.CompanyInput(
             f"Bench {client}", "455148", client, Interface.datev.value, True, "Rechnungseingang"))
     with unit_of_work(engine) as s:
         admin = s.exec(select(AppUser).where(AppUser.email == "admin@tokendesk.demo")).one()
@@ -236,9 +237,9 @@ def prepare_fleet(database_url: str, emulator_url: str) -> tuple[Engine, Setting
 def approve_documents(engine: Engine, company_ids: list[int], total: int, tag: str) -> None:
     for n, company_id in enumerate(company_ids):
         share = total // len(company_ids) + (1 if n < total % len(company_ids) else 0)
-        report = intake.intake(engine, company_id=company_id, actor="bench", files=[
+        report = intake.intake(engine, company_id=company_id, actor=process("bench"), files=[
             (f"Beleg {tag}-{i}.pdf", pdf(f"{tag}-{company_id}-{i}")) for i in range(share)])
-        lifecycle.approve(engine, document_ids=ids_of(report.accepted), actor="bench")
+        lifecycle.approve(engine, document_ids=ids_of(report.accepted), actor=process("bench"))
 
 
 def one_throughput_run(engine: Engine, settings: Settings, keyring: Keyring, company_ids: list[int], *,
@@ -253,7 +254,7 @@ def one_throughput_run(engine: Engine, settings: Settings, keyring: Keyring, com
     meter.reset()
     cpu_before, emulator_cpu_before = time.process_time(), process_cpu_seconds(emulator_pid)
     started = time.perf_counter()
-    summary = run_pass(engine, run_settings, keyring, PassOptions(trigger="manual", actor="bench",
+    summary = run_pass(engine, run_settings, keyring, PassOptions(trigger="manual", actor=process("bench"),
                                                                   company_ids=company_ids))
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu_before
@@ -408,7 +409,7 @@ def query_plan(engine: Engine) -> list[str]:
 
 
 def time_idle(engine: Engine, settings: Settings, keyring: Keyring) -> dict:
-    options = PassOptions(trigger="scheduler", actor="bench", only_auto_transfer=True)
+    options = PassOptions(trigger="scheduler", actor=process("bench"), only_auto_transfer=True)
     results = {}
     for label, call in (("companies_with_work", lambda: companies_with_work(engine, options, datetime.now(UTC))),
                         ("run_pass", lambda: run_pass(engine, settings, keyring, options))):

@@ -23,6 +23,7 @@ from core.platform.secret_store import (
     reencrypt_all,
     verify_keyring,
 )
+from core.users import process
 
 CLI_ACTOR = "cli"
 SECRETS_TOML = PROJECT_ROOT / ".streamlit" / "secrets.toml"
@@ -104,7 +105,7 @@ def cmd_check_keys(settings: Settings, _args: argparse.Namespace) -> int:
 
 def cmd_set_role(settings: Settings, args: argparse.Namespace) -> int:
     role = None if args.role == "none" else Role(args.role)
-    users.set_role(get_engine(settings.database_url), actor="cli", email=args.email, role=role)
+    users.set_role(get_engine(settings.database_url), actor=process("cli"), email=args.email, role=role)
     print(f"{args.email}: role {args.role}.")
     return 0
 
@@ -204,12 +205,12 @@ def cmd_import_documents(settings: Settings, args: argparse.Namespace) -> int:
             files.append((path.name, path.read_bytes()))
         except OSError as exc:
             missing.append((name, f"Datei nicht lesbar ({exc.strerror or exc})."))
-    report = intake.intake(engine, company_id=args.company_id, files=files, actor=CLI_ACTOR,
+    report = intake.intake(engine, company_id=args.company_id, files=files, actor=process(CLI_ACTOR),
                               document_type=args.type or "", note=args.note or "", source="cli") \
         if files else intake.IntakeReport([], [])
     approved = 0
     if args.approve and report.accepted:
-        approved = lifecycle.approve(engine, document_ids=[d.id for d in report.accepted if d.id is not None], actor=CLI_ACTOR)
+        approved = lifecycle.approve(engine, document_ids=[d.id for d in report.accepted if d.id is not None], actor=process(CLI_ACTOR))
     status = "freigegeben" if args.approve else "neu"
     for document in report.accepted:
         print(f"OK         {document.original_name}: Beleg #{document.id} ({status})")

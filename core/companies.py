@@ -30,7 +30,8 @@ from core.platform import audit
 from core.platform.config import Settings, get_settings
 from core.platform.db import unit_of_work
 from core.platform.errors import NotFound, ValidationFailed
-from core.platform.models import Company, Interface, utcnow
+from core.platform.models import Company, Interface, Role, utcnow
+from core.users import Actor, authorize
 
 CONSULTANT_RE = re.compile(r"^[1-9]\d{3,6}$")
 CLIENT_RE = re.compile(r"^[1-9]\d{0,4}$")
@@ -171,15 +172,17 @@ def _flush_or_pair_error(session: Session, valid: ValidCompany, exclude_id: int 
         }) from None
 
 
-def create_company(engine: Engine, *, actor: str, data: CompanyInput) -> Company:
-    """Validate and store a new company with its audit event, in one transaction."""
+def create_company(engine: Engine, *, actor: Actor, data: CompanyInput) -> Company:
+    """Validate and store a new company with its audit event, in one transaction (admins)."""
     with unit_of_work(engine) as session:
-        return _create_company(session, actor=actor, data=data)
+        authorize(session, actor, Role.admin)
+        return _create_company(session, actor=actor.name, data=data)
 
 
-def update_company(engine: Engine, *, actor: str, company_id: int, data: CompanyInput) -> Company:
-    """Validate and store the changed fields with their audit event, in one transaction."""
+def update_company(engine: Engine, *, actor: Actor, company_id: int, data: CompanyInput) -> Company:
+    """Validate and store the changed fields with their audit event, in one transaction (admins)."""
     with unit_of_work(engine) as session:
+        authorize(session, actor, Role.admin)
         company = _get_company(session, company_id)
         valid = validate(data)
         if (other := _pair_taken(session, valid, company_id)) is not None:
@@ -194,14 +197,15 @@ def update_company(engine: Engine, *, actor: str, company_id: int, data: Company
         company.updated_at = utcnow()
         session.add(company)
         _flush_or_pair_error(session, valid, company_id)
-        audit.record(session, actor=actor, action="company.updated", entity_type="company",
+        audit.record(session, actor=actor.name, action="company.updated", entity_type="company",
                      entity_id=company.id, before=changed_before, after=changed_after)
         return company
 
 
-def set_archived(engine: Engine, *, actor: str, company_id: int, archived: bool) -> Company:
-    """Archive (hide from work lists, stop automatic transfer) or restore. History stays."""
+def set_archived(engine: Engine, *, actor: Actor, company_id: int, archived: bool) -> Company:
+    """Archive (hide from work lists, stop automatic transfer) or restore (admins). History stays."""
     with unit_of_work(engine) as session:
+        authorize(session, actor, Role.admin)
         company = _get_company(session, company_id)
         if (company.archived_at is not None) == archived:
             return company
@@ -213,7 +217,7 @@ def set_archived(engine: Engine, *, actor: str, company_id: int, archived: bool)
         session.add(company)
         session.flush()
         changed_before, changed_after = audit.changed_fields(before, snapshot(company))
-        audit.record(session, actor=actor, action="company.archived" if archived else "company.restored",
+        audit.record(session, actor=actor.name, action="company.archived" if archived else "company.restored",
                      entity_type="company", entity_id=company.id, before=changed_before, after=changed_after)
         return company
 

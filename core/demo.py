@@ -15,6 +15,7 @@ from core import companies, users
 from core.documents import intake, lifecycle
 from core.platform.db import unit_of_work
 from core.platform.models import AppUser, Company, Interface, Role
+from core.users import process
 
 DEMO_ACTOR = "system:demo-seed"
 
@@ -71,7 +72,7 @@ def _sample_pdf(title: str) -> bytes:
 
 def _seed_documents(engine: Engine, company_id: int) -> None:
     names = ("Rechnung 2026-101 Büromaterial.pdf", "Rechnung 2026-102 Reisekosten.pdf", "Quittung Taxi 14.11.pdf")
-    report = intake.intake(engine, company_id=company_id, actor=DEMO_ACTOR, source="demo",
+    report = intake.intake(engine, company_id=company_id, actor=process(DEMO_ACTOR), source="demo",
                               files=[(name, _sample_pdf(name)) for name in names])
     approved = [d.id for d in report.accepted[:2] if d.id is not None]
-    lifecycle.approve(engine, document_ids=approved, actor=DEMO_ACTOR)
+    lifecycle.approve(engine, document_ids=approved, actor=process(DEMO_ACTOR))

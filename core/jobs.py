@@ -40,6 +40,7 @@ from core.platform.crypto import Keyring
 from core.platform.models import Connection, Provider, utcnow
 from core.providers import http
 from core.transfers.engine import PassOptions, PassSummary, run_pass
+from core.users import process
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class JobContext:
 def transfer_pass(ctx: JobContext) -> PassSummary:
     """Deliver every due, approved document of companies with automatic transfer switched on."""
     return run_pass(ctx.engine, ctx.settings, ctx.keyring,
-                    PassOptions(trigger="scheduler", actor=ctx.owner, owner=ctx.owner, only_auto_transfer=True,
+                    PassOptions(trigger="scheduler", actor=process(ctx.owner), owner=ctx.owner, only_auto_transfer=True,
                                 stop=ctx.stop))
 
 

@@ -15,18 +15,72 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from core.platform import audit
 from core.platform.db import unit_of_work
-from core.platform.errors import ValidationFailed
+from core.platform.errors import UserFacingError, ValidationFailed
 from core.platform.models import AppUser, AuditEvent, Role, utcnow
 
 ROLE_RANK = {Role.viewer: 1, Role.operator: 2, Role.admin: 3}
 ROLE_LABELS = {Role.viewer: "Betrachter", Role.operator: "Bearbeiter", Role.admin: "Administrator"}
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class PermissionDenied(UserFacingError):
+    """The acting user's stored role does not allow the action."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who does an action: the name the audit trail records and, for a signed-in user, the user row
+    whose role the privileged core function checks itself, as stored at that moment (`authorize`).
+
+    Defence in depth: pages hide what a role may not do, and the core function refuses it anyway, so
+    a page that forgot its check still cannot delete a token or change a role; a role taken away
+    while a browser tab is open counts at the next click. The desk's own processes (scheduler, CLI,
+    demo seed, inbox import) act as `process(...)` actors (user_id None), which pass every check:
+    they run with the database's and the key's full access anyway. Only core code and scripts create
+    them; tests/security checks that pages/ and ui/ never do."""
+
+    name: str  # the user's e-mail address, or the process's name
+    user_id: int | None = None
+
+    @classmethod
+    def of(cls, user: AppUser) -> Actor:
+        if user.id is None:
+            raise PermissionDenied("Unbekannter Benutzer.")
+        return cls(user.email, user.id)
+
+    @property
+    def is_process(self) -> bool:
+        return self.user_id is None
+
+
+def process(name: str) -> Actor:
+    """The desk acting for itself (scheduler instance, "cli", "demo", "inbox")."""
+    return Actor(name, None)
+
+
+def authorize(session: Session, actor: Actor, required: Role) -> None:
+    """The role check of a privileged core function: the acting user's role as stored now (inside the
+    caller's transaction where it has one). Raises PermissionDenied (German) otherwise."""
+    if actor.is_process:
+        return
+    user = session.get(AppUser, actor.user_id)
+    if not has_role(user, required):
+        raise PermissionDenied(f"Keine Berechtigung: dafür ist die Rolle „{ROLE_LABELS[required]}“ nötig.")
+
+
+def authorized(engine: Engine, actor: Actor, required: Role) -> None:
+    """`authorize` in its own short transaction (for functions that check before their first one)."""
+    if actor.is_process:
+        return
+    with unit_of_work(engine) as session:
+        authorize(session, actor, required)
 
 
 def has_role(user: AppUser | None, required: Role) -> bool:
@@ -104,10 +158,11 @@ def validate_email(email: str) -> str:
     return address
 
 
-def set_role(engine: Engine, *, actor: str, email: str, role: Role | None, display_name: str = "") -> AppUser:
-    """Grant (or with None, take away) a role. Creates the user row for a new address."""
+def set_role(engine: Engine, *, actor: Actor, email: str, role: Role | None, display_name: str = "") -> AppUser:
+    """Grant (or with None, take away) a role (admins). Creates the user row for a new address."""
     with unit_of_work(engine) as session:
-        return _set_role(session, actor=actor, email=email, role=role, display_name=display_name)
+        authorize(session, actor, Role.admin)
+        return _set_role(session, actor=actor.name, email=email, role=role, display_name=display_name)
 
 
 def list_users(engine: Engine) -> list[AppUser]:

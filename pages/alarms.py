@@ -8,7 +8,7 @@ from core.alarms.outbox import delivery_detail
 from core.platform.models import Role
 from core.platform.timefmt import format_local
 from ui.feedback import flash, flash_error, show_flashes
-from ui.guard import may, require_page
+from ui.guard import actor_of, may, require_page
 from ui.services import services
 
 user = require_page(__file__)
@@ -28,7 +28,7 @@ if may(user, Role.admin):
                     "mit SMTP_HOST setzen.")
         elif st.button("Test-Alarm senden", key="send_test_alarm", icon=":material/notifications:"):
             with st.spinner("Test-Alarm wird gesendet …"):
-                outcome = views.send_test_alarm(engine, settings, actor=user.email)
+                outcome = views.send_test_alarm(engine, settings, actor=actor_of(user))
             report = delivery_detail(outcome.results)
             if outcome.delivered:
                 flash(f"Test-Alarm zugestellt ({report}).")

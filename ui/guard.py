@@ -14,6 +14,7 @@ from core import users
 from core.platform.config import ConfigurationError, get_settings
 from core.platform.db import get_engine
 from core.platform.models import AppUser, Role
+from core.users import Actor
 from ui.errors import error_boundary
 from ui.navigation import spec_for_file
 
@@ -101,5 +102,6 @@ def may(user: AppUser, required: Role) -> bool:
     return users.has_role(user, required)
 
 
-def actor_of(user: AppUser) -> str:
-    return user.email
+def actor_of(user: AppUser) -> Actor:
+    """The signed-in user as the acting user of a core function (which checks the role again itself)."""
+    return Actor.of(user)

@@ -20,8 +20,9 @@ from core.alarms.outbox import SENDING, AlarmOutcome, raise_alarm
 from core.platform import audit
 from core.platform.config import Settings
 from core.platform.db import unit_of_work
-from core.platform.models import AlarmSent, Company, utcnow
+from core.platform.models import AlarmSent, Company, Role, utcnow
 from core.platform.timefmt import format_local
+from core.users import Actor, authorized
 
 TEST_KEY_PREFIX = "test:"
 
@@ -65,22 +66,23 @@ def recent_alarms(engine: Engine, *, limit: int = 200, only_undelivered: bool = 
     return result
 
 
-def send_test_alarm(engine: Engine, settings: Settings, *, actor: str) -> AlarmOutcome:
-    """Send a test alarm to every globally configured target (ALARM_TARGETS, ALARM_EMAILS).
+def send_test_alarm(engine: Engine, settings: Settings, *, actor: Actor) -> AlarmOutcome:
+    """Send a test alarm to every globally configured target (ALARM_TARGETS, ALARM_EMAILS); admins.
 
     Its key is unique, so it is never deduplicated away; an audit event records who sent it.
     """
+    authorized(engine, actor, Role.admin)
     now = utcnow()
     alarm = Alarm(key=f"{TEST_KEY_PREFIX}{now:%Y%m%dT%H%M%S}:{uuid.uuid4().hex[:8]}",
                   title="Test-Alarm von Token Desk",
-                  body=(f"Dies ist ein Test-Alarm, ausgelöst von {actor} am {format_local(now)}.\n\n"
+                  body=(f"Dies ist ein Test-Alarm, ausgelöst von {actor.name} am {format_local(now)}.\n\n"
                         "Wenn Sie diese Nachricht erhalten, kommen Alarme von Token Desk bei Ihnen an."),
                   severity="info")
     outcome = raise_alarm(engine, settings, alarm)
     if outcome is None:  # cannot happen: the key is new
         raise RuntimeError("a test alarm key was used twice")
     with unit_of_work(engine) as session:
-        audit.record(session, actor=actor, action="alarm.test_sent", entity_type="alarm", entity_id=alarm.key,
+        audit.record(session, actor=actor.name, action="alarm.test_sent", entity_type="alarm", entity_id=alarm.key,
                      after={"delivered": outcome.delivered, "targets": [r.target for r in outcome.results]})
     return outcome
 

@@ -52,7 +52,7 @@ from core.platform.config import Settings, get_settings
 from core.platform.crypto import Keyring
 from core.platform.db import unit_of_work
 from core.platform.errors import UserFacingError
-from core.platform.models import Connection, Provider, StoredSecret, utcnow
+from core.platform.models import Connection, Provider, Role, StoredSecret, utcnow
 from core.platform.secret_store import get_keyring
 from core.providers.datev_oidc import (
     DatevEndpoints,
@@ -65,6 +65,7 @@ from core.providers.datev_oidc import (
     userinfo,
 )
 from core.providers.http import CallContext
+from core.users import Actor, authorized
 
 log = logging.getLogger(__name__)
 
@@ -239,14 +240,15 @@ def _decide_unclear(engine: Engine, settings: Settings, snap: _Snapshot, owner: 
                            "Erneuerung erneut versuchen.", permanent=True)
 
 
-def retry_unclear_refresh(engine: Engine, *, connection_id: int, actor: str) -> bool:
+def retry_unclear_refresh(engine: Engine, *, connection_id: int, actor: Actor) -> bool:
     """An admin's decision on an unclear refresh ("Erneuerung erneut versuchen"): the old refresh token
     may be sent again at the next use. If DATEV had rotated it meanwhile, DATEV refuses it and the
     connection becomes invalid: no worse than now, since the new token was lost anyway."""
+    authorized(engine, actor, Role.admin)
     row = store.get(engine, connection_id)
     if row is None or row.refresh_unclear_since is None:
         return False
-    return store.clear_refresh_unclear(engine, connection_id, expected_version=row.version, actor=actor,
+    return store.clear_refresh_unclear(engine, connection_id, expected_version=row.version, actor=actor.name,
                                        decision="Erneuerung von Hand freigegeben")
 
 

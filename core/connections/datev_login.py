@@ -22,8 +22,8 @@ from sqlmodel import Session, col, select
 
 from core import users
 from core.connections import grant, store
-from core.connections.disconnect import delete_token
-from core.connections.test_call import run_test
+from core.connections.disconnect import revoke_and_erase
+from core.connections.test_call import test_and_record
 from core.platform import audit
 from core.platform.config import Settings
 from core.platform.crypto import Keyring
@@ -94,9 +94,7 @@ def start_login(engine: Engine, settings: Settings, keyring: Keyring, *, company
 
     Raises only UserFacingError (no permission, no DATEV company, DATEV unreachable).
     """
-    needed = Role.admin if kind == ConnectionKind.long_term else Role.operator
-    if not users.has_role(user, needed):
-        raise UserFacingError("Dafür fehlt Ihnen die Berechtigung.")
+    users.authorized(engine, users.Actor.of(user), Role.admin if kind == ConnectionKind.long_term else Role.operator)
     return begin_login(engine, settings, keyring, company_id=company_id, user=user, kind=kind)
 
 
@@ -111,7 +109,7 @@ def begin_login(engine: Engine, settings: Settings, keyring: Keyring, *, company
     if kind == ConnectionKind.long_term and settings.datev_revoke_before_new_login:
         existing = store.find(engine, company_id, Provider.datev)
         if existing is not None and existing.id is not None and existing.has_token:
-            delete_token(engine, settings, keyring, connection_id=existing.id, actor=user.email,
+            revoke_and_erase(engine, settings, keyring, connection_id=existing.id, actor=user.email,
                          reason="vor neuer Anmeldung (eine gültige Verbindung je Mandant)")
     try:
         endpoints = discover(engine, settings)
@@ -334,7 +332,7 @@ def _complete(engine: Engine, settings: Settings, keyring: Keyring, claimed: _Cl
     if kind == ConnectionKind.long_term:
         connection = store.find(engine, company_id, Provider.datev)
         assert connection is not None and connection.id is not None
-        test = run_test(engine, settings, keyring, connection_id=connection.id, actor=user.email)
+        test = test_and_record(engine, settings, keyring, connection_id=connection.id, actor=user.email)
         message = f"Langzeittoken gespeichert (DATEV-Benutzer: {grantor_name or 'unbekannt'}). Testabfrage: {test.message}"
     else:
         message = f"DATEV-Anmeldung für diese Sitzung gespeichert (DATEV-Benutzer: {grantor_name or 'unbekannt'})."

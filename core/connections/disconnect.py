@@ -11,9 +11,10 @@ from core.connections import store
 from core.platform.config import Settings
 from core.platform.crypto import Keyring
 from core.platform.errors import UserFacingError
-from core.platform.models import Provider
+from core.platform.models import Provider, Role
 from core.providers.datev_oidc import ProviderRejected, ProviderUnavailable, discover, revoke
 from core.providers.http import CallContext
+from core.users import Actor, authorized
 
 DATEV_CONNECTED_APPS_URL = "https://apps.datev.de/tokrevui"
 
@@ -24,13 +25,20 @@ class DeleteResult:
     message: str
 
 
-def delete_token(engine: Engine, settings: Settings, keyring: Keyring, *, connection_id: int, actor: str,
+def delete_token(engine: Engine, settings: Settings, keyring: Keyring, *, connection_id: int, actor: Actor,
                  reason: str = "") -> DeleteResult:
-    """Revoke at the provider, then erase locally, keeping the history.
+    """An admin deletes a token: revoke at the provider, then erase locally, keeping the history.
 
     If the revoke call fails the secret is erased anyway and the result says so, pointing to
     DATEV's "Verbundene Anwendungen".
     """
+    authorized(engine, actor, Role.admin)
+    return revoke_and_erase(engine, settings, keyring, connection_id=connection_id, actor=actor.name, reason=reason)
+
+
+def revoke_and_erase(engine: Engine, settings: Settings, keyring: Keyring, *, connection_id: int, actor: str,
+                     reason: str = "") -> DeleteResult:
+    """`delete_token` after the permission check (also used by a new login replacing the old token)."""
     row = store.get(engine, connection_id)
     if row is None or not row.has_token:
         raise UserFacingError("Für diese Verbindung ist kein Token hinterlegt.")

@@ -17,10 +17,11 @@ from core.platform.config import Settings
 from core.platform.crypto import Keyring
 from core.platform.db import unit_of_work
 from core.platform.errors import UserFacingError, ValidationFailed
-from core.platform.models import Company, Connection, Interface, Provider, clip, utcnow
+from core.platform.models import Company, Connection, Interface, Provider, Role, clip, utcnow
 from core.platform.timefmt import display_zone, local_day
 from core.providers.http import CallContext
 from core.providers.lexware import LexwareApiError, get_profile
+from core.users import Actor, authorized
 
 
 def end_of_day(day: date) -> datetime:
@@ -33,8 +34,9 @@ def default_key_expiry(settings: Settings, today: date) -> date:
 
 
 def store_lexware_key(engine: Engine, settings: Settings, keyring: Keyring, *, company_id: int, api_key: str,
-                      valid_until: date | None, actor: str) -> TestResult:
-    """Store a pasted Lexware API key (encrypted) after the profile call accepted it."""
+                      valid_until: date | None, actor: Actor) -> TestResult:
+    """Store a pasted Lexware API key (encrypted) after the profile call accepted it (admins)."""
+    authorized(engine, actor, Role.admin)
     key = api_key.strip()
     errors = {}
     if not key:
@@ -63,5 +65,5 @@ def store_lexware_key(engine: Engine, settings: Settings, keyring: Keyring, *, c
     organisation = clip(Connection.grantor_name, str(profile.get("companyName") or profile.get("organizationId") or "")) or None
     message = f"Verbunden mit „{organisation}“." if organisation else "Profilabfrage erfolgreich."
     store.store_lexware_key(engine, keyring, company_id=company_id, api_key=key, expires_at=end_of_day(valid_until),
-                            organisation=organisation, message=message, actor=actor)
+                            organisation=organisation, message=message, actor=actor.name)
     return TestResult(True, message)

@@ -132,8 +132,7 @@ def _datev_company(engine: Engine, company_id: int) -> Company:
 def create_link(engine: Engine, settings: Settings, keyring: Keyring, *, company_id: int, actor: AppUser,
                 valid_days: int | None = None, recipient: str = "") -> CreatedLink:
     """Create an Anforderungslink (admins only); with `recipient`, e-mail it through the outbox."""
-    if not users.has_role(actor, Role.admin):
-        raise UserFacingError("Dafür fehlt Ihnen die Berechtigung.")
+    users.authorized(engine, users.Actor.of(actor), Role.admin)
     days = settings.request_link_default_days if valid_days is None else valid_days
     errors: dict[str, str] = {}
     if not 1 <= days <= settings.request_link_max_days:
@@ -196,8 +195,7 @@ def _mail(company: Company, actor: AppUser, expires_at: datetime, recipient: str
 
 def withdraw_link(engine: Engine, *, link_id: int, actor: AppUser) -> bool:
     """Withdraw an open link (admins only); its e-mail, if not sent yet, is not sent any more."""
-    if not users.has_role(actor, Role.admin):
-        raise UserFacingError("Dafür fehlt Ihnen die Berechtigung.")
+    users.authorized(engine, users.Actor.of(actor), Role.admin)
     now = utcnow()
     with unit_of_work(engine) as session:
         changed = session.exec(update(RequestLink).where(

@@ -15,10 +15,11 @@ from core.platform.config import Settings
 from core.platform.crypto import Keyring
 from core.platform.db import unit_of_work
 from core.platform.errors import UserFacingError
-from core.platform.models import Company, Connection, Provider
+from core.platform.models import Company, Connection, Provider, Role
 from core.providers.datev import DatevApiError, get_client
 from core.providers.http import CallContext
 from core.providers.lexware import LexwareApiError, get_profile
+from core.users import Actor, authorized
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,15 @@ class TestResult:
     help_uri: str | None = None
 
 
-def run_test(engine: Engine, settings: Settings, keyring: Keyring, *, connection_id: int, actor: str) -> TestResult:
-    """The connection test: DATEV `GET /clients/{id}`, Lexware `GET /v1/profile`. Stores the result."""
+def run_test(engine: Engine, settings: Settings, keyring: Keyring, *, connection_id: int, actor: Actor) -> TestResult:
+    """An admin's "Verbindung testen": DATEV `GET /clients/{id}`, Lexware `GET /v1/profile`. Stores the result."""
+    authorized(engine, actor, Role.admin)
+    return test_and_record(engine, settings, keyring, connection_id=connection_id, actor=actor.name)
+
+
+def test_and_record(engine: Engine, settings: Settings, keyring: Keyring, *, connection_id: int,
+                    actor: str) -> TestResult:
+    """`run_test` after the permission check (also the test right after a new token was stored)."""
     with unit_of_work(engine) as session:
         row = session.get(Connection, connection_id)
         if row is None:

@@ -42,6 +42,7 @@ from core.platform.config import Settings
 from core.platform.db import unit_of_work
 from core.platform.errors import UserFacingError
 from core.platform.models import Company, Interface
+from core.users import process
 
 log = logging.getLogger(__name__)
 
@@ -406,7 +407,7 @@ def _import_file(engine: Engine, inbox: _Folder, company_id: int, name: str, res
         if isinstance(content, str):
             reason = content
         else:
-            report = intake.intake(engine, company_id=company_id, files=[(name, content)], actor=ACTOR,
+            report = intake.intake(engine, company_id=company_id, files=[(name, content)], actor=process(ACTOR),
                                    source=SOURCE)
             if report.accepted:
                 inbox.move(name, PROCESSED)

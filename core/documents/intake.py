@@ -29,8 +29,10 @@ from core.platform.models import (
     DocumentContent,
     DocumentTypeCache,
     Provider,
+    Role,
     clip,
 )
+from core.users import Actor, authorize
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,12 @@ def _known_document_types(session: Session, company_id: int) -> list[str]:
                              .order_by(col(DocumentTypeCache.name))).all())
 
 
-def intake(engine: Engine, *, company_id: int, files: Iterable[tuple[str, bytes]], actor: str,
+def intake(engine: Engine, *, company_id: int, files: Iterable[tuple[str, bytes]], actor: Actor,
            document_type: str = "", note: str = "", source: str = "upload") -> IntakeReport:
-    """Validate and store each file on its own; report accepted documents and German rejections."""
+    """Validate and store each file on its own (Bearbeiter and admins; the inbox import as a process);
+    report accepted documents and German rejections."""
     with unit_of_work(engine) as session:
+        authorize(session, actor, Role.operator)
         company = session.get(Company, company_id)
         if company is None or company.archived_at is not None:
             raise UserFacingError("Dieses Unternehmen gibt es nicht oder es ist archiviert.")
@@ -77,7 +81,8 @@ def intake(engine: Engine, *, company_id: int, files: Iterable[tuple[str, bytes]
                                      "eingerichtet.", code="document_type")
             checked = validate_file(name=name, content=content, provider=provider, note=note,
                                     document_type=chosen_type)
-            accepted.append(_store(engine, company_id, checked, content, chosen_type, note.strip(), actor, source))
+            accepted.append(_store(engine, company_id, checked, content, chosen_type, note.strip(), actor.name,
+                                   source))
         except IntakeRejected as exc:
             rejected.append(Rejected(name, exc.message))
     return IntakeReport(accepted, rejected)

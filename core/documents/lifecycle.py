@@ -41,11 +41,13 @@ from core.platform.models import (
     HttpLogEntry,
     Interface,
     Provider,
+    Role,
     TransferAttempt,
     clip,
     utcnow,
 )
 from core.providers.outcome import Outcome
+from core.users import Actor, authorize
 
 S = DocumentStatus
 TRANSITIONS: dict[DocumentStatus, frozenset[DocumentStatus]] = {
@@ -86,26 +88,30 @@ def _move(sources: Sequence[DocumentStatus], target: DocumentStatus, *where: Col
 # --- before the transfer ------------------------------------------------------------------------
 
 
-def approve(engine: Engine, *, document_ids: Sequence[int], actor: str) -> int:
-    """Approve new documents (singly or in bulk). Returns how many changed; others are left alone."""
+def approve(engine: Engine, *, document_ids: Sequence[int], actor: Actor) -> int:
+    """Approve new documents, singly or in bulk (Bearbeiter and admins). Returns how many changed;
+    others are left alone."""
     now = utcnow()
     changed = 0
     with unit_of_work(engine) as session:
+        authorize(session, actor, Role.operator)
         ids = session.exec(select(Document.id).where(col(Document.id).in_(document_ids),
                                                      Document.status == S.new.value)).all()
         for document_id in ids:
             moved = session.exec(_move([S.new], S.approved, col(Document.id) == document_id,
-                                       approved_at=now, approved_by=actor, updated_at=now)).rowcount
+                                       approved_at=now, approved_by=actor.name, updated_at=now)).rowcount
             if moved != 1:
                 continue
-            audit.record(session, actor=actor, action="document.approved", entity_type="document",
+            audit.record(session, actor=actor.name, action="document.approved", entity_type="document",
                          entity_id=document_id, before={"status": "new"}, after={"status": "approved"})
             changed += 1
     return changed
 
 
-def delete_unapproved(engine: Engine, *, document_id: int, actor: str) -> None:
+def delete_unapproved(engine: Engine, *, document_id: int, actor: Actor) -> None:
+    """Delete a document that was never approved (Bearbeiter and admins)."""
     with unit_of_work(engine) as session:
+        authorize(session, actor, Role.operator)
         document = session.get(Document, document_id)
         if document is None:
             raise UserFacingError("Diesen Beleg gibt es nicht (mehr).")
@@ -116,7 +122,7 @@ def delete_unapproved(engine: Engine, *, document_id: int, actor: str) -> None:
             session.delete(content)
         session.flush()
         session.delete(document)
-        audit.record(session, actor=actor, action="document.deleted", entity_type="document", entity_id=document_id,
+        audit.record(session, actor=actor.name, action="document.deleted", entity_type="document", entity_id=document_id,
                      before={"file_name": document.file_name, "sha256": document.sha256})
 
 
@@ -357,11 +363,13 @@ def _reason(reason: str, *, required: bool) -> str:
     return text
 
 
-def retry_failed(engine: Engine, *, document_id: int, actor: str, reason: str = "") -> None:
-    """A failed document goes back to `freigegeben` with its attempts reset (the next pass sends it)."""
+def retry_failed(engine: Engine, *, document_id: int, actor: Actor, reason: str = "") -> None:
+    """A failed document goes back to `freigegeben` with its attempts reset (the next pass sends it);
+    Bearbeiter and admins."""
     text = _reason(reason, required=False)
     now = utcnow()
     with unit_of_work(engine) as session:
+        authorize(session, actor, Role.operator)
         document = session.get(Document, document_id)
         if document is None:
             raise NotFound("Diesen Beleg gibt es nicht (mehr).")
@@ -371,13 +379,13 @@ def retry_failed(engine: Engine, *, document_id: int, actor: str, reason: str = 
             updated_at=now)).rowcount
         if changed != 1:
             raise UserFacingError("Nur fehlgeschlagene Belege können erneut übertragen werden.")
-        audit.record(session, actor=actor, action="document.retry", entity_type="document", entity_id=document_id,
+        audit.record(session, actor=actor.name, action="document.retry", entity_type="document", entity_id=document_id,
                      before=before, after={"status": S.approved.value, "attempts": 0, "reason": text},
                      detail=text or None)
 
 
-def resolve_unresolved(engine: Engine, *, document_id: int, actor: str, decision: str, reason: str) -> None:
-    """An operator checked Lexware: mark the document delivered, or send it again. Reason required."""
+def resolve_unresolved(engine: Engine, *, document_id: int, actor: Actor, decision: str, reason: str) -> None:
+    """A Bearbeiter or admin checked Lexware: mark the document delivered, or send it again. Reason required."""
     errors: dict[str, str] = {}
     if decision not in DECISIONS:
         errors["decision"] = "Bitte wählen Sie, ob der Beleg angekommen ist oder erneut gesendet wird."
@@ -394,6 +402,7 @@ def resolve_unresolved(engine: Engine, *, document_id: int, actor: str, decision
     else:
         target, values = S.approved, {"attempts": 0, "next_attempt_at": None}
     with unit_of_work(engine) as session:
+        authorize(session, actor, Role.operator)
         document = session.get(Document, document_id)
         if document is None:
             raise NotFound("Diesen Beleg gibt es nicht (mehr).")
@@ -402,7 +411,7 @@ def resolve_unresolved(engine: Engine, *, document_id: int, actor: str, decision
             [S.unresolved], target, col(Document.id) == document_id, **values, updated_at=now)).rowcount
         if changed != 1:
             raise UserFacingError("Nur ungeklärte Belege können so entschieden werden.")
-        audit.record(session, actor=actor, action="document.resolved", entity_type="document",
+        audit.record(session, actor=actor.name, action="document.resolved", entity_type="document",
                      entity_id=document_id, before=before,
                      after={"status": target.value, "decision": decision, "reason": text},
                      detail=f"{DECISIONS[decision]}: {text}")

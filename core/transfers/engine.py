@@ -40,7 +40,7 @@ from core.platform.backoff import next_delay, parse_retry_after
 from core.platform.config import Settings
 from core.platform.crypto import Keyring, fingerprint
 from core.platform.db import unit_of_work
-from core.platform.models import Company, Connection, Document, HttpLogEntry, Provider, utcnow
+from core.platform.models import Company, Connection, Document, HttpLogEntry, Provider, Role, utcnow
 from core.platform.ratelimit import acquire
 from core.providers.datev import DatevApiError, get_client, get_document_types, upload_datev
 from core.providers.http import CallContext, provider_session
@@ -48,6 +48,7 @@ from core.providers.lexware import upload_lexware
 from core.providers.outcome import Outcome, UploadResult
 from core.transfers.document_types import store_document_types
 from core.transfers.readiness import pause, waiting_reason
+from core.users import Actor, authorized
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ SETTLED = {Outcome.delivered: AfterAttempt.delivered, Outcome.failed: AfterAttem
 @dataclass
 class PassOptions:
     trigger: str  # "scheduler" | "manual"
-    actor: str  # scheduler instance or the user's e-mail
+    actor: Actor  # the scheduler instance (a process), or the user who started a manual transfer
     company_ids: Sequence[int] | None = None
     document_ids: Sequence[int] | None = None
     connection_slot: str = connection_store.LONG_TERM_SLOT  # manual one-off login: store.one_off_slot(user id)
@@ -193,7 +194,7 @@ class _Pass:
         if evaluate_binding(company, connection) == Binding.foreign:  # e.g. the Mandanten-Nr. was changed since
             reason = (f"Das Langzeittoken ist an den Datenbestand {connection.bound_client} gebunden, das Unternehmen "
                       f"hat {company.datev_client_id}: bitte das Langzeittoken neu anfordern")
-            pause(self.engine, company_id, reason, self.options.actor)
+            pause(self.engine, company_id, reason, self.options.actor.name)
             self.wait(company_id, f"pausiert: {reason}")
             raise_alarms_for(self.engine, self.settings, company_id)
             return None
@@ -230,7 +231,7 @@ class _Pass:
                     return False
                 if exc.status in (403, 404):
                     reason = f"DATEV verweigert den Zugriff auf Mandant {run.client_id} ({exc.summary()})"
-                    pause(self.engine, run.company_id, reason, self.options.actor)
+                    pause(self.engine, run.company_id, reason, self.options.actor.name)
                     self.wait(run.company_id, f"pausiert: {reason}")
                 else:
                     self.wait(run.company_id, f"DATEV nicht erreichbar: {exc.summary()}")
@@ -240,7 +241,7 @@ class _Pass:
                 return False
         if client.get("is_document_management_available") is False:
             reason = f"Belege online ist für Mandant {run.client_id} nicht verfügbar"
-            pause(self.engine, run.company_id, reason, self.options.actor)
+            pause(self.engine, run.company_id, reason, self.options.actor.name)
             self.wait(run.company_id, f"pausiert: {reason}")
             return False
         store_document_types(self.engine, run.company_id, types)
@@ -339,7 +340,7 @@ class _Pass:
                     reason = run.gone.message if run.gone is not None else "DATEV lehnt das Zugriffstoken ab (401)"
                     result = replace(result, message=f"Token widerrufen oder ungültig: {reason}")
             if result.outcome == Outcome.forbidden:
-                pause(engine, document.company_id, result.message, self.options.actor)
+                pause(engine, document.company_id, result.message, self.options.actor.name)
                 raise_alarms_for(engine, settings, run.company_id)
         elif claimed.taken_over:
             # A Lexware upload was under way when its worker died: it may have arrived. Never re-send.
@@ -356,7 +357,7 @@ class _Pass:
                 run.halted.set()
                 if connection_store.mark_invalid(engine, run.connection_id, expected_version=run.token.version,
                                                  reason="Lexware Office lehnt den API-Schlüssel ab (401).",
-                                                 actor=self.options.actor):
+                                                 actor=self.options.actor.name):
                     raise_alarms_for(engine, settings, run.company_id)  # found broken now: the alarm goes out now
         return self.record(run, claimed, result, started, correlation_id, log_entries), result
 
@@ -391,7 +392,7 @@ class _Pass:
         else:
             after = SETTLED[outcome]
         attempt = AttemptRecord(
-            provider=run.provider.value, trigger=self.options.trigger, triggered_by=self.options.actor,
+            provider=run.provider.value, trigger=self.options.trigger, triggered_by=self.options.actor.name,
             started_at=started, outcome=outcome, correlation_id=correlation_id, http_status=result.http_status,
             error_code=result.error_code,
             error_text=None if outcome == Outcome.delivered and not result.error_code else history_text,
@@ -403,7 +404,9 @@ class _Pass:
 
 
 def run_pass(engine: Engine, settings: Settings, keyring: Keyring, options: PassOptions) -> PassSummary:
-    """One pass over due documents. Safe to run in several processes at once."""
+    """One pass over due documents. Safe to run in several processes at once. A user's manual transfer
+    needs the role Bearbeiter (checked here too, not only by the page)."""
+    authorized(engine, options.actor, Role.operator)
     current = _Pass(engine, settings, keyring, options, PassSummary(started_at=utcnow()),
                     owner=options.owner or f"{options.trigger}:{lease_owner_id()}",
                     upload_slots=threading.BoundedSemaphore(settings.transfer_concurrency))

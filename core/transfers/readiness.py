@@ -16,7 +16,8 @@ from core.connections.health import USABLE, evaluate_health
 from core.platform import audit
 from core.platform.config import Settings
 from core.platform.db import unit_of_work
-from core.platform.models import Company, Connection, Interface, clip, utcnow
+from core.platform.models import Company, Connection, Interface, Role, clip, utcnow
+from core.users import Actor, authorize
 
 
 def waiting_reason(company: Company, connection: Connection | None, settings: Settings, now: datetime) -> str | None:
@@ -46,8 +47,10 @@ def pause(engine: Engine, company_id: int, reason: str, actor: str) -> None:
                      after={"paused_reason": reason[:300]})
 
 
-def resume(engine: Engine, company_id: int, actor: str) -> None:
+def resume(engine: Engine, company_id: int, actor: Actor) -> None:
+    """End a pause (Bearbeiter and admins); the next pass checks again what caused it."""
     with unit_of_work(engine) as session:
+        authorize(session, actor, Role.operator)
         company = session.get(Company, company_id)
         if company is None or company.paused_at is None:
             return
@@ -55,7 +58,7 @@ def resume(engine: Engine, company_id: int, actor: str) -> None:
         company.paused_at = company.paused_reason = None
         company.updated_at = utcnow()
         session.add(company)
-        audit.record(session, actor=actor, action="company.resumed", entity_type="company", entity_id=company_id,
+        audit.record(session, actor=actor.name, action="company.resumed", entity_type="company", entity_id=company_id,
                      before=before)
 
 

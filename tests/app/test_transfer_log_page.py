@@ -17,6 +17,7 @@ from core.platform.models import TransferAttempt
 from core.platform.secret_store import get_keyring
 from core.transfers.engine import PassOptions, run_pass
 from core.transfers.history import CSV_HEADERS
+from core.users import process
 from testkit.rows import id_of
 from tests.support.desk import Desk, run_page, table
 from tests.support.rendered import labels, texts
@@ -30,7 +31,7 @@ def attempts(desk: Desk) -> dict[str, int]:
     desk.request_token()
     lexware = desk.companies["Lexware Demo GmbH"]
     result = store_lexware_key(desk.engine, desk.settings, get_keyring(), company_id=lexware, api_key="demo-lexware-key",
-                               valid_until=default_key_expiry(desk.settings, date.today()), actor="admin@tokendesk.demo")
+                               valid_until=default_key_expiry(desk.settings, date.today()), actor=process("admin@tokendesk.demo"))
     assert result.ok, result.message
     [ok] = desk.intake("gut.pdf", approve=True)
     [bad] = desk.intake("falsch.pdf", approve=True, document_type="Gibt es nicht")
@@ -38,7 +39,7 @@ def attempts(desk: Desk) -> dict[str, int]:
     requests.post(desk.settings.emulator_url + "/_admin/faults", json={"target": "lexware", "kind": "503", "count": 1},
                   timeout=5).raise_for_status()
     summary = run_pass(desk.engine, desk.settings, get_keyring(),
-                       PassOptions(trigger="manual", actor="operator@tokendesk.demo", document_ids=[ok, bad, lex]))
+                       PassOptions(trigger="manual", actor=process("operator@tokendesk.demo"), document_ids=[ok, bad, lex]))
     assert (summary.delivered, summary.failed, summary.unresolved) == (1, 1, 1), summary
     with unit_of_work(desk.engine) as s:
         by_doc = {a.document_id: id_of(a) for a in s.exec(select(TransferAttempt)).all()}

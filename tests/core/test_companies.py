@@ -10,6 +10,7 @@ from core.platform import audit
 from core.platform.db import unit_of_work
 from core.platform.errors import NotFound, ValidationFailed
 from core.platform.models import AuditEvent, Company
+from core.users import process
 from testkit.rows import id_of, present
 
 GOOD = CompanyInput("Musterfirma GmbH", "455148", "1", "datev", True, "Rechnungseingang")
@@ -58,16 +59,16 @@ def test_valid_input_is_normalised() -> None:
 
 
 def test_create_edit_archive_restore_with_audit(engine: Engine) -> None:
-    company = companies.create_company(engine, actor="admin@x.de", data=GOOD)
+    company = companies.create_company(engine, actor=process("admin@x.de"), data=GOOD)
     cid = company.id
     assert cid is not None and company.name == "Musterfirma GmbH"  # usable after its transaction
-    companies.update_company(engine, actor="admin@x.de", company_id=cid,
+    companies.update_company(engine, actor=process("admin@x.de"), company_id=cid,
                              data=CompanyInput(**{**GOOD.__dict__, "name": "Musterfirma AG"}))
-    archived = companies.set_archived(engine, actor="admin@x.de", company_id=cid, archived=True)
+    archived = companies.set_archived(engine, actor=process("admin@x.de"), company_id=cid, archived=True)
     assert archived.archived_at is not None and archived.auto_transfer is False
     assert companies.list_companies(engine) == []
     assert [c.id for c in companies.list_companies(engine, include_archived=True)] == [cid]
-    restored = companies.set_archived(engine, actor="admin@x.de", company_id=cid, archived=False)
+    restored = companies.set_archived(engine, actor=process("admin@x.de"), company_id=cid, archived=False)
     assert restored.archived_at is None and companies.get_company(engine, cid).archived_at is None
     with unit_of_work(engine) as s:
         events = s.exec(select(AuditEvent).order_by(col(AuditEvent.id))).all()
@@ -85,24 +86,24 @@ def test_unknown_company_is_not_found(engine: Engine) -> None:
     with pytest.raises(NotFound):
         companies.get_company(engine, 4711)
     with pytest.raises(NotFound):
-        companies.update_company(engine, actor="a", company_id=4711, data=GOOD)
+        companies.update_company(engine, actor=process("a"), company_id=4711, data=GOOD)
     with pytest.raises(NotFound):
-        companies.set_archived(engine, actor="a", company_id=4711, archived=True)
+        companies.set_archived(engine, actor=process("a"), company_id=4711, archived=True)
     assert audit.recent_events(engine) == []
 
 
 def test_unchanged_edit_writes_no_audit_event(engine: Engine) -> None:
-    cid = id_of(companies.create_company(engine, actor="a", data=GOOD))
-    companies.update_company(engine, actor="a", company_id=cid, data=GOOD)
+    cid = id_of(companies.create_company(engine, actor=process("a"), data=GOOD))
+    companies.update_company(engine, actor=process("a"), company_id=cid, data=GOOD)
     with unit_of_work(engine) as s:
         assert len(s.exec(select(AuditEvent)).all()) == 1
 
 
 def test_one_company_per_consultant_client_pair_even_when_archived(engine: Engine) -> None:
-    cid = id_of(companies.create_company(engine, actor="a", data=GOOD))
-    companies.set_archived(engine, actor="a", company_id=cid, archived=True)
+    cid = id_of(companies.create_company(engine, actor=process("a"), data=GOOD))
+    companies.set_archived(engine, actor=process("a"), company_id=cid, archived=True)
     with pytest.raises(ValidationFailed) as info:
-        companies.create_company(engine, actor="a", data=CompanyInput(**{**GOOD.__dict__, "name": "Zwilling"}))
+        companies.create_company(engine, actor=process("a"), data=CompanyInput(**{**GOOD.__dict__, "name": "Zwilling"}))
     assert "archiviert" in info.value.field_errors["client_number"]
     with unit_of_work(engine) as s:
         assert len(s.exec(select(Company)).all()) == 1
@@ -110,10 +111,10 @@ def test_one_company_per_consultant_client_pair_even_when_archived(engine: Engin
 
 
 def test_editing_into_a_taken_pair_changes_nothing(engine: Engine) -> None:
-    companies.create_company(engine, actor="a", data=GOOD)
-    other_id = id_of(companies.create_company(engine, actor="a", data=CompanyInput("Zweite", "455148", "2", "datev")))
+    companies.create_company(engine, actor=process("a"), data=GOOD)
+    other_id = id_of(companies.create_company(engine, actor=process("a"), data=CompanyInput("Zweite", "455148", "2", "datev")))
     with pytest.raises(ValidationFailed):
-        companies.update_company(engine, actor="a", company_id=other_id,
+        companies.update_company(engine, actor=process("a"), company_id=other_id,
                                  data=CompanyInput("Zweite neu", "455148", "1", "datev"))
     with unit_of_work(engine) as s:
         stored = present(s.get(Company, other_id))
@@ -122,6 +123,6 @@ def test_editing_into_a_taken_pair_changes_nothing(engine: Engine) -> None:
 
 
 def test_lexware_companies_without_numbers_do_not_collide(engine: Engine) -> None:
-    companies.create_company(engine, actor="a", data=CompanyInput("Lex 1", "", "", "lexware"))
-    companies.create_company(engine, actor="a", data=CompanyInput("Lex 2", "", "", "lexware"))
+    companies.create_company(engine, actor=process("a"), data=CompanyInput("Lex 1", "", "", "lexware"))
+    companies.create_company(engine, actor=process("a"), data=CompanyInput("Lex 2", "", "", "lexware"))
     assert len(companies.list_companies(engine)) == 2

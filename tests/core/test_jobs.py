@@ -36,6 +36,7 @@ from core.platform.models import (
 )
 from core.platform.secret_store import put_secret
 from core.transfers.engine import PassOptions, companies_with_work
+from core.users import process
 from testkit.rows import id_of, present
 from testkit.samples import pdf
 from tests.support.sinks import SmtpSink, free_port
@@ -96,7 +97,7 @@ def test_revoked_token_raises_invalid_and_paused_once(alarmed: World, smtp: Smtp
     connection = world.find_connection()
     assert connection is not None
     assert not run_test(world.engine, world.settings, world.keyring, connection_id=id_of(connection),
-                        actor="admin@x.de").ok
+                        actor=process("admin@x.de")).ok
     assert world.connection().invalid_at is not None
     refreshes = world.stats()["refresh_requests"]
     assert len(smtp.messages) == 4  # at detection: two alarms, each to two recipients
@@ -169,7 +170,7 @@ def test_no_keepalive_when_the_window_is_not_rolling(world: World) -> None:
 
 def test_repeated_failures_since_the_last_delivery_raise_one_alarm(alarmed: World, smtp: SmtpSink) -> None:
     world = alarmed
-    report = intake.intake(world.engine, company_id=world.company_id, actor="o@x.de",
+    report = intake.intake(world.engine, company_id=world.company_id, actor=process("o@x.de"),
                               files=[(f"R{i}.pdf", pdf(f"f{i}")) for i in range(3)])
     document_id = id_of(report.accepted[0])
     now = utcnow()
@@ -273,7 +274,7 @@ def test_housekeeping(world: World) -> None:
         assert (expired.has_token, kept.has_token) == (False, True)
         secret_owners = set(s.exec(select(StoredSecret.owner_id).where(StoredSecret.owner_type == "connection")).all())
         assert expired.id not in secret_owners and kept.id in secret_owners
-    assert companies_with_work(engine, PassOptions(trigger="scheduler", actor="t"), utcnow()) == {world.company_id: 1}  # the released one
+    assert companies_with_work(engine, PassOptions(trigger="scheduler", actor=process("t")), utcnow()) == {world.company_id: 1}  # the released one
     assert housekeeping(context(world)) == {"http_log_purged": 0, "pending_logins_expired": 0,
                                             "abandoned_claims": 0, "one_off_logins_discarded": 0,
                                             "alarms_purged": 0, "request_links_expired": 0, "heartbeats_purged": 0}
@@ -311,7 +312,7 @@ def test_alarm_retry_resends_due_alarms_and_housekeeping_purges_old_ones(engine:
 def _lexware_document_in_transfer(world: World, lease_until) -> int:
     with unit_of_work(world.engine) as s:
         company_id = present(s.exec(select(Company.id).where(Company.name == "Lexware Demo GmbH")).one())
-    report = intake.intake(world.engine, company_id=company_id, actor="o@x.de", files=[("L.pdf", pdf("lex"))])
+    report = intake.intake(world.engine, company_id=company_id, actor=process("o@x.de"), files=[("L.pdf", pdf("lex"))])
     document_id = id_of(report.accepted[0])
     with unit_of_work(world.engine) as s:
         s.exec(update(Document).where(col(Document.id) == document_id).values(

@@ -35,6 +35,7 @@ from core.platform.models import (
     utcnow,
 )
 from core.providers import datev_oidc
+from core.users import process
 from testkit.datev_user import consent
 from testkit.rows import id_of, present
 from tests.support.desk import IDENTITIES
@@ -103,10 +104,10 @@ def run_flow(engine: Engine, settings, keyring: Keyring, monkeypatch: pytest.Mon
     with unit_of_work(engine) as s:  # force a refresh with rotation
         s.exec(update(Connection).where(col(Connection.id) == row_id).values(access_expires_at=utcnow() - timedelta(minutes=1)))
     refreshed = get_valid_token(engine, row_id, settings=settings, keyring=keyring)
-    test = test_call.run_test(engine, settings, keyring, connection_id=row_id, actor=admin.email)
+    test = test_call.run_test(engine, settings, keyring, connection_id=row_id, actor=process(admin.email))
     assert test.ok, test.message
     assert lexware_key.store_lexware_key(engine, settings, keyring, company_id=id_of(lexware), api_key=LEXWARE_KEY,
-                                         valid_until=None, actor=admin.email).ok
+                                         valid_until=None, actor=process(admin.email)).ok
     stored_values(engine, keyring, found)
     found.add("API key", LEXWARE_KEY)
 

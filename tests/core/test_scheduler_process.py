@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from core.documents import intake, lifecycle
 from core.platform.db import unit_of_work
 from core.platform.models import Company, Document, DocumentStatus, SchedulerHeartbeat, utcnow
+from core.users import process
 from testkit.rows import ids_of, present
 from testkit.samples import pdf
 from testkit.workers import ROOT
@@ -98,10 +99,10 @@ def statuses(world: World, ids: list[int] | None = None) -> dict[int, str]:
 
 
 def approved_later(world: World) -> list[int]:
-    report = intake.intake(world.engine, company_id=world.company_id, actor="operator@x.de",
+    report = intake.intake(world.engine, company_id=world.company_id, actor=process("operator@x.de"),
                               files=[("Nachzügler.pdf", pdf("später"))])
     ids = ids_of(report.accepted)
-    assert lifecycle.approve(world.engine, document_ids=ids, actor="operator@x.de") == 1
+    assert lifecycle.approve(world.engine, document_ids=ids, actor=process("operator@x.de")) == 1
     return ids
 
 

@@ -9,6 +9,7 @@ from core.platform import audit
 from core.platform.db import unit_of_work
 from core.platform.errors import ValidationFailed
 from core.platform.models import AppUser, AuditEvent, Role
+from core.users import process
 from testkit.rows import present
 
 
@@ -22,7 +23,7 @@ def test_role_ranks() -> None:
 
 
 def test_first_sign_in_binds_subject_then_lookup_by_subject(engine: Engine) -> None:
-    users.set_role(engine, actor="cli", email="Vera@Example.de", role=Role.viewer)
+    users.set_role(engine, actor=process("cli"), email="Vera@Example.de", role=Role.viewer)
     user = users.resolve_user(engine, sub="idp-123", email="vera@example.de")
     assert user is not None and user.sub == "idp-123"
     assert present(users.resolve_user(engine, sub="idp-123", email=None)).email == "vera@example.de"
@@ -31,7 +32,7 @@ def test_first_sign_in_binds_subject_then_lookup_by_subject(engine: Engine) -> N
 
 
 def test_first_sign_in_is_stored_with_one_audit_event(engine: Engine) -> None:
-    users.set_role(engine, actor="cli", email="vera@example.de", role=Role.viewer)
+    users.set_role(engine, actor=process("cli"), email="vera@example.de", role=Role.viewer)
     first = users.resolve_user(engine, sub="idp-123", email="vera@example.de")
     again = users.resolve_user(engine, sub="idp-123", email="vera@example.de")
     assert first is not None and again is not None and first.id == again.id
@@ -52,29 +53,29 @@ def test_unknown_user_has_no_access_and_admin_emails_bootstrap(engine: Engine) -
 
 
 def test_removing_a_role_takes_effect_on_next_lookup(engine: Engine) -> None:
-    users.set_role(engine, actor="cli", email="a@x.de", role=Role.admin)
-    users.set_role(engine, actor="cli", email="o@x.de", role=Role.operator)
+    users.set_role(engine, actor=process("cli"), email="a@x.de", role=Role.admin)
+    users.set_role(engine, actor=process("cli"), email="o@x.de", role=Role.operator)
     users.resolve_user(engine, sub="o-sub", email="o@x.de")
-    users.set_role(engine, actor="a@x.de", email="o@x.de", role=None)
+    users.set_role(engine, actor=process("a@x.de"), email="o@x.de", role=None)
     user = users.resolve_user(engine, sub="o-sub", email="o@x.de")
     assert not users.has_role(user, Role.viewer)
 
 
 def test_last_admin_cannot_lose_the_role(engine: Engine) -> None:
-    users.set_role(engine, actor="cli", email="a@x.de", role=Role.admin)
+    users.set_role(engine, actor=process("cli"), email="a@x.de", role=Role.admin)
     with pytest.raises(ValidationFailed, match="letzte Administrator"):
-        users.set_role(engine, actor="a@x.de", email="a@x.de", role=Role.viewer)
+        users.set_role(engine, actor=process("a@x.de"), email="a@x.de", role=Role.viewer)
     assert [u.role for u in users.list_users(engine)] == ["admin"]
 
 
 def test_bad_email_is_rejected(engine: Engine) -> None:
     with pytest.raises(ValidationFailed, match="gültige E-Mail"):
-        users.set_role(engine, actor="cli", email="not-an-address", role=Role.viewer)
+        users.set_role(engine, actor=process("cli"), email="not-an-address", role=Role.viewer)
     assert users.list_users(engine) == []
 
 
 def test_a_second_subject_with_a_bound_address_is_refused_and_audited_once(engine: Engine) -> None:
-    users.set_role(engine, actor="cli", email="vera@example.de", role=Role.admin)
+    users.set_role(engine, actor=process("cli"), email="vera@example.de", role=Role.admin)
     assert users.resolve_user(engine, sub="idp-123", email="vera@example.de") is not None
     for _run in range(3):  # every click is a dashboard run
         assert users.resolve_user(engine, sub="intruder", email="VERA@example.de") is None

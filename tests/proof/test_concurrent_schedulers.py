@@ -23,6 +23,7 @@ from core.platform.db import unit_of_work
 from core.platform.models import Document, DocumentStatus, DocumentTypeCache, SchedulerHeartbeat, TransferAttempt
 from core.transfers.document_types import store_document_types
 from core.transfers.engine import PassOptions, run_pass
+from core.users import process
 from testkit.rows import ids_of
 from testkit.samples import pdf
 from tests.support.fleet import Fleet, stop, wait_until
@@ -43,7 +44,7 @@ def _idle_schedulers(fleet: Fleet) -> int:
 def test_three_schedulers_and_a_manual_transfer_deliver_each_document_once(fleet: Fleet) -> None:
     ids: list[int] = []
     for company_id in fleet.companies.values():
-        report = intake.intake(fleet.engine, company_id=company_id, actor=MANUAL_ACTOR,
+        report = intake.intake(fleet.engine, company_id=company_id, actor=process(MANUAL_ACTOR),
                                   files=[(f"Beleg {company_id}-{i}.pdf", pdf(f"race-{company_id}-{i}"))
                                          for i in range(DOCUMENTS_PER_COMPANY)])
         ids += ids_of(report.accepted)
@@ -55,9 +56,9 @@ def test_three_schedulers_and_a_manual_transfer_deliver_each_document_once(fleet
     try:
         wait_until(lambda: _idle_schedulers(fleet) == len(SCHEDULERS), timeout=60,
                    what="three schedulers finished their first pass")
-        assert lifecycle.approve(fleet.engine, document_ids=ids, actor=MANUAL_ACTOR) == total
+        assert lifecycle.approve(fleet.engine, document_ids=ids, actor=process(MANUAL_ACTOR)) == total
         manual = run_pass(fleet.engine, fleet.world.settings, fleet.world.keyring,
-                          PassOptions(trigger="manual", actor=MANUAL_ACTOR))
+                          PassOptions(trigger="manual", actor=process(MANUAL_ACTOR)))
         wait_until(lambda: fleet.delivered() == total, timeout=120, interval=0.1,
                    what=f"all delivered ({dict(fleet.status_counts())})")
     finally:

@@ -23,6 +23,7 @@ from core.documents.queries import STATUS_LABELS
 from core.platform.db import unit_of_work
 from core.platform.models import Company, Document, DocumentStatus, Interface, TransferAttempt
 from core.transfers.engine import PassOptions, PassSummary, run_pass
+from core.users import process
 from testkit.rows import id_of
 from tests.support.fleet import Fleet, kill, stop, wait_until
 from tests.support.world import World
@@ -36,7 +37,7 @@ def _lexware_fleet(world: World, database_url: str, tmp_path: Path) -> Fleet:
         company_id = id_of(company)
         s.exec(update(Company).where(col(Company.id) == company_id).values(auto_transfer=True))
     result = store_lexware_key(world.engine, world.settings, world.keyring, company_id=company_id,
-                               api_key="demo-lexware-key", valid_until=None, actor="admin@tokendesk.demo")
+                               api_key="demo-lexware-key", valid_until=None, actor=process("admin@tokendesk.demo"))
     assert result.ok, result.message
     return Fleet(world, database_url, {"lexware": company_id}, tmp_path)
 
@@ -48,7 +49,7 @@ def _files(fleet: Fleet) -> list[dict]:
 
 def _pass(fleet: Fleet, trigger: str = "scheduler") -> PassSummary:
     return run_pass(fleet.engine, fleet.world.settings, fleet.world.keyring,
-                    PassOptions(trigger=trigger, actor=f"{trigger}:proof", only_auto_transfer=trigger == "scheduler"))
+                    PassOptions(trigger=trigger, actor=process(f"{trigger}:proof"), only_auto_transfer=trigger == "scheduler"))
 
 
 def _document(fleet: Fleet, document_id: int) -> Document:

@@ -23,6 +23,7 @@ from core.platform.db import unit_of_work
 from core.platform.models import AlarmSent, Company, Connection, DocumentStatus, HttpLogEntry, utcnow
 from core.transfers.engine import PassOptions, PassSummary, run_pass
 from core.transfers.readiness import waiting_reason
+from core.users import process
 from testkit.rows import present
 from tests.support.fleet import make_fleet
 from tests.support.world import World
@@ -32,7 +33,7 @@ DOCUMENTS = 80
 
 def _pass(fleet, stop: threading.Event | None = None) -> PassSummary:
     return run_pass(fleet.engine, fleet.world.settings, fleet.world.keyring,
-                    PassOptions(trigger="scheduler", actor="scheduler:proof", only_auto_transfer=True, stop=stop))
+                    PassOptions(trigger="scheduler", actor=process("scheduler:proof"), only_auto_transfer=True, stop=stop))
 
 
 def test_revoked_token_pauses_the_company_once_and_the_backlog_drains_after_a_new_token(

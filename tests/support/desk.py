@@ -26,6 +26,7 @@ from core.platform.models import (
     PendingAuthorization,
 )
 from core.platform.secret_store import get_keyring
+from core.users import process
 from testkit.datev_user import log_in_at_datev
 from testkit.rows import id_of, ids_of, present
 from testkit.samples import pdf
@@ -54,13 +55,13 @@ class Desk:
 
     def intake(self, *names: str, company: str = "Musterfirma GmbH", approve: bool = False,
                document_type: str = "") -> list[int]:
-        report = intake.intake(self.engine, company_id=self.companies[company], actor="operator@tokendesk.demo",
+        report = intake.intake(self.engine, company_id=self.companies[company], actor=process("operator@tokendesk.demo"),
                                   files=[(n, PNG if n.endswith(".png") else pdf(n)) for n in names],
                                   document_type=document_type)
         assert not report.rejected, report.rejected
         ids = ids_of(report.accepted)
         if approve:
-            assert lifecycle.approve(self.engine, document_ids=ids, actor="operator@tokendesk.demo") == len(ids)
+            assert lifecycle.approve(self.engine, document_ids=ids, actor=process("operator@tokendesk.demo")) == len(ids)
         return ids
 
     def document(self, document_id: int) -> Document:

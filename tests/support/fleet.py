@@ -26,6 +26,7 @@ from core import companies
 from core.documents import intake, lifecycle
 from core.platform.db import unit_of_work
 from core.platform.models import Company, Connection, Document, DocumentStatus, Interface
+from core.users import process
 from testkit.rows import id_of, ids_of, present
 from testkit.samples import pdf
 from tests.support import TEST_KEY_ENTRY
@@ -70,12 +71,12 @@ class Fleet:
         assert outcome.ok, outcome.message
 
     def add_approved(self, company_id: int, count: int, tag: str = "") -> list[int]:
-        report = intake.intake(self.engine, company_id=company_id, actor="operator@tokendesk.demo",
+        report = intake.intake(self.engine, company_id=company_id, actor=process("operator@tokendesk.demo"),
                                   files=[(f"Rechnung {tag}{company_id}-{i}.pdf", pdf(f"{tag}{company_id}-{i}"))
                                          for i in range(count)])
         assert not report.rejected, report.rejected
         ids = ids_of(report.accepted)
-        assert lifecycle.approve(self.engine, document_ids=ids, actor="operator@tokendesk.demo") == count
+        assert lifecycle.approve(self.engine, document_ids=ids, actor=process("operator@tokendesk.demo")) == count
         return ids
 
     def fault(self, target: str, kind: str, count: int = 1, **extra: object) -> None:
@@ -155,7 +156,7 @@ def make_fleet(world: World, database_url: str, log_dir: Path, clients: tuple[st
     for client_id, name in EXTRA_COMPANIES.items():
         if client_id in clients:
             consultant, client = client_id.split("-")
-            companies.create_company(world.engine, actor="test", data=companies.CompanyInput(
+            companies.create_company(world.engine, actor=process("test"), data=companies.CompanyInput(
                 name, consultant, client, Interface.datev.value, auto_transfer, "Rechnungseingang"))
     with unit_of_work(world.engine) as s:
         ids = {present(c.datev_client_id): id_of(c) for c in s.exec(select(Company)).all()

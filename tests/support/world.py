@@ -18,6 +18,7 @@ from core.platform.config import Settings
 from core.platform.crypto import Keyring
 from core.platform.db import unit_of_work
 from core.platform.models import AppUser, Company, Connection, ConnectionKind, StoredSecret, utcnow
+from core.users import process
 from testkit.datev_user import log_in_at_datev
 from testkit.rows import id_of, ids_of, present
 from testkit.samples import pdf
@@ -85,11 +86,11 @@ def make_world(engine: Engine, database_url: str, keyring: Keyring, settings: Se
 
 
 def add_approved(world: World, count: int, company_id: int | None = None) -> list[int]:
-    report = intake.intake(world.engine, company_id=company_id or world.company_id, actor="operator@x.de",
+    report = intake.intake(world.engine, company_id=company_id or world.company_id, actor=process("operator@x.de"),
                               files=[(f"Rechnung {i}.pdf", pdf(f"doc-{i}")) for i in range(count)])
     assert not report.rejected, report.rejected
     ids = ids_of(report.accepted)
-    assert lifecycle.approve(world.engine, document_ids=ids, actor="operator@x.de") == count
+    assert lifecycle.approve(world.engine, document_ids=ids, actor=process("operator@x.de")) == count
     return ids
 
 

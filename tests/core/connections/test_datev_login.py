@@ -28,6 +28,7 @@ from core.platform.models import (
     utcnow,
 )
 from core.platform.secret_store import put_secret
+from core.users import process
 from emulator.server import EmulatorServer
 from testkit.datev_user import consent
 from testkit.rows import id_of, present
@@ -218,7 +219,7 @@ def test_delete_revokes_at_datev_and_keeps_history(world: World) -> None:
     assert world.request_token().ok
     row = world.connection()
     result = disconnect.delete_token(world.engine, world.settings, world.keyring, connection_id=id_of(row),
-                                      actor="admin@tokendesk.demo")
+                                      actor=process("admin@tokendesk.demo"))
     assert result.revoked and world.stats()["revocations"] >= 1
     after = world.connection()
     assert not after.has_token and after.deleted_by == "admin@tokendesk.demo" and after.requested_at is not None
@@ -234,7 +235,7 @@ def test_delete_when_revoke_fails_still_erases_and_points_to_datev(world: World)
     row = world.connection()
     world.admin_post("/faults", {"target": "revoke", "kind": "503", "count": 1})
     result = disconnect.delete_token(world.engine, world.settings, world.keyring, connection_id=id_of(row),
-                                      actor="admin@tokendesk.demo")
+                                      actor=process("admin@tokendesk.demo"))
     assert not result.revoked and "apps.datev.de/tokrevui" in result.message
     assert not world.connection().has_token
     with unit_of_work(world.engine) as s:

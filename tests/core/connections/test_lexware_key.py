@@ -27,6 +27,7 @@ from core.platform.db import unit_of_work
 from core.platform.errors import UserFacingError, ValidationFailed
 from core.platform.models import AuditEvent, Company, Connection, HttpLogEntry, StoredSecret, utcnow
 from core.platform.timefmt import format_local, local_day
+from core.users import process
 from testkit.rows import id_of, present
 
 DEMO_KEY = "demo-lexware-key"
@@ -44,7 +45,7 @@ class Lexware:
 
     def store(self, key: str = DEMO_KEY, valid_until: date | None = None) -> test_call.TestResult:
         return lexware_key.store_lexware_key(self.engine, self.settings, self.keyring, company_id=self.company_id,
-                                             api_key=key, valid_until=valid_until, actor=ADMIN)
+                                             api_key=key, valid_until=valid_until, actor=process(ADMIN))
 
     def new_key(self, **body: object) -> str:
         response = requests.post(self.emulator_url + "/_admin/lexware/keys", json=body, timeout=5)
@@ -108,7 +109,7 @@ def test_demo_key_is_tested_stored_encrypted_and_usable(lexware: Lexware) -> Non
     token = get_valid_token(lexware.engine, id_of(row), settings=lexware.settings, keyring=lexware.keyring)
     assert token.value == DEMO_KEY and token.provider == "lexware" and DEMO_KEY not in repr(token)
     test = test_call.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=id_of(row),
-                                actor=ADMIN)  # second profile call
+                                actor=process(ADMIN))  # second profile call
     assert test.ok and "Lexware Demo GmbH" in test.message
     assert lexware.actions() == ["token.requested", "token.test"]
     with unit_of_work(lexware.engine) as s:
@@ -188,7 +189,7 @@ def test_key_for_a_datev_company_is_refused(lexware: Lexware) -> None:
     with pytest.raises(UserFacingError, match="Lexware Office nicht als Schnittstelle"):
         lexware_key.store_lexware_key(lexware.engine, lexware.settings, lexware.keyring,
                                       company_id=lexware.datev_company_id, api_key=DEMO_KEY, valid_until=None,
-                                      actor=ADMIN)
+                                      actor=process(ADMIN))
     assert lexware.stored_nothing()
 
 
@@ -197,7 +198,7 @@ def test_key_revoked_at_lexware_fails_the_test(lexware: Lexware) -> None:
     assert lexware.store(key).ok
     row = lexware.connection()
     requests.post(lexware.emulator_url + "/_admin/lexware/keys/revoke", json={"key": key}, timeout=5).raise_for_status()
-    result = test_call.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=id_of(row), actor=ADMIN)
+    result = test_call.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=id_of(row), actor=process(ADMIN))
     assert not result.ok and result.message.startswith("Lexware Office: HTTP 401")
     after = lexware.connection()
     assert after.last_test_ok is False and "HTTP 401" in present(after.last_test_message)
@@ -212,7 +213,7 @@ def test_key_expired_at_lexware_fails_the_test(lexware: Lexware) -> None:
     row = lexware.connection()
     clock = requests.post(lexware.emulator_url + "/_admin/clock", json={"offset_seconds": 4 * 86400}, timeout=5)
     clock.raise_for_status()
-    result = test_call.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=id_of(row), actor=ADMIN)
+    result = test_call.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=id_of(row), actor=process(ADMIN))
     assert not result.ok and "HTTP 401" in result.message
 
 
@@ -224,7 +225,7 @@ def test_key_past_its_stored_expiry_is_not_used(lexware: Lexware) -> None:
     with pytest.raises(TokenUnavailable) as info:
         get_valid_token(lexware.engine, id_of(row), settings=lexware.settings, keyring=lexware.keyring)
     assert info.value.permanent and "abgelaufen" in info.value.message
-    result = test_call.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=id_of(row), actor=ADMIN)
+    result = test_call.run_test(lexware.engine, lexware.settings, lexware.keyring, connection_id=id_of(row), actor=process(ADMIN))
     assert not result.ok and "abgelaufen" in result.message
     assert evaluate_health(lexware.connection(), utcnow(), 30) == Health.expired
     with unit_of_work(lexware.engine) as s:  # no call to Lexware with an expired key
@@ -251,7 +252,7 @@ def test_delete_erases_the_key_and_keeps_history(lexware: Lexware) -> None:
     assert lexware.store().ok
     row = lexware.connection()
     result = disconnect.delete_token(lexware.engine, lexware.settings, lexware.keyring, connection_id=id_of(row),
-                                      actor=ADMIN)
+                                      actor=process(ADMIN))
     assert result.revoked and "gelöscht" in result.message
     after = lexware.connection()
     assert not after.has_token and after.deleted_by == ADMIN and after.requested_at is not None
@@ -260,5 +261,5 @@ def test_delete_erases_the_key_and_keeps_history(lexware: Lexware) -> None:
     with pytest.raises(TokenUnavailable, match="Kein Token"):
         get_valid_token(lexware.engine, id_of(row), settings=lexware.settings, keyring=lexware.keyring)
     with pytest.raises(UserFacingError, match="kein Token"):
-        disconnect.delete_token(lexware.engine, lexware.settings, lexware.keyring, connection_id=id_of(row), actor=ADMIN)
+        disconnect.delete_token(lexware.engine, lexware.settings, lexware.keyring, connection_id=id_of(row), actor=process(ADMIN))
     assert lexware.actions() == ["token.requested", "token.deleted"]

@@ -26,6 +26,7 @@ from core.platform.models import (
     utcnow,
 )
 from core.transfers.engine import PassOptions, run_pass
+from core.users import process
 from testkit.datev_user import consent
 from testkit.rows import id_of
 from tests.support.world import World, add_approved, uploads
@@ -108,7 +109,7 @@ def test_an_unbound_grant_is_stored_but_never_shown_as_bound(world: World, profi
     assert row.bound_client is None and row.offline_granted
     assert evaluate_binding(company(world), row) == Binding.unbound
     add_approved(world, 1)
-    summary = run_pass(world.engine, world.settings, world.keyring, PassOptions(trigger="manual", actor="o@x.de"))
+    summary = run_pass(world.engine, world.settings, world.keyring, PassOptions(trigger="manual", actor=process("o@x.de")))
     assert summary.delivered == 1
     assert [u["client_id"] for u in uploads(world)] == ["455148-1"]  # always the company's own data set
 
@@ -121,7 +122,7 @@ def test_a_bound_token_that_no_longer_fits_the_company_pauses_it(world: World) -
         found.client_number = 4  # 455148-4: a data set no other demo company uses
         s.add(found)
     add_approved(world, 1)
-    summary = run_pass(world.engine, world.settings, world.keyring, PassOptions(trigger="manual", actor="o@x.de"))
+    summary = run_pass(world.engine, world.settings, world.keyring, PassOptions(trigger="manual", actor=process("o@x.de")))
     assert summary.uploads == 0 and uploads(world) == []
     assert "455148-1" in summary.waiting[world.company_id] and "pausiert" in summary.waiting[world.company_id]
     assert company(world).paused_at is not None

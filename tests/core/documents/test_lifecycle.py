@@ -16,6 +16,7 @@ from core.platform.db import unit_of_work
 from core.platform.errors import UserFacingError
 from core.platform.models import Company, Document, DocumentStatus, TransferAttempt, utcnow
 from core.providers.outcome import Outcome
+from core.users import process
 from testkit.rows import id_of
 from testkit.samples import pdf
 
@@ -33,7 +34,7 @@ def company_id(engine: Engine) -> int:
 
 
 def new_document(engine: Engine, company_id: int, name: str = "a.pdf") -> int:
-    report = intake.intake(engine, company_id=company_id, actor="o@x.de", files=[(name, pdf(name))])
+    report = intake.intake(engine, company_id=company_id, actor=process("o@x.de"), files=[(name, pdf(name))])
     assert not report.rejected, report.rejected
     document_id = report.accepted[0].id
     assert document_id is not None
@@ -48,7 +49,7 @@ def status(engine: Engine, document_id: int) -> str | None:
 
 def claimed(engine: Engine, company_id: int, name: str = "a.pdf") -> lifecycle.Claimed:
     document_id = new_document(engine, company_id, name)
-    assert lifecycle.approve(engine, document_ids=[document_id], actor="o@x.de") == 1
+    assert lifecycle.approve(engine, document_ids=[document_id], actor=process("o@x.de")) == 1
     claim = lifecycle.claim(engine, company_id, OWNER, 60)
     assert claim is not None and claim.document.id == document_id
     return claim
@@ -77,19 +78,19 @@ def test_an_illegal_move_is_refused_before_any_sql() -> None:
 
 def test_new_to_approved(engine: Engine, company_id: int) -> None:
     document_id = new_document(engine, company_id)
-    assert lifecycle.approve(engine, document_ids=[document_id], actor="o@x.de") == 1
+    assert lifecycle.approve(engine, document_ids=[document_id], actor=process("o@x.de")) == 1
     assert status(engine, document_id) == S.approved
-    assert lifecycle.approve(engine, document_ids=[document_id], actor="o@x.de") == 0  # only from new
+    assert lifecycle.approve(engine, document_ids=[document_id], actor=process("o@x.de")) == 0  # only from new
 
 
 def test_new_is_deleted_and_nothing_else_is(engine: Engine, company_id: int) -> None:
     document_id = new_document(engine, company_id)
-    lifecycle.delete_unapproved(engine, document_id=document_id, actor="o@x.de")
+    lifecycle.delete_unapproved(engine, document_id=document_id, actor=process("o@x.de"))
     assert status(engine, document_id) is None
     other = new_document(engine, company_id, "b.pdf")
-    lifecycle.approve(engine, document_ids=[other], actor="o@x.de")
+    lifecycle.approve(engine, document_ids=[other], actor=process("o@x.de"))
     with pytest.raises(UserFacingError):
-        lifecycle.delete_unapproved(engine, document_id=other, actor="o@x.de")
+        lifecycle.delete_unapproved(engine, document_id=other, actor=process("o@x.de"))
 
 
 def test_approved_to_transferring_by_a_claim(engine: Engine, company_id: int) -> None:
@@ -148,7 +149,7 @@ def test_transferring_back_to_approved_when_released(engine: Engine, company_id:
 def test_failed_to_approved_by_an_operator(engine: Engine, company_id: int) -> None:
     claim = claimed(engine, company_id)
     lifecycle.record_attempt(engine, claim, OWNER, AfterAttempt.failed, attempt(Outcome.failed))
-    lifecycle.retry_failed(engine, document_id=id_of(claim.document), actor="o@x.de")
+    lifecycle.retry_failed(engine, document_id=id_of(claim.document), actor=process("o@x.de"))
     assert status(engine, id_of(claim.document)) == S.approved
 
 
@@ -157,7 +158,7 @@ def test_unresolved_decided_by_an_operator(engine: Engine, company_id: int, deci
                                            expected: DocumentStatus) -> None:
     claim = claimed(engine, company_id)
     lifecycle.record_attempt(engine, claim, OWNER, AfterAttempt.unresolved, attempt(Outcome.unresolved))
-    lifecycle.resolve_unresolved(engine, document_id=id_of(claim.document), actor="o@x.de",
+    lifecycle.resolve_unresolved(engine, document_id=id_of(claim.document), actor=process("o@x.de"),
                                  decision=decision, reason="in Lexware geprüft")
     assert status(engine, id_of(claim.document)) == expected
 

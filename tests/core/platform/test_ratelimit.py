@@ -13,6 +13,7 @@ from core.platform.db import unit_of_work
 from core.platform.models import Company, Document, DocumentStatus
 from core.platform.ratelimit import reserve
 from core.transfers.engine import PassOptions, run_pass
+from core.users import process
 from testkit.rows import id_of, ids_of
 from testkit.samples import pdf
 from testkit.workers import run_together
@@ -42,12 +43,12 @@ def test_a_lexware_pass_never_trips_the_providers_limit(world: World) -> None:
         s.add(lexware)
         lexware_id = id_of(lexware)
     assert lexware_key.store_lexware_key(world.engine, world.settings, world.keyring, company_id=lexware_id,
-                                         api_key="demo-lexware-key", valid_until=None, actor="admin@x.de").ok
-    report = intake.intake(world.engine, company_id=lexware_id, actor="o@x.de",
+                                         api_key="demo-lexware-key", valid_until=None, actor=process("admin@x.de")).ok
+    report = intake.intake(world.engine, company_id=lexware_id, actor=process("o@x.de"),
                               files=[(f"Beleg {i}.pdf", pdf(f"lex-{i}")) for i in range(5)])
-    lifecycle.approve(world.engine, document_ids=ids_of(report.accepted), actor="o@x.de")
+    lifecycle.approve(world.engine, document_ids=ids_of(report.accepted), actor=process("o@x.de"))
     summary = run_pass(world.engine, world.settings, world.keyring,
-                       PassOptions(trigger="scheduler", actor="scheduler:test", only_auto_transfer=True))
+                       PassOptions(trigger="scheduler", actor=process("scheduler:test"), only_auto_transfer=True))
     assert summary.delivered == 5 and summary.retried == 0  # no 429 from Lexware's 2/s bucket
     files = requests.get(world.emulator_url + "/_admin/lexware/files", timeout=5).json()
     assert len(files if isinstance(files, list) else files["files"]) == 5

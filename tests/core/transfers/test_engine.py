@@ -16,6 +16,7 @@ from core.platform.db import unit_of_work
 from core.platform.models import AlarmSent, Company, Document, DocumentStatus, TransferAttempt, utcnow
 from core.transfers.engine import PassOptions, run_pass
 from core.transfers.history import OUTCOME_LABELS
+from core.users import process
 from testkit.rows import id_of, present
 from testkit.samples import pdf
 from tests.support.world import World, add_approved, uploads
@@ -23,7 +24,7 @@ from tests.support.world import World, add_approved, uploads
 
 def scheduler_pass(world: World):
     return run_pass(world.engine, world.settings, world.keyring,
-                    PassOptions(trigger="scheduler", actor="scheduler:test", only_auto_transfer=True))
+                    PassOptions(trigger="scheduler", actor=process("scheduler:test"), only_auto_transfer=True))
 
 
 def test_approved_documents_are_delivered_exactly_once(world: World) -> None:
@@ -44,7 +45,7 @@ def test_approved_documents_are_delivered_exactly_once(world: World) -> None:
 
 def test_new_documents_are_never_sent(world: World) -> None:
     assert world.request_token().ok
-    intake.intake(world.engine, company_id=world.company_id, actor="o", files=[("a.pdf", pdf("new"))])
+    intake.intake(world.engine, company_id=world.company_id, actor=process("o"), files=[("a.pdf", pdf("new"))])
     assert scheduler_pass(world).uploads == 0 and uploads(world) == []
 
 
@@ -81,7 +82,7 @@ def test_scheduler_skips_companies_without_automatic_transfer(world: World, auto
     add_approved(world, 1)
     summary = scheduler_pass(world)
     assert summary.uploads == 0 and "automatische Übertragung" in summary.waiting[world.company_id]
-    manual = run_pass(world.engine, world.settings, world.keyring, PassOptions(trigger="manual", actor="o@x.de"))
+    manual = run_pass(world.engine, world.settings, world.keyring, PassOptions(trigger="manual", actor=process("o@x.de")))
     assert manual.delivered == 1
 
 
@@ -95,7 +96,7 @@ def test_retries_are_bounded_and_end_as_failed(world: World) -> None:
     add_approved(world, 1)
     world.admin_post("/faults", {"target": "documents", "kind": "503", "count": 10})
     settings = world.settings.model_copy(update={"transfer_max_attempts": 2})
-    options = PassOptions(trigger="scheduler", actor="scheduler:test", only_auto_transfer=True)
+    options = PassOptions(trigger="scheduler", actor=process("scheduler:test"), only_auto_transfer=True)
     assert run_pass(world.engine, settings, world.keyring, options).retried == 1
     _due_now(world)
     assert run_pass(world.engine, settings, world.keyring, options).failed == 1
@@ -115,7 +116,7 @@ def test_abandoned_claims_do_not_use_up_the_retries(world: World) -> None:
             s.exec(update(Document).values(lease_until=utcnow() - timedelta(seconds=1)))
     world.admin_post("/faults", {"target": "documents", "kind": "503", "count": 1})
     settings = world.settings.model_copy(update={"transfer_max_attempts": 2})
-    options = PassOptions(trigger="scheduler", actor="scheduler:test", only_auto_transfer=True)
+    options = PassOptions(trigger="scheduler", actor=process("scheduler:test"), only_auto_transfer=True)
     assert run_pass(world.engine, settings, world.keyring, options).retried == 1  # 3 claims, 1 answered failure
     _due_now(world)
     assert run_pass(world.engine, settings, world.keyring, options).delivered == 1
@@ -170,7 +171,7 @@ def test_a_manual_retry_without_automatic_transfer_waits_instead_of_promising_a_
         s.exec(update(Company).where(col(Company.id) == world.company_id).values(auto_transfer=False))
     add_approved(world, 1)
     world.admin_post("/faults", {"target": "documents", "kind": "503", "count": 1})
-    summary = run_pass(world.engine, world.settings, world.keyring, PassOptions(trigger="manual", actor="o@x.de"))
+    summary = run_pass(world.engine, world.settings, world.keyring, PassOptions(trigger="manual", actor=process("o@x.de")))
     assert (summary.retried, summary.waiting_documents) == (0, 1)
     with unit_of_work(world.engine) as s:
         attempt = s.exec(select(TransferAttempt)).one()
@@ -183,12 +184,12 @@ def test_lexware_accepting_without_a_readable_answer_is_unresolved_and_sent_once
         lexware = s.exec(select(Company).where(Company.interface == "lexware")).one()
         lexware_id = id_of(lexware)
     assert store_lexware_key(world.engine, world.settings, world.keyring, company_id=lexware_id,
-                             api_key="demo-lexware-key", valid_until=None, actor="admin@x.de").ok
+                             api_key="demo-lexware-key", valid_until=None, actor=process("admin@x.de")).ok
     [document_id] = add_approved(world, 1, company_id=lexware_id)
     world.admin_post("/faults", {"target": "lexware", "kind": "not_json", "count": 1})
-    summary = run_pass(world.engine, world.settings, world.keyring, PassOptions(trigger="manual", actor="o@x.de"))
+    summary = run_pass(world.engine, world.settings, world.keyring, PassOptions(trigger="manual", actor=process("o@x.de")))
     assert summary.unresolved == 1
     assert queries.get_documents(world.engine, [document_id])[0].status == DocumentStatus.unresolved.value
-    run_pass(world.engine, world.settings, world.keyring, PassOptions(trigger="manual", actor="o@x.de"))
+    run_pass(world.engine, world.settings, world.keyring, PassOptions(trigger="manual", actor=process("o@x.de")))
     files = requests.get(world.emulator_url + "/_admin/lexware/files", timeout=5).json()
     assert len(files) == 1  # accepted once, never sent again

@@ -20,6 +20,7 @@ from core.platform.models import AuditEvent, Company, Document, DocumentStatus, 
 from core.transfers import history
 from core.transfers.engine import PassOptions, run_pass
 from core.transfers.history import HistoryFilter
+from core.users import process
 from testkit.rows import id_of, present
 from testkit.samples import pdf
 from tests.support.world import World
@@ -36,7 +37,7 @@ def company_ids(engine: Engine) -> dict[str, int]:
 
 
 def add_document(engine: Engine, company_id: int, name: str) -> int:
-    report = intake.intake(engine, company_id=company_id, actor="operator@x.de", files=[(name, pdf(name))])
+    report = intake.intake(engine, company_id=company_id, actor=process("operator@x.de"), files=[(name, pdf(name))])
     assert not report.rejected, report.rejected
     return id_of(report.accepted[0])
 
@@ -178,7 +179,7 @@ def test_retry_failed_goes_back_to_approved_with_audit(engine: Engine) -> None:
     ids = company_ids(engine)
     doc = add_document(engine, ids["Musterfirma GmbH"], "a.pdf")
     set_status(engine, doc, DocumentStatus.failed, attempts=6, next_attempt_at=BASE, last_error="abgelehnt")
-    lifecycle.retry_failed(engine, document_id=doc, actor="operator@x.de", reason="Belegtyp korrigiert")
+    lifecycle.retry_failed(engine, document_id=doc, actor=process("operator@x.de"), reason="Belegtyp korrigiert")
     after = load(engine, doc)
     assert (after.status, after.attempts, after.next_attempt_at) == ("approved", 0, None)
     [event] = audits(engine, "document.retry")
@@ -189,10 +190,10 @@ def test_retry_failed_goes_back_to_approved_with_audit(engine: Engine) -> None:
     assert event.detail == "Belegtyp korrigiert"
 
     with pytest.raises(UserFacingError, match="Nur fehlgeschlagene Belege"):  # approved now: not again
-        lifecycle.retry_failed(engine, document_id=doc, actor="operator@x.de", reason="")
+        lifecycle.retry_failed(engine, document_id=doc, actor=process("operator@x.de"), reason="")
     assert len(audits(engine, "document.retry")) == 1
     with pytest.raises(NotFound):
-        lifecycle.retry_failed(engine, document_id=doc + 999, actor="operator@x.de")
+        lifecycle.retry_failed(engine, document_id=doc + 999, actor=process("operator@x.de"))
 
 
 @pytest.mark.parametrize("decision, status", [("delivered", "delivered"), ("send_again", "approved")])
@@ -200,7 +201,7 @@ def test_resolve_unresolved(engine: Engine, decision: str, status: str) -> None:
     ids = company_ids(engine)
     doc = add_document(engine, ids["Lexware Demo GmbH"], "b.pdf")
     set_status(engine, doc, DocumentStatus.unresolved, attempts=1, last_error="HTTP 502")
-    lifecycle.resolve_unresolved(engine, document_id=doc, actor="operator@x.de", decision=decision,
+    lifecycle.resolve_unresolved(engine, document_id=doc, actor=process("operator@x.de"), decision=decision,
                                reason="  In Lexware geprüft  ")
     after = load(engine, doc)
     assert after.status == status
@@ -217,25 +218,25 @@ def test_resolve_needs_a_reason_and_a_decision(engine: Engine) -> None:
     doc = add_document(engine, ids["Lexware Demo GmbH"], "c.pdf")
     set_status(engine, doc, DocumentStatus.unresolved)
     with pytest.raises(ValidationFailed) as caught:
-        lifecycle.resolve_unresolved(engine, document_id=doc, actor="o@x.de", decision="delivered", reason="   ")
+        lifecycle.resolve_unresolved(engine, document_id=doc, actor=process("o@x.de"), decision="delivered", reason="   ")
     assert caught.value.field_errors == {"reason": "Bitte geben Sie einen Grund an (er steht im Audit-Protokoll)."}
     with pytest.raises(ValidationFailed) as caught:
-        lifecycle.resolve_unresolved(engine, document_id=doc, actor="o@x.de", decision="egal", reason="x" * 401)
+        lifecycle.resolve_unresolved(engine, document_id=doc, actor=process("o@x.de"), decision="egal", reason="x" * 401)
     assert set(caught.value.field_errors) == {"decision", "reason"}
     assert "höchstens 400 Zeichen" in caught.value.field_errors["reason"]
     assert load(engine, doc).status == "unresolved" and audits(engine, "document.resolved") == []
     set_status(engine, doc, DocumentStatus.failed)
     with pytest.raises(UserFacingError, match="Nur ungeklärte Belege"):
-        lifecycle.resolve_unresolved(engine, document_id=doc, actor="o@x.de", decision="delivered", reason="geprüft")
+        lifecycle.resolve_unresolved(engine, document_id=doc, actor=process("o@x.de"), decision="delivered", reason="geprüft")
     assert load(engine, doc).status == "failed"
 
 
 def test_attempt_detail_has_the_http_lines_of_a_real_upload(world: World) -> None:
     assert world.request_token().ok
     doc = add_document(world.engine, world.company_id, "Rechnung 1.pdf")
-    assert lifecycle.approve(world.engine, document_ids=[doc], actor="o@x.de") == 1
+    assert lifecycle.approve(world.engine, document_ids=[doc], actor=process("o@x.de")) == 1
     summary = run_pass(world.engine, world.settings, world.keyring,
-                       PassOptions(trigger="manual", actor="operator@x.de", document_ids=[doc]))
+                       PassOptions(trigger="manual", actor=process("operator@x.de"), document_ids=[doc]))
     assert summary.delivered == 1
     [row] = history.history_page(world.engine, HistoryFilter(trigger="manual")).rows
     detail = history.attempt_detail(world.engine, row.id)

@@ -15,20 +15,21 @@ from core.platform.db import unit_of_work
 from core.platform.models import Company, ConnectionKind, Document, HttpLogEntry, Provider, utcnow
 from core.transfers.engine import PassOptions, run_pass
 from core.transfers.plan import plan
+from core.users import process
 from testkit.rows import id_of, ids_of, present
 from testkit.samples import pdf
 from tests.support.world import World
 
 
 def intake(world: World, name: str, company_id: int | None = None, **kwargs: str) -> Document:
-    report = document_intake.intake(world.engine, company_id=company_id or world.company_id, actor="o@x.de",
+    report = document_intake.intake(world.engine, company_id=company_id or world.company_id, actor=process("o@x.de"),
                               files=[(name, pdf(name))], **kwargs)
     assert not report.rejected, report.rejected
     return report.accepted[0]
 
 
 def approve(world: World, *docs: Document) -> None:
-    lifecycle.approve(world.engine, document_ids=ids_of(docs), actor="o@x.de")
+    lifecycle.approve(world.engine, document_ids=ids_of(docs), actor=process("o@x.de"))
 
 
 def http_lines(world: World) -> int:
@@ -63,7 +64,7 @@ def test_the_plan_matches_what_the_transfer_then_does(world: World) -> None:
     approve(world, doc)
     [line] = plan(world.engine, world.settings, [id_of(doc)])
     run_pass(world.engine, world.settings, world.keyring,
-             PassOptions(trigger="manual", actor="o@x.de", document_ids=[id_of(doc)]))
+             PassOptions(trigger="manual", actor=process("o@x.de"), document_ids=[id_of(doc)]))
     with unit_of_work(world.engine) as s:
         paths = [e.path for e in s.exec(select(HttpLogEntry).where(HttpLogEntry.purpose == "upload"))]
     assert len(paths) == 1 and paths[0].endswith(line.path)
