@@ -43,6 +43,7 @@ import requests
 from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
+import core.documents.lifecycle
 import core.providers.http
 import core.transfers.engine
 from bench.common import (
@@ -77,9 +78,10 @@ IDLE_RUNS = 50
 # --- databases and the emulator ----------------------------------------------------------------
 
 
-def databases(label: str) -> Iterator[tuple[str, Callable[[], AbstractContextManager[str]]]]:
-    yield "sqlite", functools.partial(sqlite_database, f"transfers-{label}")
-    if postgres_reachable():
+def databases(label: str, only: str | None = None) -> Iterator[tuple[str, Callable[[], AbstractContextManager[str]]]]:
+    if only in (None, "sqlite"):
+        yield "sqlite", functools.partial(sqlite_database, f"transfers-{label}")
+    if only in (None, "postgresql") and postgres_reachable():
         yield "postgresql", functools.partial(postgres_database, f"transfers-{label}")
 
 
@@ -131,7 +133,9 @@ class Meter:
         self.calls: dict[str, int] = defaultdict(int)
 
     def wrap(self, module: object, name: str, label: str) -> Callable[[], None]:
-        original = getattr(module, name)
+        original = getattr(module, name, None)
+        if original is None:  # renamed in the engine: that step is simply not timed
+            return lambda: None
 
         @functools.wraps(original)
         def timed(*args, **kwargs):
@@ -281,19 +285,21 @@ def one_throughput_run(engine: Engine, settings: Settings, keyring: Keyring, com
     return result
 
 
-def bench_throughput(quick: bool) -> tuple[dict, dict]:
-    total = 120 if quick else 400
+def bench_throughput(quick: bool, *, documents: int | None = None, only_db: str | None = None,
+                     profile: bool = True) -> tuple[dict, dict]:
+    total = documents or (120 if quick else 400)
     plans = [(1, 4), (4, 4), (4, 8)] if not quick else [(4, 4)]
     meter = Meter()
-    undo = [meter.wrap(core.transfers.engine, "claim_batch", "claim"), meter.wrap(core.transfers.engine, "_record", "record"),
+    engine_pass = core.transfers.engine._Pass
+    undo = [meter.wrap(core.documents.lifecycle, "claim", "claim"), meter.wrap(engine_pass, "record", "record"),
             meter.wrap(core.transfers.engine, "upload_datev", "upload_call"),
-            meter.wrap(core.providers.http, "_write", "http_log_write"), meter.wrap(core.transfers.engine, "_prepare", "prepare"),
-            meter.wrap(core.transfers.engine, "_drain", "drain")]
+            meter.wrap(core.providers.http, "_write", "http_log_write"), meter.wrap(engine_pass, "prepare", "prepare"),
+            meter.wrap(engine_pass, "drain", "drain")]
     results: dict[str, list[dict]] = {}
     profiles: dict[str, dict] = {}
     try:
         with emulator_process() as (emulator_url, emulator_pid):
-            for db, database in databases("throughput"):
+            for db, database in databases("throughput", only_db):
                 with database() as url:
                     engine, settings, keyring, ids = prepare_fleet(url, emulator_url)
                     runs = []
@@ -310,9 +316,12 @@ def bench_throughput(quick: bool) -> tuple[dict, dict]:
                                   f"{run['docs_per_s']} docs/s" + (f", {run['fraction_of_ideal']:.0%} of ideal"
                                                                    if latency else ""))
                     results[db] = runs
+                    if not profile:
+                        engine.dispose()
+                        continue
                     # Where the time goes: the 4-company, concurrency-4 pass again, profiled per worker thread.
                     threads = ThreadProfiles()
-                    unprofile = threads.wrap(core.transfers.engine, "_drain")
+                    unprofile = threads.wrap(core.transfers.engine._Pass, "drain")
                     try:
                         run = one_throughput_run(engine, settings, keyring, [ids[c] for c in CLIENTS], concurrency=4,
                                                  latency_ms=LATENCY_MS, total=total, emulator_url=emulator_url,
@@ -505,22 +514,28 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.transfers", description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("throughput", "idle"))
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a try run")
+    parser.add_argument("--documents", type=int, help="documents per throughput pass (default 400)")
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), help="one database only")
+    parser.add_argument("--no-profile", action="store_true", help="leave out the profiled pass")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes (default: %(default)s)")
     args = parser.parse_args(argv)
     results: dict[str, object] = {}
     if args.only in (None, "throughput"):
         print("throughput …")
-        results["throughput"], results["throughput_profile"] = bench_throughput(args.quick)
+        results["throughput"], results["throughput_profile"] = bench_throughput(
+            args.quick, documents=args.documents, only_db=args.db, profile=not args.no_profile)
     if args.only in (None, "idle"):
         print("idle pass at scale …")
         results["idle"] = bench_idle(args.quick)
     print_table(results)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() and args.only else {}
-    RESULTS.write_text(json.dumps({
+    out: Path = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(out.read_text()) if out.exists() and args.only else {}
+    out.write_text(json.dumps({
         **previous, "generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
         "python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
         "latency_ms": LATENCY_MS, **results}, indent=2) + "\n")
-    print(f"\nwritten: {RESULTS.relative_to(ROOT)}")
+    print(f"\nwritten: {out}")
 
 
 if __name__ == "__main__":
