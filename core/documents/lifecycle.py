@@ -21,17 +21,20 @@ lease has run out (the transfer engine decides what that means per provider);
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, func, insert, or_, update
+from sqlalchemy import BindParameter, ColumnElement, Connection, Engine, and_, bindparam, func, insert, or_, update
+from sqlalchemy import select as core_select
+from sqlalchemy.sql.dml import Insert, Update
 from sqlmodel import col, select
 
 from core.platform import audit
-from core.platform.db import is_postgres, unit_of_work
+from core.platform.db import unit_of_work
 from core.platform.errors import NotFound, UserFacingError, ValidationFailed
 from core.platform.models import (
     Company,
@@ -129,7 +132,7 @@ def delete_unapproved(engine: Engine, *, document_id: int, actor: Actor) -> None
 # --- claims -----------------------------------------------------------------------------------
 
 
-def due(now: datetime) -> ColumnElement[bool]:
+def due(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
     """Documents a worker may claim now: approved and due, or in transfer with an expired lease."""
     return or_(
         and_(col(Document.status) == S.approved.value,
@@ -138,44 +141,114 @@ def due(now: datetime) -> ColumnElement[bool]:
     )
 
 
+# --- the hot path: statements built once, run on a Connection -------------------------------------
+#
+# A pass claims and records hundreds of documents a second. Building a statement costs far more CPU
+# than running it (coercions, cache keys), so the claim and the outcome are Core statements built
+# once per shape with bind parameters; SQLAlchemy's compiled cache does the rest (a built statement
+# memoizes its cache key). They run on the caller's Connection (the transfer engine holds one per
+# worker for the pass) or on a connection of their own when given the Engine.
+
+Bind = Engine | Connection
+_statements: dict[tuple[object, ...], Any] = {}  # shape → built statement (a race only builds one twice)
+
+
+_COLUMNS = Document.__table__.c  # type: ignore[attr-defined]  # SQLModel types __table__ loosely
+
+
+def _param(name: str, column: str) -> BindParameter[Any]:
+    """A bind parameter typed like the document's `column` (so SQLite gets its datetime format)."""
+    return bindparam(name, type_=_COLUMNS[column].type)
+
+
+@contextmanager
+def _transaction(bind: Bind) -> Iterator[Connection]:
+    """One short transaction on the caller's connection, or on one of our own (BEGIN IMMEDIATE on SQLite)."""
+    if isinstance(bind, Engine):
+        with bind.begin() as conn:
+            yield conn
+    else:
+        with bind.begin():
+            yield bind
+
+
+@dataclass(frozen=True)
+class ClaimedDocument:
+    """What a claimed document's upload and outcome need (read with the claim; no ORM object)."""
+
+    id: int
+    company_id: int
+    guid: str
+    file_name: str
+    media_type: str
+    document_type: str | None
+    note: str | None
+    attempts: int  # counting this claim
+    lease_owner: str
+    lease_until: datetime
+
+
 @dataclass(frozen=True)
 class Claimed:
-    document: Document
+    document: ClaimedDocument
     content: bytes
     taken_over: bool  # the claim of a worker that crashed or stalled had expired
 
 
-def claim(engine: Engine, company_id: int, owner: str, lease_seconds: int,
+_CLAIMED_COLUMNS = ("id", "status", "company_id", "guid", "file_name", "media_type", "document_type", "note",
+                    "attempts")
+
+
+def _claim_statements(postgres: bool, by_ids: bool) -> tuple[Any, Update]:
+    key = ("claim", postgres, by_ids)
+    built = _statements.get(key)
+    if built is None:
+        now = _param("p_now", "lease_until")
+        pick = (core_select(*(_COLUMNS[name] for name in _CLAIMED_COLUMNS), col(DocumentContent.data))
+                .join(DocumentContent, col(DocumentContent.document_id) == col(Document.id))
+                .where(col(Document.company_id) == bindparam("p_company_id"), due(now))
+                .order_by(col(Document.id)).limit(1))
+        if by_ids:
+            pick = pick.where(col(Document.id).in_(bindparam("p_ids", expanding=True)))
+        if postgres:  # the row stays locked until the claim commits; other workers skip it
+            pick = pick.with_for_update(skip_locked=True, of=Document)
+        take = _move([S.approved, S.transferring], S.transferring, col(Document.id) == bindparam("p_id"), due(now),
+                     lease_owner=bindparam("p_owner"), lease_until=_param("p_lease_until", "lease_until"),
+                     attempts=col(Document.attempts) + 1, updated_at=now)
+        built = _statements[key] = (pick, take)
+    return built
+
+
+def claim(bind: Bind, company_id: int, owner: str, lease_seconds: int,
           document_ids: Sequence[int] | None = None) -> Claimed | None:
-    """Claim one due document of the company (lease), committed at once.
+    """Claim one due document of the company (lease), committed at once: one transaction that
+    reads the next due document with its content (locked, `SKIP LOCKED`, on PostgreSQL; SQLite's
+    `BEGIN IMMEDIATE` serialises writers) and moves it to `transferring`.
 
     One document per claim: a claimed document must start its upload well within its lease.
     Claiming several at once made the later ones wait (behind the upload slots) while their
     leases ran, and with short leases another scheduler took them over (measured in tests/proof:
     claimed twice, delivered once thanks to the GUID, but a wasted upload each time).
     """
-    now = utcnow()
-    with unit_of_work(engine) as session:
-        query = (select(Document.id, Document.status).where(col(Document.company_id) == company_id, due(now))
-                 .order_by(col(Document.id)).limit(6))
-        if document_ids is not None:
-            query = query.where(col(Document.id).in_(document_ids))
-        if is_postgres(engine):
-            query = query.with_for_update(skip_locked=True)
-        for document_id, status in session.exec(query).all():
-            won = session.exec(
-                _move([S.approved, S.transferring], S.transferring, col(Document.id) == document_id, due(now),
-                      lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds),
-                      attempts=col(Document.attempts) + 1, updated_at=now)
-            ).rowcount
-            if won != 1:
-                continue
-            document = session.get(Document, document_id)
-            content = session.get(DocumentContent, document_id)
-            assert document is not None and content is not None
-            session.expunge_all()
-            return Claimed(document, bytes(content.data), status == S.transferring.value)
-        return None
+    postgres = (bind.engine if isinstance(bind, Connection) else bind).dialect.name == "postgresql"
+    pick, take = _claim_statements(postgres, document_ids is not None)
+    params: dict[str, Any] = {"p_company_id": company_id}
+    if document_ids is not None:
+        params["p_ids"] = list(document_ids)
+    for _ in range(3):  # lost to another claim between the read and the move (cannot happen under the lock)
+        now = utcnow()
+        lease_until = now + timedelta(seconds=lease_seconds)
+        with _transaction(bind) as conn:
+            row = conn.execute(pick, {**params, "p_now": now}).first()
+            if row is None:
+                return None
+            won = conn.execute(take, {"p_id": row.id, "p_now": now, "p_owner": owner,
+                                      "p_lease_until": lease_until}).rowcount
+        if won == 1:
+            document = ClaimedDocument(row.id, row.company_id, row.guid, row.file_name, row.media_type,
+                                       row.document_type, row.note, row.attempts + 1, owner, lease_until)
+            return Claimed(document, bytes(row.data), row.status == S.transferring.value)
+    return None
 
 
 def lease_still_ours(engine: Engine, claimed: Claimed, owner: str, *, needed: timedelta, extend_by: timedelta) -> bool:
@@ -184,9 +257,8 @@ def lease_still_ours(engine: Engine, claimed: Claimed, owner: str, *, needed: ti
     A claimed document may wait for an upload slot. If its lease ran short meanwhile it is renewed;
     if another worker already took it over, this worker must not upload it.
     """
-    lease_until = claimed.document.lease_until
     now = utcnow()
-    if lease_until is not None and lease_until - now > needed:
+    if claimed.document.lease_until - now > needed:
         return True
     with unit_of_work(engine) as session:
         return bool(session.exec(update(Document).where(
@@ -264,45 +336,71 @@ def answered_retries(engine: Engine, document_id: int) -> int:
             col(TransferAttempt.outcome) == Outcome.retry.value)).one())
 
 
-def record_attempt(engine: Engine, claimed: Claimed, owner: str, after: AfterAttempt, attempt: AttemptRecord, *,
+_OUTCOME_TARGETS = {AfterAttempt.delivered: S.delivered, AfterAttempt.unresolved: S.unresolved,
+                    AfterAttempt.failed: S.failed, AfterAttempt.requeue: S.approved,
+                    AfterAttempt.retry_later: S.approved}
+_OUTCOME_COLUMNS = {  # what each outcome sets besides the status and the released lease
+    AfterAttempt.delivered: ("delivered_at", "remote_id", "last_error", "last_error_code", "last_help_uri",
+                             "next_attempt_at"),
+    AfterAttempt.unresolved: ("last_error",),
+    AfterAttempt.failed: ("last_error", "last_error_code", "last_help_uri"),
+    AfterAttempt.requeue: ("attempts", "last_error", "next_attempt_at"),
+    AfterAttempt.retry_later: ("next_attempt_at", "last_error", "last_error_code"),
+}
+
+
+def _outcome_statement(after: AfterAttempt) -> Update:
+    key = ("outcome", after)
+    built: Update | None = _statements.get(key)
+    if built is None:
+        values = {name: _param(f"p_{name}", name)
+                  for name in ("lease_owner", "lease_until", "updated_at", *_OUTCOME_COLUMNS[after])}
+        built = _statements[key] = _move([S.transferring], _OUTCOME_TARGETS[after], col(Document.id) == bindparam("p_id"),
+                                         col(Document.lease_owner) == bindparam("p_owner"), **values)
+    return built
+
+
+def _insert_statement(model: Any) -> Insert:
+    key = ("insert", model)
+    built: Insert | None = _statements.get(key)
+    if built is None:
+        built = _statements[key] = insert(model)
+    return built
+
+
+def record_attempt(bind: Bind, claimed: Claimed, owner: str, after: AfterAttempt, attempt: AttemptRecord, *,
                    last_error: str | None = None, next_attempt_at: datetime | None = None,
-                   log_entries: Sequence[HttpLogEntry] = ()) -> None:
+                   log_entries: Sequence[Mapping[str, Any]] = ()) -> None:
     """Store the attempt's effect on the document (if we still hold its lease), the attempt row and
-    the upload's HTTP log lines, in one short transaction."""
+    the upload's HTTP log lines (column values, see core.providers.http), in one short transaction."""
     document = claimed.document
     now = utcnow()
     error = clip(Document.last_error, last_error)
-    values: dict[str, Any] = {"lease_owner": None, "lease_until": None, "updated_at": now}
+    candidates: dict[str, Any] = {
+        "p_id": document.id, "p_owner": owner, "p_lease_owner": None, "p_lease_until": None, "p_updated_at": now,
+        "p_delivered_at": now, "p_remote_id": attempt.remote_id, "p_last_error": error,
+        "p_last_error_code": attempt.error_code, "p_last_help_uri": attempt.help_uri,
+        "p_next_attempt_at": next_attempt_at, "p_attempts": max(0, document.attempts - 1)}
     if after == AfterAttempt.delivered:
-        target = S.delivered
-        values |= {"delivered_at": now, "remote_id": attempt.remote_id, "last_error": None,
-                   "last_error_code": None, "last_help_uri": None, "next_attempt_at": None}
-    elif after == AfterAttempt.unresolved:
-        target = S.unresolved
-        values |= {"last_error": error}
-    elif after == AfterAttempt.failed:
-        target = S.failed
-        values |= {"last_error": error, "last_error_code": attempt.error_code, "last_help_uri": attempt.help_uri}
+        candidates |= {"p_last_error": None, "p_last_error_code": None, "p_last_help_uri": None,
+                       "p_next_attempt_at": None}
     elif after == AfterAttempt.requeue:
-        target = S.approved
-        values |= {"attempts": max(0, document.attempts - 1), "last_error": error, "next_attempt_at": None}
-    else:
-        target = S.approved
-        values |= {"next_attempt_at": next_attempt_at, "last_error": error, "last_error_code": attempt.error_code}
-    with unit_of_work(engine) as session:
-        session.exec(_move([S.transferring], target, col(Document.id) == document.id,
-                           col(Document.lease_owner) == owner, **values))
-        # Core inserts: no ORM unit-of-work bookkeeping on the hot path.
-        session.exec(insert(TransferAttempt).values(
-            document_id=document.id, company_id=document.company_id, provider=attempt.provider,
-            trigger=attempt.trigger, triggered_by=clip(TransferAttempt.triggered_by, attempt.triggered_by),
-            attempt_no=document.attempts, started_at=attempt.started_at, finished_at=now,
-            outcome=attempt.outcome.value, http_status=attempt.http_status, error_code=attempt.error_code,
-            error_text=clip(TransferAttempt.error_text, attempt.error_text), help_uri=attempt.help_uri,
-            global_transaction_id=attempt.global_transaction_id, request_id=attempt.request_id,
-            remote_id=attempt.remote_id, next_retry_at=next_attempt_at, correlation_id=attempt.correlation_id))
+        candidates["p_next_attempt_at"] = None
+    names = ("p_id", "p_owner", "p_lease_owner", "p_lease_until", "p_updated_at",
+             *(f"p_{name}" for name in _OUTCOME_COLUMNS[after]))
+    row = {
+        "document_id": document.id, "company_id": document.company_id, "provider": attempt.provider,
+        "trigger": attempt.trigger, "triggered_by": clip(TransferAttempt.triggered_by, attempt.triggered_by),
+        "attempt_no": document.attempts, "started_at": attempt.started_at, "finished_at": now,
+        "outcome": attempt.outcome.value, "http_status": attempt.http_status, "error_code": attempt.error_code,
+        "error_text": clip(TransferAttempt.error_text, attempt.error_text), "help_uri": attempt.help_uri,
+        "global_transaction_id": attempt.global_transaction_id, "request_id": attempt.request_id,
+        "remote_id": attempt.remote_id, "next_retry_at": next_attempt_at, "correlation_id": attempt.correlation_id}
+    with _transaction(bind) as conn:
+        conn.execute(_outcome_statement(after), {name: candidates[name] for name in names})
+        conn.execute(_insert_statement(TransferAttempt), row)
         if log_entries:
-            session.exec(insert(HttpLogEntry), params=[e.model_dump(exclude={"id"}) for e in log_entries])
+            conn.execute(_insert_statement(HttpLogEntry), list(log_entries))
 
 
 def release_abandoned_claims(engine: Engine, now: datetime, *, lease_seconds: int, actor: str) -> int:

@@ -22,6 +22,10 @@ from sqlmodel import Session
 from core.platform.files import protect_sqlite
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# The transfer engine holds one pooled connection per worker for a pass (2 × TRANSFER_CONCURRENCY,
+# at most 64) next to the process's other work: the pool may open that many beyond its 5 kept ones
+# (the extra ones are closed when given back) instead of making a worker wait for a connection.
+POOL_MAX_OVERFLOW = 70
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -34,6 +38,8 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     e-mail addresses), only the statement.
     """
     kwargs.setdefault("hide_parameters", True)
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("max_overflow", POOL_MAX_OVERFLOW)
     if url.startswith("sqlite"):
         protect_sqlite(url)
         engine = create_engine(
