@@ -30,11 +30,10 @@ from typing import Any
 
 from sqlalchemy import BindParameter, ColumnElement, Connection, Engine, and_, bindparam, func, insert, or_, update
 from sqlalchemy import select as core_select
-from sqlalchemy.sql.dml import Insert, Update
 from sqlmodel import col, select
 
 from core.platform import audit
-from core.platform.db import unit_of_work
+from core.platform.db import Prepared, unit_of_work
 from core.platform.errors import NotFound, UserFacingError, ValidationFailed
 from core.platform.models import (
     Company,
@@ -146,9 +145,9 @@ def due(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
 #
 # A pass claims and records hundreds of documents a second. Building a statement costs far more CPU
 # than running it (coercions, cache keys), so the claim and the outcome are Core statements built
-# once per shape with bind parameters; SQLAlchemy's compiled cache does the rest (a built statement
-# memoizes its cache key). They run on the caller's Connection (the transfer engine holds one per
-# worker for the pass) or on a connection of their own when given the Engine.
+# once per shape with bind parameters and compiled once per dialect (`Prepared`: run through the
+# driver). They run on the caller's Connection (the transfer engine holds one per worker for the
+# pass) or on a connection of their own when given the Engine.
 
 Bind = Engine | Connection
 _statements: dict[tuple[object, ...], Any] = {}  # shape → built statement (a race only builds one twice)
@@ -160,6 +159,11 @@ _COLUMNS = Document.__table__.c  # type: ignore[attr-defined]  # SQLModel types 
 def _param(name: str, column: str) -> BindParameter[Any]:
     """A bind parameter typed like the document's `column` (so SQLite gets its datetime format)."""
     return bindparam(name, type_=_COLUMNS[column].type)
+
+
+def _run(conn: Connection, statement: Any, values: dict[str, Any]) -> Any:
+    """A prepared statement through the driver; one with an expanding IN (a claim by ids) through SQLAlchemy."""
+    return statement.run(conn, values) if isinstance(statement, Prepared) else conn.execute(statement, values)
 
 
 @contextmanager
@@ -200,7 +204,7 @@ _CLAIMED_COLUMNS = ("id", "status", "company_id", "guid", "file_name", "media_ty
                     "attempts")
 
 
-def _claim_statements(postgres: bool, by_ids: bool) -> tuple[Any, Update]:
+def _claim_statements(postgres: bool, by_ids: bool) -> tuple[Any, Any]:
     """SQLite: the read (document and content) and the move, run in one `BEGIN IMMEDIATE` transaction.
     PostgreSQL: one statement, the move of the row a `FOR UPDATE SKIP LOCKED` CTE picked,
     returning the document, its status before and its content (the read is `None`)."""
@@ -225,7 +229,7 @@ def _claim_statements(postgres: bool, by_ids: bool) -> tuple[Any, Update]:
                           **values)
                     .returning(*(_COLUMNS[name] for name in _CLAIMED_COLUMNS if name != "status"),
                                picked.c.status.label("was"), content.label("data")))
-            built = _statements[key] = (None, take)
+            built = _statements[key] = (None, take if by_ids else Prepared(take))
         else:
             read = (core_select(*(_COLUMNS[name] for name in _CLAIMED_COLUMNS), col(DocumentContent.data))
                     .join(DocumentContent, col(DocumentContent.document_id) == col(Document.id))
@@ -235,7 +239,7 @@ def _claim_statements(postgres: bool, by_ids: bool) -> tuple[Any, Update]:
                 read = read.where(col(Document.id).in_(bindparam("p_ids", expanding=True)))
             move = _move([S.approved, S.transferring], S.transferring, col(Document.id) == bindparam("p_id"), due(now),
                          **values)
-            built = _statements[key] = (read, move)
+            built = _statements[key] = (read, move) if by_ids else (Prepared(read), Prepared(move))
     return built
 
 
@@ -260,15 +264,15 @@ def claim(bind: Bind, company_id: int, owner: str, lease_seconds: int,
         params |= {"p_now": now, "p_lease_until": now + timedelta(seconds=lease_seconds)}
         with _transaction(bind) as conn:
             if read is None:
-                row = conn.execute(move, params).first()
+                row = _run(conn, move, params).first()
                 if row is None:
                     return None
                 attempts, was = row.attempts, row.was  # RETURNING gives the row after the move
             else:
-                row = conn.execute(read, params).first()
+                row = _run(conn, read, params).first()
                 if row is None:
                     return None
-                if conn.execute(move, {**params, "p_id": row.id}).rowcount != 1:
+                if _run(conn, move, {**params, "p_id": row.id}).rowcount != 1:
                     continue
                 attempts, was = row.attempts + 1, row.status
         document = ClaimedDocument(row.id, row.company_id, row.guid, row.file_name, row.media_type,
@@ -375,22 +379,23 @@ _OUTCOME_COLUMNS = {  # what each outcome sets besides the status and the releas
 }
 
 
-def _outcome_statement(after: AfterAttempt) -> Update:
+def _outcome_statement(after: AfterAttempt) -> Prepared:
     key = ("outcome", after)
-    built: Update | None = _statements.get(key)
+    built: Prepared | None = _statements.get(key)
     if built is None:
         values = {name: _param(f"p_{name}", name)
                   for name in ("lease_owner", "lease_until", "updated_at", *_OUTCOME_COLUMNS[after])}
-        built = _statements[key] = _move([S.transferring], _OUTCOME_TARGETS[after], col(Document.id) == bindparam("p_id"),
-                                         col(Document.lease_owner) == bindparam("p_owner"), **values)
+        built = _statements[key] = Prepared(_move(
+            [S.transferring], _OUTCOME_TARGETS[after], col(Document.id) == bindparam("p_id"),
+            col(Document.lease_owner) == bindparam("p_owner"), **values))
     return built
 
 
-def _insert_statement(model: Any) -> Insert:
-    key = ("insert", model)
-    built: Insert | None = _statements.get(key)
+def _insert_statement(model: Any, columns: Sequence[str]) -> Prepared:
+    key = ("insert", model, tuple(columns))
+    built: Prepared | None = _statements.get(key)
     if built is None:
-        built = _statements[key] = insert(model)
+        built = _statements[key] = Prepared(insert(model), column_keys=columns)
     return built
 
 
@@ -423,10 +428,11 @@ def record_attempt(bind: Bind, claimed: Claimed, owner: str, after: AfterAttempt
         "global_transaction_id": attempt.global_transaction_id, "request_id": attempt.request_id,
         "remote_id": attempt.remote_id, "next_retry_at": next_attempt_at, "correlation_id": attempt.correlation_id}
     with _transaction(bind) as conn:
-        conn.execute(_outcome_statement(after), {name: candidates[name] for name in names})
-        conn.execute(_insert_statement(TransferAttempt), row)
+        _outcome_statement(after).run(conn, {name: candidates[name] for name in names})
+        _insert_statement(TransferAttempt, list(row)).run(conn, row)
         if log_entries:
-            conn.execute(_insert_statement(HttpLogEntry), list(log_entries))
+            entries = [dict(entry) for entry in log_entries]
+            _insert_statement(HttpLogEntry, list(entries[0])).run_many(conn, entries)
 
 
 def release_abandoned_claims(engine: Engine, now: datetime, *, lease_seconds: int, actor: str) -> int:
