@@ -124,6 +124,59 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# Runs in its own process (its CPU is not the engine's): every 50 ms, the CPU seconds of each process whose
+# title names the database (PostgreSQL backends: "postgres: user dbname host(port) …"); on stdin's end it
+# prints the CPU they used since it started (backends that ended meanwhile count up to their last sample).
+_SAMPLER = """
+import os, sys, threading, time
+name, tick = " " + sys.argv[1] + " ", os.sysconf("SC_CLK_TCK")
+first, last, done = {}, {}, threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+print("ready", flush=True)
+while True:
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if name.encode() not in f.read().replace(bytes(1), b" "):
+                    continue
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        cpu = (int(fields[11]) + int(fields[12])) / tick
+        first.setdefault(pid, cpu if not last and not first else 0.0)
+        last[pid] = cpu
+    if not first:
+        first[""] = 0.0  # the first sweep is over: backends seen from now on are new
+    if done.is_set():
+        break
+    time.sleep(0.05)
+print(sum(last[p] - first.get(p, 0.0) for p in last), flush=True)
+"""
+
+
+@contextmanager
+def database_server_cpu(database_url: str) -> Iterator[list[float]]:
+    """CPU seconds the PostgreSQL backends of this database used inside the block (sampled in a separate
+    process); nothing for SQLite (its work is in the engine's process)."""
+    result: list[float] = []
+    if not database_url.startswith("postgresql"):
+        yield result
+        return
+    sampler = subprocess.Popen([sys.executable, "-c", _SAMPLER, database_url.rsplit("/", 1)[1]],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert sampler.stdin is not None and sampler.stdout is not None
+    sampler.stdout.readline()  # "ready"
+    try:
+        yield result
+    finally:
+        sampler.stdin.close()
+        result.append(float(sampler.stdout.readline() or 0.0))
+        sampler.wait(timeout=10)
+
+
 class Meter:
     """Wall time spent in the engine's steps, summed over worker threads."""
 
@@ -256,13 +309,14 @@ def one_throughput_run(engine: Engine, settings: Settings, keyring: Keyring, com
                                              "count": 100_000})
     run_settings = settings.model_copy(update={"transfer_concurrency": concurrency})
     meter.reset()
-    cpu_before, emulator_cpu_before = time.process_time(), process_cpu_seconds(emulator_pid)
-    started = time.perf_counter()
-    summary = run_pass(engine, run_settings, keyring, PassOptions(trigger="manual", actor=process("bench"),
-                                                                  company_ids=company_ids))
-    wall = time.perf_counter() - started
-    cpu = time.process_time() - cpu_before
-    emulator_cpu = process_cpu_seconds(emulator_pid) - emulator_cpu_before
+    with database_server_cpu(engine.url.render_as_string()) as server_cpu:
+        cpu_before, emulator_cpu_before = time.process_time(), process_cpu_seconds(emulator_pid)
+        started = time.perf_counter()
+        summary = run_pass(engine, run_settings, keyring, PassOptions(trigger="manual", actor=process("bench"),
+                                                                      company_ids=company_ids))
+        wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu_before
+        emulator_cpu = process_cpu_seconds(emulator_pid) - emulator_cpu_before
     uploads = max(summary.uploads, 1)
     per_upload = {label: round(meter.totals[label] / uploads * 1000, 2) for label in meter.totals}
     upload_call = per_upload.get("upload_call", 0.0) - per_upload.get("http_log_write", 0.0)
@@ -276,7 +330,9 @@ def one_throughput_run(engine: Engine, settings: Settings, keyring: Keyring, com
                           "record": per_upload.get("record", 0.0), "prepare_company": per_upload.get("prepare", 0.0)},
         "worker_busy_share": round(meter.totals["drain"] / (concurrency * wall), 3) if wall else 0.0,
         "cpu_ms_per_upload": {"engine_process": round(cpu / uploads * 1000, 2),
-                              "emulator_process": round(emulator_cpu / uploads * 1000, 2)},
+                              "emulator_process": round(emulator_cpu / uploads * 1000, 2),
+                              "database_server": (round(server_cpu[0] / uploads * 1000, 2) if server_cpu else None)},
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
     if latency_ms:
         ideal = concurrency / (latency_ms / 1000)
@@ -477,7 +533,8 @@ def print_table(results: dict) -> None:
     if "throughput" in results:
         print("\n(1)+(2) throughput, one pass, emulator latency per upload (ideal = concurrency ÷ latency)")
         print(f"{'database':<11}{'comp.':>6}{'conc.':>6}{'lat ms':>7}{'docs':>6}{'docs/s':>8}{'ideal':>7}{'share':>7}"
-              f"{'reads/up':>9}{'claim':>7}{'http':>7}{'log':>7}{'record':>7}{'busy':>6}{'cpu':>6}{'emu cpu':>8}")
+              f"{'reads/up':>9}{'claim':>7}{'http':>7}{'log':>7}{'record':>7}{'busy':>6}{'cpu':>6}{'emu cpu':>8}{'db cpu':>7}"
+              f"{'load':>6}")
         for db, runs in results["throughput"].items():
             for r in runs:
                 ms = r["ms_per_upload"]
@@ -486,9 +543,11 @@ def print_table(results: dict) -> None:
                 print(f"{db:<11}{r['companies']:>6}{r['concurrency']:>6}{r['latency_ms']:>7}{r['delivered']:>6}"
                       f"{r['docs_per_s']:>8}{ideal:>7}{share:>7}{r['reads_per_upload']:>9}{ms['claim']:>7}"
                       f"{ms['upload_http']:>7}{ms['http_log_write']:>7}{ms['record']:>7}{r['worker_busy_share']:>6}"
-                      f"{r['cpu_ms_per_upload']['engine_process']:>6}{r['cpu_ms_per_upload']['emulator_process']:>8}")
-        print("  (claim/http/log/record: wall ms per upload in each step, per worker; cpu: CPU ms per upload of the\n"
-              "   engine process and of the emulator process)")
+                      f"{r['cpu_ms_per_upload']['engine_process']:>6}{r['cpu_ms_per_upload']['emulator_process']:>8}"
+                      f"{r['cpu_ms_per_upload'].get('database_server') or '-':>7}{r.get('load_average_1min', '-'):>6}")
+        print("  (claim/http/log/record: wall ms per upload in each step, per worker; cpu, emu cpu, db cpu: CPU ms per\n"
+              "   upload of the engine process, the emulator process and the PostgreSQL backends of the run's database;\n"
+              "   load: the machine's 1-minute load average after the pass)")
         for db, profile in results.get("throughput_profile", {}).items():
             print(f"\n  {db}: own CPU time per upload in the worker threads, under the profiler (top 12)")
             print("    by package: " + ", ".join(f"{k} {v}" for k, v in
