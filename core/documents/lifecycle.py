@@ -379,15 +379,43 @@ _OUTCOME_COLUMNS = {  # what each outcome sets besides the status and the releas
 }
 
 
+def _outcome_update(after: AfterAttempt) -> Any:
+    values = {name: _param(f"p_{name}", name)
+              for name in ("lease_owner", "lease_until", "updated_at", *_OUTCOME_COLUMNS[after])}
+    return _move([S.transferring], _OUTCOME_TARGETS[after], col(Document.id) == bindparam("p_id"),
+                 col(Document.lease_owner) == bindparam("p_owner"), **values)
+
+
 def _outcome_statement(after: AfterAttempt) -> Prepared:
     key = ("outcome", after)
     built: Prepared | None = _statements.get(key)
     if built is None:
-        values = {name: _param(f"p_{name}", name)
-                  for name in ("lease_owner", "lease_until", "updated_at", *_OUTCOME_COLUMNS[after])}
-        built = _statements[key] = Prepared(_move(
-            [S.transferring], _OUTCOME_TARGETS[after], col(Document.id) == bindparam("p_id"),
-            col(Document.lease_owner) == bindparam("p_owner"), **values))
+        built = _statements[key] = Prepared(_outcome_update(after))
+    return built
+
+
+def _typed_values(model: Any, prefix: str, columns: Sequence[str]) -> dict[str, BindParameter[Any]]:
+    table = model.__table__.c
+    return {name: bindparam(f"{prefix}{name}", type_=table[name].type) for name in columns}
+
+
+def _outcome_in_one_statement(after: AfterAttempt, attempt_columns: Sequence[str], log_columns: Sequence[str],
+                              log_lines: int) -> Prepared:
+    """PostgreSQL: the move, the attempt row and the log lines as one statement (data-modifying CTEs run
+    once each, in the statement's transaction): `WITH moved AS (UPDATE …), attempt AS (INSERT …)
+    INSERT INTO http_log …`. Parameters: p_… (the move), a_… (the attempt), l<n>_… (log line n)."""
+    key = ("outcome-one", after, tuple(attempt_columns), tuple(log_columns), log_lines)
+    built: Prepared | None = _statements.get(key)
+    if built is None:
+        moved = _outcome_update(after).returning(col(Document.id)).cte("moved")
+        attempt = insert(TransferAttempt).values(_typed_values(TransferAttempt, "a_", attempt_columns))
+        if log_lines:
+            lines = insert(HttpLogEntry).values([_typed_values(HttpLogEntry, f"l{n}_", log_columns)
+                                                 for n in range(log_lines)])
+            statement = lines.add_cte(moved, attempt.returning(col(TransferAttempt.id)).cte("attempt"))
+        else:
+            statement = attempt.add_cte(moved)
+        built = _statements[key] = Prepared(statement)
     return built
 
 
@@ -427,8 +455,17 @@ def record_attempt(bind: Bind, claimed: Claimed, owner: str, after: AfterAttempt
         "error_text": clip(TransferAttempt.error_text, attempt.error_text), "help_uri": attempt.help_uri,
         "global_transaction_id": attempt.global_transaction_id, "request_id": attempt.request_id,
         "remote_id": attempt.remote_id, "next_retry_at": next_attempt_at, "correlation_id": attempt.correlation_id}
+    move = {name: candidates[name] for name in names}
     with _transaction(bind) as conn:
-        _outcome_statement(after).run(conn, {name: candidates[name] for name in names})
+        if conn.dialect.name == "postgresql":
+            entries = [dict(entry) for entry in log_entries]
+            values = {**move, **{f"a_{name}": value for name, value in row.items()}}
+            for n, entry in enumerate(entries):
+                values |= {f"l{n}_{name}": value for name, value in entry.items()}
+            _outcome_in_one_statement(after, list(row), list(entries[0]) if entries else [], len(entries)).run(
+                conn, values)
+            return
+        _outcome_statement(after).run(conn, move)
         _insert_statement(TransferAttempt, list(row)).run(conn, row)
         if log_entries:
             entries = [dict(entry) for entry in log_entries]
