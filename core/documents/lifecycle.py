@@ -132,6 +132,12 @@ def delete_unapproved(engine: Engine, *, document_id: int, actor: Actor) -> None
 # --- claims -----------------------------------------------------------------------------------
 
 
+def _claimable() -> ColumnElement[bool]:
+    """The statuses `due` can match, as a term of its own: an index on (company, status) can serve it, so a
+    claim reads the company's backlog, not its whole history (`due` alone is an OR of two branches)."""
+    return or_(col(Document.status) == S.approved.value, col(Document.status) == S.transferring.value)
+
+
 def due(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
     """Documents a worker may claim now: approved and due, or in transfer with an expired lease."""
     return or_(
@@ -216,7 +222,7 @@ def _claim_statements(postgres: bool, by_ids: bool) -> tuple[Any, Any]:
                   "attempts": col(Document.attempts) + 1, "updated_at": now}
         if postgres:
             pick = (core_select(col(Document.id), col(Document.status))
-                    .where(col(Document.company_id) == bindparam("p_company_id"), due(now))
+                    .where(col(Document.company_id) == bindparam("p_company_id"), _claimable(), due(now))
                     .order_by(col(Document.id)).limit(1).with_for_update(skip_locked=True))
             if by_ids:
                 pick = pick.where(col(Document.id).in_(bindparam("p_ids", expanding=True)))
@@ -233,7 +239,7 @@ def _claim_statements(postgres: bool, by_ids: bool) -> tuple[Any, Any]:
         else:
             read = (core_select(*(_COLUMNS[name] for name in _CLAIMED_COLUMNS), col(DocumentContent.data))
                     .join(DocumentContent, col(DocumentContent.document_id) == col(Document.id))
-                    .where(col(Document.company_id) == bindparam("p_company_id"), due(now))
+                    .where(col(Document.company_id) == bindparam("p_company_id"), _claimable(), due(now))
                     .order_by(col(Document.id)).limit(1))
             if by_ids:
                 read = read.where(col(Document.id).in_(bindparam("p_ids", expanding=True)))
