@@ -1,30 +1,37 @@
-"""Outside text stays text: company names, DATEV user names and provider error texts come from users
-and providers, so they are never rendered as Markdown or Streamlit directives (issue #9).
+"""Text from outside (company names, DATEV and Lexware user names, provider error texts) shown as text.
 
-`plain` escapes a value for any Streamlit call that renders Markdown (st.markdown, st.write, st.info,
-labels, captions). `cell` makes a value safe for a st.dataframe cell: the table's CSV download exports
-raw values, and a spreadsheet runs a cell that starts with = + - @ (or a tab / carriage return) as a
-formula (OWASP "CSV injection").
+Streamlit renders Markdown, colour directives (`:red[…]`), icons (`:material/…:`) and LaTeX (`$…$`) in
+`st.markdown`, `st.write`, titles, captions, button labels and alert boxes. `html.escape` does not stop
+any of that: a company named `![p](http://host/pixel)` would make every viewer's browser fetch the URL.
+`plain()` backslash-escapes every ASCII punctuation character (CommonMark allows that for all of them,
+and the escaped character is shown as itself), so such text can never become markup. Use it for every
+value that did not come from this code base; our own German texts stay Markdown.
+
+Tables: `st.dataframe` offers a CSV download of the raw cell values, so a cell starting with `=`, `+`,
+`-`, `@`, tab or carriage return would be a formula in a spreadsheet. `cell()` neutralises such text the
+way the product's own CSV export does (a leading apostrophe); numbers and dates are left alone.
 """
 
 from __future__ import annotations
 
 import re
+import string
+from typing import Any
 
-# Markdown and Streamlit's own directives (":material/...:", ":red[...]", "$...$" for LaTeX, "~~").
-_MARKDOWN = re.compile(r"([\\`*_\[\]()!#$:~|<>{}+\-.])")
+_PUNCTUATION = re.compile("([" + re.escape(string.punctuation) + "])")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def plain(value: object) -> str:
-    """`value` as literal text inside Markdown: every Markdown or directive character backslash-escaped,
-    line breaks kept as spaces (a newline could start a heading or a list)."""
-    text = "" if value is None else str(value)
-    text = " ".join(text.splitlines())
-    return _MARKDOWN.sub(r"\\\1", text)
+    """`value` as literal text for any Streamlit element that renders Markdown ("–" for None/empty)."""
+    text = "" if value is None else " ".join(str(value).split())  # no line breaks: no headings, lists, tables
+    if not text:
+        return "–"
+    return _PUNCTUATION.sub(r"\\\1", text)
 
 
-def cell(value: object) -> str:
-    """`value` for a table cell that may be exported as CSV: a leading formula character gets a `'`."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+def cell(value: Any) -> Any:
+    """A table cell that is safe in a spreadsheet after "Download as CSV"."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value

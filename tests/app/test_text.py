@@ -1,36 +1,46 @@
-"""ui.text: outside text is never Markdown, and table cells are never spreadsheet formulas."""
+"""ui.text: outside text renders as itself, never as Markdown, and table cells are no formulas."""
 
-from __future__ import annotations
-
-import pytest
+from streamlit.testing.v1 import AppTest
 
 from ui.text import cell, plain
 
-
-@pytest.mark.parametrize("raw", ["**fett**", "[Link](https://evil.example)", ":red[rot]", ":material/key:",
-                                 "$x^2$", "# Titel", "`code`", "a|b", "<b>x</b>", "~~weg~~", "![bild](x.png)"])
-def test_plain_escapes_every_markdown_character(raw: str) -> None:
-    escaped, i = plain(raw), 0
-    while i < len(escaped):  # every special character comes as a backslash pair
-        if escaped[i] == "\\":
-            i += 2
-            continue
-        assert escaped[i] not in "`*_[]()!#$:~|<>", escaped
-        i += 1
-    assert escaped.replace("\\", "") == raw
+HOSTILE = "![p](http://host/pixel) **fett** :red[rot] $x^2$ [link](http://evil) <b>b</b> # Titel"
 
 
-def test_plain_keeps_ordinary_text_and_flattens_lines() -> None:
-    assert plain("Musterfirma GmbH") == "Musterfirma GmbH"
-    assert plain("erste\n# zweite") == "erste \\# zweite"
-    assert plain(None) == ""
+def _render(value: str) -> AppTest:
+    def script(value: str) -> None:
+        import streamlit as st
+
+        from ui.text import plain
+
+        st.markdown(plain(value))
+        st.title(plain(value))
+        st.caption(plain(value))
+        st.info(plain(value))
+
+    return AppTest.from_function(script, args=(value,)).run()
 
 
-@pytest.mark.parametrize("raw", ["=SUMME(A1)", "+49 30", "-1", "@cmd", "\tx", "\rx"])
-def test_cell_defuses_formulas(raw: str) -> None:
-    assert cell(raw) == "'" + raw
+def test_markdown_stays_text_in_every_element():
+    at = _render(HOSTILE)
+    assert not at.exception
+    # The markdown source Streamlit receives: every punctuation mark escaped, so no image, link, directive,
+    # formula or heading is produced in the browser (CommonMark shows a backslash-escaped mark as itself).
+    for element in (at.markdown[0], at.title[0], at.caption[0], at.info[0]):
+        assert "\\!\\[p\\]\\(http\\:\\/\\/host\\/pixel\\)" in element.value
+        assert "\\:red\\[rot\\]" in element.value and "\\$x\\^2\\$" in element.value
+        assert "](" not in element.value
 
 
-def test_cell_leaves_other_values() -> None:
-    assert cell("Musterfirma GmbH") == "Musterfirma GmbH"
-    assert cell(None) == ""
+def test_plain_keeps_ordinary_names_readable_and_flattens_lines():
+    assert plain("Demo Bau AG") == "Demo Bau AG"
+    assert plain("Müller & Söhne GmbH") == "Müller \\& Söhne GmbH"
+    assert plain("Zeile 1\n# Zeile 2") == "Zeile 1 \\# Zeile 2"
+    assert plain(None) == "–" and plain("  ") == "–"
+
+
+def test_cells_starting_like_a_formula_are_neutralised():
+    for value in ("=HYPERLINK(\"http://x\")", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"):
+        assert cell(value) == "'" + value
+    assert cell("Demo Bau AG") == "Demo Bau AG"
+    assert cell(-5) == -5 and cell(None) is None
