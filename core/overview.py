@@ -26,7 +26,7 @@ from core.alarms.rules import days_left
 from core.alarms.views import delivery_state
 from core.companies import INTERFACE_LABELS
 from core.connections import store
-from core.connections.health import USABLE, Binding, Health, evaluate_binding, evaluate_health
+from core.connections.health import USABLE, Binding, Health, TokenCard, evaluate_binding, evaluate_health
 from core.documents.queries import STATUS_LABELS
 from core.platform.config import Settings
 from core.platform.db import unit_of_work
@@ -431,3 +431,23 @@ def company_audit(engine: Engine, company_id: int, *, limit: int = DETAIL_LIMIT)
             and_(col(AuditEvent.entity_type) == "connection", col(AuditEvent.entity_id).in_(connection_ids))))
         events = session.exec(query.order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc()).limit(limit)).all()
         return [AuditLine(e.at, e.actor, e.action, e.detail or "") for e in events]
+
+
+CARDS_PER_PAGE = 10
+# The token list's order: what needs a person first.
+HEALTH_ORDER = {Health.invalid: 0, Health.expired: 1, Health.unclear: 2, Health.expiring: 3, Health.revoked: 4,
+                Health.missing: 5, Health.active: 6}
+
+
+def filter_cards(cards: Iterable[TokenCard], *, search: str = "", healths: Iterable[Health] = (),
+                 providers: Iterable[Provider] = ()) -> list[TokenCard]:
+    """The Langzeittoken page's list: name or data-set search, states and interfaces (empty: all),
+    broken tokens first, then by name."""
+    needle, wanted_health, wanted_providers = search.strip().casefold(), set(healths), set(providers)
+    chosen = [c for c in cards
+              if (not needle or needle in c.company.name.casefold()
+                  or needle in (c.company.datev_client_id or "").replace("-", "–")
+                  or needle in (c.company.datev_client_id or ""))
+              and (not wanted_health or c.health in wanted_health)
+              and (not wanted_providers or c.provider in wanted_providers)]
+    return sorted(chosen, key=lambda c: (HEALTH_ORDER[c.health], c.company.name.casefold()))
