@@ -10,6 +10,7 @@ import streamlit as st
 from core.platform.models import Role
 from core.users import ROLE_LABELS
 from ui.errors import error_boundary
+from ui.forbidden import forbidden_page
 from ui.guard import may, require_signed_in_user
 from ui.navigation import PAGE_TABLE
 from ui.scheduler_status import show_scheduler_status
@@ -28,6 +29,8 @@ def main() -> None:
                 st.Page(spec.file, title=spec.title, icon=spec.icon, url_path=spec.url_path,
                         visibility="hidden" if spec.hidden else "visible")
             )
+        else:  # its URL shows the German "Keine Berechtigung" page, not Streamlit's "Page not found"
+            sections.setdefault("", []).append(forbidden_page(spec, user))
     navigation = st.navigation(sections)
 
     with st.sidebar:

@@ -204,3 +204,28 @@ def test_company_page_without_a_valid_company_offers_a_choice(app, desk: Desk) -
     at.selectbox(key="company_choice").select(desk.companies["Demo Bau AG"]).run()
     assert not at.exception
     assert [t.value for t in at.title] == ["Demo Bau AG"]
+
+
+def open_url(at: AppTest, url_path: str) -> AppTest:
+    """What a browser at /<url_path> gets: the page the router registered under that path. AppTest's
+    switch_page matches files only; a URL matches the url_path, so pick its script hash (private API)."""
+    [page_hash] = [h for h, info in at._registered_pages.items() if info.get("url_pathname") == url_path]
+    at._page_hash = page_hash
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.mark.parametrize("direct", [False, True], ids=["url", "page_file"])
+def test_viewer_on_an_admin_url_gets_the_german_page_naming_the_admins(app, desk: Desk, direct: bool) -> None:
+    at = run_page(app, "viewer", "pages/users.py") if direct else open_url(through_router(app, "viewer"), "users")
+    assert [t.value for t in at.title] == ["Keine Berechtigung"]
+    shown = unescaped(at)
+    assert "„Benutzer“ ist der Rolle „Administrator“ vorbehalten, Ihre Rolle ist „Betrachter“" in shown
+    assert "Anna Admin (admin@tokendesk.demo)" in shown
+    assert len(at.dataframe) == 0 and len(at.text_input) == 0 and len(at.button) <= 1  # the sidebar's Abmelden
+
+
+def test_the_root_url_is_the_overview(app, desk: Desk) -> None:
+    at = open_url(through_router(app, "operator"), "")  # the default page is served at /
+    assert [t.value for t in at.title] == ["Übersicht"]
