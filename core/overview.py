@@ -253,7 +253,7 @@ def _renew_action(row: CompanyRow) -> Action:
 
 def todo_item(row: CompanyRow) -> TodoItem | None:
     """The company's one most urgent need, or None when nobody has to do anything."""
-    waiting = _documents(row.waiting, "wartet") if row.waiting else "keine Belege warten"
+    waiting = _documents(row.waiting, "wartet") if row.waiting else "Keine Belege warten"
     if row.reason is not None:
         if row.state == State.no_interface:
             if not row.waiting:

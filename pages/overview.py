@@ -29,22 +29,25 @@ st.title("Übersicht")
 show_flashes()
 data = overview(engine, settings)
 
-# Tiles: companies per state, then documents and the scheduler.
+# Tiles: companies per state in two rows (labels must fit at 1280 px), then documents and the scheduler.
 states = data.tile_states()
-for column, state in zip(st.columns(len(states)), states, strict=True):
-    column.metric(state.value, data.tiles.get(state, 0), border=True)
 running, scheduler_text = status_line()
-left, middle, right = st.columns([1, 1, 2])
-left.metric("Belege wartend", data.waiting, border=True, help="Freigegeben, noch nicht übertragen")
-middle.metric("Fehlgeschlagen (7 Tage)", data.failed_recently, border=True,
-              help="Fehlgeschlagene Übertragungsversuche der letzten 7 Tage")
-right.metric("Scheduler", "läuft" if running else "läuft nicht", border=True, help=scheduler_text)
+first, rest = states[:6], states[6:]
+for column, state in zip(st.columns(len(first)), first, strict=True):
+    column.metric(state.value, data.tiles.get(state, 0), border=True)
+columns = st.columns([1.3] * len(rest) + [1.4, 1.8, 1.2])
+for column, state in zip(columns, rest, strict=False):
+    column.metric(state.value, data.tiles.get(state, 0), border=True)
+columns[-3].metric("Belege wartend", data.waiting, border=True, help="Freigegeben, noch nicht übertragen")
+columns[-2].metric("Fehlgeschlagen (7 Tage)", data.failed_recently, border=True,
+                   help="Fehlgeschlagene Übertragungsversuche der letzten 7 Tage")
+columns[-1].metric("Scheduler", "läuft" if running else "steht", border=True, help=scheduler_text)
 
 
 def act(item: TodoItem) -> None:
     """The button or link that fixes the item, for roles that may; everyone else opens the company."""
     if not may(user, item.min_role):
-        company_link(item.company_id, "Öffnen", icon=":material/open_in_new:")
+        company_link(item.company_id, "Öffnen", icon=":material/arrow_forward:")
         return
     try:
         if item.action == Action.resume:
@@ -114,7 +117,7 @@ if rows:
     } for r in rows])
     when = st.column_config.DatetimeColumn(format="DD.MM.YYYY HH:mm")
     event = st.dataframe(
-        table, hide_index=True, width="stretch", key="overview_table", on_select="rerun", selection_mode="single-row",
+        table, hide_index=True, width="stretch", key="overview_table", placeholder="–", on_select="rerun", selection_mode="single-row",
         column_config={
             "Gültig bis": st.column_config.DatetimeColumn(format="DD.MM.YYYY"),
             "Tage übrig": st.column_config.NumberColumn(format="%d"),

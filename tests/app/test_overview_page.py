@@ -69,7 +69,7 @@ def test_tiles_count_companies_per_state(app, desk: Desk) -> None:
     at = run_page(app, "viewer", PAGE)
     assert metric(at, "aktiv") == "1" and metric(at, "fehlt") == "3" and metric(at, "ungültig") == "0"
     assert metric(at, "Belege wartend") == "0" and metric(at, "Fehlgeschlagen (7 Tage)") == "0"
-    assert metric(at, "Scheduler") == "läuft nicht"
+    assert metric(at, "Scheduler") == "steht"
 
 
 def test_broken_token_comes_first_with_the_engines_reason(app, desk: Desk) -> None:
