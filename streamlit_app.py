@@ -17,6 +17,7 @@ import streamlit as st
 from core.platform.models import Role
 from core.users import ROLE_LABELS
 from ui.errors import error_boundary
+from ui.forbidden import forbidden_page
 from ui.guard import current_user, identity, may, show_no_access, show_sign_in
 from ui.navigation import PAGE_TABLE
 from ui.scheduler_status import show_scheduler_status
@@ -70,6 +71,8 @@ def main() -> None:
             sections.setdefault(spec.section, []).append(page)
             if not spec.hidden:
                 menu.setdefault(spec.section, []).append(page)
+        else:  # its URL shows the German "Keine Berechtigung" page, not Streamlit's "Page not found"
+            sections.setdefault("", []).append(forbidden_page(spec, user))
     sections.setdefault("", []).append(link_page())
     navigation = st.navigation(sections, position="hidden")  # the menu is ours (show_menu)
     if navigation.url_path == LINK_URL_PATH:

@@ -16,6 +16,7 @@ from core.platform.db import get_engine
 from core.platform.models import AppUser, Role
 from core.users import Actor
 from ui.errors import error_boundary
+from ui.forbidden import show_forbidden
 from ui.navigation import spec_for_file
 
 
@@ -95,7 +96,11 @@ def require_page(page_file: str) -> AppUser:
     if spec is None:  # not in the table: closed to everyone
         st.error("Diese Seite ist nicht freigegeben.")
         st.stop()
-    return require_role(spec.min_role)
+    user = require_signed_in_user()
+    if not users.has_role(user, spec.min_role):
+        show_forbidden(spec, user)
+        st.stop()
+    return user
 
 
 def may(user: AppUser, required: Role) -> bool:

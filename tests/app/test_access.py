@@ -56,9 +56,9 @@ def test_direct_page_run_without_access_renders_nothing_protected(app, spec, who
 
 
 ALLOWED = {
-    "viewer": {"tokens", "companies", "documents", "transfer_log", "alarms", "datev_callback"},
-    "operator": {"tokens", "companies", "documents", "transfer", "transfer_log", "alarms", "datev_callback"},
-    "admin": {"tokens", "companies", "users", "http_log", "audit", "documents", "transfer", "transfer_log",
+    "viewer": {"overview", "company", "tokens", "companies", "documents", "transfer_log", "alarms", "datev_callback"},
+    "operator": {"overview", "company", "tokens", "companies", "documents", "transfer", "transfer_log", "alarms", "datev_callback"},
+    "admin": {"overview", "company", "tokens", "companies", "users", "http_log", "audit", "documents", "transfer", "transfer_log",
               "alarms", "datev_callback"},
 }
 
