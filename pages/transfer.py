@@ -14,7 +14,6 @@ import html
 import queue
 import threading
 
-import pandas as pd
 import streamlit as st
 
 from core.companies import list_companies
@@ -33,6 +32,7 @@ from ui.guard import actor_of, require_page
 from ui.preview import show_preview
 from ui.rows import id_of
 from ui.services import services
+from ui.text import frame, plain
 
 user = require_page(__file__)
 
@@ -65,7 +65,7 @@ def show_last_results() -> None:
 
 
 def result_table(rows: list[dict]) -> None:
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+    st.dataframe(frame(rows), hide_index=True, width="stretch",
                  column_config={"DATEV-Hilfe": st.column_config.LinkColumn(display_text="Hilfe öffnen")})
 
 
@@ -93,7 +93,7 @@ if not chosen:
 planned: list[PlannedUpload] = plan(engine, settings, chosen, slot)
 st.subheader("Probelauf: das wird gesendet")
 st.dataframe(
-    pd.DataFrame([{
+    frame([{
         "Nr.": p.document_id, "Unternehmen": p.company_name, "Schnittstelle": p.provider, "Ziel": p.target,
         "Methode": p.method, "Pfad": p.path, "Belegtyp": p.document_type, "Notiz": p.note,
         "Dateiname beim Empfänger": p.file_name, "Größe (Byte)": p.size,
@@ -112,17 +112,17 @@ with st.expander("Vorschau eines Belegs"):
 
 def offer_one_off_login(company: Company) -> None:
     key = f"transfer_oneoff_url_{company.id}"
-    if st.button(f"Einmalig bei DATEV anmelden: {company.name}", key=f"transfer_oneoff_{company.id}"):
+    if st.button(f"Einmalig bei DATEV anmelden: {plain(company.name)}", key=f"transfer_oneoff_{company.id}"):
         try:
             st.session_state[key] = start_login(engine, settings, keyring, company_id=id_of(company),
                                                 user=user, kind=ConnectionKind.one_off)
         except UserFacingError as exc:
-            st.error(exc.message)
+            st.error(plain(exc.message))
     url = st.session_state.pop(key, None)
     if url:
         st.info("Die Anmeldung ist vorbereitet (10 Minuten gültig). Danach kommen Sie hierher zurück.")
         st.markdown(f'<a href="{html.escape(url)}" target="_self" data-testid="auth-link">'
-                    f'Weiter zur einmaligen DATEV-Anmeldung ({html.escape(company.name)})</a>', unsafe_allow_html=True)
+                    f'Weiter zur einmaligen DATEV-Anmeldung ({plain(html.escape(company.name))})</a>', unsafe_allow_html=True)
 
 
 if mode == MODE_ONE_OFF:
@@ -130,13 +130,13 @@ if mode == MODE_ONE_OFF:
     for company_id in sorted({p.company_id for p in planned}):
         company = companies[company_id]
         if company.provider != Provider.datev:
-            st.caption(f"{company.name}: Lexware Office kennt keine einmalige Anmeldung; "
+            st.caption(f"{plain(company.name)}: Lexware Office kennt keine einmalige Anmeldung; "
                        "bitte mit dem hinterlegten API-Schlüssel übertragen.")
             continue
         health = evaluate_health(connection_store.find(engine, company_id, Provider.datev, ONE_OFF_SLOT), now,
                                  settings.token_expiry_warning_days)
         if health in USABLE:
-            st.success(f"{company.name}: einmalige DATEV-Anmeldung liegt vor.")
+            st.success(f"{plain(company.name)}: einmalige DATEV-Anmeldung liegt vor.")
         else:
             offer_one_off_login(company)
 
@@ -179,7 +179,7 @@ def transfer(ids: list[int]) -> None:
     progress.progress(1.0, text=f"Fertig: {len(rows)} von {len(ids)} Belegen bearbeitet.")
     st.session_state[RESULTS_KEY] = rows
     if "error" in outcome:
-        st.error(str(outcome["error"]))
+        st.error(plain(outcome["error"]))
         return
     summary = outcome["summary"]
     assert isinstance(summary, PassSummary)  # no "error": work() stored the summary
@@ -192,7 +192,7 @@ def transfer(ids: list[int]) -> None:
     (st.success if clean else st.warning)(counts + ".")
     for company_id, reason in summary.waiting.items():
         name = companies[company_id].name if company_id in companies else f"Unternehmen {company_id}"
-        st.warning(f"{name}: nicht übertragen – {reason}")
+        st.warning(f"{plain(name)}: nicht übertragen – {plain(reason)}")
 
 
 label = "Übertragen" if mode == MODE_LONG_TERM else "Mit einmaliger DATEV-Anmeldung übertragen"
