@@ -1,11 +1,17 @@
-"""Text from outside (company names, DATEV and Lexware user names, provider error texts) shown as text.
+r"""Text from outside (company names, DATEV and Lexware user names, provider error texts) shown as text.
 
 Streamlit renders Markdown, colour directives (`:red[…]`), icons (`:material/…:`) and LaTeX (`$…$`) in
 `st.markdown`, `st.write`, titles, captions, button labels and alert boxes. `html.escape` does not stop
 any of that: a company named `![p](http://host/pixel)` would make every viewer's browser fetch the URL.
-`plain()` backslash-escapes every ASCII punctuation character (CommonMark allows that for all of them,
-and the escaped character is shown as itself), so such text can never become markup. Use it for every
-value that did not come from this code base; our own German texts stay Markdown.
+`plain()` backslash-escapes each character that can start markup (CommonMark shows a backslash-escaped
+punctuation character as itself), so such text can never become markup, while ordinary sentence marks
+stay as they are (readable in tests and logs):
+- `\ ` * _ ~ | # $ < > [ ]` everywhere: escapes, code, emphasis, strike-through, tables, headings,
+  LaTeX, autolinks and raw HTML, links and images (`!`/`(` only act after `[`/`]`, so they stay);
+- `:` before a letter or digit: colour directives and icon/emoji short codes (`:red[`, `:material/`);
+- a leading `-`, `+`, `=` or `1.`: lists and setext headings (line breaks are folded into spaces, so
+  only the start of the text is a line start).
+Use it for every value that did not come from this code base; our own German texts stay Markdown.
 
 Tables: `st.dataframe` offers a CSV download of the raw cell values, so a cell starting with `=`, `+`,
 `-`, `@`, tab or carriage return would be a formula in a spreadsheet. `cell()` neutralises such text the
@@ -15,10 +21,11 @@ way the product's own CSV export does (a leading apostrophe); numbers and dates 
 from __future__ import annotations
 
 import re
-import string
 from typing import Any
 
-_PUNCTUATION = re.compile("([" + re.escape(string.punctuation) + "])")
+_MARKUP = re.compile(r"([\\`*_~|#$<>\[\]])")
+_SHORT_CODE = re.compile(r":(?=[A-Za-z0-9])")
+_LINE_START = re.compile(r"^([-+=]|\d+[.)])")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -27,7 +34,8 @@ def plain(value: object) -> str:
     text = "" if value is None else " ".join(str(value).split())  # no line breaks: no headings, lists, tables
     if not text:
         return "–"
-    return _PUNCTUATION.sub(r"\\\1", text)
+    text = _SHORT_CODE.sub(r"\\:", _MARKUP.sub(r"\\\1", text))
+    return _LINE_START.sub(lambda m: m.group(1)[:-1] + "\\" + m.group(1)[-1], text)
 
 
 def cell(value: Any) -> Any:

@@ -5,11 +5,12 @@ from sqlmodel import select
 
 from core.platform.db import get_engine, unit_of_work
 from core.platform.models import AppUser, AuditEvent
+from tests.support.rendered import shown
 from ui.navigation import PAGE_TABLE
 
 
 def texts(at) -> str:
-    return " ".join(str(e.value) for e in [*at.title, *at.markdown, *at.info, *at.error, *at.caption])
+    return " ".join(shown(str(e.value)) for e in [*at.title, *at.markdown, *at.info, *at.error, *at.caption])
 
 
 def test_signed_out_visitor_sees_only_the_sign_in(app) -> None:
