@@ -30,9 +30,11 @@ from core.transfers.history import OUTCOME_LABELS
 from core.transfers.plan import PlannedUpload, plan
 from ui.feedback import show_flashes
 from ui.guard import actor_of, require_page
+from ui.navigation import PAGE_TABLE
 from ui.preview import show_preview
 from ui.rows import id_of
 from ui.services import services
+from ui.sign_in_return import target_of
 
 user = require_page(__file__)
 
@@ -41,12 +43,20 @@ MAX_LISTED = 500
 MODE_LONG_TERM, MODE_ONE_OFF = "long_term", "one_off"
 ONE_OFF_SLOT = connection_store.one_off_slot(id_of(user))
 RESULTS_KEY = "transfer_last_results"
+TRANSFER_PAGE = next(spec for spec in PAGE_TABLE if spec.file == "pages/transfer.py")
 
 st.title("Übertragen")
 st.caption("Nur freigegebene Belege werden übertragen. Prüfen Sie vorher in der Vorschau, was wohin gesendet wird.")
 show_flashes()
 
 companies = {c.id: c for c in list_companies(engine) if c.provider is not None}
+if "documents" in st.query_params:  # back from a one-off DATEV login (pages/datev_callback.py): the selection
+    returned_company = st.query_params.get("company", "")
+    st.session_state["transfer_company"] = (int(returned_company) if returned_company.isdigit()
+                                            and int(returned_company) in companies else None)
+    st.session_state["transfer_chosen"] = [int(i) for i in st.query_params["documents"].split(",") if i.isdigit()]
+    st.session_state["transfer_mode"] = MODE_ONE_OFF
+    st.query_params.clear()
 
 filter_company = st.selectbox("Unternehmen", [None, *companies], key="transfer_company",
                               format_func=lambda i: "Alle Unternehmen" if i is None else companies[i].name)
@@ -114,8 +124,12 @@ def offer_one_off_login(company: Company) -> None:
     key = f"transfer_oneoff_url_{company.id}"
     if st.button(f"Einmalig bei DATEV anmelden: {company.name}", key=f"transfer_oneoff_{company.id}"):
         try:
-            st.session_state[key] = start_login(engine, settings, keyring, company_id=id_of(company),
-                                                user=user, kind=ConnectionKind.one_off)
+            back = {"documents": ",".join(map(str, chosen))}  # DATEV's redirect returns here with them
+            if filter_company is not None:
+                back["company"] = str(filter_company)
+            st.session_state[key] = start_login(engine, settings, keyring, company_id=id_of(company), user=user,
+                                                kind=ConnectionKind.one_off,
+                                                return_to=target_of(TRANSFER_PAGE, back))
         except UserFacingError as exc:
             st.error(exc.message)
     url = st.session_state.pop(key, None)

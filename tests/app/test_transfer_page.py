@@ -9,6 +9,7 @@ from sqlmodel import col, select
 
 from core.platform.db import unit_of_work
 from core.platform.models import Connection, ConnectionKind, HttpLogEntry, TransferAttempt
+from testkit.datev_user import consent
 from tests.support.desk import Desk, run_page, table
 from tests.support.rendered import href_of, labels, texts
 
@@ -112,3 +113,29 @@ def test_transfer_after_a_one_off_datev_login(app, desk: Desk) -> None:
         used = {e.connection_id for e in s.exec(select(HttpLogEntry).where(HttpLogEntry.purpose == "upload"))}
     assert used == {one_off.id} and one_off.slot == f"one_off:{desk.user('operator@tokendesk.demo').id}"
     assert datev_uploads(desk) == [desk.document(doc).guid]
+
+
+def test_one_off_login_returns_to_transfer_with_company_and_documents(app, desk: Desk) -> None:
+    [doc] = desk.intake("zurück.pdf", approve=True)
+    desk.intake("andere.pdf", approve=True)
+    musterfirma = desk.companies["Musterfirma GmbH"]
+    at = run_page(app, "operator", PAGE)
+    at.selectbox(key="transfer_company").select(musterfirma).run()
+    at.multiselect(key="transfer_chosen").set_value([doc]).run()
+    at.radio(key="transfer_mode").set_value("one_off").run()
+    at.button(key=f"transfer_oneoff_{musterfirma}").click().run()
+    [link] = [m.value for m in at.markdown if 'data-testid="auth-link"' in m.value]
+    params = consent(href_of(link))  # the person at DATEV logs in and agrees
+
+    back = app("operator").run()  # DATEV's redirect: a new session, nothing in it
+    for key, value in params.items():
+        back.query_params[key] = value
+    back.switch_page("pages/datev_callback.py").run()
+    assert not back.exception, back.exception
+    assert [t.value for t in back.title] == ["Übertragen"]
+    assert back.selectbox(key="transfer_company").value == musterfirma
+    assert back.multiselect(key="transfer_chosen").value == [doc]
+    assert back.radio(key="transfer_mode").value == "one_off"
+    assert "DATEV-Anmeldung für diese Sitzung gespeichert" in texts(back)
+    assert "Musterfirma GmbH: einmalige DATEV-Anmeldung liegt vor." in [s.value for s in back.success]
+    assert not back.query_params.get("documents") and not back.query_params.get("code")
