@@ -24,17 +24,18 @@ from core.connections.health import USABLE, evaluate_health
 from core.documents import queries
 from core.documents.queries import DocumentFilter
 from core.platform.errors import UserFacingError
-from core.platform.models import Company, ConnectionKind, DocumentStatus, Provider, utcnow
+from core.platform.models import Company, ConnectionKind, DocumentStatus, Provider, Role, utcnow
 from core.transfers.engine import DocumentResult, PassOptions, PassSummary, run_pass
 from core.transfers.history import OUTCOME_LABELS
 from core.transfers.plan import PlannedUpload, plan
 from ui.feedback import show_flashes
-from ui.guard import actor_of, require_page
+from ui.guard import actor_of, may, require_page
 from ui.navigation import PAGE_TABLE
 from ui.preview import show_preview
 from ui.rows import id_of
 from ui.services import services
 from ui.sign_in_return import target_of
+from ui.text import cell, plain
 
 user = require_page(__file__)
 
@@ -102,17 +103,29 @@ if not chosen:
 
 planned: list[PlannedUpload] = plan(engine, settings, chosen, slot)
 st.subheader("Probelauf: das wird gesendet")
+sendable = [p for p in planned if p.will_send]
+waiting_reasons = sorted({p.waits for p in planned if p.waits})
+st.caption(f"{len(sendable)} von {len(planned)} ausgewählten Belegen werden gesendet."
+           + (f" Warum nicht: {'; '.join(plain(r) for r in waiting_reasons)}." if waiting_reasons else ""))
+# Reasons first (visible at 1280 px); the technical request (method, path) only for administrators.
 st.dataframe(
     pd.DataFrame([{
-        "Nr.": p.document_id, "Unternehmen": p.company_name, "Schnittstelle": p.provider, "Ziel": p.target,
-        "Methode": p.method, "Pfad": p.path, "Belegtyp": p.document_type, "Notiz": p.note,
-        "Dateiname beim Empfänger": p.file_name, "Größe (Byte)": p.size,
-        "Hinweis": "wird gesendet" if p.will_send else f"wartet: {p.waits}",
+        "Beleg": cell(p.file_name), "Hinweis": cell("wird gesendet" if p.will_send else f"wartet: {p.waits}"),
+        "Unternehmen": cell(p.company_name), "Ziel": cell(p.target), "Belegtyp": cell(p.document_type),
+        "Notiz": cell(p.note), "Größe (Byte)": p.size, "Nr.": p.document_id,
     } for p in planned]),
     hide_index=True, width="stretch", key="transfer_plan",
     column_config={"Nr.": st.column_config.NumberColumn(format="%d"),
+                   "Hinweis": st.column_config.TextColumn(width="medium"),
                    "Größe (Byte)": st.column_config.NumberColumn(format="%d")},
 )
+if may(user, Role.admin):
+    with st.expander("Technische Details der Anfragen"):
+        st.dataframe(pd.DataFrame([{
+            "Nr.": p.document_id, "Schnittstelle": p.provider, "Methode": p.method, "Pfad": cell(p.path),
+            "Dateiname beim Empfänger": cell(p.file_name), "Medientyp": p.media_type,
+        } for p in planned]), hide_index=True, width="stretch", key="transfer_plan_technical",
+            column_config={"Nr.": st.column_config.NumberColumn(format="%d")})
 with st.expander("Vorschau eines Belegs"):
     preview_id = st.selectbox("Beleg", chosen, key="transfer_preview",
                               format_func=lambda i: f"Nr. {i} · {by_id[i].file_name}")
@@ -154,8 +167,6 @@ if mode == MODE_ONE_OFF:
         else:
             offer_one_off_login(company)
 
-sendable = [p for p in planned if p.will_send]
-st.caption(f"{len(sendable)} von {len(planned)} ausgewählten Belegen werden gesendet.")
 
 
 def transfer(ids: list[int]) -> None:
@@ -182,9 +193,9 @@ def transfer(ids: list[int]) -> None:
     rows: list[dict] = []
     worker.start()
     while (item := results.get()) is not None:
-        rows.append({
-            "Nr.": item.document_id, "Datei": item.file_name, "Ergebnis": OUTCOME_LABELS.get(item.outcome, item.outcome),
-            "Meldung": item.message, "DATEV-Hilfe": item.help_uri or None,
+        rows.append({  # reasons first: what happened and why, right after the document
+            "Datei": cell(item.file_name), "Ergebnis": OUTCOME_LABELS.get(item.outcome, item.outcome),
+            "Meldung": cell(item.message), "DATEV-Hilfe": item.help_uri or None, "Nr.": item.document_id,
         })
         progress.progress(min(1.0, len(rows) / len(ids)), text=f"{len(rows)} von {len(ids)} Belegen bearbeitet …")
         with live.container():

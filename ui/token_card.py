@@ -111,7 +111,8 @@ class TokenCardView:
             fact("Letzte Erneuerung", format_local(c.last_refresh_at))
             fact("Letzte Verwendung", format_local(c.last_used_at))
             fact("Letzte Testabfrage", last_test(c))
-            fact("Fingerprint", f"`{c.token_fingerprint}`" if c.token_fingerprint else "–")
+            if self.is_admin:  # technical: admins only (never the token itself)
+                fact("Fingerprint", f"`{c.token_fingerprint}`" if c.token_fingerprint else "–")
         if not c.offline_granted:
             st.warning("Kein Langzeittoken: DATEV hat keinen dauerhaften Zugriff erteilt. Bitte neu anfordern.")
         elif card.binding == Binding.unbound:
@@ -132,7 +133,8 @@ class TokenCardView:
         with right:
             fact("Letzte Verwendung", format_local(c.last_used_at))
             fact("Letzte Testabfrage", last_test(c))
-            fact("Fingerprint", f"`{c.token_fingerprint}`" if c.token_fingerprint else "–")
+            if self.is_admin:  # technical: admins only (never the token itself)
+                fact("Fingerprint", f"`{c.token_fingerprint}`" if c.token_fingerprint else "–")
 
     def state_notes(self, card: TokenCard) -> None:
         c = card.connection

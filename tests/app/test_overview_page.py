@@ -187,8 +187,8 @@ def test_company_page_per_role(app, desk: Desk, who: str) -> None:
     assert [t.value for t in at.title] == ["Musterfirma GmbH"]
     assert "Kann nicht übertragen: Token ungültig" in texts(at)
     documents = at.dataframe[0].value  # the open documents come first
-    assert list(documents["Beleg"]) == ["a.pdf"] and list(documents["Grund"]) == ["wartet: Token ungültig"]
-    assert list(documents.columns)[:3] == ["Beleg", "Status", "Grund"]
+    assert list(documents["Beleg"]) == ["a.pdf"] and list(documents["Hinweis"]) == ["wartet: Token ungültig"]
+    assert list(documents.columns)[:3] == ["Beleg", "Status", "Hinweis"]
     buttons = {b.label for b in at.button}
     assert ("Neu anfordern" in buttons) == (who == "admin")
     assert ("Einmalig anmelden" in buttons) == (who in ("operator", "admin"))

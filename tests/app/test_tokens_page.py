@@ -40,6 +40,7 @@ def test_viewer_sees_the_cards_read_only(app, desk: Desk) -> None:
     assert "Status: :green-badge[:material/check_circle: aktiv]" in badges
     assert "Status: :gray-badge[:material/radio_button_unchecked: fehlt]" in badges
     assert "**DATEV-Benutzer:** Max Mustermann" in texts(at)
+    assert "Fingerprint" not in texts(at)  # technical details are for administrators
     assert labels(at) == [] and [t.key for t in at.text_input] == ["tokens_search"] and len(at.get("popover")) == 0
     assert len(at.get("expander")) == 0 and len(at.get("form")) == 0
 

@@ -46,13 +46,13 @@ def test_dry_run_then_transfer_with_the_long_term_token(app, desk: Desk) -> None
     assert "Bitte wählen Sie die Belege aus, die übertragen werden sollen." in texts(at)
     at.button(key="transfer_choose_all").click().run()
     assert sorted(at.multiselect(key="transfer_chosen").value) == sorted([first, second, lex])
-    plan = {r["Nr."]: r for r in table(at, "Methode")}
-    guid = desk.document(first).guid
+    plan = {r["Nr."]: r for r in table(at, "Hinweis")}
+    assert list(table(at, "Hinweis")[0])[:2] == ["Beleg", "Hinweis"]  # the reason right after the document
     assert plan[first]["Ziel"] == "Mandant 455148-1 (Musterfirma GmbH)"
-    assert (plan[first]["Methode"], plan[first]["Pfad"]) == ("PUT", f"/clients/455148-1/documents/{guid}")
     assert plan[first]["Hinweis"] == "wird gesendet" and plan[first]["Belegtyp"] == "Rechnungseingang"
-    assert (plan[lex]["Methode"], plan[lex]["Pfad"], plan[lex]["Hinweis"]) == ("POST", "/v1/files", "wartet: Token fehlt")
-    assert "2 von 3 ausgewählten Belegen werden gesendet." in texts(at)
+    assert plan[lex]["Hinweis"] == "wartet: Token fehlt"
+    assert "2 von 3 ausgewählten Belegen werden gesendet. Warum nicht: Token fehlt." in texts(at)
+    assert not any("Methode" in frame.value.columns for frame in at.dataframe)  # technical: admins only
     assert datev_uploads(desk) == [] and attempts() == []  # the dry run sent nothing
 
     at.button(key="transfer_run").click().run()
@@ -90,7 +90,7 @@ def test_transfer_after_a_one_off_datev_login(app, desk: Desk) -> None:
     [doc] = desk.intake("einmalig.pdf", approve=True)  # no long-term token at all
     at = run_page(app, "operator", PAGE)
     at.multiselect(key="transfer_chosen").set_value([doc]).run()
-    assert table(at, "Methode")[0]["Hinweis"] == "wartet: Token fehlt"
+    assert table(at, "Hinweis")[0]["Hinweis"] == "wartet: Token fehlt"
     at.radio(key="transfer_mode").set_value("one_off").run()
     musterfirma = desk.companies["Musterfirma GmbH"]
     at.button(key=f"transfer_oneoff_{musterfirma}").click().run()
@@ -103,7 +103,7 @@ def test_transfer_after_a_one_off_datev_login(app, desk: Desk) -> None:
     desk.request_token(who="operator@tokendesk.demo", kind=ConnectionKind.one_off)
     at.run()
     assert "Musterfirma GmbH: einmalige DATEV-Anmeldung liegt vor." in [s.value for s in at.success]
-    assert table(at, "Methode")[0]["Hinweis"] == "wird gesendet"
+    assert table(at, "Hinweis")[0]["Hinweis"] == "wird gesendet"
     assert at.button(key="transfer_run").label == "Mit einmaliger DATEV-Anmeldung übertragen"
     at.button(key="transfer_run").click().run()
     assert not at.exception, at.exception
@@ -139,3 +139,15 @@ def test_one_off_login_returns_to_transfer_with_company_and_documents(app, desk:
     assert "DATEV-Anmeldung für diese Sitzung gespeichert" in texts(back)
     assert "Musterfirma GmbH: einmalige DATEV-Anmeldung liegt vor." in [s.value for s in back.success]
     assert not back.query_params.get("documents") and not back.query_params.get("code")
+
+
+def test_admin_sees_the_technical_details_of_the_dry_run(app, desk: Desk) -> None:
+    desk.request_token()
+    [doc] = desk.intake("Rechnung 1.pdf", approve=True)
+    [lex] = desk.intake("lex.pdf", company="Lexware Demo GmbH", approve=True)
+    at = run_page(app, "admin", PAGE)
+    at.button(key="transfer_choose_all").click().run()
+    technical = {r["Nr."]: r for r in table(at, "Methode")}
+    guid = desk.document(doc).guid
+    assert (technical[doc]["Methode"], technical[doc]["Pfad"]) == ("PUT", f"/clients/455148-1/documents/{guid}")
+    assert (technical[lex]["Methode"], technical[lex]["Pfad"]) == ("POST", "/v1/files")
