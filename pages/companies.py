@@ -15,6 +15,7 @@ from ui.feedback import flash, show_flashes
 from ui.guard import actor_of, may, require_page
 from ui.rows import id_of
 from ui.services import services
+from ui.text import plain
 
 user = require_page(__file__)
 
@@ -167,8 +168,17 @@ if selected.paused_at is not None:
         flash(f"Übertragung für „{selected.name}“ fortgesetzt.")
         st.rerun()
 
-archive_label = "Reaktivieren" if selected.archived_at else "Archivieren"
-if st.button(archive_label, key=f"company_archive_{selected.id}"):
+def archive_confirmed() -> bool:
+    """Archiving asks first (it stops automatic transfers); reactivating does not."""
+    if selected.archived_at:
+        return st.button("Reaktivieren", key=f"company_archive_{selected.id}")
+    with st.popover("Archivieren"):
+        st.write(f"„{plain(selected.name)}“ archivieren? Die automatische Übertragung wird ausgeschaltet; die Historie "
+                 "bleibt erhalten, und das Unternehmen lässt sich reaktivieren.")
+        return st.button("Ja, archivieren", key=f"company_archive_{selected.id}", type="primary")
+
+
+if archive_confirmed():
     try:
         companies.set_archived(engine, actor=actor_of(user), company_id=selected_id,
                                archived=selected.archived_at is None)

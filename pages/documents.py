@@ -195,8 +195,11 @@ if cols[0].button("Freigeben", type="primary", key="documents_approve", disabled
     flash(f"{changed} Beleg{'e' if changed != 1 else ''} freigegeben.")
     st.session_state.pop("documents_chosen", None)
     st.rerun()
-if cols[1].button("Löschen", key="documents_delete", disabled=not chosen,
-                  help="Nur vor der Freigabe möglich; der Beleg wird endgültig entfernt."):
+confirm_delete = cols[1].popover("Löschen", disabled=not chosen,
+                                 help="Nur vor der Freigabe möglich; der Beleg wird endgültig entfernt.")
+confirm_delete.write(f"{len(chosen)} Beleg{'e' if len(chosen) != 1 else ''} endgültig löschen? Das lässt sich nicht "
+                     "rückgängig machen.")
+if confirm_delete.button("Ja, endgültig löschen", key="documents_delete", type="primary", disabled=not chosen):
     deleted = 0
     for document_id in chosen:
         try:

@@ -62,6 +62,8 @@ def test_operator_approves_in_bulk_and_deletes_before_approval(app, desk: Desk) 
     # approved documents can no longer be chosen for deletion
     assert at.multiselect(key="documents_chosen").options == ["Nr. 3 · c.pdf (Musterfirma GmbH)"]
     at.multiselect(key="documents_chosen").set_value([third]).run()
+    assert [p.proto.popover.label for p in at.get("popover")] == ["Löschen"]  # a confirmation first
+    assert at.button(key="documents_delete").label == "Ja, endgültig löschen"
     at.button(key="documents_delete").click().run()
     assert not at.exception, at.exception
     assert "1 Beleg gelöscht." in [s.value for s in at.success]
