@@ -7,10 +7,13 @@ pages/ can run it without this router (docs/style.md §3.1 rule 1).
 Signed out (or signed in without a role), the navigation holds two pages only: the sign-in (or
 "Kein Zugriff") page and the Anforderungslink page (`/anforderung`, pages/anforderung.py), with the
 menu hidden. So no page list is shown before sign-in, and the link page, which needs no sign-in,
-leads nowhere else: any other URL resolves to the sign-in page. The link page is in no PAGE_TABLE
+leads nowhere else: any other URL resolves to the sign-in page (a page's URL to a hidden copy of it, which
+keeps the page for after the sign-in: ui.sign_in_return). The link page is in no PAGE_TABLE
 entry (it needs no role) and gets no sidebar from this router. A signed-in user with a role who opens
 a link keeps the usual menu: it offers only what that role may open anyway.
 """
+
+from functools import partial
 
 import streamlit as st
 
@@ -19,8 +22,9 @@ from core.users import ROLE_LABELS
 from ui.errors import error_boundary
 from ui.forbidden import forbidden_page
 from ui.guard import current_user, identity, may, show_no_access, show_sign_in
-from ui.navigation import PAGE_TABLE
+from ui.navigation import PAGE_TABLE, PageSpec
 from ui.scheduler_status import show_scheduler_status
+from ui.sign_in_return import continue_after_sign_in, remember, requested_target
 from ui.text import plain
 
 st.set_page_config(page_title="Token Desk", page_icon=":material/key:", layout="wide")
@@ -34,12 +38,19 @@ def link_page() -> st.Page:
                    visibility="hidden")
 
 
-def gate() -> None:
-    """The default page without a signed-in role holder: sign-in, or "Kein Zugriff" for a user without a role."""
+def gate(spec: PageSpec | None = None) -> None:
+    """The default page without a signed-in role holder: sign-in, or "Kein Zugriff" for a user without a role.
+    Under a page's URL (`spec`), "Anmelden" keeps that page, to be opened after the sign-in (ui.sign_in_return)."""
     if identity() is None:
-        show_sign_in()
+        show_sign_in(partial(remember, requested_target(spec)) if spec is not None else None)
     else:
         show_no_access()
+
+
+def gate_pages() -> list[st.Page]:
+    """Signed out, every page's URL shows the sign-in page (hidden; no page list, no "Page not found")."""
+    return [st.Page(partial(gate, spec), title="Token Desk", icon=":material/key:", url_path=spec.url_path,
+                    visibility="hidden") for spec in PAGE_TABLE]
 
 
 def show_menu(menu: dict[str, list]) -> None:
@@ -57,8 +68,8 @@ def show_menu(menu: dict[str, list]) -> None:
 def main() -> None:
     user = current_user() if identity() is not None else None
     if user is None:
-        st.navigation([st.Page(gate, title="Token Desk", icon=":material/key:", default=True), link_page()],
-                      position="hidden").run()
+        st.navigation([st.Page(gate, title="Token Desk", icon=":material/key:", default=True), *gate_pages(),
+                       link_page()], position="hidden").run()
         return
     assert user.role is not None  # current_user returns only users with a role
 
@@ -78,6 +89,7 @@ def main() -> None:
     if navigation.url_path == LINK_URL_PATH:
         navigation.run()
         return
+    continue_after_sign_in(user, at_root=navigation.url_path == "")  # a deep link from before the sign-in
 
     with st.sidebar:
         show_menu(menu)

@@ -167,8 +167,17 @@ if selected.paused_at is not None:
         flash(f"Übertragung für „{selected.name}“ fortgesetzt.")
         st.rerun()
 
-archive_label = "Reaktivieren" if selected.archived_at else "Archivieren"
-if st.button(archive_label, key=f"company_archive_{selected.id}"):
+def archive_confirmed() -> bool:
+    """Archiving asks first (it stops automatic transfers); reactivating does not."""
+    if selected.archived_at:
+        return st.button("Reaktivieren", key=f"company_archive_{selected.id}")
+    with st.popover("Archivieren"):
+        st.write(f"„{plain(selected.name)}“ archivieren? Die automatische Übertragung wird ausgeschaltet; die Historie "
+                 "bleibt erhalten, und das Unternehmen lässt sich reaktivieren.")
+        return st.button("Ja, archivieren", key=f"company_archive_{selected.id}", type="primary")
+
+
+if archive_confirmed():
     try:
         companies.set_archived(engine, actor=actor_of(user), company_id=selected_id,
                                archived=selected.archived_at is None)

@@ -70,11 +70,11 @@ else:
     if detail.open_total > len(detail.open_documents):
         st.caption(f"Die neuesten {len(detail.open_documents)} von {detail.open_total}; alle unter „Belege“.")
     st.dataframe(frame([{
-        "Beleg": cell(d.file_name), "Status": d.status, "Grund": cell(d.hint), "Nr.": d.document_id,
+        "Beleg": cell(d.file_name), "Status": d.status, "Hinweis": cell(d.hint), "Nr.": d.document_id,
         "Hochgeladen": format_local(d.uploaded_at),
     } for d in detail.open_documents]), hide_index=True, width="stretch", key="company_documents",
         column_config={"Nr.": st.column_config.NumberColumn(format="%d"),
-                       "Grund": st.column_config.TextColumn(width="large")})
+                       "Hinweis": st.column_config.TextColumn(width="large")})
 
 st.subheader("Letzte Übertragungsversuche")
 if not detail.attempts:

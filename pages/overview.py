@@ -8,11 +8,13 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 
+from core import statistics
 from core.documents import lifecycle
 from core.overview import Action, State, TodoItem, filter_rows, overview
 from core.platform.errors import UserFacingError
 from core.platform.timefmt import display_zone
 from core.transfers import readiness
+from ui.charts import failures_chart, renewal_chart, transfers_chart
 from ui.feedback import flash, flash_error, show_flashes
 from ui.guard import actor_of, may, require_page
 from ui.links import company_link, open_company
@@ -130,3 +132,11 @@ if rows:
         open_company(rows[event.selection.rows[0]].company_id)
 else:
     st.info("Kein Unternehmen passt zu dieser Auswahl.")
+
+st.subheader("Auswertungen")
+renewal_chart(statistics.renewal_plan(engine), statistics.plan_months())
+left, right = st.columns(2)
+with left:
+    transfers_chart(statistics.transfers_per_day(engine))
+with right:
+    failures_chart(statistics.failure_reasons(engine))

@@ -111,7 +111,8 @@ class TokenCardView:
             fact("Letzte Erneuerung", format_local(c.last_refresh_at))
             fact("Letzte Verwendung", format_local(c.last_used_at))
             fact("Letzte Testabfrage", last_test(c))
-            fact("Fingerprint", f"`{c.token_fingerprint}`" if c.token_fingerprint else "–")
+            if self.is_admin:  # technical: admins only (never the token itself)
+                fact("Fingerprint", f"`{c.token_fingerprint}`" if c.token_fingerprint else "–")
         if not c.offline_granted:
             st.warning("Kein Langzeittoken: DATEV hat keinen dauerhaften Zugriff erteilt. Bitte neu anfordern.")
         elif card.binding == Binding.unbound:
@@ -132,7 +133,8 @@ class TokenCardView:
         with right:
             fact("Letzte Verwendung", format_local(c.last_used_at))
             fact("Letzte Testabfrage", last_test(c))
-            fact("Fingerprint", f"`{c.token_fingerprint}`" if c.token_fingerprint else "–")
+            if self.is_admin:  # technical: admins only (never the token itself)
+                fact("Fingerprint", f"`{c.token_fingerprint}`" if c.token_fingerprint else "–")
 
     def state_notes(self, card: TokenCard) -> None:
         c = card.connection
@@ -241,9 +243,13 @@ class TokenCardView:
         cols = st.columns(3)
         if connection is not None and cols[0].button("Verbindung testen", key=f"test_{cid}"):
             self.test(card, connection)
-        if connection is not None and cols[1].button("API-Schlüssel löschen", key=f"delete_{cid}"):
-            assert connection.id is not None
-            deleted = disconnect.delete_token(self.engine, self.settings, self.keyring, connection_id=connection.id,
-                                              actor=actor_of(self.user))
-            flash(f"{card.company.name}: {deleted.message}")
-            st.rerun()
+        if connection is not None:
+            with cols[1].popover("API-Schlüssel löschen"):  # a confirmation first: deleting cannot be undone
+                st.write("Der API-Schlüssel wird hier gelöscht. Die automatische Übertragung an Lexware Office stoppt "
+                         "für dieses Unternehmen, bis ein neuer Schlüssel hinterlegt wird.")
+                if st.button("Endgültig löschen", key=f"delete_{cid}", type="primary"):
+                    assert connection.id is not None
+                    deleted = disconnect.delete_token(self.engine, self.settings, self.keyring,
+                                                      connection_id=connection.id, actor=actor_of(self.user))
+                    flash(f"{card.company.name}: {deleted.message}")
+                    st.rerun()

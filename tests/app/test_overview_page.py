@@ -187,8 +187,8 @@ def test_company_page_per_role(app, desk: Desk, who: str) -> None:
     assert [t.value for t in at.title] == ["Musterfirma GmbH"]
     assert "Kann nicht übertragen: Token ungültig" in texts(at)
     documents = at.dataframe[0].value  # the open documents come first
-    assert list(documents["Beleg"]) == ["a.pdf"] and list(documents["Grund"]) == ["wartet: Token ungültig"]
-    assert list(documents.columns)[:3] == ["Beleg", "Status", "Grund"]
+    assert list(documents["Beleg"]) == ["a.pdf"] and list(documents["Hinweis"]) == ["wartet: Token ungültig"]
+    assert list(documents.columns)[:3] == ["Beleg", "Status", "Hinweis"]
     buttons = {b.label for b in at.button}
     assert ("Neu anfordern" in buttons) == (who == "admin")
     assert ("Einmalig anmelden" in buttons) == (who in ("operator", "admin"))
@@ -230,3 +230,17 @@ def test_viewer_on_an_admin_url_gets_the_german_page_naming_the_admins(app, desk
 def test_the_root_url_is_the_overview(app, desk: Desk) -> None:
     at = open_url(through_router(app, "operator"), "")  # the default page is served at /
     assert [t.value for t in at.title] == ["Übersicht"]
+
+
+def test_charts_show_the_renewal_plan_and_say_when_there_is_nothing(app, desk: Desk) -> None:
+    desk.request_token()  # a two-year token: in the plan's last month
+    at = run_page(app, "viewer", PAGE)
+    assert "Auswertungen" in [s.value for s in at.subheader]
+    # the renewal plan's Vega-Lite spec (AppTest has no chart element type); no attempts yet for the other two
+    assert page_text(at).count("vega.github.io/schema/vega-lite") == 1
+    assert [e.label for e in at.expander] == ["Welche Unternehmen wann neu anfordern müssen"]
+    plan = at.dataframe[-1].value  # the table behind the plan, in its expander
+    assert list(plan["Unternehmen"]) == ["Musterfirma GmbH"] and list(plan["Schnittstelle"]) == ["DATEV"]
+    captions = [c.value for c in at.caption]
+    assert "In den letzten 30 Tagen gab es keine Übertragungsversuche." in captions
+    assert "In den letzten 30 Tagen ist keine Übertragung fehlgeschlagen." in captions

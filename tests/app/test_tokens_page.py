@@ -40,6 +40,7 @@ def test_viewer_sees_the_cards_read_only(app, desk: Desk) -> None:
     assert "Status: :green-badge[:material/check_circle: aktiv]" in badges
     assert "Status: :gray-badge[:material/radio_button_unchecked: fehlt]" in badges
     assert "**DATEV-Benutzer:** Max Mustermann" in texts(at)
+    assert "Fingerprint" not in texts(at)  # technical details are for administrators
     assert labels(at) == [] and [t.key for t in at.text_input] == ["tokens_search"] and len(at.get("popover")) == 0
     assert len(at.get("expander")) == 0 and len(at.get("form")) == 0
 
@@ -267,3 +268,16 @@ def test_list_is_filtered_and_paged_broken_tokens_first(app, desk: Desk) -> None
     at.text_input(key="tokens_search").input("").run()
     at.multiselect(key="tokens_provider").select(Provider.lexware).run()
     assert [s.value for s in at.subheader] == ["Lexware Demo GmbH · Lexware Office"]
+
+
+def test_deleting_an_api_key_asks_first(app, desk: Desk) -> None:
+    lexware = desk.companies["Lexware Demo GmbH"]
+    at = run_page(app, "admin", PAGE)
+    at.text_input(key=f"lexware_key_value_{lexware}").input(LEXWARE_KEY)
+    at.button(key=f"lexware_key_submit_{lexware}").click().run()
+    assert "API-Schlüssel löschen" in [p.proto.popover.label for p in at.get("popover")]
+    assert "API-Schlüssel löschen" not in labels(at)  # no button that deletes at once
+    assert at.button(key=f"delete_{lexware}").label == "Endgültig löschen"
+    at.button(key=f"delete_{lexware}").click().run()
+    assert not at.exception, at.exception
+    assert not desk.connection("Lexware Demo GmbH").has_token

@@ -18,7 +18,7 @@ from core.users import process
 from testkit.datev_user import log_in_at_datev
 from testkit.rows import id_of, ids_of
 from testkit.samples import pdf
-from tests.support.browser import settled, sign_in
+from tests.support.browser import settled, sign_in, wait_connected
 from tests.support.harness import DashboardServer, evidence_on_failure
 
 pytestmark = pytest.mark.e2e
@@ -72,3 +72,23 @@ def test_today_and_the_broken_token_are_above_the_fold(page: Page, demo_db_url: 
         expect(page.get_by_text("Anna Admin (admin@tokendesk.demo)")).to_be_visible()
         assert page.locator("[data-testid='stDataFrame']").count() == 0
         assert "Page not found" not in page.locator("body").inner_text()
+
+
+def test_a_deep_link_survives_the_sign_in(page: Page, demo_db_url: str, emulator, tmp_path: Path) -> None:
+    engine = make_engine(demo_db_url)
+    with unit_of_work(engine) as s:
+        company_id = id_of(s.exec(select(Company).where(Company.name == "Demo Bau AG")).one())
+    engine.dispose()
+    page.set_viewport_size({"width": 1280, "height": FOLD})
+    with DashboardServer(tmp_path, demo_db_url, emulator.base_url) as server, \
+            evidence_on_failure(page, server, tmp_path):
+        page.goto(f"{server.url}/company?company={company_id}")
+        wait_connected(page)
+        expect(page.get_by_text("Bitte melden Sie sich an.")).to_be_visible()
+        body = page.locator("body").inner_text()
+        assert "Demo Bau AG" not in body and "Page not found" not in body
+        assert page.locator("[data-testid='stSidebar'] a").count() == 0  # no page list before sign-in
+        page.get_by_role("button", name="Anmelden").click()
+        page.locator("[data-testid='login-viewer']").click()
+        expect(page.get_by_role("heading", name="Demo Bau AG", exact=True)).to_be_visible()  # not the Übersicht
+        assert page.url.startswith(f"{server.url}/company") and f"company={company_id}" in page.url
