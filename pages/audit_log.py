@@ -2,13 +2,13 @@
 
 import json
 
-import pandas as pd
 import streamlit as st
 
 from core.platform import audit
 from core.platform.timefmt import format_local
 from ui.guard import require_page
 from ui.services import services
+from ui.text import frame
 
 user = require_page(__file__)
 
@@ -25,7 +25,7 @@ def as_text(values: dict | None) -> str:
 
 
 st.dataframe(
-    pd.DataFrame([
+    frame([
         {"Zeit": format_local(e.at), "Wer": e.actor, "Aktion": e.action,
          "Objekt": f"{e.entity_type} {e.entity_id or ''}".strip(), "Vorher": as_text(e.before),
          "Nachher": as_text(e.after), "Hinweis": e.detail or ""}

@@ -2,7 +2,6 @@
 
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
 from core import companies
@@ -15,6 +14,7 @@ from ui.feedback import flash, show_flashes
 from ui.guard import actor_of, may, require_page
 from ui.rows import id_of
 from ui.services import services
+from ui.text import frame, plain
 
 user = require_page(__file__)
 
@@ -30,7 +30,7 @@ rows = companies.list_companies(engine, include_archived=show_archived)
 
 if rows:
     st.dataframe(
-        pd.DataFrame([
+        frame([
             {
                 "Name": c.name,
                 "Berater-Nr.": c.consultant_number,
@@ -157,18 +157,27 @@ if edit_values is not None:
     except ValidationFailed as failure:
         show_field_errors(edit_slots, failure)
     except UserFacingError as failure:
-        st.error(failure.message)
+        st.error(plain(failure.message))
 
 if selected.paused_at is not None:
-    st.warning(f"Übertragung pausiert seit {format_local(selected.paused_at)}: {selected.paused_reason or ''} "
+    st.warning(f"Übertragung pausiert seit {format_local(selected.paused_at)}: {plain(selected.paused_reason) if selected.paused_reason else ''} "
                "Sie läuft weiter, sobald ein neues Langzeittoken angefordert wurde, oder hier von Hand.")
     if st.button("Übertragung fortsetzen", key=f"company_resume_{selected.id}"):
         readiness.resume(engine, selected_id, actor_of(user))
         flash(f"Übertragung für „{selected.name}“ fortgesetzt.")
         st.rerun()
 
-archive_label = "Reaktivieren" if selected.archived_at else "Archivieren"
-if st.button(archive_label, key=f"company_archive_{selected.id}"):
+def archive_confirmed() -> bool:
+    """Archiving asks first (it stops automatic transfers); reactivating does not."""
+    if selected.archived_at:
+        return st.button("Reaktivieren", key=f"company_archive_{selected.id}")
+    with st.popover("Archivieren"):
+        st.write(f"„{plain(selected.name)}“ archivieren? Die automatische Übertragung wird ausgeschaltet; die Historie "
+                 "bleibt erhalten, und das Unternehmen lässt sich reaktivieren.")
+        return st.button("Ja, archivieren", key=f"company_archive_{selected.id}", type="primary")
+
+
+if archive_confirmed():
     try:
         companies.set_archived(engine, actor=actor_of(user), company_id=selected_id,
                                archived=selected.archived_at is None)
@@ -176,4 +185,4 @@ if st.button(archive_label, key=f"company_archive_{selected.id}"):
               "Die Historie bleibt erhalten.")
         st.rerun()
     except UserFacingError as failure:
-        st.error(failure.message)
+        st.error(plain(failure.message))

@@ -7,6 +7,7 @@ from core.connections.datev_login import finish_login
 from ui.feedback import flash, flash_error, show_flashes
 from ui.guard import require_page
 from ui.services import services
+from ui.sign_in_return import resolve
 
 user = require_page(__file__)
 
@@ -27,7 +28,10 @@ if outcome.ok:
         flash_error(outcome.warning)
 else:
     flash_error(outcome.message)
+back = resolve(outcome.return_to, user) if outcome.return_to else None  # e.g. Übertragen with its selection
 try:
+    if back is not None:
+        st.switch_page(back[0].file, query_params=back[1] or None)
     st.switch_page("pages/tokens.py")
 except StreamlitAPIException:  # opened without the router (a deep link on a fresh server)
     show_flashes()

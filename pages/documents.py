@@ -7,15 +7,15 @@ approval, and refresh a company's DATEV document types (Belegtypen)."""
 
 from datetime import timedelta
 
-import pandas as pd
 import streamlit as st
 
 from core.companies import list_companies
 from core.documents import intake, lifecycle, queries
 from core.documents.queries import STATUS_LABELS, DocumentFilter
 from core.documents.validation import LIMITS, describe_limits, size_warning
+from core.overview import document_hint
 from core.platform.errors import UserFacingError
-from core.platform.models import Company, Document, DocumentStatus, Provider, Role, utcnow
+from core.platform.models import Company, DocumentStatus, Provider, Role, utcnow
 from core.platform.timefmt import day_start_utc, format_local
 from core.transfers import document_types, readiness
 from ui.feedback import flash, flash_error, show_flashes
@@ -23,6 +23,7 @@ from ui.guard import actor_of, may, require_page
 from ui.preview import show_preview
 from ui.rows import id_of
 from ui.services import services
+from ui.text import cell, frame, plain
 
 user = require_page(__file__)
 
@@ -99,14 +100,14 @@ def upload_section() -> None:
         report = intake.intake(engine, company_id=company_id, files=[(f.name, f.getvalue()) for f in files],
                                   actor=actor_of(user), document_type=document_type or "", note=note)
     except UserFacingError as exc:
-        st.error(exc.message)
+        st.error(plain(exc.message))
         return
     for doc in report.accepted:
-        st.success(f"„{doc.original_name}“ angenommen (Beleg Nr. {doc.id}, {size_text(doc.size)}).")
+        st.success(f"„{plain(doc.original_name)}“ angenommen (Beleg Nr. {doc.id}, {size_text(doc.size)}).")
         if warning := size_warning(doc.size):
-            st.warning(f"„{doc.original_name}“: {warning}")
+            st.warning(f"„{plain(doc.original_name)}“: {warning}")
     for rejected in report.rejected:
-        st.error(rejected.message)
+        st.error(plain(rejected.message))
 
 
 if is_operator:
@@ -142,36 +143,27 @@ waiting = readiness.waiting_reasons(engine, settings, {d.company_id for d in row
                                                        if d.status == DocumentStatus.approved.value})
 
 
-def hint(doc: Document) -> str:
-    if doc.status == DocumentStatus.approved.value and waiting.get(doc.company_id):
-        return f"wartet: {waiting[doc.company_id]}"
-    if doc.status in (DocumentStatus.failed.value, DocumentStatus.unresolved.value):
-        return doc.last_error or ""
-    if doc.status == DocumentStatus.approved.value and doc.next_attempt_at and doc.next_attempt_at > now:
-        return f"nächster Versuch ab {format_local(doc.next_attempt_at)}"
-    return ""
-
-
 if not rows:
     st.info("Keine Belege für diese Auswahl.")
     st.stop()
 
-st.dataframe(
-    pd.DataFrame([{
-        "Nr.": d.id,
-        "Datei": d.file_name,
-        "Unternehmen": company_names.get(d.company_id, "?"),
-        "Belegtyp": d.document_type or "",
+st.dataframe(  # reasons first: status and why, right after the file name (visible at 1280 px)
+    frame([{
+        "Datei": cell(d.file_name),
         "Status": STATUS_LABELS[DocumentStatus(d.status)],
+        "Hinweis": cell(document_hint(d, waiting.get(d.company_id), now)),
+        "Unternehmen": cell(company_names.get(d.company_id, "?")),
+        "Belegtyp": cell(d.document_type or ""),
         "Hochgeladen": format_local(d.uploaded_at),
-        "Von": d.uploaded_by,
-        "Freigegeben": f"{format_local(d.approved_at)} von {d.approved_by}" if d.approved_at else "",
+        "Von": cell(d.uploaded_by),
+        "Freigegeben": cell(f"{format_local(d.approved_at)} von {d.approved_by}" if d.approved_at else ""),
         "Größe": size_text(d.size),
-        "Hinweis": hint(d),
+        "Nr.": d.id,
     } for d in rows]),
     hide_index=True,
     width="stretch",
-    column_config={"Nr.": st.column_config.NumberColumn(format="%d")},
+    column_config={"Nr.": st.column_config.NumberColumn(format="%d"),
+                   "Hinweis": st.column_config.TextColumn(width="medium")},
     key="documents_table",
 )
 
@@ -202,8 +194,11 @@ if cols[0].button("Freigeben", type="primary", key="documents_approve", disabled
     flash(f"{changed} Beleg{'e' if changed != 1 else ''} freigegeben.")
     st.session_state.pop("documents_chosen", None)
     st.rerun()
-if cols[1].button("Löschen", key="documents_delete", disabled=not chosen,
-                  help="Nur vor der Freigabe möglich; der Beleg wird endgültig entfernt."):
+confirm_delete = cols[1].popover("Löschen", disabled=not chosen,
+                                 help="Nur vor der Freigabe möglich; der Beleg wird endgültig entfernt.")
+confirm_delete.write(f"{len(chosen)} Beleg{'e' if len(chosen) != 1 else ''} endgültig löschen? Das lässt sich nicht "
+                     "rückgängig machen.")
+if confirm_delete.button("Ja, endgültig löschen", key="documents_delete", type="primary", disabled=not chosen):
     deleted = 0
     for document_id in chosen:
         try:

@@ -14,7 +14,6 @@ import html
 import queue
 import threading
 
-import pandas as pd
 import streamlit as st
 
 from core.companies import list_companies
@@ -24,15 +23,18 @@ from core.connections.health import USABLE, evaluate_health
 from core.documents import queries
 from core.documents.queries import DocumentFilter
 from core.platform.errors import UserFacingError
-from core.platform.models import Company, ConnectionKind, DocumentStatus, Provider, utcnow
+from core.platform.models import Company, ConnectionKind, DocumentStatus, Provider, Role, utcnow
 from core.transfers.engine import DocumentResult, PassOptions, PassSummary, run_pass
 from core.transfers.history import OUTCOME_LABELS
 from core.transfers.plan import PlannedUpload, plan
 from ui.feedback import show_flashes
-from ui.guard import actor_of, require_page
+from ui.guard import actor_of, may, require_page
+from ui.navigation import PAGE_TABLE
 from ui.preview import show_preview
 from ui.rows import id_of
 from ui.services import services
+from ui.sign_in_return import target_of
+from ui.text import cell, frame, plain
 
 user = require_page(__file__)
 
@@ -41,12 +43,20 @@ MAX_LISTED = 500
 MODE_LONG_TERM, MODE_ONE_OFF = "long_term", "one_off"
 ONE_OFF_SLOT = connection_store.one_off_slot(id_of(user))
 RESULTS_KEY = "transfer_last_results"
+TRANSFER_PAGE = next(spec for spec in PAGE_TABLE if spec.file == "pages/transfer.py")
 
 st.title("Übertragen")
 st.caption("Nur freigegebene Belege werden übertragen. Prüfen Sie vorher in der Vorschau, was wohin gesendet wird.")
 show_flashes()
 
 companies = {c.id: c for c in list_companies(engine) if c.provider is not None}
+if "documents" in st.query_params:  # back from a one-off DATEV login (pages/datev_callback.py): the selection
+    returned_company = st.query_params.get("company", "")
+    st.session_state["transfer_company"] = (int(returned_company) if returned_company.isdigit()
+                                            and int(returned_company) in companies else None)
+    st.session_state["transfer_chosen"] = [int(i) for i in st.query_params["documents"].split(",") if i.isdigit()]
+    st.session_state["transfer_mode"] = MODE_ONE_OFF
+    st.query_params.clear()
 
 filter_company = st.selectbox("Unternehmen", [None, *companies], key="transfer_company",
                               format_func=lambda i: "Alle Unternehmen" if i is None else companies[i].name)
@@ -65,7 +75,7 @@ def show_last_results() -> None:
 
 
 def result_table(rows: list[dict]) -> None:
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+    st.dataframe(frame(rows), hide_index=True, width="stretch",
                  column_config={"DATEV-Hilfe": st.column_config.LinkColumn(display_text="Hilfe öffnen")})
 
 
@@ -92,17 +102,29 @@ if not chosen:
 
 planned: list[PlannedUpload] = plan(engine, settings, chosen, slot)
 st.subheader("Probelauf: das wird gesendet")
+sendable = [p for p in planned if p.will_send]
+waiting_reasons = sorted({p.waits for p in planned if p.waits})
+st.caption(f"{len(sendable)} von {len(planned)} ausgewählten Belegen werden gesendet."
+           + (f" Warum nicht: {'; '.join(plain(r) for r in waiting_reasons)}." if waiting_reasons else ""))
+# Reasons first (visible at 1280 px); the technical request (method, path) only for administrators.
 st.dataframe(
-    pd.DataFrame([{
-        "Nr.": p.document_id, "Unternehmen": p.company_name, "Schnittstelle": p.provider, "Ziel": p.target,
-        "Methode": p.method, "Pfad": p.path, "Belegtyp": p.document_type, "Notiz": p.note,
-        "Dateiname beim Empfänger": p.file_name, "Größe (Byte)": p.size,
-        "Hinweis": "wird gesendet" if p.will_send else f"wartet: {p.waits}",
+    frame([{
+        "Beleg": cell(p.file_name), "Hinweis": cell("wird gesendet" if p.will_send else f"wartet: {p.waits}"),
+        "Unternehmen": cell(p.company_name), "Ziel": cell(p.target), "Belegtyp": cell(p.document_type),
+        "Notiz": cell(p.note), "Größe (Byte)": p.size, "Nr.": p.document_id,
     } for p in planned]),
     hide_index=True, width="stretch", key="transfer_plan",
     column_config={"Nr.": st.column_config.NumberColumn(format="%d"),
+                   "Hinweis": st.column_config.TextColumn(width="medium"),
                    "Größe (Byte)": st.column_config.NumberColumn(format="%d")},
 )
+if may(user, Role.admin):
+    with st.expander("Technische Details der Anfragen"):
+        st.dataframe(frame([{
+            "Nr.": p.document_id, "Schnittstelle": p.provider, "Methode": p.method, "Pfad": cell(p.path),
+            "Dateiname beim Empfänger": cell(p.file_name), "Medientyp": p.media_type,
+        } for p in planned]), hide_index=True, width="stretch", key="transfer_plan_technical",
+            column_config={"Nr.": st.column_config.NumberColumn(format="%d")})
 with st.expander("Vorschau eines Belegs"):
     preview_id = st.selectbox("Beleg", chosen, key="transfer_preview",
                               format_func=lambda i: f"Nr. {i} · {by_id[i].file_name}")
@@ -112,17 +134,21 @@ with st.expander("Vorschau eines Belegs"):
 
 def offer_one_off_login(company: Company) -> None:
     key = f"transfer_oneoff_url_{company.id}"
-    if st.button(f"Einmalig bei DATEV anmelden: {company.name}", key=f"transfer_oneoff_{company.id}"):
+    if st.button(f"Einmalig bei DATEV anmelden: {plain(company.name)}", key=f"transfer_oneoff_{company.id}"):
         try:
-            st.session_state[key] = start_login(engine, settings, keyring, company_id=id_of(company),
-                                                user=user, kind=ConnectionKind.one_off)
+            back = {"documents": ",".join(map(str, chosen))}  # DATEV's redirect returns here with them
+            if filter_company is not None:
+                back["company"] = str(filter_company)
+            st.session_state[key] = start_login(engine, settings, keyring, company_id=id_of(company), user=user,
+                                                kind=ConnectionKind.one_off,
+                                                return_to=target_of(TRANSFER_PAGE, back))
         except UserFacingError as exc:
-            st.error(exc.message)
+            st.error(plain(exc.message))
     url = st.session_state.pop(key, None)
     if url:
         st.info("Die Anmeldung ist vorbereitet (10 Minuten gültig). Danach kommen Sie hierher zurück.")
         st.markdown(f'<a href="{html.escape(url)}" target="_self" data-testid="auth-link">'
-                    f'Weiter zur einmaligen DATEV-Anmeldung ({html.escape(company.name)})</a>', unsafe_allow_html=True)
+                    f'Weiter zur einmaligen DATEV-Anmeldung ({plain(html.escape(company.name))})</a>', unsafe_allow_html=True)
 
 
 if mode == MODE_ONE_OFF:
@@ -130,18 +156,16 @@ if mode == MODE_ONE_OFF:
     for company_id in sorted({p.company_id for p in planned}):
         company = companies[company_id]
         if company.provider != Provider.datev:
-            st.caption(f"{company.name}: Lexware Office kennt keine einmalige Anmeldung; "
+            st.caption(f"{plain(company.name)}: Lexware Office kennt keine einmalige Anmeldung; "
                        "bitte mit dem hinterlegten API-Schlüssel übertragen.")
             continue
         health = evaluate_health(connection_store.find(engine, company_id, Provider.datev, ONE_OFF_SLOT), now,
                                  settings.token_expiry_warning_days)
         if health in USABLE:
-            st.success(f"{company.name}: einmalige DATEV-Anmeldung liegt vor.")
+            st.success(f"{plain(company.name)}: einmalige DATEV-Anmeldung liegt vor.")
         else:
             offer_one_off_login(company)
 
-sendable = [p for p in planned if p.will_send]
-st.caption(f"{len(sendable)} von {len(planned)} ausgewählten Belegen werden gesendet.")
 
 
 def transfer(ids: list[int]) -> None:
@@ -168,9 +192,9 @@ def transfer(ids: list[int]) -> None:
     rows: list[dict] = []
     worker.start()
     while (item := results.get()) is not None:
-        rows.append({
-            "Nr.": item.document_id, "Datei": item.file_name, "Ergebnis": OUTCOME_LABELS.get(item.outcome, item.outcome),
-            "Meldung": item.message, "DATEV-Hilfe": item.help_uri or None,
+        rows.append({  # reasons first: what happened and why, right after the document
+            "Datei": cell(item.file_name), "Ergebnis": OUTCOME_LABELS.get(item.outcome, item.outcome),
+            "Meldung": cell(item.message), "DATEV-Hilfe": item.help_uri or None, "Nr.": item.document_id,
         })
         progress.progress(min(1.0, len(rows) / len(ids)), text=f"{len(rows)} von {len(ids)} Belegen bearbeitet …")
         with live.container():
@@ -179,7 +203,7 @@ def transfer(ids: list[int]) -> None:
     progress.progress(1.0, text=f"Fertig: {len(rows)} von {len(ids)} Belegen bearbeitet.")
     st.session_state[RESULTS_KEY] = rows
     if "error" in outcome:
-        st.error(str(outcome["error"]))
+        st.error(plain(outcome["error"]))
         return
     summary = outcome["summary"]
     assert isinstance(summary, PassSummary)  # no "error": work() stored the summary
@@ -192,7 +216,7 @@ def transfer(ids: list[int]) -> None:
     (st.success if clean else st.warning)(counts + ".")
     for company_id, reason in summary.waiting.items():
         name = companies[company_id].name if company_id in companies else f"Unternehmen {company_id}"
-        st.warning(f"{name}: nicht übertragen – {reason}")
+        st.warning(f"{plain(name)}: nicht übertragen – {plain(reason)}")
 
 
 label = "Übertragen" if mode == MODE_LONG_TERM else "Mit einmaliger DATEV-Anmeldung übertragen"

@@ -1,8 +1,12 @@
-"""Messages that survive one st.rerun() or st.switch_page() (e.g. "Gespeichert" after a form)."""
+"""Messages that survive one st.rerun() or st.switch_page() (e.g. "Gespeichert" after a form).
+
+Shown as plain text (ui.text.plain): they carry company names and provider answers, never our markup."""
 
 from __future__ import annotations
 
 import streamlit as st
+
+from ui.text import plain
 
 _FLASH_KEY = "_flash_messages"
 
@@ -17,4 +21,4 @@ def flash_error(message: str) -> None:
 
 def show_flashes() -> None:
     for kind, message in st.session_state.pop(_FLASH_KEY, []):
-        (st.success if kind == "success" else st.error)(message)
+        (st.success if kind == "success" else st.error)(plain(message))

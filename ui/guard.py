@@ -8,6 +8,9 @@ the page. A signed-out visitor sees only a sign-in prompt; a user without a role
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import streamlit as st
 
 from core import users
@@ -16,7 +19,10 @@ from core.platform.db import get_engine
 from core.platform.models import AppUser, Role
 from core.users import Actor
 from ui.errors import error_boundary
+from ui.forbidden import show_forbidden
 from ui.navigation import spec_for_file
+from ui.sign_in_return import remember, requested_target
+from ui.text import plain
 
 
 def identity() -> dict[str, str] | None:
@@ -35,7 +41,7 @@ def current_user() -> AppUser | None:
     try:
         settings = get_settings()
     except ConfigurationError as exc:
-        st.error(str(exc))
+        st.error(plain(str(exc)))
         st.stop()
     # resolve_user commits its own transaction (a first sign-in's `sub` binding is stored with its
     # audit event) and returns the row detached.
@@ -46,11 +52,14 @@ def current_user() -> AppUser | None:
     return user
 
 
-def show_sign_in() -> None:
+def show_sign_in(before_login: Callable[[], None] | None = None) -> None:
+    """The sign-in page; `before_login` runs as "Anmelden" is clicked (e.g. keeping the deep link)."""
     st.title("Token Desk")
     st.write("Langzeittoken und Übertragungen an DATEV und Lexware Office.")
     st.info("Bitte melden Sie sich an.")
     if st.button("Anmelden", type="primary", key="sign_in"):
+        if before_login is not None:
+            before_login()
         st.login()
 
 
@@ -66,10 +75,10 @@ def show_no_access() -> None:
         st.logout()
 
 
-def require_signed_in_user() -> AppUser:
+def require_signed_in_user(before_login: Callable[[], None] | None = None) -> AppUser:
     """Stop the run with the sign-in or no-access view unless a user with a role is signed in."""
     if identity() is None:
-        show_sign_in()
+        show_sign_in(before_login)
         st.stop()
     with error_boundary():  # also when a page runs without the router (deep link, legacy pages/ mode)
         user = current_user()
@@ -95,7 +104,12 @@ def require_page(page_file: str) -> AppUser:
     if spec is None:  # not in the table: closed to everyone
         st.error("Diese Seite ist nicht freigegeben.")
         st.stop()
-    return require_role(spec.min_role)
+    # signed out on a fresh server (legacy pages/ mode runs the file itself): "Anmelden" keeps the page
+    user = require_signed_in_user(partial(remember, requested_target(spec)))
+    if not users.has_role(user, spec.min_role):
+        show_forbidden(spec, user)
+        st.stop()
+    return user
 
 
 def may(user: AppUser, required: Role) -> bool:

@@ -1,4 +1,4 @@
-"""Who is on the link page (pages/request_link.py): the client address, for the limit on tries with bad
+"""Who is on the link page (pages/anforderung.py): the client address, for the limit on tries with bad
 links, and the browser, to which the DATEV login started from a link is bound.
 
 The browser: Streamlit's XSRF cookie (`_streamlit_xsrf`, on by default and stated in

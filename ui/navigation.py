@@ -27,6 +27,8 @@ class PageSpec:
 
 
 PAGE_TABLE: tuple[PageSpec, ...] = (
+    # The first page is the default page (`/`) of every role.
+    PageSpec("pages/overview.py", "Übersicht", ":material/dashboard:", "overview", Role.viewer),
     PageSpec("pages/tokens.py", "Langzeittoken", ":material/key:", "tokens", Role.viewer),
     PageSpec("pages/companies.py", "Unternehmen", ":material/apartment:", "companies", Role.viewer),
     PageSpec("pages/documents.py", "Belege", ":material/description:", "documents", Role.viewer),
@@ -38,6 +40,7 @@ PAGE_TABLE: tuple[PageSpec, ...] = (
     PageSpec("pages/audit_log.py", "Audit-Protokoll", ":material/history:", "audit", Role.admin, "Verwaltung"),
     PageSpec("pages/datev_callback.py", "DATEV-Anmeldung", ":material/login:", "datev_callback", Role.viewer,
              hidden=True),
+    PageSpec("pages/company.py", "Unternehmensdetails", ":material/domain:", "company", Role.viewer, hidden=True),
 )
 
 

@@ -25,6 +25,8 @@ from core.platform.models import PROVIDER_LABELS, AppUser, Connection, Connectio
 from core.platform.timefmt import format_local, local_day
 from ui.feedback import flash, flash_error
 from ui.guard import actor_of, may
+from ui.request_link_panel import show_request_link_panel
+from ui.text import plain
 
 # The status light DATEV requires, as a coloured badge (renders without emoji fonts).
 HEALTH_BADGES = {
@@ -58,7 +60,7 @@ def last_test(c: Connection) -> str:
     """The last test call: when, whether it worked, and what the provider said."""
     if c.last_test_at is None:
         return "–"
-    return f"{format_local(c.last_test_at)}: {TEST_ICONS[bool(c.last_test_ok)]} {html.escape(c.last_test_message or '')}"
+    return f"{format_local(c.last_test_at)}: {TEST_ICONS[bool(c.last_test_ok)]} {plain(c.last_test_message)}"
 
 
 def valid_until(c: Connection) -> str:
@@ -86,7 +88,7 @@ class TokenCardView:
 
     def show(self, card: TokenCard) -> None:
         with st.container(border=True):
-            st.subheader(f"{card.company.name} · {PROVIDER_LABELS[card.provider]}")
+            st.subheader(f"{plain(card.company.name)} · {PROVIDER_LABELS[card.provider]}")
             st.markdown(f"Status: {status_badge(card.health)}")
             if card.connection is not None and card.connection.has_token:
                 (self.datev_facts if card.provider == Provider.datev else self.lexware_facts)(card, card.connection)
@@ -94,13 +96,14 @@ class TokenCardView:
             try:
                 (self.datev_actions if card.provider == Provider.datev else self.lexware_actions)(card)
             except UserFacingError as failure:
-                st.error(failure.message)
+                st.error(plain(failure.message))
 
     def datev_facts(self, card: TokenCard, c: Connection) -> None:
         left, right = st.columns(2)
         with left:
-            fact("DATEV-Benutzer", html.escape(c.grantor_name or "–"))
-            fact("Angefordert", f"{format_local(c.requested_at)} von {html.escape(c.requested_by or '–')}")
+            fact("DATEV-Benutzer", plain(c.grantor_name))
+            fact("Angefordert", f"{format_local(c.requested_at)} von {plain(c.requested_by)}"
+                 + (f", über {plain(c.requested_via)}" if c.requested_via else ""))
             fact("Gültig bis", valid_until(c))
             if c.kind == ConnectionKind.long_term.value:
                 fact("Datenbestand (Berater-Nr.–Mandanten-Nr.)", data_set(card))
@@ -108,7 +111,8 @@ class TokenCardView:
             fact("Letzte Erneuerung", format_local(c.last_refresh_at))
             fact("Letzte Verwendung", format_local(c.last_used_at))
             fact("Letzte Testabfrage", last_test(c))
-            fact("Fingerprint", f"`{c.token_fingerprint}`" if c.token_fingerprint else "–")
+            if self.is_admin:  # technical: admins only (never the token itself)
+                fact("Fingerprint", f"`{c.token_fingerprint}`" if c.token_fingerprint else "–")
         if not c.offline_granted:
             st.warning("Kein Langzeittoken: DATEV hat keinen dauerhaften Zugriff erteilt. Bitte neu anfordern.")
         elif card.binding == Binding.unbound:
@@ -123,25 +127,26 @@ class TokenCardView:
     def lexware_facts(self, card: TokenCard, c: Connection) -> None:
         left, right = st.columns(2)
         with left:
-            fact("Lexware-Organisation", html.escape(c.grantor_name or "–"))
-            fact("Hinterlegt", f"{format_local(c.requested_at)} von {html.escape(c.requested_by or '–')}")
+            fact("Lexware-Organisation", plain(c.grantor_name))
+            fact("Hinterlegt", f"{format_local(c.requested_at)} von {plain(c.requested_by)}")
             fact("Gültig bis", format_local(c.refresh_expires_at))
         with right:
             fact("Letzte Verwendung", format_local(c.last_used_at))
             fact("Letzte Testabfrage", last_test(c))
-            fact("Fingerprint", f"`{c.token_fingerprint}`" if c.token_fingerprint else "–")
+            if self.is_admin:  # technical: admins only (never the token itself)
+                fact("Fingerprint", f"`{c.token_fingerprint}`" if c.token_fingerprint else "–")
 
     def state_notes(self, card: TokenCard) -> None:
         c = card.connection
         name, renew = CREDENTIAL[card.provider]
         if card.health == Health.invalid and c is not None:
-            st.error(f"Ungültig seit {format_local(c.invalid_at)}: {c.invalid_reason or ''} Bitte {renew}.")
+            st.error(f"Ungültig seit {format_local(c.invalid_at)}: {plain(c.invalid_reason) if c.invalid_reason else ''} Bitte {renew}.")
         elif card.health == Health.unclear and c is not None:
             st.warning(f"Erneuerung unklar seit {format_local(c.refresh_unclear_since)}: die Antwort von DATEV auf "
                        "die letzte Erneuerung ging verloren. Token Desk sendet das alte Token nicht erneut, bis "
                        "geklärt ist, ob DATEV es schon ersetzt hat; das geschieht bei der nächsten Verwendung.")
         elif card.health == Health.revoked and c is not None:
-            st.info(f"Gelöscht am {format_local(c.deleted_at)} von {c.deleted_by}. Soll die automatische Übertragung "
+            st.info(f"Gelöscht am {format_local(c.deleted_at)} von {plain(c.deleted_by)}. Soll die automatische Übertragung "
                     f"weiter genutzt werden, bitte {renew}.")
         elif card.health == Health.expired:
             st.error(f"Abgelaufen. Bitte {renew}.")
@@ -154,7 +159,7 @@ class TokenCardView:
             url = start_login(self.engine, self.settings, self.keyring, company_id=card.company.id, user=self.user,
                               kind=kind)
         except UserFacingError as exc:
-            st.error(exc.message)
+            st.error(plain(exc.message))
             return
         st.session_state[f"auth_url_{card.company.id}_{kind.value}"] = url
 
@@ -198,6 +203,9 @@ class TokenCardView:
                                                help="DATEV-Anmeldung ohne Langzeittoken, nur für eine manuelle "
                                                     "Übertragung"):
             self.start(card, ConnectionKind.one_off)
+        if self.is_admin and cid is not None:
+            show_request_link_panel(engine=self.engine, settings=self.settings, keyring=self.keyring, user=self.user,
+                                    company_id=cid, company_name=card.company.name)
         for kind, label in ((ConnectionKind.long_term, "Weiter zur DATEV-Anmeldung (Langzeittoken)"),
                             (ConnectionKind.one_off, "Weiter zur einmaligen DATEV-Anmeldung")):
             url = st.session_state.pop(f"auth_url_{cid}_{kind.value}", None)
@@ -231,13 +239,17 @@ class TokenCardView:
                     for field, message in failure.field_errors.items():
                         (key_error if field == "api_key" else until_error).error(message)
                 except UserFacingError as failure:
-                    st.error(failure.message)
+                    st.error(plain(failure.message))
         cols = st.columns(3)
         if connection is not None and cols[0].button("Verbindung testen", key=f"test_{cid}"):
             self.test(card, connection)
-        if connection is not None and cols[1].button("API-Schlüssel löschen", key=f"delete_{cid}"):
-            assert connection.id is not None
-            deleted = disconnect.delete_token(self.engine, self.settings, self.keyring, connection_id=connection.id,
-                                              actor=actor_of(self.user))
-            flash(f"{card.company.name}: {deleted.message}")
-            st.rerun()
+        if connection is not None:
+            with cols[1].popover("API-Schlüssel löschen"):  # a confirmation first: deleting cannot be undone
+                st.write("Der API-Schlüssel wird hier gelöscht. Die automatische Übertragung an Lexware Office stoppt "
+                         "für dieses Unternehmen, bis ein neuer Schlüssel hinterlegt wird.")
+                if st.button("Endgültig löschen", key=f"delete_{cid}", type="primary"):
+                    assert connection.id is not None
+                    deleted = disconnect.delete_token(self.engine, self.settings, self.keyring,
+                                                      connection_id=connection.id, actor=actor_of(self.user))
+                    flash(f"{card.company.name}: {deleted.message}")
+                    st.rerun()

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,6 +38,7 @@ from core.platform.models import (
     Provider,
     Role,
     StoredSecret,
+    clip,
     utcnow,
 )
 from core.platform.secret_store import erase_secret, get_secret, put_secret
@@ -89,18 +90,20 @@ def _datev_company(session: Session, company_id: int) -> Company:
 
 
 def start_login(engine: Engine, settings: Settings, keyring: Keyring, *, company_id: int, user: AppUser,
-                kind: ConnectionKind) -> str:
+                kind: ConnectionKind, return_to: str | None = None) -> str:
     """Create the pending login and return the DATEV authorization URL to send the browser to.
+    `return_to` (the page and selection to continue with, e.g. Übertragen's) is kept with the pending
+    login and handed back in the callback's outcome.
 
     Raises only UserFacingError (no permission, no DATEV company, DATEV unreachable).
     """
     users.authorized(engine, users.Actor.of(user), Role.admin if kind == ConnectionKind.long_term else Role.operator)
-    return begin_login(engine, settings, keyring, company_id=company_id, user=user, kind=kind)
+    return begin_login(engine, settings, keyring, company_id=company_id, user=user, kind=kind, return_to=return_to)
 
 
 def begin_login(engine: Engine, settings: Settings, keyring: Keyring, *, company_id: int, user: AppUser,
                 kind: ConnectionKind, redirect_uri: str | None = None, request_link_id: int | None = None,
-                browser: str | None = None) -> str:
+                browser: str | None = None, return_to: str | None = None) -> str:
     """The login itself, after the caller's permission check (the admin's role, or an open
     Anforderungslink): the pending login and the authorization URL. Raises only UserFacingError."""
     with unit_of_work(engine) as session:
@@ -121,7 +124,7 @@ def begin_login(engine: Engine, settings: Settings, keyring: Keyring, *, company
     redirect_uri = redirect_uri or settings.datev_callback_uri
     _create_pending(engine, keyring, settings, company_id=company_id, kind=kind, user=user, state=state,
                     verifier=verifier, nonce=nonce, scopes=scopes, redirect_uri=redirect_uri,
-                    request_link_id=request_link_id, browser=browser)
+                    request_link_id=request_link_id, browser=browser, return_to=return_to)
     return authorization_url(endpoints, settings, scopes=scopes, state=state, nonce=nonce, code_challenge=challenge,
                              offline=kind == ConnectionKind.long_term, redirect_uri=redirect_uri)
 
@@ -131,7 +134,7 @@ def begin_login(engine: Engine, settings: Settings, keyring: Keyring, *, company
 
 def _create_pending(engine: Engine, keyring: Keyring, settings: Settings, *, company_id: int, kind: ConnectionKind,
                     user: AppUser, state: str, verifier: str, nonce: str, scopes: list[str], redirect_uri: str,
-                    request_link_id: int | None, browser: str | None) -> None:
+                    request_link_id: int | None, browser: str | None, return_to: str | None = None) -> None:
     assert user.id is not None
     now = utcnow()
     with unit_of_work(engine) as session:  # expired pending logins (and their secrets) go in housekeeping
@@ -139,6 +142,7 @@ def _create_pending(engine: Engine, keyring: Keyring, settings: Settings, *, com
             state_hash=state_hash(state), company_id=company_id, provider=Provider.datev.value, kind=kind.value,
             user_id=user.id, redirect_uri=redirect_uri, scope=" ".join(scopes), request_link_id=request_link_id,
             browser_hash=browser_hash(browser) if browser else None,
+            return_to=clip(PendingAuthorization.return_to, return_to),
             expires_at=now + timedelta(minutes=settings.pending_authorization_minutes),
         )
         session.add(pending)
@@ -155,6 +159,7 @@ class CallbackOutcome:
     company_id: int | None = None
     kind: str | None = None
     warning: str | None = None
+    return_to: str | None = None  # the page and selection the login was started from (start_login)
 
 
 def _fail(message: str, company_id: int | None = None) -> CallbackOutcome:
@@ -247,7 +252,8 @@ def finish_login(engine: Engine, settings: Settings, keyring: Keyring, *, params
     claimed = _claim(engine, keyring, state, user)
     if isinstance(claimed, CallbackOutcome):
         return claimed
-    return _complete(engine, settings, keyring, claimed, params, user=user, requested_via=None)
+    outcome = _complete(engine, settings, keyring, claimed, params, user=user, requested_via=None)
+    return replace(outcome, return_to=claimed.pending.return_to)  # also after a failure: back to the selection
 
 
 def finish_link_login(engine: Engine, settings: Settings, keyring: Keyring, *, params: dict[str, str],

@@ -557,6 +557,27 @@ def retry_failed(engine: Engine, *, document_id: int, actor: Actor, reason: str 
                      detail=text or None)
 
 
+def retry_failed_of_company(engine: Engine, *, company_id: int, actor: Actor) -> int:
+    """Every failed document of one company back to `freigegeben` ("Erneut senden" on the overview), each
+    through `retry_failed` (its own audit event). Returns how many went back; a document the pass or another
+    person moved meanwhile is skipped. Bearbeiter and admins."""
+    with unit_of_work(engine) as session:
+        authorize(session, actor, Role.operator)
+        ids = session.exec(select(Document.id).where(col(Document.company_id) == company_id,
+                                                     col(Document.status) == S.failed.value)
+                           .order_by(col(Document.id))).all()
+    moved = 0
+    for document_id in ids:
+        if document_id is None:
+            continue
+        try:
+            retry_failed(engine, document_id=document_id, actor=actor)
+            moved += 1
+        except UserFacingError:  # NotFound included
+            continue
+    return moved
+
+
 def resolve_unresolved(engine: Engine, *, document_id: int, actor: Actor, decision: str, reason: str) -> None:
     """A Bearbeiter or admin checked Lexware: mark the document delivered, or send it again. Reason required."""
     errors: dict[str, str] = {}

@@ -262,6 +262,9 @@ class PendingAuthorization(SQLModel, table=True):
     # For link logins: sha256 of the browser that started it (its Streamlit XSRF cookie secret); the
     # callback must come from the same browser.
     browser_hash: str | None = Field(default=None, max_length=64)
+    # Where the page that started the login continues, with its selection (a one-off login from
+    # Übertragen: "documents=1,2,3"); the callback page validates it. None: the Langzeittoken page.
+    return_to: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime = Field(index=True)
 
@@ -299,6 +302,19 @@ class LinkAttempt(SQLModel, table=True):
     address_hash: str = Field(primary_key=True, max_length=64)
     window_started_at: datetime
     failures: int = Field(default=0)
+
+
+class SignInReturn(SQLModel, table=True):
+    """The page a signed-out browser asked for (a deep link), kept across the sign-in round trip, which
+    always lands on `/`: keyed by sha256 of the browser's Streamlit XSRF secret (ui.link_client), taken
+    once after sign-in (core.sign_in_return). `target` is a page's url_path and query, validated again
+    against the page table before use."""
+
+    __tablename__ = "sign_in_return"
+
+    browser_hash: str = Field(primary_key=True, max_length=64)
+    target: str = Field(max_length=300)
+    expires_at: datetime = Field(index=True)
 
 
 class HttpLogEntry(SQLModel, table=True):

@@ -5,11 +5,12 @@ from sqlmodel import select
 
 from core.platform.db import get_engine, unit_of_work
 from core.platform.models import AppUser, AuditEvent
+from tests.support.rendered import shown
 from ui.navigation import PAGE_TABLE
 
 
 def texts(at) -> str:
-    return " ".join(str(e.value) for e in [*at.title, *at.markdown, *at.info, *at.error, *at.caption])
+    return " ".join(shown(str(e.value)) for e in [*at.title, *at.markdown, *at.info, *at.error, *at.caption])
 
 
 def test_signed_out_visitor_sees_only_the_sign_in(app) -> None:
@@ -55,9 +56,9 @@ def test_direct_page_run_without_access_renders_nothing_protected(app, spec, who
 
 
 ALLOWED = {
-    "viewer": {"tokens", "companies", "documents", "transfer_log", "alarms", "datev_callback"},
-    "operator": {"tokens", "companies", "documents", "transfer", "transfer_log", "alarms", "datev_callback"},
-    "admin": {"tokens", "companies", "users", "http_log", "audit", "documents", "transfer", "transfer_log",
+    "viewer": {"overview", "company", "tokens", "companies", "documents", "transfer_log", "alarms", "datev_callback"},
+    "operator": {"overview", "company", "tokens", "companies", "documents", "transfer", "transfer_log", "alarms", "datev_callback"},
+    "admin": {"overview", "company", "tokens", "companies", "users", "http_log", "audit", "documents", "transfer", "transfer_log",
               "alarms", "datev_callback"},
 }
 

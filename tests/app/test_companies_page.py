@@ -77,6 +77,8 @@ def test_admin_edits_and_archives_a_company(app, app_db) -> None:
     assert "Beispiel Handel GmbH & Co. KG" in companies_in(app_db)
 
     assert edit_select(at).value == target.id  # the rename did not move the selection
+    assert "Archivieren" in [p.proto.popover.label for p in at.get("popover")]  # a confirmation first
+    assert at.button(key=f"company_archive_{target.id}").label == "Ja, archivieren"
     at.button(key=f"company_archive_{target.id}").click().run()
     assert not at.exception
     stored = companies_in(app_db)["Beispiel Handel GmbH & Co. KG"]

@@ -62,6 +62,8 @@ def test_operator_approves_in_bulk_and_deletes_before_approval(app, desk: Desk) 
     # approved documents can no longer be chosen for deletion
     assert at.multiselect(key="documents_chosen").options == ["Nr. 3 · c.pdf (Musterfirma GmbH)"]
     at.multiselect(key="documents_chosen").set_value([third]).run()
+    assert [p.proto.popover.label for p in at.get("popover")] == ["Löschen"]  # a confirmation first
+    assert at.button(key="documents_delete").label == "Ja, endgültig löschen"
     at.button(key="documents_delete").click().run()
     assert not at.exception, at.exception
     assert "1 Beleg gelöscht." in [s.value for s in at.success]
@@ -88,7 +90,8 @@ def test_approved_documents_of_a_company_without_token_show_why_they_wait(app, d
     desk.request_token()
     at = run_page(app, "viewer", PAGE)
     hints = {r["Datei"]: r["Hinweis"] for r in table(at, "Datei")}
-    assert hints == {"wartet.pdf": "", "lex.pdf": "wartet: Token fehlt"}
+    assert hints == {"wartet.pdf": "wird bei der nächsten Übertragung gesendet", "lex.pdf": "wartet: Token fehlt"}
+    assert list(table(at, "Datei")[0])[:3] == ["Datei", "Status", "Hinweis"]  # the reason right after the name
 
 
 def test_filters_and_paging(app, desk: Desk) -> None:

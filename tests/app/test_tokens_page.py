@@ -13,11 +13,14 @@ from sqlmodel import select
 from streamlit.proto.TextInput_pb2 import TextInput as TextInputProto
 from streamlit.testing.v1 import AppTest
 
+from core import companies
+from core.connections import store
 from core.connections.datev_login import start_login
 from core.platform.crypto import fingerprint
 from core.platform.db import unit_of_work
-from core.platform.models import ConnectionKind, StoredSecret
+from core.platform.models import ConnectionKind, Interface, Provider, StoredSecret
 from core.platform.secret_store import get_keyring
+from core.users import process
 from testkit.datev_user import consent
 from testkit.rows import present
 from tests.support.desk import Desk, run_page
@@ -37,7 +40,8 @@ def test_viewer_sees_the_cards_read_only(app, desk: Desk) -> None:
     assert "Status: :green-badge[:material/check_circle: aktiv]" in badges
     assert "Status: :gray-badge[:material/radio_button_unchecked: fehlt]" in badges
     assert "**DATEV-Benutzer:** Max Mustermann" in texts(at)
-    assert labels(at) == [] and len(at.text_input) == 0 and len(at.get("popover")) == 0
+    assert "Fingerprint" not in texts(at)  # technical details are for administrators
+    assert labels(at) == [] and [t.key for t in at.text_input] == ["tokens_search"] and len(at.get("popover")) == 0
     assert len(at.get("expander")) == 0 and len(at.get("form")) == 0
 
 
@@ -45,7 +49,7 @@ def test_operator_may_log_in_once_but_not_request_or_delete(app, desk: Desk) -> 
     desk.request_token()
     at = run_page(app, "operator", PAGE)
     assert labels(at) == ["Einmalig anmelden"] * 3  # the three DATEV companies
-    assert len(at.get("popover")) == 0 and len(at.text_input) == 0
+    assert len(at.get("popover")) == 0 and [t.key for t in at.text_input] == ["tokens_search"]
     at.button(key=f"oneoff_{desk.companies['Demo Bau AG']}").click().run()
     assert not at.exception
     assert "Weiter zur einmaligen DATEV-Anmeldung" in texts(at)
@@ -243,3 +247,37 @@ def test_lexware_cards_speak_of_api_keys(app, desk: Desk) -> None:
     expanders = [getattr(e, "label", "") for e in at.get("expander")]
     assert "API-Schlüssel hinterlegen" in expanders
     assert f"request_{lexware}" not in [b.key for b in at.button]
+
+
+def test_list_is_filtered_and_paged_broken_tokens_first(app, desk: Desk) -> None:
+    for n in range(12):
+        companies.create_company(desk.engine, actor=process("admin@tokendesk.demo"), data=companies.CompanyInput(
+            f"Filiale {n:02d} GmbH", "455148", str(100 + n), Interface.datev.value, False, ""))
+    desk.request_token()
+    row = desk.connection()
+    assert row.id is not None and store.mark_invalid(desk.engine, row.id, expected_version=row.version, reason="x")
+    at = run_page(app, "viewer", PAGE)
+    subheaders = [s.value for s in at.subheader]
+    assert len(subheaders) == 10  # never all 16 cards at once
+    assert subheaders[0] == "Musterfirma GmbH · DATEV"  # the broken token first
+    assert "16 von 16 Unternehmen · Seite 1 von 2" in texts(at)
+    at.number_input(key="tokens_page").set_value(2).run()
+    assert len(at.subheader) == 6
+    at.text_input(key="tokens_search").input("filiale 1").run()
+    assert [s.value for s in at.subheader] == ["Filiale 10 GmbH · DATEV", "Filiale 11 GmbH · DATEV"]
+    at.text_input(key="tokens_search").input("").run()
+    at.multiselect(key="tokens_provider").select(Provider.lexware).run()
+    assert [s.value for s in at.subheader] == ["Lexware Demo GmbH · Lexware Office"]
+
+
+def test_deleting_an_api_key_asks_first(app, desk: Desk) -> None:
+    lexware = desk.companies["Lexware Demo GmbH"]
+    at = run_page(app, "admin", PAGE)
+    at.text_input(key=f"lexware_key_value_{lexware}").input(LEXWARE_KEY)
+    at.button(key=f"lexware_key_submit_{lexware}").click().run()
+    assert "API-Schlüssel löschen" in [p.proto.popover.label for p in at.get("popover")]
+    assert "API-Schlüssel löschen" not in labels(at)  # no button that deletes at once
+    assert at.button(key=f"delete_{lexware}").label == "Endgültig löschen"
+    at.button(key=f"delete_{lexware}").click().run()
+    assert not at.exception, at.exception
+    assert not desk.connection("Lexware Demo GmbH").has_token

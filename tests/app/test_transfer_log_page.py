@@ -70,7 +70,12 @@ def test_viewer_sees_history_and_detail_but_no_actions(app, attempts: dict[str, 
 
 
 def test_detail_shows_http_lines_and_the_datev_help_link(app, attempts: dict[str, int]) -> None:
-    at = select_attempt(run_page(app, "viewer", PAGE), attempts["bad"])
+    viewer = select_attempt(run_page(app, "viewer", PAGE), attempts["bad"])
+    assert any("#DCO01010" in e.value for e in viewer.error)  # the reason for everyone
+    assert "Technische Details (Anfragen, Request-ID) sehen Administratoren." in texts(viewer)
+    assert not any("Dauer (ms)" in frame.value.columns for frame in viewer.dataframe)
+    assert list(table(viewer, "Ergebnis")[0])[:3] == ["Beleg", "Ergebnis", "Meldung"]
+    at = select_attempt(run_page(app, "admin", PAGE), attempts["bad"])
     assert any("#DCO01010" in e.value for e in at.error)
     [help_line] = [m.value for m in at.markdown if m.value.startswith("DATEV-Hilfe zu diesem Fehler:")]
     assert "http" in help_line

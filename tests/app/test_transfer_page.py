@@ -9,6 +9,7 @@ from sqlmodel import col, select
 
 from core.platform.db import unit_of_work
 from core.platform.models import Connection, ConnectionKind, HttpLogEntry, TransferAttempt
+from testkit.datev_user import consent
 from tests.support.desk import Desk, run_page, table
 from tests.support.rendered import href_of, labels, texts
 
@@ -45,13 +46,13 @@ def test_dry_run_then_transfer_with_the_long_term_token(app, desk: Desk) -> None
     assert "Bitte wählen Sie die Belege aus, die übertragen werden sollen." in texts(at)
     at.button(key="transfer_choose_all").click().run()
     assert sorted(at.multiselect(key="transfer_chosen").value) == sorted([first, second, lex])
-    plan = {r["Nr."]: r for r in table(at, "Methode")}
-    guid = desk.document(first).guid
+    plan = {r["Nr."]: r for r in table(at, "Hinweis")}
+    assert list(table(at, "Hinweis")[0])[:2] == ["Beleg", "Hinweis"]  # the reason right after the document
     assert plan[first]["Ziel"] == "Mandant 455148-1 (Musterfirma GmbH)"
-    assert (plan[first]["Methode"], plan[first]["Pfad"]) == ("PUT", f"/clients/455148-1/documents/{guid}")
     assert plan[first]["Hinweis"] == "wird gesendet" and plan[first]["Belegtyp"] == "Rechnungseingang"
-    assert (plan[lex]["Methode"], plan[lex]["Pfad"], plan[lex]["Hinweis"]) == ("POST", "/v1/files", "wartet: Token fehlt")
-    assert "2 von 3 ausgewählten Belegen werden gesendet." in texts(at)
+    assert plan[lex]["Hinweis"] == "wartet: Token fehlt"
+    assert "2 von 3 ausgewählten Belegen werden gesendet. Warum nicht: Token fehlt." in texts(at)
+    assert not any("Methode" in frame.value.columns for frame in at.dataframe)  # technical: admins only
     assert datev_uploads(desk) == [] and attempts() == []  # the dry run sent nothing
 
     at.button(key="transfer_run").click().run()
@@ -89,7 +90,7 @@ def test_transfer_after_a_one_off_datev_login(app, desk: Desk) -> None:
     [doc] = desk.intake("einmalig.pdf", approve=True)  # no long-term token at all
     at = run_page(app, "operator", PAGE)
     at.multiselect(key="transfer_chosen").set_value([doc]).run()
-    assert table(at, "Methode")[0]["Hinweis"] == "wartet: Token fehlt"
+    assert table(at, "Hinweis")[0]["Hinweis"] == "wartet: Token fehlt"
     at.radio(key="transfer_mode").set_value("one_off").run()
     musterfirma = desk.companies["Musterfirma GmbH"]
     at.button(key=f"transfer_oneoff_{musterfirma}").click().run()
@@ -102,7 +103,7 @@ def test_transfer_after_a_one_off_datev_login(app, desk: Desk) -> None:
     desk.request_token(who="operator@tokendesk.demo", kind=ConnectionKind.one_off)
     at.run()
     assert "Musterfirma GmbH: einmalige DATEV-Anmeldung liegt vor." in [s.value for s in at.success]
-    assert table(at, "Methode")[0]["Hinweis"] == "wird gesendet"
+    assert table(at, "Hinweis")[0]["Hinweis"] == "wird gesendet"
     assert at.button(key="transfer_run").label == "Mit einmaliger DATEV-Anmeldung übertragen"
     at.button(key="transfer_run").click().run()
     assert not at.exception, at.exception
@@ -112,3 +113,41 @@ def test_transfer_after_a_one_off_datev_login(app, desk: Desk) -> None:
         used = {e.connection_id for e in s.exec(select(HttpLogEntry).where(HttpLogEntry.purpose == "upload"))}
     assert used == {one_off.id} and one_off.slot == f"one_off:{desk.user('operator@tokendesk.demo').id}"
     assert datev_uploads(desk) == [desk.document(doc).guid]
+
+
+def test_one_off_login_returns_to_transfer_with_company_and_documents(app, desk: Desk) -> None:
+    [doc] = desk.intake("zurück.pdf", approve=True)
+    desk.intake("andere.pdf", approve=True)
+    musterfirma = desk.companies["Musterfirma GmbH"]
+    at = run_page(app, "operator", PAGE)
+    at.selectbox(key="transfer_company").select(musterfirma).run()
+    at.multiselect(key="transfer_chosen").set_value([doc]).run()
+    at.radio(key="transfer_mode").set_value("one_off").run()
+    at.button(key=f"transfer_oneoff_{musterfirma}").click().run()
+    [link] = [m.value for m in at.markdown if 'data-testid="auth-link"' in m.value]
+    params = consent(href_of(link))  # the person at DATEV logs in and agrees
+
+    back = app("operator").run()  # DATEV's redirect: a new session, nothing in it
+    for key, value in params.items():
+        back.query_params[key] = value
+    back.switch_page("pages/datev_callback.py").run()
+    assert not back.exception, back.exception
+    assert [t.value for t in back.title] == ["Übertragen"]
+    assert back.selectbox(key="transfer_company").value == musterfirma
+    assert back.multiselect(key="transfer_chosen").value == [doc]
+    assert back.radio(key="transfer_mode").value == "one_off"
+    assert "DATEV-Anmeldung für diese Sitzung gespeichert" in texts(back)
+    assert "Musterfirma GmbH: einmalige DATEV-Anmeldung liegt vor." in [s.value for s in back.success]
+    assert not back.query_params.get("documents") and not back.query_params.get("code")
+
+
+def test_admin_sees_the_technical_details_of_the_dry_run(app, desk: Desk) -> None:
+    desk.request_token()
+    [doc] = desk.intake("Rechnung 1.pdf", approve=True)
+    [lex] = desk.intake("lex.pdf", company="Lexware Demo GmbH", approve=True)
+    at = run_page(app, "admin", PAGE)
+    at.button(key="transfer_choose_all").click().run()
+    technical = {r["Nr."]: r for r in table(at, "Methode")}
+    guid = desk.document(doc).guid
+    assert (technical[doc]["Methode"], technical[doc]["Pfad"]) == ("PUT", f"/clients/455148-1/documents/{guid}")
+    assert (technical[lex]["Methode"], technical[lex]["Pfad"]) == ("POST", "/v1/files")

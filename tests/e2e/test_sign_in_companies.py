@@ -57,7 +57,8 @@ def test_admin_manages_companies_and_viewer_reads(page: Page, demo_db_url: str, 
             page.get_by_role("button", name="Speichern").click()
             expect(page.get_by_text("Änderungen an „Browser Test AG“ gespeichert")).to_be_visible()
             settled(page)
-            page.get_by_role("button", name="Archivieren").click()
+            page.get_by_role("button", name="Archivieren").click()  # asks first (a popover)
+            page.get_by_role("button", name="Ja, archivieren").click()
             expect(page.get_by_text("„Browser Test AG“ archiviert")).to_be_visible()
 
             page.context.clear_cookies()

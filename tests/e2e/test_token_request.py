@@ -34,7 +34,7 @@ def test_admin_requests_and_deletes_a_long_term_token(page: Page, demo_db_url: s
                       timeout=5).raise_for_status()
         with evidence_on_failure(page, server, tmp_path):
             sign_in(page, server.url, "admin")
-            page.get_by_role("link", name="Langzeittoken").click()  # the default page; opened via the menu
+            page.get_by_role("link", name="Langzeittoken", exact=True).click()  # from the menu (the Übersicht links "Langzeittoken anfordern")
             expect(page.get_by_role("heading", name="Langzeittoken", exact=True)).to_be_visible()
             card = page.locator(f".st-key-request_{musterfirma}")
             card.get_by_role("button", name="Langzeittoken anfordern").click()

@@ -21,9 +21,17 @@ def page_text(at: AppTest) -> str:
     return "\n".join(walk(at._tree))
 
 
+_ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def shown(markdown: str) -> str:
+    """Markdown source as the browser shows it: backslash-escaped punctuation (ui.text.plain) as itself."""
+    return _ESCAPED.sub(r"\1", markdown)
+
+
 def texts(at: AppTest) -> str:
-    return "\n".join(str(e.value) for e in [*at.title, *at.subheader, *at.markdown, *at.info, *at.success, *at.error,
-                                            *at.warning, *at.caption])
+    return "\n".join(shown(str(e.value)) for e in [*at.title, *at.subheader, *at.markdown, *at.info, *at.success,
+                                                   *at.error, *at.warning, *at.caption])
 
 
 def labels(at: AppTest) -> list[str]:

@@ -1,0 +1,142 @@
+"""Übersicht: the default page of every role. Tiles (companies per state, Belege waiting, failures of the
+last 7 days, the scheduler), "Heute zu tun" (every company that needs a person, most urgent first, with
+its reason and what fixes it) and one table of all companies with search and filters. Every fact comes
+from core.overview; this page only draws it."""
+
+from datetime import datetime
+
+import pandas as pd
+import streamlit as st
+
+from core import statistics
+from core.documents import lifecycle
+from core.overview import Action, State, TodoItem, filter_rows, overview
+from core.platform.errors import UserFacingError
+from core.platform.timefmt import display_zone
+from core.transfers import readiness
+from ui.charts import failures_chart, renewal_chart, transfers_chart
+from ui.feedback import flash, flash_error, show_flashes
+from ui.guard import actor_of, may, require_page
+from ui.links import company_link, open_company
+from ui.scheduler_status import status_line
+from ui.services import services
+from ui.text import cell, frame, plain
+
+user = require_page(__file__)
+
+settings, engine, keyring = services()
+TODO_SHOWN = 10
+
+st.title("Übersicht")
+show_flashes()
+data = overview(engine, settings)
+
+# Tiles: companies per state in two rows (labels must fit at 1280 px), then documents and the scheduler.
+states = data.tile_states()
+running, scheduler_text = status_line()
+first, rest = states[:6], states[6:]
+for column, state in zip(st.columns(len(first)), first, strict=True):
+    column.metric(state.value, data.tiles.get(state, 0), border=True)
+columns = st.columns([1.3] * len(rest) + [1.4, 1.8, 1.2])
+for column, state in zip(columns, rest, strict=False):
+    column.metric(state.value, data.tiles.get(state, 0), border=True)
+columns[-3].metric("Belege wartend", data.waiting, border=True, help="Freigegeben, noch nicht übertragen")
+columns[-2].metric("Fehlgeschlagen (7 Tage)", data.failed_recently, border=True,
+                   help="Fehlgeschlagene Übertragungsversuche der letzten 7 Tage")
+columns[-1].metric("Scheduler", "läuft" if running else "steht", border=True, help=scheduler_text)
+
+
+def act(item: TodoItem) -> None:
+    """The button or link that fixes the item, for roles that may; everyone else opens the company."""
+    if not may(user, item.min_role):
+        company_link(item.company_id, "Öffnen", icon=":material/arrow_forward:")
+        return
+    try:
+        if item.action == Action.resume:
+            if st.button(item.action.value, key=f"todo_resume_{item.company_id}", type="primary"):
+                readiness.resume(engine, item.company_id, actor_of(user))
+                flash(f"{item.name}: Übertragungen fortgesetzt; der nächste Lauf prüft erneut.")
+                st.rerun()
+        elif item.action == Action.retry_failed:
+            if st.button(item.action.value, key=f"todo_retry_{item.company_id}", type="primary"):
+                moved = lifecycle.retry_failed_of_company(engine, company_id=item.company_id, actor=actor_of(user))
+                flash(f"{item.name}: {moved} Beleg{'e' if moved != 1 else ''} wieder freigegeben; "
+                      "die nächste Übertragung sendet sie.")
+                st.rerun()
+        else:
+            company_link(item.company_id, item.action.value, icon=":material/arrow_forward:")
+    except UserFacingError as exc:
+        flash_error(f"{item.name}: {exc.message}")
+        st.rerun()
+
+
+st.subheader("Heute zu tun")
+if not data.todo:
+    st.success("Nichts zu tun: alle Unternehmen können übertragen.")
+else:
+    show_all = len(data.todo) <= TODO_SHOWN or st.toggle(f"Alle {len(data.todo)} anzeigen", key="todo_all")
+    for item in data.todo if show_all else data.todo[:TODO_SHOWN]:
+        with st.container(border=True, key=f"todo_{item.company_id}"):
+            name_col, reason_col, action_col = st.columns([2, 5, 2], vertical_alignment="center")
+            name_col.markdown(f"**{plain(item.name)}**")
+            reason_col.markdown(f":red[**{plain(item.reason)}**]  \n{plain(item.explanation)}")
+            with action_col:
+                act(item)
+
+st.subheader("Alle Unternehmen")
+filters = st.columns([3, 3, 2, 2])
+search = filters[0].text_input("Suche", key="overview_search", placeholder="Name oder Berater-Nr.–Mandanten-Nr.")
+present_states = [s for s in State if any(r.state == s for r in data.rows)]
+chosen_states = filters[1].multiselect("Status", present_states, key="overview_states", placeholder="Alle",
+                                       format_func=lambda s: s.value)
+interfaces = sorted({r.interface for r in data.rows})
+chosen_interfaces = filters[2].multiselect("Schnittstelle", interfaces, key="overview_interfaces", placeholder="Alle")
+SORTS = {"Dringlichkeit": None, "Name": "Unternehmen", "Tage übrig": "Tage übrig", "Wartend": "Wartend"}
+sort = filters[3].selectbox("Sortierung", list(SORTS), key="overview_sort")
+rows = filter_rows(data.rows, search=search, states=chosen_states, interfaces=chosen_interfaces)
+if sort == "Dringlichkeit":
+    rank = {item.company_id: i for i, item in enumerate(data.todo)}
+    rows.sort(key=lambda r: rank.get(r.company_id, len(rank)))
+elif sort == "Tage übrig":
+    rows.sort(key=lambda r: (r.days_left is None, r.days_left or 0))
+elif sort == "Wartend":
+    rows.sort(key=lambda r: -r.waiting)
+st.caption(f"{len(rows)} von {len(data.rows)} Unternehmen · Zeile anklicken öffnet das Unternehmen")
+
+
+def local(moment: datetime | None) -> pd.Timestamp | None:
+    """A stored UTC time in the display time zone (the table sorts by it and shows it as Berlin time)."""
+    return pd.Timestamp(moment).tz_convert(display_zone()) if moment is not None else None
+
+
+if rows:
+    table = pd.DataFrame([{
+        "Unternehmen": cell(r.name), "Schnittstelle": r.interface, "Status": r.state.value,
+        "Übertragung": cell("möglich" if r.reason is None else f"nicht möglich: {r.reason}"),
+        "Wartend": r.waiting, "Fehlgeschlagen": r.failed, "Gültig bis": local(r.valid_until), "Tage übrig": r.days_left,
+        "Datenbestand": r.bound_data_set, "DATEV-Benutzer": cell(r.grantor_name or "–"),
+        "Letzte Erneuerung": local(r.last_refresh_at), "Letzte Übertragung": local(r.last_delivered_at),
+    } for r in rows])
+    when = st.column_config.DatetimeColumn(format="DD.MM.YYYY HH:mm")
+    event = st.dataframe(
+        frame(table), hide_index=True, width="stretch", key="overview_table", placeholder="–", on_select="rerun", selection_mode="single-row",
+        column_config={
+            "Gültig bis": st.column_config.DatetimeColumn(format="DD.MM.YYYY"),
+            "Tage übrig": st.column_config.NumberColumn(format="%d"),
+            "Letzte Erneuerung": when, "Letzte Übertragung": when,
+            "Übertragung": st.column_config.TextColumn("Kann übertragen / warum nicht", width="medium"),
+            "Datenbestand": st.column_config.TextColumn("Gebundener Datenbestand"),
+        },
+    )
+    if event.selection.rows:
+        open_company(rows[event.selection.rows[0]].company_id)
+else:
+    st.info("Kein Unternehmen passt zu dieser Auswahl.")
+
+st.subheader("Auswertungen")
+renewal_chart(statistics.renewal_plan(engine), statistics.plan_months())
+left, right = st.columns(2)
+with left:
+    transfers_chart(statistics.transfers_per_day(engine))
+with right:
+    failures_chart(statistics.failure_reasons(engine))
