@@ -1,6 +1,5 @@
 """Alarme: which alarms went out, to whom (redacted), whether they arrived; admins send a test alarm."""
 
-import pandas as pd
 import streamlit as st
 
 from core.alarms import views
@@ -10,6 +9,7 @@ from core.platform.timefmt import format_local
 from ui.feedback import flash, flash_error, show_flashes
 from ui.guard import actor_of, may, require_page
 from ui.services import services
+from ui.text import frame
 
 user = require_page(__file__)
 
@@ -43,7 +43,7 @@ if not rows:
     st.info("Keine Alarme." if not only_open else "Alle Alarme wurden zugestellt.")
 else:
     st.dataframe(
-        pd.DataFrame([
+        frame([
             {"Ausgelöst": format_local(r.first_attempt), "Unternehmen": r.company, "Alarm": r.title,
              "Zustellung": r.state, "Versuche": r.attempts, "Empfänger und Ergebnis": r.detail}
             for r in rows

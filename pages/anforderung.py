@@ -83,7 +83,7 @@ if started_url is None:
     try:
         facts = open_link(engine, settings, token=token, address=client_address())
     except UserFacingError as exc:
-        st.error(str(exc))
+        st.error(plain(str(exc)))
         st.stop()
     st.write(f"**{plain(facts.requested_by)}** bittet Sie, Token Desk dauerhaften Zugriff auf die Belege eines "
              "DATEV-Datenbestands zu geben, damit freigegebene Belege ohne erneute Anmeldung an DATEV übertragen "
@@ -108,7 +108,7 @@ if started_url is None:
             started_url = start_link_login(engine, settings, keyring, token=token, address=client_address(),
                                            browser=browser_identity())
         except UserFacingError as exc:
-            st.error(str(exc))
+            st.error(plain(str(exc)))
             st.stop()
         st.session_state[STARTED_KEY] = started_url
         st.rerun()  # the used link's button is gone: a second click would only count as a refused try

@@ -4,7 +4,6 @@ who, action) and German names for the actions."""
 import json
 from datetime import timedelta
 
-import pandas as pd
 import streamlit as st
 
 from core.companies import list_companies
@@ -12,7 +11,7 @@ from core.logs import ACTION_LABELS, ENTITY_LABELS, AuditFilter, action_label, a
 from core.platform.timefmt import day_start_utc, format_local
 from ui.guard import require_page
 from ui.services import services
-from ui.text import cell
+from ui.text import cell, frame
 
 user = require_page(__file__)
 
@@ -45,7 +44,7 @@ if not events:
     st.info("Keine Einträge für diese Auswahl.")
 else:
     st.dataframe(
-        pd.DataFrame([
+        frame([
             {"Zeit": format_local(e.at), "Wer": cell(e.actor), "Aktion": action_label(e.action),
              "Objekt": f"{ENTITY_LABELS.get(e.entity_type, e.entity_type)} {e.entity_id or ''}".strip(),
              "Hinweis": cell(e.detail or ""), "Vorher": cell(as_text(e.before)), "Nachher": cell(as_text(e.after)),

@@ -2,7 +2,6 @@
 
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
 from core import companies
@@ -15,7 +14,7 @@ from ui.feedback import flash, show_flashes
 from ui.guard import actor_of, may, require_page
 from ui.rows import id_of
 from ui.services import services
-from ui.text import plain
+from ui.text import frame, plain
 
 user = require_page(__file__)
 
@@ -31,7 +30,7 @@ rows = companies.list_companies(engine, include_archived=show_archived)
 
 if rows:
     st.dataframe(
-        pd.DataFrame([
+        frame([
             {
                 "Name": c.name,
                 "Berater-Nr.": c.consultant_number,
@@ -158,10 +157,10 @@ if edit_values is not None:
     except ValidationFailed as failure:
         show_field_errors(edit_slots, failure)
     except UserFacingError as failure:
-        st.error(failure.message)
+        st.error(plain(failure.message))
 
 if selected.paused_at is not None:
-    st.warning(f"Übertragung pausiert seit {format_local(selected.paused_at)}: {selected.paused_reason or ''} "
+    st.warning(f"Übertragung pausiert seit {format_local(selected.paused_at)}: {plain(selected.paused_reason) if selected.paused_reason else ''} "
                "Sie läuft weiter, sobald ein neues Langzeittoken angefordert wurde, oder hier von Hand.")
     if st.button("Übertragung fortsetzen", key=f"company_resume_{selected.id}"):
         readiness.resume(engine, selected_id, actor_of(user))
@@ -186,4 +185,4 @@ if archive_confirmed():
               "Die Historie bleibt erhalten.")
         st.rerun()
     except UserFacingError as failure:
-        st.error(failure.message)
+        st.error(plain(failure.message))

@@ -2,7 +2,6 @@
 the role allows, open documents with their reasons, the last transfer attempts, its alarms, and for admins
 its audit entries. Without a valid `company` parameter it offers a choice."""
 
-import pandas as pd
 import streamlit as st
 
 from core.companies import list_companies
@@ -17,7 +16,7 @@ from ui.feedback import show_flashes
 from ui.guard import may, require_page
 from ui.links import page_link
 from ui.services import services
-from ui.text import cell, plain
+from ui.text import cell, frame, plain
 from ui.token_card import TokenCardView
 
 user = require_page(__file__)
@@ -42,7 +41,7 @@ if company_id is None:
 try:
     detail = company_detail(engine, settings, company_id)
 except UserFacingError as exc:
-    st.error(exc.message)
+    st.error(plain(exc.message))
     st.stop()
 company = detail.company
 st.title(plain(company.name))
@@ -71,7 +70,7 @@ if not detail.open_documents:
 else:
     if detail.open_total > len(detail.open_documents):
         st.caption(f"Die neuesten {len(detail.open_documents)} von {detail.open_total}; alle unter „Belege“.")
-    st.dataframe(pd.DataFrame([{
+    st.dataframe(frame([{
         "Beleg": cell(d.file_name), "Status": d.status, "Hinweis": cell(d.hint), "Nr.": d.document_id,
         "Hochgeladen": format_local(d.uploaded_at),
     } for d in detail.open_documents]), hide_index=True, width="stretch", key="company_documents",
@@ -82,7 +81,7 @@ st.subheader("Letzte Übertragungsversuche")
 if not detail.attempts:
     st.caption("Noch keine Übertragungsversuche.")
 else:
-    st.dataframe(pd.DataFrame([{
+    st.dataframe(frame([{
         "Beleg": cell(a.file_name), "Ergebnis": OUTCOME_LABELS.get(a.outcome, a.outcome),
         "Meldung": cell(a.error_text or ""), "Beginn": format_local(a.started_at),
         "Auslöser": TRIGGER_LABELS.get(a.trigger, a.trigger), "Versuch": a.attempt_no,
@@ -93,7 +92,7 @@ st.subheader("Alarme")
 if not detail.alarms:
     st.caption("Keine Alarme.")
 else:
-    st.dataframe(pd.DataFrame([{"Zeit": format_local(a.at), "Alarm": cell(a.title), "Zustellung": a.state}
+    st.dataframe(frame([{"Zeit": format_local(a.at), "Alarm": cell(a.title), "Zustellung": a.state}
                                for a in detail.alarms]), hide_index=True, width="stretch", key="company_alarms")
 
 if may(user, Role.admin):
@@ -102,6 +101,6 @@ if may(user, Role.admin):
     if not audit:
         st.caption("Keine Audit-Einträge.")
     else:
-        st.dataframe(pd.DataFrame([{"Zeit": format_local(e.at), "Wer": cell(e.actor), "Aktion": action_label(e.action),
+        st.dataframe(frame([{"Zeit": format_local(e.at), "Wer": cell(e.actor), "Aktion": action_label(e.action),
                                     "Details": cell(e.detail)} for e in audit]),
                      hide_index=True, width="stretch", key="company_audit")

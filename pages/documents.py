@@ -7,7 +7,6 @@ approval, and refresh a company's DATEV document types (Belegtypen)."""
 
 from datetime import timedelta
 
-import pandas as pd
 import streamlit as st
 
 from core.companies import list_companies
@@ -24,7 +23,7 @@ from ui.guard import actor_of, may, require_page
 from ui.preview import show_preview
 from ui.rows import id_of
 from ui.services import services
-from ui.text import cell
+from ui.text import cell, frame, plain
 
 user = require_page(__file__)
 
@@ -101,14 +100,14 @@ def upload_section() -> None:
         report = intake.intake(engine, company_id=company_id, files=[(f.name, f.getvalue()) for f in files],
                                   actor=actor_of(user), document_type=document_type or "", note=note)
     except UserFacingError as exc:
-        st.error(exc.message)
+        st.error(plain(exc.message))
         return
     for doc in report.accepted:
-        st.success(f"„{doc.original_name}“ angenommen (Beleg Nr. {doc.id}, {size_text(doc.size)}).")
+        st.success(f"„{plain(doc.original_name)}“ angenommen (Beleg Nr. {doc.id}, {size_text(doc.size)}).")
         if warning := size_warning(doc.size):
-            st.warning(f"„{doc.original_name}“: {warning}")
+            st.warning(f"„{plain(doc.original_name)}“: {warning}")
     for rejected in report.rejected:
-        st.error(rejected.message)
+        st.error(plain(rejected.message))
 
 
 if is_operator:
@@ -149,7 +148,7 @@ if not rows:
     st.stop()
 
 st.dataframe(  # reasons first: status and why, right after the file name (visible at 1280 px)
-    pd.DataFrame([{
+    frame([{
         "Datei": cell(d.file_name),
         "Status": STATUS_LABELS[DocumentStatus(d.status)],
         "Hinweis": cell(document_hint(d, waiting.get(d.company_id), now)),

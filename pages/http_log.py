@@ -3,7 +3,6 @@
 
 from datetime import timedelta
 
-import pandas as pd
 import streamlit as st
 
 from core.companies import list_companies
@@ -13,7 +12,7 @@ from core.platform.timefmt import day_start_utc, format_local
 from core.transfers.history import provider_label
 from ui.guard import require_page
 from ui.services import services
-from ui.text import cell
+from ui.text import cell, frame
 
 user = require_page(__file__)
 
@@ -44,7 +43,7 @@ if not entries:
     st.info("Keine Aufrufe für diese Auswahl.")
 else:
     st.dataframe(
-        pd.DataFrame([
+        frame([
             {"Zeit": format_local(e.at), "Anbieter": provider_label(e.provider), "Zweck": purpose_label(e.purpose),
              "Status": e.status, "Fehler": cell(e.error or ""),
              "Unternehmen": cell(company_names.get(e.company_id, "–") if e.company_id else "–"),

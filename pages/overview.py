@@ -20,7 +20,7 @@ from ui.guard import actor_of, may, require_page
 from ui.links import company_link, open_company
 from ui.scheduler_status import status_line
 from ui.services import services
-from ui.text import cell, plain
+from ui.text import cell, frame, plain
 
 user = require_page(__file__)
 
@@ -119,7 +119,7 @@ if rows:
     } for r in rows])
     when = st.column_config.DatetimeColumn(format="DD.MM.YYYY HH:mm")
     event = st.dataframe(
-        table, hide_index=True, width="stretch", key="overview_table", placeholder="–", on_select="rerun", selection_mode="single-row",
+        frame(table), hide_index=True, width="stretch", key="overview_table", placeholder="–", on_select="rerun", selection_mode="single-row",
         column_config={
             "Gültig bis": st.column_config.DatetimeColumn(format="DD.MM.YYYY"),
             "Tage übrig": st.column_config.NumberColumn(format="%d"),

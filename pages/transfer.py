@@ -14,7 +14,6 @@ import html
 import queue
 import threading
 
-import pandas as pd
 import streamlit as st
 
 from core.companies import list_companies
@@ -35,7 +34,7 @@ from ui.preview import show_preview
 from ui.rows import id_of
 from ui.services import services
 from ui.sign_in_return import target_of
-from ui.text import cell, plain
+from ui.text import cell, frame, plain
 
 user = require_page(__file__)
 
@@ -76,7 +75,7 @@ def show_last_results() -> None:
 
 
 def result_table(rows: list[dict]) -> None:
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+    st.dataframe(frame(rows), hide_index=True, width="stretch",
                  column_config={"DATEV-Hilfe": st.column_config.LinkColumn(display_text="Hilfe öffnen")})
 
 
@@ -109,7 +108,7 @@ st.caption(f"{len(sendable)} von {len(planned)} ausgewählten Belegen werden ges
            + (f" Warum nicht: {'; '.join(plain(r) for r in waiting_reasons)}." if waiting_reasons else ""))
 # Reasons first (visible at 1280 px); the technical request (method, path) only for administrators.
 st.dataframe(
-    pd.DataFrame([{
+    frame([{
         "Beleg": cell(p.file_name), "Hinweis": cell("wird gesendet" if p.will_send else f"wartet: {p.waits}"),
         "Unternehmen": cell(p.company_name), "Ziel": cell(p.target), "Belegtyp": cell(p.document_type),
         "Notiz": cell(p.note), "Größe (Byte)": p.size, "Nr.": p.document_id,
@@ -121,7 +120,7 @@ st.dataframe(
 )
 if may(user, Role.admin):
     with st.expander("Technische Details der Anfragen"):
-        st.dataframe(pd.DataFrame([{
+        st.dataframe(frame([{
             "Nr.": p.document_id, "Schnittstelle": p.provider, "Methode": p.method, "Pfad": cell(p.path),
             "Dateiname beim Empfänger": cell(p.file_name), "Medientyp": p.media_type,
         } for p in planned]), hide_index=True, width="stretch", key="transfer_plan_technical",
@@ -135,7 +134,7 @@ with st.expander("Vorschau eines Belegs"):
 
 def offer_one_off_login(company: Company) -> None:
     key = f"transfer_oneoff_url_{company.id}"
-    if st.button(f"Einmalig bei DATEV anmelden: {company.name}", key=f"transfer_oneoff_{company.id}"):
+    if st.button(f"Einmalig bei DATEV anmelden: {plain(company.name)}", key=f"transfer_oneoff_{company.id}"):
         try:
             back = {"documents": ",".join(map(str, chosen))}  # DATEV's redirect returns here with them
             if filter_company is not None:
@@ -144,12 +143,12 @@ def offer_one_off_login(company: Company) -> None:
                                                 kind=ConnectionKind.one_off,
                                                 return_to=target_of(TRANSFER_PAGE, back))
         except UserFacingError as exc:
-            st.error(exc.message)
+            st.error(plain(exc.message))
     url = st.session_state.pop(key, None)
     if url:
         st.info("Die Anmeldung ist vorbereitet (10 Minuten gültig). Danach kommen Sie hierher zurück.")
         st.markdown(f'<a href="{html.escape(url)}" target="_self" data-testid="auth-link">'
-                    f'Weiter zur einmaligen DATEV-Anmeldung ({html.escape(company.name)})</a>', unsafe_allow_html=True)
+                    f'Weiter zur einmaligen DATEV-Anmeldung ({plain(html.escape(company.name))})</a>', unsafe_allow_html=True)
 
 
 if mode == MODE_ONE_OFF:
@@ -157,13 +156,13 @@ if mode == MODE_ONE_OFF:
     for company_id in sorted({p.company_id for p in planned}):
         company = companies[company_id]
         if company.provider != Provider.datev:
-            st.caption(f"{company.name}: Lexware Office kennt keine einmalige Anmeldung; "
+            st.caption(f"{plain(company.name)}: Lexware Office kennt keine einmalige Anmeldung; "
                        "bitte mit dem hinterlegten API-Schlüssel übertragen.")
             continue
         health = evaluate_health(connection_store.find(engine, company_id, Provider.datev, ONE_OFF_SLOT), now,
                                  settings.token_expiry_warning_days)
         if health in USABLE:
-            st.success(f"{company.name}: einmalige DATEV-Anmeldung liegt vor.")
+            st.success(f"{plain(company.name)}: einmalige DATEV-Anmeldung liegt vor.")
         else:
             offer_one_off_login(company)
 
@@ -204,7 +203,7 @@ def transfer(ids: list[int]) -> None:
     progress.progress(1.0, text=f"Fertig: {len(rows)} von {len(ids)} Belegen bearbeitet.")
     st.session_state[RESULTS_KEY] = rows
     if "error" in outcome:
-        st.error(str(outcome["error"]))
+        st.error(plain(outcome["error"]))
         return
     summary = outcome["summary"]
     assert isinstance(summary, PassSummary)  # no "error": work() stored the summary
@@ -217,7 +216,7 @@ def transfer(ids: list[int]) -> None:
     (st.success if clean else st.warning)(counts + ".")
     for company_id, reason in summary.waiting.items():
         name = companies[company_id].name if company_id in companies else f"Unternehmen {company_id}"
-        st.warning(f"{name}: nicht übertragen – {reason}")
+        st.warning(f"{plain(name)}: nicht übertragen – {plain(reason)}")
 
 
 label = "Übertragen" if mode == MODE_LONG_TERM else "Mit einmaliger DATEV-Anmeldung übertragen"

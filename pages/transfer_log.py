@@ -3,7 +3,6 @@ attempt with its HTTP log lines, CSV export; operators retry failed and resolve 
 
 from datetime import timedelta
 
-import pandas as pd
 import streamlit as st
 
 from core.companies import list_companies
@@ -18,7 +17,7 @@ from core.transfers.history import OUTCOME_LABELS, TRIGGER_LABELS, HistoryFilter
 from ui.feedback import flash, show_flashes
 from ui.guard import actor_of, may, require_page
 from ui.services import services
-from ui.text import cell, plain
+from ui.text import cell, frame, plain
 
 user = require_page(__file__)
 
@@ -67,7 +66,7 @@ if not result.rows:
     st.stop()
 
 st.dataframe(
-    pd.DataFrame([{  # reasons first: the result and its message right after the document
+    frame([{  # reasons first: the result and its message right after the document
         "Beleg": cell(r.file_name),
         "Ergebnis": OUTCOME_LABELS.get(r.outcome, r.outcome),
         "Meldung": cell(r.error_text or ""),
@@ -94,30 +93,33 @@ selected = st.selectbox("Versuch auswählen", list(by_id), key="log_selected",
 try:
     detail = history.attempt_detail(engine, selected)
 except UserFacingError as exc:
-    st.error(exc.message)
+    st.error(plain(exc.message))
     st.stop()
 row = detail.row
 left, right = st.columns(2)
 with left:
-    st.markdown(f"**Beleg:** Nr. {row.document_id} · {row.file_name}  \n"
-                f"**Unternehmen:** {row.company_name} ({provider_label(row.provider)})  \n"
+    st.markdown(f"**Beleg:** Nr. {row.document_id} · {plain(row.file_name)}  \n"
+                f"**Unternehmen:** {plain(row.company_name)} ({provider_label(row.provider)})  \n"
                 f"**Beleg-Status jetzt:** {STATUS_LABELS[DocumentStatus(row.document_status)]}  \n"
-                f"**Ausgelöst:** {TRIGGER_LABELS.get(row.trigger, row.trigger)} von {row.triggered_by}, "
+                f"**Ausgelöst:** {TRIGGER_LABELS.get(row.trigger, row.trigger)} von {plain(row.triggered_by)}, "
                 f"Versuch {row.attempt_no}")
 with right:
     st.markdown(f"**Beginn / Ende:** {format_local(row.started_at)} / {format_local(row.finished_at)}  \n"
                 f"**Ergebnis:** {OUTCOME_LABELS.get(row.outcome, row.outcome)}"
                 f"{f' (HTTP {row.http_status})' if row.http_status else ''}")
 if row.error_text and row.outcome != "delivered":
-    st.error(row.error_text)
+    st.error(plain(row.error_text))
 if row.help_uri and row.http_status and 400 <= row.http_status < 500:
-    st.markdown(f"DATEV-Hilfe zu diesem Fehler: [{row.help_uri}]({row.help_uri})")
+    if row.help_uri.startswith("https://"):  # DATEV's own help link; anything else is shown, not linked
+        st.markdown(f"DATEV-Hilfe zu diesem Fehler: [{plain(row.help_uri)}]({row.help_uri.replace(')', '%29')})")
+    else:
+        st.markdown(f"DATEV-Hilfe zu diesem Fehler: {plain(row.help_uri)}")
 if not may(user, Role.admin):
     st.caption("Technische Details (Anfragen, Request-ID) sehen Administratoren.")
 elif detail.http_lines:
     st.markdown(f"**Request-ID:** {plain(row.request_id or '–')} · **Global-Transaction-ID:** "
                 f"{plain(row.global_transaction_id or '–')}")
-    st.dataframe(pd.DataFrame([{
+    st.dataframe(frame([{
         "Zeit": format_local(e.at), "Methode": e.method, "Host": e.host, "Pfad": e.path, "Status": e.status,
         "Dauer (ms)": e.duration_ms, "Request-ID": e.request_id or "", "Fehler": e.error or "",
     } for e in detail.http_lines]), hide_index=True, width="stretch", key="log_http_lines",
@@ -138,7 +140,7 @@ if row.document_status == DocumentStatus.failed.value:
                 flash(f"„{row.file_name}“ ist wieder freigegeben und wird bei der nächsten Übertragung gesendet.")
                 st.rerun()
             except UserFacingError as exc:
-                st.error(exc.message)
+                st.error(plain(exc.message))
 elif row.document_status == DocumentStatus.unresolved.value:
     with st.form(f"log_resolve_{row.document_id}"):
         st.write("Der Beleg ist **ungeklärt**: ob er angekommen ist, ist unbekannt. Bitte in Lexware Office "
@@ -157,4 +159,4 @@ elif row.document_status == DocumentStatus.unresolved.value:
             except ValidationFailed as failure:
                 reason_error.error(" ".join(failure.field_errors.values()))
             except UserFacingError as exc:
-                st.error(exc.message)
+                st.error(plain(exc.message))

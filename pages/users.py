@@ -1,6 +1,5 @@
 """Benutzer: who may use Token Desk, with which role (admins only)."""
 
-import pandas as pd
 import streamlit as st
 
 from core import users
@@ -11,6 +10,7 @@ from core.users import ROLE_LABELS
 from ui.feedback import flash, show_flashes
 from ui.guard import actor_of, require_page
 from ui.services import services
+from ui.text import frame
 
 user = require_page(__file__)
 
@@ -35,7 +35,7 @@ st.caption(
 all_users = users.list_users(engine)
 
 st.dataframe(
-    pd.DataFrame([
+    frame([
         {"E-Mail": u.email, "Name": u.display_name, "Rolle": role_label(u.role),
          "Schon angemeldet": u.sub is not None, "Geändert": format_local(u.updated_at)}
         for u in all_users

@@ -22,6 +22,7 @@ from ui.errors import error_boundary
 from ui.forbidden import show_forbidden
 from ui.navigation import spec_for_file
 from ui.sign_in_return import remember, requested_target
+from ui.text import plain
 
 
 def identity() -> dict[str, str] | None:
@@ -40,7 +41,7 @@ def current_user() -> AppUser | None:
     try:
         settings = get_settings()
     except ConfigurationError as exc:
-        st.error(str(exc))
+        st.error(plain(str(exc)))
         st.stop()
     # resolve_user commits its own transaction (a first sign-in's `sub` binding is stored with its
     # audit event) and returns the row detached.

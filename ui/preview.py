@@ -13,6 +13,7 @@ from core.documents.queries import content_of
 from core.platform.errors import UserFacingError
 from core.platform.models import Document
 from ui.rows import id_of
+from ui.text import plain
 
 BROWSER_IMAGES = {"image/png", "image/jpeg", "image/gif"}
 
@@ -21,7 +22,7 @@ def show_preview(engine: Engine, document: Document, key: str) -> None:
     try:
         data = content_of(engine, id_of(document))
     except UserFacingError as exc:
-        st.error(exc.message)
+        st.error(plain(exc.message))
         return
     if document.media_type == "application/pdf":
         st.pdf(data, height=600, key=f"{key}_pdf")

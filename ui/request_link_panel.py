@@ -47,7 +47,7 @@ def show_request_link_panel(*, engine: Engine, settings: Settings, keyring: Keyr
                 try:
                     withdrawn = withdraw_link(engine, link_id=link.id, actor=user)
                 except UserFacingError as exc:
-                    st.error(exc.message)
+                    st.error(plain(exc.message))
                     return
                 (flash if withdrawn else flash_error)(
                     f"{company_name}: Anforderungslink zurückgezogen." if withdrawn
@@ -88,7 +88,7 @@ def create_form(engine: Engine, settings: Settings, keyring: Keyring, user: AppU
             (recipient_error if field == "recipient" else days_error).error(message)
         return
     except UserFacingError as exc:
-        st.error(exc.message)
+        st.error(plain(exc.message))
         return
     st.session_state[SHOWN_KEY.format(company_id=company_id)] = created
     flash(f"{company_name}: Anforderungslink erstellt.")

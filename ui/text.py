@@ -23,6 +23,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pandas as pd
+
 _MARKUP = re.compile(r"([\\`*_~|#$<>\[\]])")
 _SHORT_CODE = re.compile(r":(?=[A-Za-z0-9])")
 _LINE_START = re.compile(r"^([-+=]|\d+[.)])")
@@ -36,6 +38,15 @@ def plain(value: object) -> str:
         return "–"
     text = _SHORT_CODE.sub(r"\\:", _MARKUP.sub(r"\\\1", text))
     return _LINE_START.sub(lambda m: m.group(1)[:-1] + "\\" + m.group(1)[-1], text)
+
+
+def frame(data: Any) -> pd.DataFrame:
+    """A table for `st.dataframe` whose text cells are all `cell()`-safe (rows as dicts, or a DataFrame)."""
+    table = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
+    for column in table.columns:
+        if table[column].dtype == object:
+            table[column] = table[column].map(cell)
+    return table
 
 
 def cell(value: Any) -> Any:

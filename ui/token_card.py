@@ -96,7 +96,7 @@ class TokenCardView:
             try:
                 (self.datev_actions if card.provider == Provider.datev else self.lexware_actions)(card)
             except UserFacingError as failure:
-                st.error(failure.message)
+                st.error(plain(failure.message))
 
     def datev_facts(self, card: TokenCard, c: Connection) -> None:
         left, right = st.columns(2)
@@ -159,7 +159,7 @@ class TokenCardView:
             url = start_login(self.engine, self.settings, self.keyring, company_id=card.company.id, user=self.user,
                               kind=kind)
         except UserFacingError as exc:
-            st.error(exc.message)
+            st.error(plain(exc.message))
             return
         st.session_state[f"auth_url_{card.company.id}_{kind.value}"] = url
 
@@ -239,7 +239,7 @@ class TokenCardView:
                     for field, message in failure.field_errors.items():
                         (key_error if field == "api_key" else until_error).error(message)
                 except UserFacingError as failure:
-                    st.error(failure.message)
+                    st.error(plain(failure.message))
         cols = st.columns(3)
         if connection is not None and cols[0].button("Verbindung testen", key=f"test_{cid}"):
             self.test(card, connection)
