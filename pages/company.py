@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.companies import list_companies
 from core.connections.health import card_for
+from core.logs import action_label
 from core.overview import DETAIL_LIMIT, company_audit, company_detail
 from core.platform.errors import UserFacingError
 from core.platform.models import Role
@@ -100,6 +101,6 @@ if may(user, Role.admin):
     if not audit:
         st.caption("Keine Audit-Einträge.")
     else:
-        st.dataframe(frame([{"Zeit": format_local(e.at), "Wer": cell(e.actor), "Aktion": e.action,
+        st.dataframe(frame([{"Zeit": format_local(e.at), "Wer": cell(e.actor), "Aktion": action_label(e.action),
                                     "Details": cell(e.detail)} for e in audit]),
                      hide_index=True, width="stretch", key="company_audit")
