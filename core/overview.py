@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import Engine, and_, func, or_
+from sqlalchemy import Engine, func
 from sqlmodel import col, select
 
 from core.alarms.rules import days_left
@@ -28,12 +28,12 @@ from core.companies import INTERFACE_LABELS
 from core.connections import store
 from core.connections.health import USABLE, Binding, Health, TokenCard, evaluate_binding, evaluate_health
 from core.documents.queries import STATUS_LABELS
+from core.logs import AuditFilter, audit_events
 from core.platform.config import Settings
 from core.platform.db import unit_of_work
 from core.platform.errors import NotFound
 from core.platform.models import (
     AlarmSent,
-    AuditEvent,
     Company,
     Connection,
     Document,
@@ -423,14 +423,8 @@ def waiting_reason_for(engine: Engine, settings: Settings, company: Company, now
 
 def company_audit(engine: Engine, company_id: int, *, limit: int = DETAIL_LIMIT) -> list[AuditLine]:
     """The newest audit entries about the company and its connections (admins see them on its page)."""
-    with unit_of_work(engine) as session:
-        connection_ids = [str(i) for i in session.exec(select(Connection.id).where(
-            col(Connection.company_id) == company_id)).all()]
-        query = select(AuditEvent).where(or_(
-            and_(col(AuditEvent.entity_type) == "company", col(AuditEvent.entity_id) == str(company_id)),
-            and_(col(AuditEvent.entity_type) == "connection", col(AuditEvent.entity_id).in_(connection_ids))))
-        events = session.exec(query.order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc()).limit(limit)).all()
-        return [AuditLine(e.at, e.actor, e.action, e.detail or "") for e in events]
+    events = audit_events(engine, AuditFilter(company_id=company_id), limit=limit)
+    return [AuditLine(e.at, e.actor, e.action, e.detail or "") for e in events]
 
 
 CARDS_PER_PAGE = 10

@@ -22,10 +22,10 @@ show_flashes()
 
 if may(user, Role.admin):
     with st.container(border=True):
-        st.write("**Test-Alarm**: prüft die Einstellungen (ALARM_TARGETS, ALARM_EMAILS mit SMTP_HOST).")
+        st.write("**Test-Alarm**: sendet eine Probe an alle eingerichteten Alarm-Empfänger (Webhooks und E-Mail).")
         if not views.targets_configured(settings):
-            st.info("Es sind keine Alarm-Empfänger eingerichtet. Bitte ALARM_TARGETS oder ALARM_EMAILS "
-                    "mit SMTP_HOST setzen.")
+            st.info("Es sind keine Alarm-Empfänger eingerichtet. Sie werden in den Server-Einstellungen festgelegt "
+                    "(Webhooks, E-Mail-Empfänger und ein Mailserver; siehe Betriebshandbuch README, „Alarme“).")
         elif st.button("Test-Alarm senden", key="send_test_alarm", icon=":material/notifications:"):
             with st.spinner("Test-Alarm wird gesendet …"):
                 outcome = views.send_test_alarm(engine, settings, actor=actor_of(user))

@@ -4,7 +4,7 @@ from typing import Any
 
 import streamlit as st
 
-from core import companies
+from core import companies, company_import
 from core.companies import INTERFACE_LABELS, CompanyInput
 from core.platform.errors import UserFacingError, ValidationFailed
 from core.platform.models import Company, Interface, Role
@@ -126,6 +126,41 @@ if new_values is not None:
         st.rerun()
     except ValidationFailed as failure:
         show_field_errors(new_slots, failure)
+
+IMPORT_KEY = "companies_import_preview"
+with st.expander("Mehrere Unternehmen aus einer CSV-Datei anlegen"):
+    st.caption("Spalten: Name; Berater-Nr.; Mandanten-Nr.; Schnittstelle (DATEV, Lexware oder keine); "
+               "Automatische Übertragung (ja/nein). Getrennt durch Semikolon oder Komma, mit Kopfzeile. "
+               "Erst die Vorschau, gespeichert wird nach Bestätigung.")
+    upload = st.file_uploader("CSV-Datei", type=["csv", "txt"], key="companies_import_file")
+    if st.button("Prüfen", key="companies_import_check", disabled=upload is None) and upload is not None:
+        try:
+            st.session_state[IMPORT_KEY] = company_import.preview(engine, _settings, upload.getvalue(),
+                                                                  actor=actor_of(user))
+        except UserFacingError as exc:
+            st.session_state.pop(IMPORT_KEY, None)
+            st.error(exc.message)
+    checked: list[company_import.ImportRow] = st.session_state.get(IMPORT_KEY, [])
+    if checked:
+        good = [r for r in checked if r.ok]
+        st.dataframe(frame([{
+            "Zeile": r.line, "Ergebnis": "wird angelegt" if r.ok else " ".join(r.errors),
+            "Name": r.data.name if r.data else "", "Berater-Nr.": r.data.consultant_number if r.data else "",
+            "Mandanten-Nr.": r.data.client_number if r.data else "",
+            "Schnittstelle": INTERFACE_LABELS[Interface(r.data.interface)] if r.data else "",
+            "Automatisch": ("ja" if r.data.auto_transfer else "nein") if r.data else "",
+        } for r in checked]), hide_index=True, width="stretch", key="companies_import_table",
+            column_config={"Ergebnis": st.column_config.TextColumn(width="large")})
+        st.caption(f"{len(good)} von {len(checked)} Zeilen werden angelegt; fehlerhafte Zeilen werden übersprungen.")
+        if st.button(f"{len(good)} Unternehmen anlegen", key="companies_import_confirm", type="primary",
+                     disabled=not good):
+            try:
+                created_count = company_import.import_rows(engine, checked, actor=actor_of(user))
+                st.session_state.pop(IMPORT_KEY, None)
+                flash(f"{created_count} Unternehmen angelegt.")
+                st.rerun()
+            except (ValidationFailed, UserFacingError) as exc:
+                st.error(" ".join(exc.field_errors.values()) if isinstance(exc, ValidationFailed) else exc.message)
 
 all_companies: list[Company] = companies.list_companies(engine, include_archived=True)
 if not all_companies:

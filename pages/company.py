@@ -6,6 +6,8 @@ import streamlit as st
 
 from core.companies import list_companies
 from core.connections.health import card_for
+from core.connections.request_links import open_links_by_company
+from core.logs import action_label
 from core.overview import DETAIL_LIMIT, company_audit, company_detail
 from core.platform.errors import UserFacingError
 from core.platform.models import Role
@@ -58,6 +60,10 @@ if row is not None:
     else:
         st.error(f"Kann nicht übertragen: {plain(row.reason)}")
 
+open_link = open_links_by_company(engine).get(company.id) if company.id is not None else None
+if open_link is not None:  # a renewal already asked for through an Anforderungslink
+    st.info(plain(open_link.summary), icon=":material/link:")
+
 provider = company.provider
 if provider is not None and company.archived_at is None:
     TokenCardView(settings=settings, engine=engine, keyring=keyring, user=user).show(
@@ -100,6 +106,6 @@ if may(user, Role.admin):
     if not audit:
         st.caption("Keine Audit-Einträge.")
     else:
-        st.dataframe(frame([{"Zeit": format_local(e.at), "Wer": cell(e.actor), "Aktion": e.action,
+        st.dataframe(frame([{"Zeit": format_local(e.at), "Wer": cell(e.actor), "Aktion": action_label(e.action),
                                     "Details": cell(e.detail)} for e in audit]),
                      hide_index=True, width="stretch", key="company_audit")

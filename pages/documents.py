@@ -94,7 +94,9 @@ def upload_section() -> None:
     if not submitted:
         return
     if not files:
-        st.warning("Bitte wählen Sie mindestens eine Datei aus.")
+        st.warning("Bitte wählen Sie mindestens eine Datei aus. Dateien über "
+                   f"{st.get_option('server.maxUploadSize')} MB nimmt das Feld "
+                   "nicht an; sie erscheinen dann rot markiert in der Dateiliste.")
         return
     try:
         report = intake.intake(engine, company_id=company_id, files=[(f.name, f.getvalue()) for f in files],
@@ -175,7 +177,7 @@ with st.expander("Vorschau"):
         show_preview(engine, by_doc[preview_id], key=f"documents_preview_{preview_id}")
 
 if not is_operator:
-    st.caption("Nur Operatoren können Belege hochladen, freigeben und löschen.")
+    st.caption("Nur Bearbeiter und Administratoren können Belege hochladen, freigeben und löschen.")
     st.stop()
 
 new_ids = [id_of(d) for d in rows if d.status == DocumentStatus.new.value]

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core.statistics import DayCount, FailureReason, RenewalBar
+from ui.text import frame
 
 OUTCOME_COLOURS = alt.Scale(domain=["übertragen", "fehlgeschlagen", "ungeklärt"],
                             range=["#2e7d32", "#c62828", "#ef6c00"])
@@ -30,7 +31,7 @@ def renewal_chart(bars: list[RenewalBar], months: list[str]) -> None:
     )
     st.altair_chart(chart, width="stretch", key="chart_renewals")
     with st.expander("Welche Unternehmen wann neu anfordern müssen"):
-        st.dataframe(data[["Monat", "Schnittstelle", "Anzahl", "Unternehmen"]], hide_index=True, width="stretch",
+        st.dataframe(frame(data[["Monat", "Schnittstelle", "Anzahl", "Unternehmen"]]), hide_index=True, width="stretch",
                      key="chart_renewals_table")
 
 

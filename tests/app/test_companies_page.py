@@ -86,3 +86,27 @@ def test_admin_edits_and_archives_a_company(app, app_db) -> None:
     assert "Beispiel Handel GmbH & Co. KG" not in set(at.dataframe[0].value["Name"])
     at.toggle(key="companies_show_archived").set_value(True).run()
     assert "archiviert" in set(at.dataframe[0].value["Status"])
+
+
+def test_admin_imports_companies_from_csv_after_a_preview(app, app_db) -> None:
+    csv = ("Name;Berater-Nr.;Mandanten-Nr.;Schnittstelle;Automatische Übertragung\n"
+           "Import Eins GmbH;455148;20;DATEV;ja\n"
+           "Import Zwei GmbH;455148;1;DATEV;nein\n").encode()
+    at = app("admin", "pages/companies.py").run()
+    at.file_uploader(key="companies_import_file").upload("firmen.csv", csv, "text/csv").run()
+    at.button(key="companies_import_check").click().run()
+    assert not at.exception, at.exception
+    preview = next(f.value for f in at.dataframe if "Ergebnis" in f.value.columns)
+    assert list(preview["Ergebnis"]) == ["wird angelegt",
+                                         "Berater-Nr. und Mandanten-Nr. gehören schon zu „Musterfirma GmbH“."]
+    assert "Import Eins GmbH" not in companies_in(app_db)  # nothing stored before the confirmation
+    assert at.button(key="companies_import_confirm").label == "1 Unternehmen anlegen"
+    at.button(key="companies_import_confirm").click().run()
+    assert not at.exception, at.exception
+    assert "1 Unternehmen angelegt." in [s.value for s in at.success]
+    assert companies_in(app_db)["Import Eins GmbH"].auto_transfer
+
+
+def test_only_admins_see_the_import(app, app_db) -> None:
+    at = app("operator", "pages/companies.py").run()
+    assert len(at.get("file_uploader")) == 0

@@ -25,7 +25,7 @@ def test_viewer_reads_the_list_but_cannot_change_anything(app, desk: Desk) -> No
     assert {r["Status"] for r in rows} == {"neu"} and {r["Unternehmen"] for r in rows} == {"Musterfirma GmbH"}
     assert len(at.file_uploader) == 0 and len(at.multiselect(key="documents_filter_status").options) == 6
     assert "Freigeben" not in labels(at) and "Löschen" not in labels(at) and "Hochladen" not in labels(at)
-    assert "Nur Operatoren können Belege hochladen, freigeben und löschen." in texts(at)
+    assert "Nur Bearbeiter und Administratoren können Belege hochladen, freigeben und löschen." in texts(at)
 
 
 def test_operator_uploads_and_gets_a_german_line_per_file(app, desk: Desk) -> None:

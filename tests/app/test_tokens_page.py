@@ -217,9 +217,10 @@ def test_http_log_lists_the_calls_for_admins(app, desk: Desk) -> None:
     assert not at.exception
     table = at.dataframe[0].value
     assert {"/datev-api/token", "/platform/v2/clients/455148-1"} <= set(table["Pfad"])
-    assert set(table["Anbieter"]) == {"datev"}
+    assert set(table["Anbieter"]) == {"DATEV"}
     row = table[table["Pfad"] == "/platform/v2/clients/455148-1"].iloc[0]
-    assert row["Status"] == 200 and row["Zweck"] == "connection_test" and row["V-Cap-Request-ID"]
+    assert row["Status"] == 200 and row["Zweck"] == "Verbindungstest" and row["V-Cap-Request-ID"]
+    assert row["Unternehmen"] == "Musterfirma GmbH"
 
 
 def emulator_config(desk: Desk, **switches: object) -> None:
