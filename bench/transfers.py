@@ -43,6 +43,7 @@ import requests
 from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
+import core.documents.lifecycle
 import core.providers.http
 import core.transfers.engine
 from bench.common import (
@@ -77,9 +78,10 @@ IDLE_RUNS = 50
 # --- databases and the emulator ----------------------------------------------------------------
 
 
-def databases(label: str) -> Iterator[tuple[str, Callable[[], AbstractContextManager[str]]]]:
-    yield "sqlite", functools.partial(sqlite_database, f"transfers-{label}")
-    if postgres_reachable():
+def databases(label: str, only: str | None = None) -> Iterator[tuple[str, Callable[[], AbstractContextManager[str]]]]:
+    if only in (None, "sqlite"):
+        yield "sqlite", functools.partial(sqlite_database, f"transfers-{label}")
+    if only in (None, "postgresql") and postgres_reachable():
         yield "postgresql", functools.partial(postgres_database, f"transfers-{label}")
 
 
@@ -122,6 +124,59 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# Runs in its own process (its CPU is not the engine's): every 50 ms, the CPU seconds of each process whose
+# title names the database (PostgreSQL backends: "postgres: user dbname host(port) …"); on stdin's end it
+# prints the CPU they used since it started (backends that ended meanwhile count up to their last sample).
+_SAMPLER = """
+import os, sys, threading, time
+name, tick = " " + sys.argv[1] + " ", os.sysconf("SC_CLK_TCK")
+first, last, done = {}, {}, threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+print("ready", flush=True)
+while True:
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if name.encode() not in f.read().replace(bytes(1), b" "):
+                    continue
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        cpu = (int(fields[11]) + int(fields[12])) / tick
+        first.setdefault(pid, cpu if not last and not first else 0.0)
+        last[pid] = cpu
+    if not first:
+        first[""] = 0.0  # the first sweep is over: backends seen from now on are new
+    if done.is_set():
+        break
+    time.sleep(0.05)
+print(sum(last[p] - first.get(p, 0.0) for p in last), flush=True)
+"""
+
+
+@contextmanager
+def database_server_cpu(database_url: str) -> Iterator[list[float]]:
+    """CPU seconds the PostgreSQL backends of this database used inside the block (sampled in a separate
+    process); nothing for SQLite (its work is in the engine's process)."""
+    result: list[float] = []
+    if not database_url.startswith("postgresql"):
+        yield result
+        return
+    sampler = subprocess.Popen([sys.executable, "-c", _SAMPLER, database_url.rsplit("/", 1)[1]],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert sampler.stdin is not None and sampler.stdout is not None
+    sampler.stdout.readline()  # "ready"
+    try:
+        yield result
+    finally:
+        sampler.stdin.close()
+        result.append(float(sampler.stdout.readline() or 0.0))
+        sampler.wait(timeout=10)
+
+
 class Meter:
     """Wall time spent in the engine's steps, summed over worker threads."""
 
@@ -131,7 +186,9 @@ class Meter:
         self.calls: dict[str, int] = defaultdict(int)
 
     def wrap(self, module: object, name: str, label: str) -> Callable[[], None]:
-        original = getattr(module, name)
+        original = getattr(module, name, None)
+        if original is None:  # renamed in the engine: that step is simply not timed
+            return lambda: None
 
         @functools.wraps(original)
         def timed(*args, **kwargs):
@@ -252,13 +309,14 @@ def one_throughput_run(engine: Engine, settings: Settings, keyring: Keyring, com
                                              "count": 100_000})
     run_settings = settings.model_copy(update={"transfer_concurrency": concurrency})
     meter.reset()
-    cpu_before, emulator_cpu_before = time.process_time(), process_cpu_seconds(emulator_pid)
-    started = time.perf_counter()
-    summary = run_pass(engine, run_settings, keyring, PassOptions(trigger="manual", actor=process("bench"),
-                                                                  company_ids=company_ids))
-    wall = time.perf_counter() - started
-    cpu = time.process_time() - cpu_before
-    emulator_cpu = process_cpu_seconds(emulator_pid) - emulator_cpu_before
+    with database_server_cpu(engine.url.render_as_string()) as server_cpu:
+        cpu_before, emulator_cpu_before = time.process_time(), process_cpu_seconds(emulator_pid)
+        started = time.perf_counter()
+        summary = run_pass(engine, run_settings, keyring, PassOptions(trigger="manual", actor=process("bench"),
+                                                                      company_ids=company_ids))
+        wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu_before
+        emulator_cpu = process_cpu_seconds(emulator_pid) - emulator_cpu_before
     uploads = max(summary.uploads, 1)
     per_upload = {label: round(meter.totals[label] / uploads * 1000, 2) for label in meter.totals}
     upload_call = per_upload.get("upload_call", 0.0) - per_upload.get("http_log_write", 0.0)
@@ -272,7 +330,9 @@ def one_throughput_run(engine: Engine, settings: Settings, keyring: Keyring, com
                           "record": per_upload.get("record", 0.0), "prepare_company": per_upload.get("prepare", 0.0)},
         "worker_busy_share": round(meter.totals["drain"] / (concurrency * wall), 3) if wall else 0.0,
         "cpu_ms_per_upload": {"engine_process": round(cpu / uploads * 1000, 2),
-                              "emulator_process": round(emulator_cpu / uploads * 1000, 2)},
+                              "emulator_process": round(emulator_cpu / uploads * 1000, 2),
+                              "database_server": (round(server_cpu[0] / uploads * 1000, 2) if server_cpu else None)},
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
     if latency_ms:
         ideal = concurrency / (latency_ms / 1000)
@@ -281,19 +341,21 @@ def one_throughput_run(engine: Engine, settings: Settings, keyring: Keyring, com
     return result
 
 
-def bench_throughput(quick: bool) -> tuple[dict, dict]:
-    total = 120 if quick else 400
+def bench_throughput(quick: bool, *, documents: int | None = None, only_db: str | None = None,
+                     profile: bool = True) -> tuple[dict, dict]:
+    total = documents or (120 if quick else 400)
     plans = [(1, 4), (4, 4), (4, 8)] if not quick else [(4, 4)]
     meter = Meter()
-    undo = [meter.wrap(core.transfers.engine, "claim_batch", "claim"), meter.wrap(core.transfers.engine, "_record", "record"),
+    engine_pass = core.transfers.engine._Pass
+    undo = [meter.wrap(core.documents.lifecycle, "claim", "claim"), meter.wrap(engine_pass, "record", "record"),
             meter.wrap(core.transfers.engine, "upload_datev", "upload_call"),
-            meter.wrap(core.providers.http, "_write", "http_log_write"), meter.wrap(core.transfers.engine, "_prepare", "prepare"),
-            meter.wrap(core.transfers.engine, "_drain", "drain")]
+            meter.wrap(core.providers.http, "_write", "http_log_write"), meter.wrap(engine_pass, "prepare", "prepare"),
+            meter.wrap(engine_pass, "drain", "drain")]
     results: dict[str, list[dict]] = {}
     profiles: dict[str, dict] = {}
     try:
         with emulator_process() as (emulator_url, emulator_pid):
-            for db, database in databases("throughput"):
+            for db, database in databases("throughput", only_db):
                 with database() as url:
                     engine, settings, keyring, ids = prepare_fleet(url, emulator_url)
                     runs = []
@@ -310,9 +372,12 @@ def bench_throughput(quick: bool) -> tuple[dict, dict]:
                                   f"{run['docs_per_s']} docs/s" + (f", {run['fraction_of_ideal']:.0%} of ideal"
                                                                    if latency else ""))
                     results[db] = runs
+                    if not profile:
+                        engine.dispose()
+                        continue
                     # Where the time goes: the 4-company, concurrency-4 pass again, profiled per worker thread.
                     threads = ThreadProfiles()
-                    unprofile = threads.wrap(core.transfers.engine, "_drain")
+                    unprofile = threads.wrap(core.transfers.engine._Pass, "drain")
                     try:
                         run = one_throughput_run(engine, settings, keyring, [ids[c] for c in CLIENTS], concurrency=4,
                                                  latency_ms=LATENCY_MS, total=total, emulator_url=emulator_url,
@@ -468,7 +533,8 @@ def print_table(results: dict) -> None:
     if "throughput" in results:
         print("\n(1)+(2) throughput, one pass, emulator latency per upload (ideal = concurrency ÷ latency)")
         print(f"{'database':<11}{'comp.':>6}{'conc.':>6}{'lat ms':>7}{'docs':>6}{'docs/s':>8}{'ideal':>7}{'share':>7}"
-              f"{'reads/up':>9}{'claim':>7}{'http':>7}{'log':>7}{'record':>7}{'busy':>6}{'cpu':>6}{'emu cpu':>8}")
+              f"{'reads/up':>9}{'claim':>7}{'http':>7}{'log':>7}{'record':>7}{'busy':>6}{'cpu':>6}{'emu cpu':>8}{'db cpu':>7}"
+              f"{'load':>6}")
         for db, runs in results["throughput"].items():
             for r in runs:
                 ms = r["ms_per_upload"]
@@ -477,9 +543,11 @@ def print_table(results: dict) -> None:
                 print(f"{db:<11}{r['companies']:>6}{r['concurrency']:>6}{r['latency_ms']:>7}{r['delivered']:>6}"
                       f"{r['docs_per_s']:>8}{ideal:>7}{share:>7}{r['reads_per_upload']:>9}{ms['claim']:>7}"
                       f"{ms['upload_http']:>7}{ms['http_log_write']:>7}{ms['record']:>7}{r['worker_busy_share']:>6}"
-                      f"{r['cpu_ms_per_upload']['engine_process']:>6}{r['cpu_ms_per_upload']['emulator_process']:>8}")
-        print("  (claim/http/log/record: wall ms per upload in each step, per worker; cpu: CPU ms per upload of the\n"
-              "   engine process and of the emulator process)")
+                      f"{r['cpu_ms_per_upload']['engine_process']:>6}{r['cpu_ms_per_upload']['emulator_process']:>8}"
+                      f"{r['cpu_ms_per_upload'].get('database_server') or '-':>7}{r.get('load_average_1min', '-'):>6}")
+        print("  (claim/http/log/record: wall ms per upload in each step, per worker; cpu, emu cpu, db cpu: CPU ms per\n"
+              "   upload of the engine process, the emulator process and the PostgreSQL backends of the run's database;\n"
+              "   load: the machine's 1-minute load average after the pass)")
         for db, profile in results.get("throughput_profile", {}).items():
             print(f"\n  {db}: own CPU time per upload in the worker threads, under the profiler (top 12)")
             print("    by package: " + ", ".join(f"{k} {v}" for k, v in
@@ -505,22 +573,28 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.transfers", description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("throughput", "idle"))
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a try run")
+    parser.add_argument("--documents", type=int, help="documents per throughput pass (default 400)")
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), help="one database only")
+    parser.add_argument("--no-profile", action="store_true", help="leave out the profiled pass")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes (default: %(default)s)")
     args = parser.parse_args(argv)
     results: dict[str, object] = {}
     if args.only in (None, "throughput"):
         print("throughput …")
-        results["throughput"], results["throughput_profile"] = bench_throughput(args.quick)
+        results["throughput"], results["throughput_profile"] = bench_throughput(
+            args.quick, documents=args.documents, only_db=args.db, profile=not args.no_profile)
     if args.only in (None, "idle"):
         print("idle pass at scale …")
         results["idle"] = bench_idle(args.quick)
     print_table(results)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() and args.only else {}
-    RESULTS.write_text(json.dumps({
+    out: Path = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(out.read_text()) if out.exists() and args.only else {}
+    out.write_text(json.dumps({
         **previous, "generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
         "python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
         "latency_ms": LATENCY_MS, **results}, indent=2) + "\n")
-    print(f"\nwritten: {RESULTS.relative_to(ROOT)}")
+    print(f"\nwritten: {out}")
 
 
 if __name__ == "__main__":

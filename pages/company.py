@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.companies import list_companies
 from core.connections.health import card_for
+from core.connections.request_links import open_links_by_company
 from core.logs import action_label
 from core.overview import DETAIL_LIMIT, company_audit, company_detail
 from core.platform.errors import UserFacingError
@@ -58,6 +59,10 @@ if row is not None:
         st.success("Kann übertragen.")
     else:
         st.error(f"Kann nicht übertragen: {plain(row.reason)}")
+
+open_link = open_links_by_company(engine).get(company.id) if company.id is not None else None
+if open_link is not None:  # a renewal already asked for through an Anforderungslink
+    st.info(plain(open_link.summary), icon=":material/link:")
 
 provider = company.provider
 if provider is not None and company.archived_at is None:

@@ -9,15 +9,18 @@ import pandas as pd
 import streamlit as st
 
 from core import statistics
+from core.connections.request_links import open_links_by_company
 from core.documents import lifecycle
 from core.overview import Action, State, TodoItem, filter_rows, overview
 from core.platform.errors import UserFacingError
+from core.platform.models import Role
 from core.platform.timefmt import display_zone
 from core.transfers import readiness
 from ui.charts import failures_chart, renewal_chart, transfers_chart
 from ui.feedback import flash, flash_error, show_flashes
 from ui.guard import actor_of, may, require_page
 from ui.links import company_link, open_company
+from ui.request_link_panel import show_bulk_links
 from ui.scheduler_status import status_line
 from ui.services import services
 from ui.text import cell, frame, plain
@@ -71,6 +74,7 @@ def act(item: TodoItem) -> None:
 
 
 st.subheader("Heute zu tun")
+open_links = open_links_by_company(engine)
 if not data.todo:
     st.success("Nichts zu tun: alle Unternehmen können übertragen.")
 else:
@@ -80,6 +84,8 @@ else:
             name_col, reason_col, action_col = st.columns([2, 5, 2], vertical_alignment="center")
             name_col.markdown(f"**{plain(item.name)}**")
             reason_col.markdown(f":red[**{plain(item.reason)}**]  \n{plain(item.explanation)}")
+            if item.company_id in open_links:  # a renewal already asked for
+                reason_col.caption(plain(open_links[item.company_id].summary))
             with action_col:
                 act(item)
 
@@ -134,7 +140,11 @@ else:
     st.info("Kein Unternehmen passt zu dieser Auswahl.")
 
 st.subheader("Auswertungen")
-renewal_chart(statistics.renewal_plan(engine), statistics.plan_months())
+plan = statistics.renewal_plan(engine)
+renewal_chart(plan, statistics.plan_months())
+if may(user, Role.admin):  # the renewal plan's step: one Anforderungslink per company of a month
+    show_bulk_links(engine=engine, settings=settings, keyring=keyring, user=user,
+                    months=sorted({bar.month for bar in plan}))
 left, right = st.columns(2)
 with left:
     transfers_chart(statistics.transfers_per_day(engine))

@@ -7,17 +7,28 @@ browser session, until the admin closes it ("Link ausgeblendet"); the database h
 
 from __future__ import annotations
 
+from datetime import date
+
 import streamlit as st
 from sqlalchemy import Engine
 
-from core.connections.request_links import STATE_OPEN, CreatedLink, create_link, list_links, withdraw_link
+from core.connections.request_links import (
+    STATE_OPEN,
+    CreatedLink,
+    create_link,
+    expiring_in_month,
+    links_for_companies,
+    list_links,
+    withdraw_link,
+)
 from core.platform.config import Settings
 from core.platform.crypto import Keyring
 from core.platform.errors import UserFacingError, ValidationFailed
 from core.platform.models import AppUser
 from core.platform.timefmt import format_local
+from core.statistics import month_label
 from ui.feedback import flash, flash_error
-from ui.text import plain
+from ui.text import frame, plain
 
 SHOWN_KEY = "request_link_created_{company_id}"
 
@@ -93,3 +104,52 @@ def create_form(engine: Engine, settings: Settings, keyring: Keyring, user: AppU
     st.session_state[SHOWN_KEY.format(company_id=company_id)] = created
     flash(f"{company_name}: Anforderungslink erstellt.")
     st.rerun()
+
+
+BULK_KEY = "request_links_bulk_created"
+
+
+def show_bulk_links(*, engine: Engine, settings: Settings, keyring: Keyring, user: AppUser,
+                    months: list[date]) -> None:
+    """The renewal plan's step for admins: one Anforderungslink per DATEV company whose token expires in
+    the chosen month, optionally all e-mailed to one address (e.g. the Steuerberater of these Mandanten)."""
+    if not months:
+        return
+    with st.expander("Anforderungslinks für einen Monat erstellen"):
+        shown: list[tuple[str, CreatedLink]] | None = st.session_state.get(BULK_KEY)
+        if shown:
+            st.success(f"{len(shown)} Anforderungslinks erstellt. Sie werden nur jetzt angezeigt: bitte kopieren.")
+            st.dataframe(frame([{"Unternehmen": name, "Link": created.url,
+                                 "Gültig bis": format_local(created.expires_at),
+                                 "E-Mail": {None: "–", True: "verschickt", False: "wird wiederholt"}[created.mailed]}
+                                for name, created in shown]), hide_index=True, width="stretch")
+            if st.button("Links ausblenden", key="bulk_links_hide"):
+                st.session_state.pop(BULK_KEY, None)
+                st.rerun()
+            return
+        month = st.selectbox("Monat, in dem die Langzeittoken ablaufen", months, key="bulk_links_month",
+                             format_func=month_label)
+        expiring = expiring_in_month(engine, month)
+        if not expiring:
+            st.caption("In diesem Monat läuft kein DATEV-Langzeittoken ab.")
+            return
+        st.markdown("\n".join(f"- {plain(c.name)}: läuft ab {format_local(c.expires_at)}"
+                              + (f" ({plain(c.open_link)})" if c.open_link else "") for c in expiring))
+        with st.form("bulk_links"):
+            recipient = st.text_input("E-Mail für alle Links (optional)", key="bulk_links_to",
+                                      help="Leer lassen, um die Links selbst weiterzugeben.")
+            submitted = st.form_submit_button(f"{len(expiring)} Anforderungslinks erstellen", type="primary")
+        if not submitted:
+            return
+        try:
+            created = links_for_companies(engine, settings, keyring, company_ids=[c.company_id for c in expiring],
+                                          actor=user, recipients={c.company_id: recipient for c in expiring})
+        except ValidationFailed as failure:
+            for message in failure.field_errors.values():
+                st.error(plain(message))
+            return
+        except UserFacingError as exc:
+            st.error(plain(exc.message))
+            return
+        st.session_state[BULK_KEY] = [(c.name, link) for c, link in zip(expiring, created, strict=True)]
+        st.rerun()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine, update
 from sqlmodel import col, select
@@ -39,6 +39,7 @@ from core.platform.errors import UserFacingError, ValidationFailed
 from core.platform.models import (
     AppUser,
     Company,
+    Connection,
     ConnectionKind,
     Interface,
     LinkAttempt,
@@ -49,7 +50,7 @@ from core.platform.models import (
     clip,
     utcnow,
 )
-from core.platform.timefmt import format_date, format_local
+from core.platform.timefmt import day_start_utc, format_date, format_local
 
 LINK_PARAM = "link"
 REFUSED = "Dieser Link ist ungültig, abgelaufen, bereits verwendet oder zurückgezogen."
@@ -429,6 +430,33 @@ def open_links_by_company(engine: Engine) -> dict[int, LinkView]:
     for view in list_links(engine, only_open=True, limit=5000):
         found.setdefault(view.company_id, view)
     return found
+
+
+@dataclass(frozen=True)
+class ExpiringCompany:
+    company_id: int
+    name: str
+    expires_at: datetime
+    open_link: str | None  # the summary of an open link the company already has
+
+
+def expiring_in_month(engine: Engine, month: date) -> list[ExpiringCompany]:
+    """The DATEV companies whose long-term token expires in `month` (the renewal plan's bar; `month` is the
+    first day of a month in the display time zone), with an open link they already have."""
+    start = day_start_utc(month.replace(day=1))
+    index = month.year * 12 + month.month  # the next month
+    end = day_start_utc(date(index // 12, index % 12 + 1, 1))
+    with unit_of_work(engine) as session:
+        rows = session.exec(
+            select(Company.id, Company.name, Connection.refresh_expires_at)
+            .join(Connection, col(Connection.company_id) == col(Company.id))
+            .where(col(Connection.slot) == store.LONG_TERM_SLOT, col(Connection.provider) == Provider.datev.value,
+                   col(Connection.has_token).is_(True), col(Company.archived_at).is_(None),
+                   col(Connection.refresh_expires_at) >= start, col(Connection.refresh_expires_at) < end)
+            .order_by(col(Connection.refresh_expires_at), col(Company.name))).all()
+    open_links = open_links_by_company(engine)
+    return [ExpiringCompany(cid, name, expires, open_links[cid].summary if cid in open_links else None)
+            for cid, name, expires in rows if cid is not None and expires is not None]
 
 
 def links_for_companies(engine: Engine, settings: Settings, keyring: Keyring, *, company_ids: list[int],

@@ -12,7 +12,7 @@ Rule for callers: keep write transactions short and never hold one across an HTT
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,6 +22,10 @@ from sqlmodel import Session
 from core.platform.files import protect_sqlite
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# The transfer engine holds one pooled connection per worker for a pass (2 × TRANSFER_CONCURRENCY,
+# at most 64) next to the process's other work: the pool may open that many beyond its 5 kept ones
+# (the extra ones are closed when given back) instead of making a worker wait for a connection.
+POOL_MAX_OVERFLOW = 70
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -34,6 +38,8 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     e-mail addresses), only the statement.
     """
     kwargs.setdefault("hide_parameters", True)
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("max_overflow", POOL_MAX_OVERFLOW)
     if url.startswith("sqlite"):
         protect_sqlite(url)
         engine = create_engine(
@@ -98,3 +104,56 @@ def unit_of_work(engine: Engine) -> Iterator[Session]:
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+class Prepared:
+    """A statement compiled once per dialect and run straight through the driver (`exec_driver_sql`).
+
+    For the few statements a transfer pass runs per document: SQLAlchemy's execution of a built
+    statement costs about 90 µs of CPU before the driver sees it (measured on SQLite and PostgreSQL);
+    this keeps the compiled SQL, the literal values it carries and the bind processors of its
+    parameter types (SQLite's datetime text), and only fills in the values. The transaction, the
+    `BEGIN IMMEDIATE`, error wrapping and `hide_parameters` stay SQLAlchemy's. Rows come back as the
+    driver gives them (no result processing: return no datetimes), and the statement must not have
+    expanding (IN) parameters. `values` must name every bind parameter of the statement.
+    """
+
+    def __init__(self, statement: Any, column_keys: Sequence[str] | None = None) -> None:
+        self.statement = statement  # an INSERT without values takes its columns from `column_keys`
+        self.column_keys = list(column_keys) if column_keys is not None else None
+        self._compiled: dict[str, tuple[str, dict[str, Any], dict[str, Any], tuple[str, ...] | None]] = {}
+
+    def _for(self, dialect: Any) -> tuple[str, dict[str, Any], dict[str, Any], tuple[str, ...] | None]:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            compiled = self.statement.compile(dialect=dialect, column_keys=self.column_keys)
+            binds = list(compiled.binds.values())
+            # the values the statement carries itself (e.g. the target status); ours are filled in per run
+            literals = compiled.construct_params({bind.key: None for bind in binds if bind.required})
+            processors = {}
+            for bind in binds:
+                processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+                if processor is not None:
+                    processors[bind.key] = processor
+            order = tuple(compiled.positiontup) if compiled.positional else None
+            found = self._compiled[dialect.name] = (str(compiled), literals, processors, order)
+        return found
+
+    def _parameters(self, conn: Connection, values: dict[str, Any]) -> tuple[str, Any]:
+        sql, literals, processors, order = self._for(conn.dialect)
+        merged = {**literals, **values}
+        for name, processor in processors.items():
+            value = merged.get(name)
+            if value is not None:
+                merged[name] = processor(value)
+        return sql, (tuple(merged[name] for name in order) if order is not None else merged)
+
+    def run(self, conn: Connection, values: dict[str, Any]) -> Any:
+        """Execute once; returns the CursorResult."""
+        sql, parameters = self._parameters(conn, values)
+        return conn.exec_driver_sql(sql, parameters)
+
+    def run_many(self, conn: Connection, rows: list[dict[str, Any]]) -> Any:
+        """Execute for several rows (executemany)."""
+        sql = self._for(conn.dialect)[0]
+        return conn.exec_driver_sql(sql, [self._parameters(conn, row)[1] for row in rows])

@@ -19,9 +19,19 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_lengths: dict[int, tuple[Any, int]] = {}  # id of a column → (the column, its length)
+
+
 def max_length(column: Any) -> int:
-    """The length of a string column, from the model (`max_length(AlarmSent.detail)` → 1000)."""
-    return int(column.type.length)
+    """The length of a string column, from the model (`max_length(AlarmSent.detail)` → 1000).
+    Remembered per column: reading `.type` through a model attribute is slow, and clip() is on
+    the transfer path."""
+    known = _lengths.get(id(column))
+    if known is not None and known[0] is column:
+        return known[1]
+    length = int(column.type.length)
+    _lengths[id(column)] = (column, length)
+    return length
 
 
 @overload
@@ -38,7 +48,8 @@ def clip(column: Any, text: str | None) -> str | None:
     """
     if text is None:
         return None
-    return text[: max_length(column)]
+    limit = max_length(column)
+    return text if len(text) <= limit else text[:limit]
 
 
 class Role(StrEnum):

@@ -15,10 +15,9 @@ import requests
 from sqlalchemy import Engine
 
 from core.platform.config import Settings
-from core.platform.models import Document
 from core.providers.errors import ProviderError
 from core.providers.http import CallContext, new_session, send
-from core.providers.outcome import Outcome, UploadResult
+from core.providers.outcome import Outcome, Sendable, UploadResult
 
 
 @dataclass
@@ -105,7 +104,7 @@ def _ids(response: requests.Response) -> dict[str, str | None]:
 
 
 def upload_datev(engine: Engine, ctx: CallContext, settings: Settings, *, access_token: str, client_id: str,
-                 document: Document, content: bytes, session: requests.Session | None = None) -> UploadResult:
+                 document: Sendable, content: bytes, session: requests.Session | None = None) -> UploadResult:
     """`PUT /clients/{id}/documents/{guid}` with the document's own GUID (exactly once)."""
     metadata = {k: v for k, v in {"document_type": document.document_type, "note": document.note}.items() if v}
     files: dict[str, tuple[str | None, bytes, str]] = {"file": (document.file_name, content, document.media_type)}

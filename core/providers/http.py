@@ -3,18 +3,22 @@
 Recorded: method, host, path (no query string), status, duration, `X-Global-Transaction-ID`,
 `V-Cap-Request-ID`, a short error text, and what the call was for. Never the Authorization header,
 a token, a body or a query string. Each entry is written in its own short transaction right after
-the call, so callers must not hold a transaction open across HTTP (they never do).
+the call (Core insert of the column values), so callers must not hold a transaction open across HTTP
+(they never do); the transfer engine collects an upload's entries (`CallContext.sink`) and writes them
+with the upload's outcome instead.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -23,7 +27,7 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine, delete, insert
 from sqlmodel import col, select
 
 from core.platform.config import Settings
@@ -48,43 +52,49 @@ class CallContext:
     correlation_id: str | None = None
     # When set, log entries are collected here instead of written at once: the transfer engine writes
     # an upload's log line in the same transaction as its outcome (one write transaction less).
-    sink: list[HttpLogEntry] | None = field(default=None, compare=False, repr=False)
+    sink: list[dict[str, Any]] | None = field(default=None, compare=False, repr=False)
 
     def with_purpose(self, purpose: str) -> CallContext:
         return replace(self, purpose=purpose)
 
 
-def _write(engine: Engine, entry: HttpLogEntry, ctx: CallContext) -> None:
+_INSERT_ENTRY = insert(HttpLogEntry)  # built once: every entry has the same columns (see _entry)
+
+
+def _write(engine: Engine, entry: dict[str, Any], ctx: CallContext) -> None:
     if ctx.sink is not None:
         ctx.sink.append(entry)
         return
     try:
-        with unit_of_work(engine) as session:
-            session.add(entry)
+        with engine.begin() as conn:
+            conn.execute(_INSERT_ENTRY, entry)
     except Exception:  # the log must never turn a good call into a failure
-        log.warning("could not write the HTTP log entry for %s %s", entry.method, entry.path, exc_info=True)
+        log.warning("could not write the HTTP log entry for %s %s", entry["method"], entry["path"], exc_info=True)
 
 
-def _entry(ctx: CallContext, method: str, url: str, started: float) -> HttpLogEntry:
+def _entry(ctx: CallContext, method: str, url: str, started: float) -> dict[str, Any]:
+    """The column values of one `HttpLogEntry` (all of them, so one built insert serves every entry)."""
     parts = urlsplit(url)
-    return HttpLogEntry(provider=ctx.provider, method=method.upper(), host=clip(HttpLogEntry.host, parts.hostname or ""),
-                        path=clip(HttpLogEntry.path, parts.path or "/"), duration_ms=int((time.monotonic() - started) * 1000),
-                        company_id=ctx.company_id, connection_id=ctx.connection_id, purpose=ctx.purpose,
-                        correlation_id=ctx.correlation_id)
+    return {"at": utcnow(), "provider": ctx.provider, "method": method.upper(),
+            "host": clip(HttpLogEntry.host, parts.hostname or ""), "path": clip(HttpLogEntry.path, parts.path or "/"),
+            "status": None, "duration_ms": int((time.monotonic() - started) * 1000), "global_transaction_id": None,
+            "request_id": None, "error": None, "company_id": ctx.company_id, "connection_id": ctx.connection_id,
+            "purpose": ctx.purpose, "correlation_id": ctx.correlation_id}
 
 
 def record_response(engine: Engine, ctx: CallContext, response: requests.Response, started: float) -> None:
     entry = _entry(ctx, response.request.method or "GET", response.url, started)
-    entry.status = response.status_code
-    entry.global_transaction_id = clip(HttpLogEntry.global_transaction_id, response.headers.get("X-Global-Transaction-ID"))
-    entry.request_id = clip(HttpLogEntry.request_id, response.headers.get("V-Cap-Request-ID"))
+    entry["status"] = response.status_code
+    entry["global_transaction_id"] = clip(HttpLogEntry.global_transaction_id,
+                                          response.headers.get("X-Global-Transaction-ID"))
+    entry["request_id"] = clip(HttpLogEntry.request_id, response.headers.get("V-Cap-Request-ID"))
     _write(engine, entry, ctx)
 
 
 def record_failure(engine: Engine, ctx: CallContext, method: str, url: str, exc: BaseException,
                    started: float) -> None:
     entry = _entry(ctx, method, url, started)
-    entry.error = clip(HttpLogEntry.error, type(exc).__name__)  # the class only: messages can echo URLs or bodies
+    entry["error"] = clip(HttpLogEntry.error, type(exc).__name__)  # the class only: messages can echo URLs or bodies
     _write(engine, entry, ctx)
 
 
@@ -126,6 +136,65 @@ class ResponseTooLarge(requests.RequestException):
     """The answer is larger than the cap (HTTP_MAX_RESPONSE_BYTES); it was not read."""
 
 
+class _Alarm:
+    """One call's deadline: `fire` runs the action unless `cancel` came first (never after it returned)."""
+
+    __slots__ = ("action", "lock")
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self.action: Callable[[], None] | None = action
+        self.lock = threading.Lock()
+
+    def cancel(self) -> None:
+        with self.lock:
+            self.action = None  # also lets go of the socket the action would shut down
+
+    def fire(self) -> None:
+        with self.lock:
+            action, self.action = self.action, None
+            if action is not None:
+                action()
+
+
+class _Watchdog:
+    """One thread for the deadlines of every call in the process (a `threading.Timer` per call started
+    and ended a thread per upload: measurable CPU on the transfer path). Cancelled alarms are dropped
+    lazily; the thread sleeps until the earliest deadline."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[float, int, _Alarm]] = []
+        self.cond = threading.Condition()
+        self.order = itertools.count()
+        self.thread: threading.Thread | None = None
+
+    def arm(self, at: float, action: Callable[[], None]) -> _Alarm:
+        alarm = _Alarm(action)
+        with self.cond:
+            if self.thread is None or not self.thread.is_alive():  # first call, or a forked child
+                self.thread = threading.Thread(target=self.run, name="http-deadlines", daemon=True)
+                self.thread.start()
+            heapq.heappush(self.heap, (at, next(self.order), alarm))
+            if self.heap[0][2] is alarm:  # earlier than anything the thread waits for
+                self.cond.notify()
+        return alarm
+
+    def run(self) -> None:
+        while True:
+            with self.cond:
+                while True:
+                    while self.heap and self.heap[0][2].action is None:  # cancelled (or fired)
+                        heapq.heappop(self.heap)
+                    delay = self.heap[0][0] - time.monotonic() if self.heap else None
+                    if delay is not None and delay <= 0:
+                        due = heapq.heappop(self.heap)[2]
+                        break
+                    self.cond.wait(delay)
+            due.fire()  # outside the heap's lock
+
+
+_watchdog = _Watchdog()
+
+
 class DeadlineAdapter(HTTPAdapter):
     """Every call ends at its total deadline, and no answer above the size cap is read into memory.
 
@@ -162,9 +231,7 @@ class DeadlineAdapter(HTTPAdapter):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
 
-        watchdog = threading.Timer(max(0.0, self.deadline - (time.monotonic() - started)), abort)
-        watchdog.daemon = True
-        watchdog.start()
+        watchdog = _watchdog.arm(started + self.deadline, abort)
         body = bytearray()
         try:
             for chunk in response.raw.stream(16 * 1024, decode_content=True):

@@ -11,10 +11,10 @@ import requests
 from sqlalchemy import Engine
 
 from core.platform.config import Settings
-from core.platform.models import Document, TransferAttempt, clip
+from core.platform.models import TransferAttempt, clip
 from core.providers.errors import ProviderError
 from core.providers.http import CallContext, never_sent, new_session, send
-from core.providers.outcome import Outcome, UploadResult
+from core.providers.outcome import Outcome, Sendable, UploadResult
 
 
 @dataclass
@@ -72,7 +72,7 @@ def get_profile(engine: Engine, ctx: CallContext, settings: Settings, api_key: s
     return data if isinstance(data, dict) else {}
 
 
-def upload_lexware(engine: Engine, ctx: CallContext, settings: Settings, *, api_key: str, document: Document,
+def upload_lexware(engine: Engine, ctx: CallContext, settings: Settings, *, api_key: str, document: Sendable,
                    content: bytes) -> UploadResult:
     """`POST /v1/files` with `type=voucher`. No idempotency: see the module docstring."""
     url = f"{settings.lexware_base}/v1/files"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 
 class Outcome(StrEnum):
@@ -43,3 +44,18 @@ class UploadResult:
     retry_after: str | None = None
     global_transaction_id: str | None = None
     request_id: str | None = None
+
+
+class Sendable(Protocol):
+    """What an upload reads of a document: a `Document`, or the transfer engine's claimed copy."""
+
+    @property
+    def guid(self) -> str: ...
+    @property
+    def file_name(self) -> str: ...
+    @property
+    def media_type(self) -> str: ...
+    @property
+    def document_type(self) -> str | None: ...
+    @property
+    def note(self) -> str | None: ...

@@ -7,7 +7,10 @@ A pass:
    (`GET /clients/{id}`) and document types, so reads stay few per upload (contract §2.8);
 3. lets a pool of workers claim documents one at a time (conditional UPDATE with rowcount check,
    `FOR UPDATE SKIP LOCKED` on PostgreSQL, the claim committed at once), upload outside any
-   transaction, and record the outcome and the attempt row in one short transaction.
+   transaction, and record the outcome, the attempt row and the upload's HTTP log lines in one short
+   transaction. Each worker holds one database connection and one keep-alive HTTP session for the
+   pass; the claim and the outcome are statements built once (core.documents.lifecycle), so a
+   document costs two short transactions and one HTTP call.
 
 A claim is a lease: a crashed worker's documents are taken over when the lease runs out. DATEV
 uploads use `PUT …/documents/{guid}` with the GUID fixed at intake, so a repeat after a crash
@@ -27,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import requests
-from sqlalchemy import Engine, func
+from sqlalchemy import Connection, Engine, func
 from sqlmodel import col, select
 
 from core.alarms.rules import raise_alarms_for
@@ -40,7 +43,8 @@ from core.platform.backoff import next_delay, parse_retry_after
 from core.platform.config import Settings
 from core.platform.crypto import Keyring, fingerprint
 from core.platform.db import unit_of_work
-from core.platform.models import Company, Connection, Document, HttpLogEntry, Provider, Role, utcnow
+from core.platform.models import Company, Document, Provider, Role, utcnow
+from core.platform.models import Connection as ConnectionRow
 from core.platform.ratelimit import acquire
 from core.providers.datev import DatevApiError, get_client, get_document_types, upload_datev
 from core.providers.http import CallContext, provider_session
@@ -181,7 +185,7 @@ class _Pass:
                 return None
             session.expunge(company)
         provider = company.provider
-        connection: Connection | None = None
+        connection: ConnectionRow | None = None
         if provider is not None:
             connection = connection_store.find(self.engine, company_id, provider, self.options.connection_slot)
         if self.options.only_auto_transfer and not company.auto_transfer:
@@ -268,22 +272,23 @@ class _Pass:
     def drain(self, run: _CompanyRun) -> None:
         """One worker: claim, upload and record documents of the company until none is due."""
         base = self.settings.datev_documents_base if run.provider == Provider.datev else self.settings.lexware_base
-        with provider_session(base, self.settings) as http:  # one keep-alive connection per worker
+        # One keep-alive HTTP connection and one database connection per worker, for the whole pass.
+        with provider_session(base, self.settings) as http, self.engine.connect() as db:
             while not self.stopped():
-                claimed = lifecycle.claim(self.engine, run.company_id, self.owner,
-                                          self.settings.transfer_lease_seconds, self.options.document_ids)
+                claimed = lifecycle.claim(db, run.company_id, self.owner, self.settings.transfer_lease_seconds,
+                                          self.options.document_ids)
                 if claimed is None:
                     return
                 if run.halted.is_set() or self.stopped():  # give it back at once instead of letting the lease run out
                     lifecycle.release(self.engine, [claimed], self.owner)
                     return
-                if not self.work_on(run, claimed, http):
+                if not self.work_on(run, claimed, http, db):
                     return
 
-    def work_on(self, run: _CompanyRun, claimed: Claimed, http: requests.Session) -> bool:
+    def work_on(self, run: _CompanyRun, claimed: Claimed, http: requests.Session, db: Connection) -> bool:
         """Deliver one claimed document; False when the company's worker should stop."""
         try:
-            delivered = self.deliver_one(run, claimed, http)
+            delivered = self.deliver_one(run, claimed, http, db)
             if delivered is None:  # halted, or the claim was lost while waiting for a slot: hand it back
                 lifecycle.release(self.engine, [claimed], self.owner)
                 return False
@@ -291,11 +296,10 @@ class _Pass:
         except Exception:  # one broken document must not stop the others
             log.exception("transfer of document %s failed unexpectedly", claimed.document.id)
             result = UploadResult(Outcome.retry, "Interner Fehler bei der Übertragung; wird wiederholt.")
-            outcome = self.record(run, claimed, result, utcnow(), uuid.uuid4().hex)
+            outcome = self.record(run, claimed, result, utcnow(), uuid.uuid4().hex, db=db)
         self.summary.count(outcome)
         if self.options.on_result is not None:
             document = claimed.document
-            assert document.id is not None
             self.options.on_result(DocumentResult(document.id, document.company_id, document.file_name, outcome,
                                                   result.message, result.help_uri))
         if result.outcome in (Outcome.forbidden, Outcome.unauthorized):
@@ -311,13 +315,13 @@ class _Pass:
                                           needed=timedelta(seconds=settings.http_deadline_seconds),
                                           extend_by=timedelta(seconds=settings.transfer_lease_seconds))
 
-    def deliver_one(self, run: _CompanyRun, claimed: Claimed,
-                    http: requests.Session) -> tuple[Outcome, UploadResult] | None:
+    def deliver_one(self, run: _CompanyRun, claimed: Claimed, http: requests.Session,
+                    db: Connection) -> tuple[Outcome, UploadResult] | None:
         """Upload one claimed document and record the outcome. None: the company halted, nothing sent."""
         engine, settings = self.engine, self.settings
         document = claimed.document
         correlation_id = uuid.uuid4().hex
-        log_entries: list[HttpLogEntry] = []
+        log_entries: list[dict[str, Any]] = []
         ctx = CallContext(provider=run.provider.value, purpose="upload", company_id=document.company_id,
                           connection_id=run.connection_id, correlation_id=correlation_id, sink=log_entries)
         started = utcnow()
@@ -359,14 +363,13 @@ class _Pass:
                                                  reason="Lexware Office lehnt den API-Schlüssel ab (401).",
                                                  actor=self.options.actor.name):
                     raise_alarms_for(engine, settings, run.company_id)  # found broken now: the alarm goes out now
-        return self.record(run, claimed, result, started, correlation_id, log_entries), result
+        return self.record(run, claimed, result, started, correlation_id, log_entries, db=db), result
 
     def record(self, run: _CompanyRun, claimed: Claimed, result: UploadResult, started: datetime,
-               correlation_id: str, log_entries: Sequence[HttpLogEntry] = ()) -> Outcome:
+               correlation_id: str, log_entries: Sequence[dict[str, Any]] = (), *, db: Connection) -> Outcome:
         """Decide what the answer means for the document (the retry policy), then let the document's
         lifecycle store it with the attempt row. Returns the outcome recorded in the history."""
         settings, document = self.settings, claimed.document
-        assert document.id is not None
         outcome, last_error, next_attempt_at = result.outcome, result.message, None
         history_text = result.message
         if outcome in (Outcome.forbidden, Outcome.unauthorized):
@@ -398,7 +401,7 @@ class _Pass:
             error_text=None if outcome == Outcome.delivered and not result.error_code else history_text,
             help_uri=result.help_uri, global_transaction_id=result.global_transaction_id,
             request_id=result.request_id, remote_id=result.remote_id)
-        lifecycle.record_attempt(self.engine, claimed, self.owner, after, attempt, last_error=last_error,
+        lifecycle.record_attempt(db, claimed, self.owner, after, attempt, last_error=last_error,
                                  next_attempt_at=next_attempt_at, log_entries=log_entries)
         return outcome
 

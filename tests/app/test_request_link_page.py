@@ -105,3 +105,39 @@ def test_only_admins_see_the_panel(app, desk: Desk) -> None:
         at.switch_page("pages/tokens.py").run()
         assert not at.exception
         assert not [e for e in at.expander if "Anforderungslink" in e.label]
+
+
+def test_an_open_link_shows_in_heute_zu_tun_and_on_the_company_page(app, desk: Desk) -> None:
+    make_link(desk)  # Musterfirma GmbH has no token yet: it is in "Heute zu tun"
+    at = app("viewer").run()
+    assert not at.exception
+    assert "Link an stb@kanzlei.example offen bis" in texts(at)
+    at = app("viewer", "pages/company.py")
+    at.query_params["company"] = str(desk.companies["Musterfirma GmbH"])
+    at.run()
+    assert not at.exception
+    assert "Link an stb@kanzlei.example offen bis" in texts(at)
+
+
+def test_the_renewal_plan_creates_one_link_per_company_of_a_month(app, desk: Desk) -> None:
+    from core.platform.timefmt import local_day
+
+    desk.request_token()  # two years: one bar in the renewal plan
+    expires = desk.connection().refresh_expires_at
+    assert expires is not None
+    month = local_day(expires).replace(day=1)
+    at = app("admin").run()
+    assert not at.exception
+    at.selectbox(key="bulk_links_month").select(month).run()
+    assert "Musterfirma GmbH: läuft ab" in texts(at)
+    at.text_input(key="bulk_links_to").input("stb@kanzlei.example")
+    at.button(key="FormSubmitter:bulk_links-1 Anforderungslinks erstellen").click().run()
+    assert not at.exception
+    assert "1 Anforderungslinks erstellt" in texts(at)
+    with unit_of_work(desk.engine) as s:
+        links = s.exec(select(RequestLink)).all()
+    assert [(link.company_id, link.recipient) for link in links] == [
+        (desk.companies["Musterfirma GmbH"], "stb@kanzlei.example")]
+    for who in ("viewer", "operator"):  # admins only
+        other = app(who).run()
+        assert not [e for e in other.expander if "Anforderungslinks" in e.label]

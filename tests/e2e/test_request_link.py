@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect
-from sqlmodel import select
+from sqlmodel import col, select
 
 from core.connections import request_links
 from core.platform.db import make_engine, unit_of_work
@@ -156,3 +156,36 @@ def test_a_login_edited_to_another_data_set_stores_nothing(browser: Browser, dem
         assert row is None or not row.has_token
         assert link.succeeded is False
     engine.dispose()
+
+
+def test_withdrawn_and_expired_links_are_refused_with_the_one_message(browser: Browser, demo_db_url: str, emulator,
+                                                                    settings_for, tmp_path: Path) -> None:
+    with DashboardServer(tmp_path, demo_db_url, emulator.base_url) as server:
+        withdrawn_url, _ = create_link(settings_for, demo_db_url, server.url, recipient="")
+        expired_url, _ = create_link(settings_for, demo_db_url, server.url, recipient="")
+        engine = make_engine(demo_db_url)
+        with unit_of_work(engine) as s:
+            admin = s.exec(select(AppUser).where(AppUser.email == "admin@tokendesk.demo")).one()
+            s.expunge(admin)
+            links = s.exec(select(RequestLink).order_by(col(RequestLink.id))).all()
+            first, second = links[0].id, links[1].id
+        assert first is not None and second is not None
+        assert request_links.withdraw_link(engine, link_id=first, actor=admin)
+        with unit_of_work(engine) as s:
+            link = s.get(RequestLink, second)
+            assert link is not None
+            link.expires_at = link.created_at  # its time is over
+            s.add(link)
+        engine.dispose()
+
+        context = browser.new_context(locale="de-DE", timezone_id="Europe/Berlin")
+        page = context.new_page()
+        with evidence_on_failure(page, server, tmp_path):
+            for url in (withdrawn_url, expired_url):
+                page.goto(url)
+                wait_connected(page)
+                expect(page.get_by_text(request_links.REFUSED)).to_be_visible()
+                body = page.locator("body").inner_text()
+                assert "Musterfirma GmbH" not in body and "Anna Admin" not in body  # nothing about the link
+                assert page.get_by_role("button", name="Weiter zur DATEV-Anmeldung").count() == 0
+        context.close()

@@ -100,6 +100,19 @@ def test_approved_to_transferring_by_a_claim(engine: Engine, company_id: int) ->
     assert lifecycle.claim(engine, company_id, "worker-2", 60) is None  # the lease holds
 
 
+def test_a_claim_moves_exactly_one_document_and_reads_it_with_its_content(engine: Engine, company_id: int) -> None:
+    ids = [new_document(engine, company_id, f"{n}.pdf") for n in range(3)]
+    assert lifecycle.approve(engine, document_ids=ids, actor=process("o@x.de")) == 3
+    with engine.connect() as conn:  # the transfer engine's way: one connection per worker
+        first = lifecycle.claim(conn, company_id, OWNER, 60)
+        with unit_of_work(engine) as s:
+            moving = s.exec(select(Document.id).where(Document.status == S.transferring.value)).all()
+        second = lifecycle.claim(conn, company_id, OWNER, 60, document_ids=[ids[2]])
+    assert first is not None and first.document.id == ids[0] and moving == [ids[0]]
+    assert first.content == pdf("0.pdf") and first.document.attempts == 1 and not first.taken_over
+    assert second is not None and second.document.id == ids[2]
+
+
 def test_transferring_to_transferring_when_an_expired_claim_is_taken_over(engine: Engine, company_id: int) -> None:
     claim = claimed(engine, company_id)
     with unit_of_work(engine) as s:
