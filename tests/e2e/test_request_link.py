@@ -18,7 +18,7 @@ from core.connections import request_links
 from core.platform.db import make_engine, unit_of_work
 from core.platform.models import AppUser, Company, Connection, RequestLink
 from tests.support import TEST_KEY_ENTRY
-from tests.support.browser import wait_connected
+from tests.support.browser import log_in_and_consent_at_datev, wait_connected
 from tests.support.harness import DashboardServer, evidence_on_failure
 from ui.navigation import PAGE_TABLE
 
@@ -42,15 +42,6 @@ def create_link(settings_for, db_url: str, public_url: str, recipient: str = "st
                                         actor=admin, recipient=recipient)
     engine.dispose()
     return created.url, company_id
-
-
-def log_in_and_consent(page: Page, emulator_url: str) -> None:
-    page.wait_for_url(f"{emulator_url}/openid/authorize**")
-    page.select_option("select[name=person]", "max")
-    page.locator("#method-smartlogin").click()
-    page.locator("#qr-scanned").click()
-    expect(page.locator("[data-testid='consent-offline']")).to_be_visible()
-    page.locator("#consent-accept").click()
 
 
 def start(page: Page, link_url: str) -> str:
@@ -91,7 +82,7 @@ def test_account_holder_grants_the_token_through_the_link(browser: Browser, demo
         page = context.new_page()
         with evidence_on_failure(page, server, tmp_path):
             page.goto(start(page, link_url))
-            log_in_and_consent(page, emulator.base_url)
+            log_in_and_consent_at_datev(page, emulator.base_url)
             page.wait_for_url(f"{server.url}/anforderung**")
             wait_connected(page)
             expect(page.get_by_text("Der dauerhafte Zugriff ist eingerichtet")).to_be_visible()
@@ -140,7 +131,7 @@ def test_a_login_edited_to_another_data_set_stores_nothing(browser: Browser, dem
             scope = parse_qs(urlsplit(login_url).query)["scope"][0]
             assert "datev:iam:client:455148-1" in scope
             page.goto(login_url.replace("455148-1", "455148-2"))  # the visitor edits the data set
-            log_in_and_consent(page, emulator.base_url)
+            log_in_and_consent_at_datev(page, emulator.base_url)
             page.wait_for_url(f"{server.url}/anforderung**")
             wait_connected(page)
             expect(page.locator("[data-testid='stAlertContentError']")).to_be_visible()

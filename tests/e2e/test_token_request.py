@@ -12,7 +12,7 @@ from sqlmodel import col, select
 from core.platform.db import make_engine, unit_of_work
 from core.platform.models import AuditEvent, Company, Connection, StoredSecret
 from testkit.rows import id_of
-from tests.support.browser import settled, sign_in, wait_connected
+from tests.support.browser import log_in_and_consent_at_datev, settled, sign_in, wait_connected
 from tests.support.harness import DashboardServer, evidence_on_failure
 
 pytestmark = pytest.mark.e2e
@@ -42,13 +42,7 @@ def test_admin_requests_and_deletes_a_long_term_token(page: Page, demo_db_url: s
             expect(link).to_have_text("Weiter zur DATEV-Anmeldung (Langzeittoken)")
             link.click()
 
-            # at DATEV (the emulator): log in with SmartLogin as Max Mustermann and consent
-            page.wait_for_url(f"{emulator.base_url}/openid/authorize**")
-            page.select_option("select[name=person]", "max")
-            page.locator("#method-smartlogin").click()
-            page.locator("#qr-scanned").click()
-            expect(page.locator("[data-testid='consent-offline']")).to_be_visible()
-            page.locator("#consent-accept").click()
+            log_in_and_consent_at_datev(page, emulator.base_url)
 
             # back on the dashboard: the callback stored the token and showed the tokens page
             page.wait_for_url(f"{server.url}/**")

@@ -24,6 +24,16 @@ def sign_in(page: Page, base_url: str, who: str) -> None:
     expect(page.get_by_text(DISPLAY_NAMES[who])).to_be_visible()
 
 
+def log_in_and_consent_at_datev(page: Page, emulator_url: str) -> None:
+    """At DATEV (the emulator): log in with SmartLogin as Max Mustermann and consent to permanent access."""
+    page.wait_for_url(f"{emulator_url}/openid/authorize**")
+    page.select_option("select[name=person]", "max")
+    page.locator("#method-smartlogin").click()
+    page.locator("#qr-scanned").click()
+    expect(page.locator("[data-testid='consent-offline']")).to_be_visible()
+    page.locator("#consent-accept").click()
+
+
 def open_page(page: Page, title: str) -> None:
     """Open a page through the sidebar menu, as a person would."""
     page.get_by_role("link", name=title, exact=True).click()
