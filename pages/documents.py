@@ -36,7 +36,6 @@ show_flashes()
 
 all_companies: list[Company] = list_companies(engine, include_archived=True)
 active = [c for c in all_companies if c.archived_at is None and c.provider is not None]
-types_by_company = {id_of(c): intake.known_document_types(engine, id_of(c)) for c in active}
 company_names = {c.id: c.name for c in all_companies}
 
 
@@ -69,7 +68,7 @@ def upload_section() -> None:
     provider = company.provider
     assert provider is not None  # `active` holds companies with an interface only
     st.caption(describe_limits(provider))
-    known = types_by_company.get(company_id, [])
+    known = intake.known_document_types(engine, company_id)  # the chosen company's only (one query, not one per company)
     if provider == Provider.datev:
         left, right = st.columns([3, 1])
         with right:
@@ -132,12 +131,13 @@ if len(period) >= 1:  # a range: (), (start,) or (start, end)
 doc_filter = DocumentFilter(company_id=filter_company, statuses=tuple(filter_status),
                             document_type=filter_type.strip() or None, since=since, until=until)
 
-_, total = queries.list_documents(engine, doc_filter, offset=0, limit=0)
+total = queries.count_documents(engine, doc_filter)
 pages = max(1, -(-total // PAGE_SIZE))
 if st.session_state.get("documents_page", 1) > pages:
     st.session_state["documents_page"] = pages
 page_no = st.number_input("Seite", min_value=1, max_value=pages, value=1, step=1, key="documents_page")
-rows, total = queries.list_documents(engine, doc_filter, offset=(int(page_no) - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+rows, total = queries.list_documents(engine, doc_filter, offset=(int(page_no) - 1) * PAGE_SIZE, limit=PAGE_SIZE,
+                                     total=total)  # counted once per run (a count over a million rows)
 st.caption(f"Seite {int(page_no)} von {pages} · {total} Belege")
 
 now = utcnow()

@@ -3,7 +3,6 @@ last 7 days, the scheduler), "Heute zu tun" (every company that needs a person, 
 its reason and what fixes it) and one table of all companies with search and filters. Every fact comes
 from core.overview; this page only draws it."""
 
-from datetime import datetime
 
 import pandas as pd
 import streamlit as st
@@ -110,19 +109,25 @@ elif sort == "Wartend":
 st.caption(f"{len(rows)} von {len(data.rows)} Unternehmen · Zeile anklicken öffnet das Unternehmen")
 
 
-def local(moment: datetime | None) -> pd.Timestamp | None:
-    """A stored UTC time in the display time zone (the table sorts by it and shows it as Berlin time)."""
-    return pd.Timestamp(moment).tz_convert(display_zone()) if moment is not None else None
+TIME_COLUMNS = ("Gültig bis", "Letzte Erneuerung", "Letzte Übertragung")
+
+
+def local(table: pd.DataFrame) -> pd.DataFrame:
+    """Stored UTC times in the display time zone (the table sorts by them and shows Berlin time); one
+    vectorised conversion per column (per value it took 0.1 s at 1,000 companies)."""
+    for column in TIME_COLUMNS:
+        table[column] = pd.to_datetime(table[column], utc=True).dt.tz_convert(display_zone())
+    return table
 
 
 if rows:
     table = pd.DataFrame([{
         "Unternehmen": cell(r.name), "Schnittstelle": r.interface, "Status": r.state.value,
         "Übertragung": cell("möglich" if r.reason is None else f"nicht möglich: {r.reason}"),
-        "Wartend": r.waiting, "Fehlgeschlagen": r.failed, "Gültig bis": local(r.valid_until), "Tage übrig": r.days_left,
+        "Wartend": r.waiting, "Fehlgeschlagen": r.failed, "Gültig bis": r.valid_until, "Tage übrig": r.days_left,
         "Datenbestand": r.bound_data_set, "DATEV-Benutzer": cell(r.grantor_name or "–"),
-        "Letzte Erneuerung": local(r.last_refresh_at), "Letzte Übertragung": local(r.last_delivered_at),
-    } for r in rows])
+        "Letzte Erneuerung": r.last_refresh_at, "Letzte Übertragung": r.last_delivered_at,
+    } for r in rows]).pipe(local)
     when = st.column_config.DatetimeColumn(format="DD.MM.YYYY HH:mm")
     event = st.dataframe(
         frame(table), hide_index=True, width="stretch", key="overview_table", placeholder="–", on_select="rerun", selection_mode="single-row",

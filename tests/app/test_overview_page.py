@@ -153,6 +153,8 @@ def test_table_filters_by_search_state_and_interface(app, desk: Desk) -> None:
     row = table[table["Unternehmen"] == "Musterfirma GmbH"].iloc[0]
     assert row["Status"] == "aktiv" and row["Datenbestand"] == "455148–1" and row["Übertragung"] == "möglich"
     assert row["DATEV-Benutzer"] == "Max Mustermann" and row["Tage übrig"] > 700
+    assert str(row["Gültig bis"].tz) == "Europe/Berlin"  # shown and sorted in Berlin time
+    assert table[table["Unternehmen"] == "Demo Bau AG"]["Gültig bis"].isna().all()  # no token: empty ("–")
     at.text_input(key="overview_search").input("bau").run()
     assert list(at.dataframe(key="overview_table").value["Unternehmen"]) == ["Demo Bau AG"]
     at.text_input(key="overview_search").input("").run()
