@@ -81,6 +81,7 @@ class Action(StrEnum):
     """What fixes a company's problem; the page offers it to roles that may (`ACTION_ROLES`)."""
 
     request_token = "Langzeittoken anfordern"
+    store_key = "API-Schlüssel hinterlegen"
     replace_key = "API-Schlüssel ersetzen"
     clarify_refresh = "Erneuerung klären"
     resume = "Fortsetzen"
@@ -89,7 +90,7 @@ class Action(StrEnum):
     set_interface = "Schnittstelle einrichten"
 
 
-ACTION_ROLES = {Action.request_token: Role.admin, Action.replace_key: Role.admin, Action.clarify_refresh: Role.admin,
+ACTION_ROLES = {Action.request_token: Role.admin, Action.store_key: Role.admin, Action.replace_key: Role.admin, Action.clarify_refresh: Role.admin,
                 Action.resume: Role.operator, Action.retry_failed: Role.operator, Action.resolve: Role.operator,
                 Action.set_interface: Role.admin}
 
@@ -257,7 +258,9 @@ def _documents(n: int, what: str) -> str:
 
 
 def _renew_action(row: CompanyRow) -> Action:
-    return Action.replace_key if row.interface == INTERFACE_LABELS[Interface.lexware] else Action.request_token
+    if row.interface != INTERFACE_LABELS[Interface.lexware]:
+        return Action.request_token
+    return Action.store_key if row.health in (None, Health.missing) else Action.replace_key
 
 
 def todo_item(row: CompanyRow) -> TodoItem | None:
@@ -276,7 +279,8 @@ def todo_item(row: CompanyRow) -> TodoItem | None:
             Health.invalid: f"Der Anbieter hat das Token abgelehnt{': ' + row.invalid_reason if row.invalid_reason else ''}.",
             Health.expired: f"Abgelaufen am {format_date(row.valid_until)}.",
             Health.revoked: "Das Token wurde gelöscht oder widerrufen.",
-            Health.missing: "Es wurde noch keins angefordert.",
+            Health.missing: "Es wurde noch keiner hinterlegt." if row.interface == INTERFACE_LABELS[Interface.lexware]
+            else "Es wurde noch keins angefordert.",
         }.get(row.health or Health.missing, "")
         # Documents that cannot flow first; a company without documents waiting still needs its token.
         return TodoItem(row.company_id, row.name, row.reason, f"{detail} {waiting}.".strip(), _renew_action(row),

@@ -80,7 +80,7 @@ else:
     show_all = len(data.todo) <= TODO_SHOWN or st.toggle(f"Alle {len(data.todo)} anzeigen", key="todo_all")
     for item in data.todo if show_all else data.todo[:TODO_SHOWN]:
         with st.container(border=True, key=f"todo_{item.company_id}"):
-            name_col, reason_col, action_col = st.columns([2, 5, 2], vertical_alignment="center")
+            name_col, reason_col, action_col = st.columns([2, 4, 3], vertical_alignment="center")
             name_col.markdown(f"**{plain(item.name)}**")
             reason_col.markdown(f":red[**{plain(item.reason)}**]  \n{plain(item.explanation)}")
             if item.company_id in open_links:  # a renewal already asked for
@@ -106,7 +106,7 @@ elif sort == "Tage übrig":
     rows.sort(key=lambda r: (r.days_left is None, r.days_left or 0))
 elif sort == "Wartend":
     rows.sort(key=lambda r: -r.waiting)
-st.caption(f"{len(rows)} von {len(data.rows)} Unternehmen · Zeile anklicken öffnet das Unternehmen")
+st.caption(f"{len(rows)} von {len(data.rows)} Unternehmen · das Kästchen vor einer Zeile öffnet das Unternehmen")
 
 
 TIME_COLUMNS = ("Gültig bis", "Letzte Erneuerung", "Letzte Übertragung")
