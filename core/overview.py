@@ -340,15 +340,21 @@ def provider_label_of(row: CompanyRow) -> Provider | None:
             INTERFACE_LABELS[Interface.lexware]: Provider.lexware}.get(row.interface)
 
 
-def document_hint(document: Document, reason: str | None, now: datetime) -> str:
+MANUAL_ONLY = "wartet auf eine Übertragung von Hand (automatische Übertragung ist aus)"
+
+
+def document_hint(document: Document, reason: str | None, now: datetime, *, automatic: bool = True) -> str:
     """Why one document is where it is (the Belege list, the company page): `reason` is the company's
-    `waiting_reason`. Always a German sentence fragment, never empty for a document that waits."""
+    `waiting_reason`, `automatic` its automatic transfer (off: no scheduler sends it, only a person on
+    "Übertragen"). Always a German sentence fragment, never empty for a document that waits."""
     status = document.status
     if status == DocumentStatus.new.value:
         return "noch nicht freigegeben"
     if status == DocumentStatus.approved.value:
         if reason:
             return f"wartet: {reason}"
+        if not automatic:
+            return MANUAL_ONLY
         if document.next_attempt_at is not None and document.next_attempt_at > now:
             return f"nächster Versuch ab {format_local(document.next_attempt_at)}"
         return "wird bei der nächsten Übertragung gesendet"
@@ -421,7 +427,8 @@ def company_detail(engine: Engine, settings: Settings, company_id: int, *, now: 
     rows = company_rows(engine, settings, company_ids=[company_id], now=now)
     reason = waiting_reason_for(engine, settings, company, now)
     lines = [DocumentLine(d.id or 0, d.file_name, STATUS_LABELS[DocumentStatus(d.status)],
-                          document_hint(d, reason, now), d.uploaded_at) for d in documents]
+                          document_hint(d, reason, now, automatic=company.auto_transfer), d.uploaded_at)
+             for d in documents]
     attempts = history.history_page(engine, HistoryFilter(company_id=company_id), page=1,
                                     page_size=DETAIL_LIMIT).rows
     alarms = [AlarmLine(a.sent_at, a.title, delivery_state(a)[0]) for a in alarm_rows]

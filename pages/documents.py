@@ -37,6 +37,7 @@ show_flashes()
 all_companies: list[Company] = list_companies(engine, include_archived=True)
 active = [c for c in all_companies if c.archived_at is None and c.provider is not None]
 company_names = {c.id: c.name for c in all_companies}
+manual_only = {c.id for c in all_companies if not c.auto_transfer}
 
 
 def size_text(size: int) -> str:
@@ -153,7 +154,8 @@ st.dataframe(  # reasons first: status and why, right after the file name (visib
     frame([{
         "Datei": cell(d.file_name),
         "Status": STATUS_LABELS[DocumentStatus(d.status)],
-        "Hinweis": cell(document_hint(d, waiting.get(d.company_id), now)),
+        "Hinweis": cell(document_hint(d, waiting.get(d.company_id), now,
+                                      automatic=d.company_id not in manual_only)),
         "Unternehmen": cell(company_names.get(d.company_id, "?")),
         "Belegtyp": cell(d.document_type or ""),
         "Hochgeladen": format_local(d.uploaded_at),
