@@ -121,7 +121,7 @@ filters = st.columns(4)
 company_options: list[int | None] = [None, *sorted(company_names, key=lambda i: company_names[i])]
 filter_company = filters[0].selectbox("Unternehmen", company_options, key="documents_filter_company",
                                       format_func=lambda i: "Alle Unternehmen" if i is None else company_names[i])
-filter_status = filters[1].multiselect("Status", [s.value for s in DocumentStatus], key="documents_filter_status", placeholder="Alle",
+filter_status = filters[1].multiselect("Status", [s.value for s in DocumentStatus], key="documents_filter_status", select_all=False, placeholder="Alle",
                                        format_func=lambda s: STATUS_LABELS[DocumentStatus(s)])
 filter_type = filters[2].text_input("Belegtyp", key="documents_filter_type")
 period = filters[3].date_input("Zeitraum (hochgeladen)", value=[], format="DD.MM.YYYY", key="documents_filter_period")
@@ -188,7 +188,7 @@ if not new_ids:
     st.caption("Auf dieser Seite gibt es keine Belege im Status „neu“.")
     st.stop()
 st.session_state["documents_chosen"] = [i for i in st.session_state.get("documents_chosen", []) if i in new_ids]
-chosen = st.multiselect("Belege im Status „neu“", new_ids, key="documents_chosen", placeholder="Belege wählen",
+chosen = st.multiselect("Belege im Status „neu“", new_ids, key="documents_chosen", select_all=False, placeholder="Belege wählen",
                         format_func=lambda i: f"Nr. {i} · {by_doc[i].file_name} ({company_names.get(by_doc[i].company_id)})")
 st.button("Alle neuen dieser Seite auswählen", key="documents_choose_all",
           on_click=lambda: st.session_state.update(documents_chosen=new_ids))

@@ -92,10 +92,10 @@ st.subheader("Alle Unternehmen")
 filters = st.columns([3, 3, 2, 2])
 search = filters[0].text_input("Suche", key="overview_search", placeholder="Name oder Berater-Nr.–Mandanten-Nr.")
 present_states = [s for s in State if any(r.state == s for r in data.rows)]
-chosen_states = filters[1].multiselect("Status", present_states, key="overview_states", placeholder="Alle",
+chosen_states = filters[1].multiselect("Status", present_states, key="overview_states", select_all=False, placeholder="Alle",
                                        format_func=lambda s: s.value)
 interfaces = sorted({r.interface for r in data.rows})
-chosen_interfaces = filters[2].multiselect("Schnittstelle", interfaces, key="overview_interfaces", placeholder="Alle")
+chosen_interfaces = filters[2].multiselect("Schnittstelle", interfaces, key="overview_interfaces", select_all=False, placeholder="Alle")
 SORTS = {"Dringlichkeit": None, "Name": "Unternehmen", "Tage übrig": "Tage übrig", "Wartend": "Wartend"}
 sort = filters[3].selectbox("Sortierung", list(SORTS), key="overview_sort")
 rows = filter_rows(data.rows, search=search, states=chosen_states, interfaces=chosen_interfaces)
