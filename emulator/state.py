@@ -60,6 +60,10 @@ class EmulatorState:
             self.data = json.loads(self.path.read_text(encoding="utf-8"))
         if not self.data:
             self.data = fresh_data(config, self.clock.now())
+        # A kept state learns the redirect URIs configured now (e.g. `make run` with another PUBLIC_URL).
+        client = self.data.get("datev_oauth_clients", {}).get(config.datev_client_id)
+        if client is not None:
+            client["redirect_uris"] += [u for u in config.datev_redirect_uris if u not in client["redirect_uris"]]
         self.data.setdefault("signing_key", generate_key_dict())
         self.changed()
 

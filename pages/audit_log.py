@@ -25,7 +25,7 @@ period = filters[0].date_input("Zeitraum", value=[], format="DD.MM.YYYY", key="a
 company = filters[1].selectbox("Unternehmen", [None, *sorted(company_names, key=lambda i: company_names[i])],
                                key="audit_company", format_func=lambda i: "Alle" if i is None else company_names[i])
 actor = filters[2].text_input("Wer", key="audit_actor", placeholder="E-Mail-Adresse oder Prozess")
-actions = filters[3].multiselect("Aktion", sorted(ACTION_LABELS, key=action_label), key="audit_actions",
+actions = filters[3].multiselect("Aktion", sorted(ACTION_LABELS, key=action_label), key="audit_actions", select_all=False,
                                  placeholder="Alle", format_func=action_label)
 limit = st.select_slider("Einträge", options=[50, 200, 1000], value=200, key="audit_limit")
 since = until = None

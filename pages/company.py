@@ -55,7 +55,9 @@ if row is not None:
     facts = [f"**Schnittstelle:** {row.interface}", f"**Status:** {row.state.value}",
              f"**Wartend:** {row.waiting}", f"**Fehlgeschlagen:** {row.failed}"]
     st.markdown(" · ".join(facts))
-    if row.reason is None:
+    if row.reason is None and not company.auto_transfer:
+        st.info("Kann übertragen, aber nur von Hand: die automatische Übertragung ist für dieses Unternehmen aus.")
+    elif row.reason is None:
         st.success("Kann übertragen.")
     else:
         st.error(f"Kann nicht übertragen: {plain(row.reason)}")

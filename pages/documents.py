@@ -36,8 +36,8 @@ show_flashes()
 
 all_companies: list[Company] = list_companies(engine, include_archived=True)
 active = [c for c in all_companies if c.archived_at is None and c.provider is not None]
-types_by_company = {id_of(c): intake.known_document_types(engine, id_of(c)) for c in active}
 company_names = {c.id: c.name for c in all_companies}
+manual_only = {c.id for c in all_companies if not c.auto_transfer}
 
 
 def size_text(size: int) -> str:
@@ -69,7 +69,7 @@ def upload_section() -> None:
     provider = company.provider
     assert provider is not None  # `active` holds companies with an interface only
     st.caption(describe_limits(provider))
-    known = types_by_company.get(company_id, [])
+    known = intake.known_document_types(engine, company_id)  # the chosen company's only (one query, not one per company)
     if provider == Provider.datev:
         left, right = st.columns([3, 1])
         with right:
@@ -121,7 +121,7 @@ filters = st.columns(4)
 company_options: list[int | None] = [None, *sorted(company_names, key=lambda i: company_names[i])]
 filter_company = filters[0].selectbox("Unternehmen", company_options, key="documents_filter_company",
                                       format_func=lambda i: "Alle Unternehmen" if i is None else company_names[i])
-filter_status = filters[1].multiselect("Status", [s.value for s in DocumentStatus], key="documents_filter_status", placeholder="Alle",
+filter_status = filters[1].multiselect("Status", [s.value for s in DocumentStatus], key="documents_filter_status", select_all=False, placeholder="Alle",
                                        format_func=lambda s: STATUS_LABELS[DocumentStatus(s)])
 filter_type = filters[2].text_input("Belegtyp", key="documents_filter_type")
 period = filters[3].date_input("Zeitraum (hochgeladen)", value=[], format="DD.MM.YYYY", key="documents_filter_period")
@@ -132,12 +132,13 @@ if len(period) >= 1:  # a range: (), (start,) or (start, end)
 doc_filter = DocumentFilter(company_id=filter_company, statuses=tuple(filter_status),
                             document_type=filter_type.strip() or None, since=since, until=until)
 
-_, total = queries.list_documents(engine, doc_filter, offset=0, limit=0)
+total = queries.count_documents(engine, doc_filter)
 pages = max(1, -(-total // PAGE_SIZE))
 if st.session_state.get("documents_page", 1) > pages:
     st.session_state["documents_page"] = pages
 page_no = st.number_input("Seite", min_value=1, max_value=pages, value=1, step=1, key="documents_page")
-rows, total = queries.list_documents(engine, doc_filter, offset=(int(page_no) - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+rows, total = queries.list_documents(engine, doc_filter, offset=(int(page_no) - 1) * PAGE_SIZE, limit=PAGE_SIZE,
+                                     total=total)  # counted once per run (a count over a million rows)
 st.caption(f"Seite {int(page_no)} von {pages} · {total} Belege")
 
 now = utcnow()
@@ -153,7 +154,8 @@ st.dataframe(  # reasons first: status and why, right after the file name (visib
     frame([{
         "Datei": cell(d.file_name),
         "Status": STATUS_LABELS[DocumentStatus(d.status)],
-        "Hinweis": cell(document_hint(d, waiting.get(d.company_id), now)),
+        "Hinweis": cell(document_hint(d, waiting.get(d.company_id), now,
+                                      automatic=d.company_id not in manual_only)),
         "Unternehmen": cell(company_names.get(d.company_id, "?")),
         "Belegtyp": cell(d.document_type or ""),
         "Hochgeladen": format_local(d.uploaded_at),
@@ -186,7 +188,7 @@ if not new_ids:
     st.caption("Auf dieser Seite gibt es keine Belege im Status „neu“.")
     st.stop()
 st.session_state["documents_chosen"] = [i for i in st.session_state.get("documents_chosen", []) if i in new_ids]
-chosen = st.multiselect("Belege im Status „neu“", new_ids, key="documents_chosen", placeholder="Belege wählen",
+chosen = st.multiselect("Belege im Status „neu“", new_ids, key="documents_chosen", select_all=False, placeholder="Belege wählen",
                         format_func=lambda i: f"Nr. {i} · {by_doc[i].file_name} ({company_names.get(by_doc[i].company_id)})")
 st.button("Alle neuen dieser Seite auswählen", key="documents_choose_all",
           on_click=lambda: st.session_state.update(documents_chosen=new_ids))

@@ -28,7 +28,7 @@ company = filters[1].selectbox("Unternehmen", [None, *sorted(company_names, key=
                                key="http_log_company", format_func=lambda i: "Alle" if i is None else company_names[i])
 provider = filters[2].selectbox("Schnittstelle", [None, *[p.value for p in Provider]], key="http_log_provider",
                                 format_func=lambda p: "Alle" if p is None else provider_label(p))
-purposes = filters[3].multiselect("Zweck", sorted(PURPOSE_LABELS, key=purpose_label), key="http_log_purposes",
+purposes = filters[3].multiselect("Zweck", sorted(PURPOSE_LABELS, key=purpose_label), key="http_log_purposes", select_all=False,
                                   placeholder="Alle", format_func=purpose_label)
 result = filters[4].selectbox("Ergebnis", [None, *RESULTS], key="http_log_result",
                               format_func=lambda r: "Alle" if r is None else RESULTS[r])

@@ -3,7 +3,6 @@ last 7 days, the scheduler), "Heute zu tun" (every company that needs a person, 
 its reason and what fixes it) and one table of all companies with search and filters. Every fact comes
 from core.overview; this page only draws it."""
 
-from datetime import datetime
 
 import pandas as pd
 import streamlit as st
@@ -81,7 +80,7 @@ else:
     show_all = len(data.todo) <= TODO_SHOWN or st.toggle(f"Alle {len(data.todo)} anzeigen", key="todo_all")
     for item in data.todo if show_all else data.todo[:TODO_SHOWN]:
         with st.container(border=True, key=f"todo_{item.company_id}"):
-            name_col, reason_col, action_col = st.columns([2, 5, 2], vertical_alignment="center")
+            name_col, reason_col, action_col = st.columns([2, 4, 3], vertical_alignment="center")
             name_col.markdown(f"**{plain(item.name)}**")
             reason_col.markdown(f":red[**{plain(item.reason)}**]  \n{plain(item.explanation)}")
             if item.company_id in open_links:  # a renewal already asked for
@@ -93,10 +92,10 @@ st.subheader("Alle Unternehmen")
 filters = st.columns([3, 3, 2, 2])
 search = filters[0].text_input("Suche", key="overview_search", placeholder="Name oder Berater-Nr.–Mandanten-Nr.")
 present_states = [s for s in State if any(r.state == s for r in data.rows)]
-chosen_states = filters[1].multiselect("Status", present_states, key="overview_states", placeholder="Alle",
+chosen_states = filters[1].multiselect("Status", present_states, key="overview_states", select_all=False, placeholder="Alle",
                                        format_func=lambda s: s.value)
 interfaces = sorted({r.interface for r in data.rows})
-chosen_interfaces = filters[2].multiselect("Schnittstelle", interfaces, key="overview_interfaces", placeholder="Alle")
+chosen_interfaces = filters[2].multiselect("Schnittstelle", interfaces, key="overview_interfaces", select_all=False, placeholder="Alle")
 SORTS = {"Dringlichkeit": None, "Name": "Unternehmen", "Tage übrig": "Tage übrig", "Wartend": "Wartend"}
 sort = filters[3].selectbox("Sortierung", list(SORTS), key="overview_sort")
 rows = filter_rows(data.rows, search=search, states=chosen_states, interfaces=chosen_interfaces)
@@ -107,22 +106,28 @@ elif sort == "Tage übrig":
     rows.sort(key=lambda r: (r.days_left is None, r.days_left or 0))
 elif sort == "Wartend":
     rows.sort(key=lambda r: -r.waiting)
-st.caption(f"{len(rows)} von {len(data.rows)} Unternehmen · Zeile anklicken öffnet das Unternehmen")
+st.caption(f"{len(rows)} von {len(data.rows)} Unternehmen · das Kästchen vor einer Zeile öffnet das Unternehmen")
 
 
-def local(moment: datetime | None) -> pd.Timestamp | None:
-    """A stored UTC time in the display time zone (the table sorts by it and shows it as Berlin time)."""
-    return pd.Timestamp(moment).tz_convert(display_zone()) if moment is not None else None
+TIME_COLUMNS = ("Gültig bis", "Letzte Erneuerung", "Letzte Übertragung")
+
+
+def local(table: pd.DataFrame) -> pd.DataFrame:
+    """Stored UTC times in the display time zone (the table sorts by them and shows Berlin time); one
+    vectorised conversion per column (per value it took 0.1 s at 1,000 companies)."""
+    for column in TIME_COLUMNS:
+        table[column] = pd.to_datetime(table[column], utc=True).dt.tz_convert(display_zone())
+    return table
 
 
 if rows:
     table = pd.DataFrame([{
         "Unternehmen": cell(r.name), "Schnittstelle": r.interface, "Status": r.state.value,
         "Übertragung": cell("möglich" if r.reason is None else f"nicht möglich: {r.reason}"),
-        "Wartend": r.waiting, "Fehlgeschlagen": r.failed, "Gültig bis": local(r.valid_until), "Tage übrig": r.days_left,
+        "Wartend": r.waiting, "Fehlgeschlagen": r.failed, "Gültig bis": r.valid_until, "Tage übrig": r.days_left,
         "Datenbestand": r.bound_data_set, "DATEV-Benutzer": cell(r.grantor_name or "–"),
-        "Letzte Erneuerung": local(r.last_refresh_at), "Letzte Übertragung": local(r.last_delivered_at),
-    } for r in rows])
+        "Letzte Erneuerung": r.last_refresh_at, "Letzte Übertragung": r.last_delivered_at,
+    } for r in rows]).pipe(local)
     when = st.column_config.DatetimeColumn(format="DD.MM.YYYY HH:mm")
     event = st.dataframe(
         frame(table), hide_index=True, width="stretch", key="overview_table", placeholder="–", on_select="rerun", selection_mode="single-row",

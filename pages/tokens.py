@@ -34,9 +34,9 @@ if not cards:
 else:
     filters = st.columns([3, 3, 2])
     search = filters[0].text_input("Suche", key="tokens_search", placeholder="Name oder Berater-Nr.–Mandanten-Nr.")
-    healths = filters[1].multiselect("Status", list(Health), key="tokens_health", placeholder="Alle",
+    healths = filters[1].multiselect("Status", list(Health), key="tokens_health", select_all=False, placeholder="Alle",
                                      format_func=lambda h: h.value)
-    providers = filters[2].multiselect("Schnittstelle", list(Provider), key="tokens_provider", placeholder="Alle",
+    providers = filters[2].multiselect("Schnittstelle", list(Provider), key="tokens_provider", select_all=False, placeholder="Alle",
                                        format_func=lambda p: PROVIDER_LABELS[p])
     chosen = filter_cards(cards, search=search, healths=healths, providers=providers)
     pages = max(1, -(-len(chosen) // CARDS_PER_PAGE))

@@ -86,7 +86,7 @@ if not approved:
 
 by_id = {id_of(d): d for d in approved}
 st.session_state["transfer_chosen"] = [i for i in st.session_state.get("transfer_chosen", []) if i in by_id]
-chosen = st.multiselect("Belege auswählen", list(by_id), key="transfer_chosen", placeholder="Belege wählen",
+chosen = st.multiselect("Belege auswählen", list(by_id), key="transfer_chosen", select_all=False, placeholder="Belege wählen",
                         format_func=lambda i: f"Nr. {i} · {by_id[i].file_name} ({companies[by_id[i].company_id].name})")
 st.button("Alle auswählen", key="transfer_choose_all",
           on_click=lambda: st.session_state.update(transfer_chosen=list(by_id)))

@@ -34,7 +34,7 @@ company_names = {c.id: c.name for c in list_companies(engine, include_archived=T
 cols = st.columns(5)
 f_company = cols[0].selectbox("Unternehmen", [None, *sorted(company_names, key=lambda i: company_names[i])],
                               key="log_company", format_func=lambda i: "Alle" if i is None else company_names[i])
-f_outcomes = cols[1].multiselect("Ergebnis", list(OUTCOME_LABELS), key="log_outcomes", placeholder="Alle",
+f_outcomes = cols[1].multiselect("Ergebnis", list(OUTCOME_LABELS), key="log_outcomes", select_all=False, placeholder="Alle",
                                  format_func=lambda o: OUTCOME_LABELS[o])
 f_provider = cols[2].selectbox("Schnittstelle", [None, *[p.value for p in Provider]], key="log_provider",
                                format_func=lambda p: "Alle" if p is None else provider_label(p))

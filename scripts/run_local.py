@@ -57,6 +57,8 @@ def main() -> int:
         os.environ["ALARM_TARGETS"] = demo_alarms  # inherited by the dashboard and the scheduler
         print(f"alarms: no ALARM_TARGETS or SMTP_HOST set, sending them to the emulator ({settings.emulator_url}"
               "/alarms)", flush=True)
+    # The emulator's DATEV app knows the dashboard's return addresses, also for another PUBLIC_URL.
+    os.environ.setdefault("EMULATOR_DATEV_REDIRECT_URIS", f"{settings.datev_callback_uri},{settings.datev_link_callback_uri}")
     dashboard = urlparse(settings.public_url)
     python = sys.executable
     children = {

@@ -72,7 +72,8 @@ def show_created(created: CreatedLink, company_id: int) -> None:
     if created.mailed is True:
         st.info("Die E-Mail mit dem Link ist verschickt.")
     elif created.mailed is False:
-        st.warning("Die E-Mail konnte noch nicht verschickt werden; Token Desk versucht es weiter (siehe Alarme).")
+        st.warning("Die E-Mail ist nicht verschickt; den Grund zeigt die Seite „Alarme“. Fehlt nur der Mailserver "
+                   "gerade, versucht Token Desk es weiter; ist keiner eingerichtet, bitte den Link selbst weitergeben.")
     st.code(created.url, language=None)
     if st.button("Link ausblenden", key=f"hide_link_{company_id}"):
         st.session_state.pop(SHOWN_KEY.format(company_id=company_id), None)

@@ -12,6 +12,7 @@ import html
 
 import streamlit as st
 from sqlalchemy import Engine
+from streamlit.delta_generator import DeltaGenerator
 
 from core.connections import disconnect, lexware_key
 from core.connections.access import retry_unclear_refresh
@@ -170,6 +171,18 @@ class TokenCardView:
         (flash if result.ok else flash_error)(f"{card.company.name}: {result.message}")
         st.rerun()
 
+    def confirm_delete(self, column: DeltaGenerator, label: str, card: TokenCard, connection: Connection,
+                       consequence: str) -> None:
+        """Delete the token or key after a confirmation (deleting cannot be undone): revoke, then erase."""
+        with column.popover(label):
+            st.write(consequence)
+            if st.button("Endgültig löschen", key=f"delete_{card.company.id}", type="primary"):
+                assert connection.id is not None
+                result = disconnect.delete_token(self.engine, self.settings, self.keyring,
+                                                 connection_id=connection.id, actor=actor_of(self.user))
+                (flash if result.revoked else flash_error)(f"{card.company.name}: {result.message}")
+                st.rerun()
+
     def datev_actions(self, card: TokenCard) -> None:
         cid = card.company.id
         connection = card.connection if card.connection is not None and card.connection.has_token else None
@@ -181,15 +194,9 @@ class TokenCardView:
             if connection is not None and cols[1].button("Verbindung testen", key=f"test_{cid}"):
                 self.test(card, connection)
             if connection is not None:
-                with cols[2].popover("Langzeittoken löschen"):
-                    st.write("Das Token wird bei DATEV widerrufen und hier gelöscht. Die automatische Übertragung "
-                             "für dieses Unternehmen stoppt, bis ein neues Token angefordert wird.")
-                    if st.button("Endgültig löschen", key=f"delete_{cid}", type="primary"):
-                        assert connection.id is not None
-                        result = disconnect.delete_token(self.engine, self.settings, self.keyring,
-                                                         connection_id=connection.id, actor=actor_of(self.user))
-                        (flash if result.revoked else flash_error)(f"{card.company.name}: {result.message}")
-                        st.rerun()
+                self.confirm_delete(cols[2], "Langzeittoken löschen", card, connection,
+                                    "Das Token wird bei DATEV widerrufen und hier gelöscht. Die automatische "
+                                    "Übertragung für dieses Unternehmen stoppt, bis ein neues Token angefordert wird.")
             if (connection is not None and card.health == Health.unclear
                     and cols[3].button("Erneuerung erneut versuchen", key=f"unclear_{cid}",
                                        help="Das alte Token bei der nächsten Verwendung erneut senden. Hatte DATEV es "
@@ -244,12 +251,6 @@ class TokenCardView:
         if connection is not None and cols[0].button("Verbindung testen", key=f"test_{cid}"):
             self.test(card, connection)
         if connection is not None:
-            with cols[1].popover("API-Schlüssel löschen"):  # a confirmation first: deleting cannot be undone
-                st.write("Der API-Schlüssel wird hier gelöscht. Die automatische Übertragung an Lexware Office stoppt "
-                         "für dieses Unternehmen, bis ein neuer Schlüssel hinterlegt wird.")
-                if st.button("Endgültig löschen", key=f"delete_{cid}", type="primary"):
-                    assert connection.id is not None
-                    deleted = disconnect.delete_token(self.engine, self.settings, self.keyring,
-                                                      connection_id=connection.id, actor=actor_of(self.user))
-                    flash(f"{card.company.name}: {deleted.message}")
-                    st.rerun()
+            self.confirm_delete(cols[1], "API-Schlüssel löschen", card, connection,
+                                "Der API-Schlüssel wird hier gelöscht. Die automatische Übertragung an Lexware Office "
+                                "stoppt für dieses Unternehmen, bis ein neuer Schlüssel hinterlegt wird.")

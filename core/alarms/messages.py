@@ -76,14 +76,19 @@ def token_expiring(
 
 
 def company_paused(*, company_id: int, company_name: str, reason: str, when: datetime) -> Alarm:
-    """Übertragungen for the company were paused; due once per company and day."""
+    """Approved documents of the company cannot be transferred; due once per company and day. Called
+    "pausiert" only when the company is paused (a provider refused access), as on the Übersicht's tile;
+    otherwise (no token, token invalid or expired) "Belege warten", with the reason."""
+    paused = reason.startswith("pausiert")
     return Alarm(
         key=f"company_paused:company:{company_id}:{_day(when)}",
-        title=f"Unternehmen pausiert: {company_name}",
+        title=f"Unternehmen pausiert: {company_name}" if paused else f"Belege warten: {company_name}",
         body=(
-            f"Die Übertragung von Belegen für „{company_name}“ wurde am {format_local(when)} pausiert.\n"
-            f"Grund: {_cut(reason)}\n\n"
-            "Solange das Unternehmen pausiert ist, werden keine Belege übertragen. "
+            (f"Die Übertragung von Belegen für „{company_name}“ wurde am {format_local(when)} pausiert.\n"
+             if paused else
+             f"Freigegebene Belege für „{company_name}“ können seit {format_local(when)} nicht übertragen werden.\n")
+            + f"Grund: {_cut(reason)}\n\n"
+            "Bis die Ursache behoben ist, werden keine Belege übertragen. "
             f"Bitte prüfen Sie das Unternehmen in {APP_NAME}."
         ),
         severity="warning",

@@ -57,10 +57,18 @@ def _filtered(query: Q, f: DocumentFilter) -> Q:
     return query
 
 
-def list_documents(engine: Engine, f: DocumentFilter, *, offset: int = 0, limit: int = 100) -> tuple[list[Document], int]:
-    """One page of documents (newest first) and the total count, both computed in SQL."""
+def count_documents(engine: Engine, f: DocumentFilter) -> int:
     with unit_of_work(engine) as session:
-        total = session.exec(_filtered(select(func.count()).select_from(Document), f)).one()
+        return int(session.exec(_filtered(select(func.count()).select_from(Document), f)).one())
+
+
+def list_documents(engine: Engine, f: DocumentFilter, *, offset: int = 0, limit: int = 100,
+                   total: int | None = None) -> tuple[list[Document], int]:
+    """One page of documents (newest first) and the total count, both computed in SQL (`total`: already
+    counted by the caller, not counted again)."""
+    with unit_of_work(engine) as session:
+        if total is None:
+            total = session.exec(_filtered(select(func.count()).select_from(Document), f)).one()
         rows = session.exec(_filtered(select(Document), f).order_by(col(Document.id).desc())
                             .offset(offset).limit(limit)).all()
         session.expunge_all()

@@ -27,8 +27,8 @@ def waiting_reason(company: Company, connection: Connection | None, settings: Se
     if company.interface == Interface.none.value:
         return "keine Schnittstelle eingerichtet"
     health = evaluate_health(connection, now, settings.token_expiry_warning_days)
-    if health not in USABLE:
-        return f"Token {health.value}"
+    if health not in USABLE:  # Lexware Office has API keys, DATEV tokens (the card's words)
+        return f"{'API-Schlüssel' if company.interface == Interface.lexware.value else 'Token'} {health.value}"
     if company.paused_at is not None and (connection is None or connection.requested_at is None
                                           or connection.requested_at <= company.paused_at):
         return f"pausiert: {company.paused_reason or 'Zugriff verweigert'}"

@@ -86,11 +86,11 @@ def test_approved_documents_of_a_company_without_token_show_why_they_wait(app, d
     desk.intake("lex.pdf", company="Lexware Demo GmbH", approve=True)
     at = run_page(app, "viewer", PAGE)
     hints = {r["Datei"]: r["Hinweis"] for r in table(at, "Datei")}
-    assert hints == {"wartet.pdf": "wartet: Token fehlt", "lex.pdf": "wartet: Token fehlt"}
+    assert hints == {"wartet.pdf": "wartet: Token fehlt", "lex.pdf": "wartet: API-Schlüssel fehlt"}
     desk.request_token()
     at = run_page(app, "viewer", PAGE)
     hints = {r["Datei"]: r["Hinweis"] for r in table(at, "Datei")}
-    assert hints == {"wartet.pdf": "wird bei der nächsten Übertragung gesendet", "lex.pdf": "wartet: Token fehlt"}
+    assert hints == {"wartet.pdf": "wird bei der nächsten Übertragung gesendet", "lex.pdf": "wartet: API-Schlüssel fehlt"}
     assert list(table(at, "Datei")[0])[:3] == ["Datei", "Status", "Hinweis"]  # the reason right after the name
 
 

@@ -153,6 +153,8 @@ def test_table_filters_by_search_state_and_interface(app, desk: Desk) -> None:
     row = table[table["Unternehmen"] == "Musterfirma GmbH"].iloc[0]
     assert row["Status"] == "aktiv" and row["Datenbestand"] == "455148–1" and row["Übertragung"] == "möglich"
     assert row["DATEV-Benutzer"] == "Max Mustermann" and row["Tage übrig"] > 700
+    assert str(row["Gültig bis"].tz) == "Europe/Berlin"  # shown and sorted in Berlin time
+    assert table[table["Unternehmen"] == "Demo Bau AG"]["Gültig bis"].isna().all()  # no token: empty ("–")
     at.text_input(key="overview_search").input("bau").run()
     assert list(at.dataframe(key="overview_table").value["Unternehmen"]) == ["Demo Bau AG"]
     at.text_input(key="overview_search").input("").run()
@@ -244,3 +246,25 @@ def test_charts_show_the_renewal_plan_and_say_when_there_is_nothing(app, desk: D
     captions = [c.value for c in at.caption]
     assert "In den letzten 30 Tagen gab es keine Übertragungsversuche." in captions
     assert "In den letzten 30 Tagen ist keine Übertragung fehlgeschlagen." in captions
+
+
+def test_a_company_without_automatic_transfer_says_its_documents_wait_for_a_person(app, desk: Desk) -> None:
+    """Review finding: 'Kann übertragen' and 'wird bei der nächsten Übertragung gesendet' for a company whose
+    automatic transfer is off, while no scheduler would ever send it."""
+    desk.request_token()
+    [doc] = desk.intake("von-hand.pdf", approve=True)
+    with unit_of_work(desk.engine) as s:
+        company = s.get(Company, desk.companies["Musterfirma GmbH"])
+        assert company is not None
+        company.auto_transfer = False
+        s.add(company)
+    at = app("viewer", COMPANY)
+    at.query_params["company"] = str(desk.companies["Musterfirma GmbH"])
+    at.run()
+    assert not at.exception
+    assert "nur von Hand" in texts(at) and "Kann übertragen." not in texts(at)
+    hints = {r["Beleg"]: r["Hinweis"] for r in at.dataframe[0].value.to_dict("records")}
+    assert hints["von-hand.pdf"].startswith("wartet auf eine Übertragung von Hand")
+    at = run_page(app, "viewer", "pages/documents.py")
+    listed = {r["Datei"]: r["Hinweis"] for r in at.dataframe[0].value.to_dict("records")}
+    assert listed["von-hand.pdf"].startswith("wartet auf eine Übertragung von Hand"), doc

@@ -50,8 +50,8 @@ def test_dry_run_then_transfer_with_the_long_term_token(app, desk: Desk) -> None
     assert list(table(at, "Hinweis")[0])[:2] == ["Beleg", "Hinweis"]  # the reason right after the document
     assert plan[first]["Ziel"] == "Mandant 455148-1 (Musterfirma GmbH)"
     assert plan[first]["Hinweis"] == "wird gesendet" and plan[first]["Belegtyp"] == "Rechnungseingang"
-    assert plan[lex]["Hinweis"] == "wartet: Token fehlt"
-    assert "2 von 3 ausgewählten Belegen werden gesendet. Warum nicht: Token fehlt." in texts(at)
+    assert plan[lex]["Hinweis"] == "wartet: API-Schlüssel fehlt"  # Lexware's words, as on its card
+    assert "2 von 3 ausgewählten Belegen werden gesendet. Warum nicht: API-Schlüssel fehlt." in texts(at)
     assert not any("Methode" in frame.value.columns for frame in at.dataframe)  # technical: admins only
     assert datev_uploads(desk) == [] and attempts() == []  # the dry run sent nothing
 

@@ -107,9 +107,9 @@ def test_revoked_token_raises_invalid_and_paused_once(alarmed: World, smtp: Smtp
     assert first["alarms"] == 0 and first["refreshed"] == 0
     recipients = ["buchhaltung@musterfirma.de", "ops@example.com"]
     subjects = sorted({subject for subject, _ in mails(smtp)})
-    assert subjects == [f"Token ungültig: {COMPANY} (DATEV)", f"Unternehmen pausiert: {COMPANY}"]
+    assert subjects == [f"Belege warten: {COMPANY}", f"Token ungültig: {COMPANY} (DATEV)"]
     assert sorted(r for _, rcpts in mails(smtp) for r in rcpts) == sorted(recipients * 2)
-    paused_body = next(m for _, m in smtp.messages if "pausiert" in str(m["Subject"])).get_content()
+    paused_body = next(m for _, m in smtp.messages if "Belege warten" in str(m["Subject"])).get_content()
     assert "Token ungültig" in paused_body and "2 freigegebene Belege warten" in paused_body
 
     second = token_care(context(world))

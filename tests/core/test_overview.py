@@ -67,7 +67,7 @@ def test_todo_uses_the_engines_reason_and_puts_held_documents_first(world: World
     assert data.tiles[State.invalid] == 1 and data.tiles[State.missing] == 3 and data.waiting == 3
     # The companies without a token follow (no documents wait for them); Lexware's fix is a new key.
     by_name = {item.name: item for item in data.todo}
-    assert by_name["Lexware Demo GmbH"].action == Action.replace_key
+    assert by_name["Lexware Demo GmbH"].action == Action.store_key  # none stored yet: "hinterlegen", not "ersetzen"
     assert [i.name for i in data.todo][1:] == ["Beispiel Handel KG", "Demo Bau AG", "Lexware Demo GmbH"]
 
 

@@ -18,6 +18,19 @@ def test_tokens_survive_a_restart_with_state_file(tmp_path) -> None:
     assert (tmp_path / "state.json").stat().st_mode & 0o777 == 0o600  # it holds tokens and the signing key
 
 
+def test_a_kept_state_learns_the_redirect_uris_configured_now(tmp_path) -> None:
+    """`make run` with another PUBLIC_URL: the DATEV app accepts the dashboard's return addresses."""
+    from emulator.state import EmulatorState
+
+    path = str(tmp_path / "state.json")
+    EmulatorState(EmulatorConfig(state_file=path))  # the state of an earlier start, default addresses
+    later = EmulatorState(EmulatorConfig(state_file=path, datev_redirect_uris=("http://localhost:8511/datev_callback",
+                                                                               "http://localhost:8511/anforderung")))
+    uris = later.data["datev_oauth_clients"]["token-desk-demo"]["redirect_uris"]
+    assert "http://localhost:8511/datev_callback" in uris and "http://localhost:8511/anforderung" in uris
+    assert "http://localhost:8501/datev_callback" in uris  # earlier ones are kept
+
+
 def test_reset_clears_grants_and_clock(base) -> None:
     connect(base)
     requests.post(base + "/_admin/clock", json={"offset_seconds": 100}, timeout=5)

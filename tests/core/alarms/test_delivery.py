@@ -382,7 +382,9 @@ def test_token_expiring_text_key_and_severity() -> None:
 def test_company_paused_and_transfers_failing() -> None:
     paused = company_paused(company_id=5, company_name="Nord GmbH", reason="Token ungültig", when=WHEN)
     assert paused.key == "company_paused:company:5:2026-11-28"
-    assert paused.title == "Unternehmen pausiert: Nord GmbH"
+    assert paused.title == "Belege warten: Nord GmbH"  # "pausiert" only for a real pause (the Übersicht's word)
+    assert company_paused(company_id=5, company_name="Nord GmbH", reason="pausiert: Zugriff verweigert",
+                          when=WHEN).title == "Unternehmen pausiert: Nord GmbH"
     assert "Grund: Token ungültig" in paused.body and paused.severity == "warning"
 
     failing = transfers_failing(

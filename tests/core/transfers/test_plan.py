@@ -84,7 +84,7 @@ def test_waiting_reasons_without_token_for_new_and_for_backoff(world: World) -> 
     assert lines[id_of(fresh)].waits == "nicht freigegeben (Status „neu“)"
     assert lines[id_of(lex_doc)].target == "Lexware Office (Lexware Demo GmbH)"
     assert (lines[id_of(lex_doc)].method, lines[id_of(lex_doc)].path) == ("POST", "/v1/files")
-    assert lines[id_of(lex_doc)].provider == "Lexware Office" and lines[id_of(lex_doc)].waits == "Token fehlt"
+    assert lines[id_of(lex_doc)].provider == "Lexware Office" and lines[id_of(lex_doc)].waits == "API-Schlüssel fehlt"
 
     assert world.request_token().ok
     with unit_of_work(world.engine) as s:
