@@ -11,7 +11,12 @@
     and 1,000 / 100,000; `companies_with_work` and `run_pass` with nothing due, 50 runs each:
     median and p95 in ms, and the ratio large ÷ small.
 
-Run: `python -m bench.transfers` (all), `--only throughput|idle`, `--quick` (smaller, for a try).
+(4) scaling: 1, 2 and 3 scheduler processes (bench.pass_worker, released together) on PostgreSQL drain
+    1,200 documents of 12 companies (bench.fleet_emulator adds DATEV clients); documents/s and the CPU
+    per upload of the schedulers, the emulator and the database's backends.
+
+Run: `python -m bench.transfers` (all), `--only throughput|idle|scaling`, `--quick` (smaller, for a try),
+`--documents N`, `--db sqlite|postgresql`, `--no-profile`, `--out FILE` (for A/B runs of two trees).
 Results: bench/results/transfers.json.
 """
 
@@ -40,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, func, update
 from sqlmodel import col, select
 
 import core.documents.lifecycle
@@ -54,6 +59,7 @@ from bench.common import (
     postgres_reachable,
     sqlite_database,
 )
+from bench.fleet_emulator import extra_client_ids
 from core import companies
 from core.documents import intake, lifecycle
 from core.platform.config import Settings
@@ -66,6 +72,7 @@ from core.users import process
 from testkit.datev_user import log_in_at_datev
 from testkit.rows import id_of, ids_of, present
 from testkit.samples import pdf
+from testkit.workers import run_together
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "transfers.json"
@@ -86,13 +93,15 @@ def databases(label: str, only: str | None = None) -> Iterator[tuple[str, Callab
 
 
 @contextmanager
-def emulator_process() -> Iterator[tuple[str, int]]:
-    """The emulator in its own process, so it does not share our GIL (as the real DATEV would not)."""
+def emulator_process(extra_clients: int = 0) -> Iterator[tuple[str, int]]:
+    """The emulator in its own process, so it does not share our GIL (as the real DATEV would not); with
+    `extra_clients`, bench.fleet_emulator's (more DATEV clients for the scaling benchmark)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "emulator", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = (["-m", "bench.fleet_emulator", str(port), str(extra_clients)] if extra_clients else
+               ["-m", "emulator", "--host", "127.0.0.1", "--port", str(port)])
+    proc = subprocess.Popen([sys.executable, *command], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -394,6 +403,84 @@ def bench_throughput(quick: bool, *, documents: int | None = None, only_db: str 
     return results, profiles
 
 
+# --- (4) scaling: 1, 2 and 3 scheduler processes on PostgreSQL ------------------------------------
+
+
+SCALING_COMPANIES = 12
+SCALING_DOCUMENTS = 1200
+SCALING_PROCESSES = (1, 2, 3)
+SCALING_CONCURRENCY = 4  # TRANSFER_CONCURRENCY's default
+
+
+def prepare_scaling_fleet(database_url: str, emulator_url: str, n_companies: int) -> tuple[Engine, list[int]]:
+    """The demo database with `n_companies` DATEV companies (automatic transfer on), each with a Langzeittoken."""
+    engine, settings, keyring = demo_database(database_url, emulator_url)
+    clients = [*CLIENTS, *extra_client_ids(n_companies - len(CLIENTS))]
+    for client_id in clients[2:]:  # 455148-1 and -2 are demo companies already
+        number = client_id.split("-")[1]
+        companies.create_company(engine, actor=process("bench"), data=companies.CompanyInput(
+            f"Bench {number}", "455148", number, Interface.datev.value, True, "Rechnungseingang"))
+    with unit_of_work(engine) as s:
+        admin = s.exec(select(AppUser).where(AppUser.email == "admin@tokendesk.demo")).one()
+        ids = [id_of(c) for c in s.exec(select(Company)).all() if c.datev_client_id in clients]
+        s.exec(update(Company).values(auto_transfer=False))
+        s.exec(update(Company).where(col(Company.id).in_(ids)).values(auto_transfer=True))
+        s.expunge_all()
+    for company_id in ids:
+        outcome = log_in_at_datev(engine, settings, keyring, company_id=company_id, user=admin, person="max")
+        if not outcome.ok:
+            raise RuntimeError(outcome.message)
+    return engine, ids
+
+
+def bench_scaling(processes: tuple[int, ...] = SCALING_PROCESSES, total: int = SCALING_DOCUMENTS) -> dict:
+    """N scheduler processes (bench.pass_worker, released together) drain the same due documents of 12
+    companies; documents/s from the first start to the last end; CPU per upload of the schedulers
+    together, of the emulator and of the database's backends."""
+    if not postgres_reachable():
+        return {}
+    runs = []
+    with emulator_process(extra_clients=SCALING_COMPANIES - len(CLIENTS)) as (emulator_url, emulator_pid), \
+            postgres_database("scaling") as url:
+        engine, ids = prepare_scaling_fleet(url, emulator_url, SCALING_COMPANIES)
+        for n in processes:
+            approve_documents(engine, ids, total, uuid.uuid4().hex[:8])
+            requests.delete(emulator_url + "/_admin/faults", timeout=5).raise_for_status()
+            admin_post(emulator_url, "/faults", {"target": "documents", "kind": "latency", "latency_ms": LATENCY_MS,
+                                                 "count": 100_000})
+            with database_server_cpu(url) as server_cpu:
+                emulator_before = process_cpu_seconds(emulator_pid)
+                results = run_together("bench.pass_worker",
+                                       [[url, emulator_url, str(SCALING_CONCURRENCY), f"bench-{n}-{i}"] for i in range(n)],
+                                       timeout=900, env={"ENCRYPTION_KEYS": KEY_ENTRY})
+                emulator_cpu = process_cpu_seconds(emulator_pid) - emulator_before
+            for result in results:
+                if result.returncode != 0:
+                    raise RuntimeError(f"a pass worker failed: {result.stderr[-2000:]}")
+            passes = [json.loads(r.stdout.strip().splitlines()[-1]) for r in results]
+            with unit_of_work(engine) as s:
+                left = s.exec(select(func.count()).select_from(Document).where(
+                    col(Document.status).in_(["approved", "transferring"]))).one()
+            wall = max(p["end"] for p in passes) - min(p["start"] for p in passes)
+            delivered, uploads = sum(p["delivered"] for p in passes), max(sum(p["uploads"] for p in passes), 1)
+            ideal = n * SCALING_CONCURRENCY / (LATENCY_MS / 1000)
+            run = {"processes": n, "companies": len(ids), "documents": total, "delivered": delivered, "left": left,
+                   "uploads_per_process": [p["uploads"] for p in passes], "wall_s": round(wall, 2),
+                   "docs_per_s": round(delivered / wall, 1), "ideal_docs_per_s": ideal,
+                   "fraction_of_ideal": round(delivered / wall / ideal, 3),
+                   "cpu_ms_per_upload": {"schedulers": round(sum(p["cpu_s"] for p in passes) / uploads * 1000, 2),
+                                         "emulator_process": round(emulator_cpu / uploads * 1000, 2),
+                                         "database_server": round(server_cpu[0] / uploads * 1000, 2)},
+                   "cpu_share_of_machine": round((sum(p["cpu_s"] for p in passes) + emulator_cpu + server_cpu[0])
+                                                 / wall / (os.cpu_count() or 1), 2),
+                   "load_average_1min": round(os.getloadavg()[0], 2)}
+            runs.append(run)
+            print(f"  postgresql  processes={n}: {run['docs_per_s']} docs/s ({run['fraction_of_ideal']:.0%} of "
+                  f"{ideal:.0f}), left {left}")
+        engine.dispose()
+    return {"postgresql": runs}
+
+
 # --- (3) the idle pass at scale -----------------------------------------------------------------
 
 
@@ -554,6 +641,19 @@ def print_table(results: dict) -> None:
                                              list(profile["cpu_ms_per_upload_by_package"].items())[:8]))
             for row in profile["top_own_time"][:12]:
                 print(f"    {row['own_ms_per_upload']:>7} ms  {row['calls_per_upload']:>6}×  {row['function'][:90]}")
+    if results.get("scaling"):
+        first = next(iter(results["scaling"].values()))[0]
+        print(f"\n(4) scaling: scheduler processes over {first['documents']} documents of {first['companies']} companies, "
+              f"TRANSFER_CONCURRENCY {SCALING_CONCURRENCY} each, {LATENCY_MS} ms latency")
+        print(f"{'database':<11}{'procs':>6}{'docs/s':>8}{'ideal':>7}{'share':>7}{'sched cpu':>10}{'emu cpu':>8}"
+              f"{'db cpu':>7}{'machine':>8}{'load':>6}")
+        for db, runs in results["scaling"].items():
+            for r in runs:
+                c = r["cpu_ms_per_upload"]
+                print(f"{db:<11}{r['processes']:>6}{r['docs_per_s']:>8}{r['ideal_docs_per_s']:>7.0f}"
+                      f"{r['fraction_of_ideal']:>7.2f}{c['schedulers']:>10}{c['emulator_process']:>8}"
+                      f"{c['database_server']:>7}{r['cpu_share_of_machine']:>8}{r['load_average_1min']:>6}")
+        print("  (cpu: ms per upload; machine: CPU of schedulers + emulator + database ÷ (wall × CPUs))")
     if "idle" in results:
         print(f"\n(3) pass with nothing to do, {IDLE_RUNS} runs (ms)")
         print(f"{'database':<11}{'size':>18}{'cww median':>11}{'cww p95':>9}{'pass median':>12}{'pass p95':>9}"
@@ -571,7 +671,7 @@ def print_table(results: dict) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.transfers", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("throughput", "idle"))
+    parser.add_argument("--only", choices=("throughput", "idle", "scaling"))
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a try run")
     parser.add_argument("--documents", type=int, help="documents per throughput pass (default 400)")
     parser.add_argument("--db", choices=("sqlite", "postgresql"), help="one database only")
@@ -586,6 +686,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.only in (None, "idle"):
         print("idle pass at scale …")
         results["idle"] = bench_idle(args.quick)
+    if args.only in (None, "scaling"):
+        print("scaling: scheduler processes on PostgreSQL …")
+        results["scaling"] = bench_scaling(total=args.documents or SCALING_DOCUMENTS)
     print_table(results)
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)

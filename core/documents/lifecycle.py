@@ -28,7 +28,20 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, Connection, Engine, and_, bindparam, func, insert, or_, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Engine,
+    TextClause,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    text,
+    update,
+)
 from sqlalchemy import select as core_select
 from sqlmodel import col, select
 
@@ -36,6 +49,7 @@ from core.platform import audit
 from core.platform.db import Prepared, unit_of_work
 from core.platform.errors import NotFound, UserFacingError, ValidationFailed
 from core.platform.models import (
+    CLAIMABLE_STATUSES,
     Company,
     Document,
     DocumentContent,
@@ -132,10 +146,11 @@ def delete_unapproved(engine: Engine, *, document_id: int, actor: Actor) -> None
 # --- claims -----------------------------------------------------------------------------------
 
 
-def _claimable() -> ColumnElement[bool]:
-    """The statuses `due` can match, as a term of its own: an index on (company, status) can serve it, so a
-    claim reads the company's backlog, not its whole history (`due` alone is an OR of two branches)."""
-    return or_(col(Document.status) == S.approved.value, col(Document.status) == S.transferring.value)
+def _claimable() -> TextClause:
+    """The statuses `due` can match, as a literal term of its own: the partial index ix_document_claimable
+    (company_id, id) covers exactly these rows, so a claim reads the company's backlog in id order, never
+    its delivered history (`due` alone, an OR with bound values, matches no index that well)."""
+    return text(f"document.{CLAIMABLE_STATUSES}")
 
 
 def due(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:

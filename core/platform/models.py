@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, overload
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -351,6 +351,12 @@ class DocumentStatus(StrEnum):
     unresolved = "unresolved"  # ungeklärt (Lexware: outcome unknown, never re-sent automatically)
 
 
+# The statuses a claim can take a document from (approved, or transferring with an expired lease), as the
+# literal SQL of the partial index ix_document_claimable; a claim's query repeats it literally, so both
+# databases see that the index covers it.
+CLAIMABLE_STATUSES = "status IN ('approved', 'transferring')"
+
+
 class Document(SQLModel, table=True):
     """A Beleg. Its GUID is fixed at intake, before any attempt: DATEV's PUT with it makes delivery
     exactly once (a repeat answers 409 #DCO01012). The content lives in `document_content`."""
@@ -359,6 +365,9 @@ class Document(SQLModel, table=True):
         UniqueConstraint("company_id", "sha256", name="uq_document_company_content"),
         Index("ix_document_due", "status", "next_attempt_at"),
         Index("ix_document_company_status", "company_id", "status"),
+        # A claim's read: the company's backlog in id order, never its delivered history (migration 0009).
+        Index("ix_document_claimable", "company_id", "id", postgresql_where=text(CLAIMABLE_STATUSES),
+              sqlite_where=text(CLAIMABLE_STATUSES)),
     )
 
     id: int | None = Field(default=None, primary_key=True)
