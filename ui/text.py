@@ -43,8 +43,8 @@ def plain(value: object) -> str:
 def frame(data: Any) -> pd.DataFrame:
     """A table for `st.dataframe` whose text cells are all `cell()`-safe (rows as dicts, or a DataFrame)."""
     table = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
-    for column in table.columns:
-        if table[column].dtype == object:
+    for column in table.columns:  # text columns: pandas 3 types them "str", older ones object
+        if pd.api.types.is_string_dtype(table[column]) or pd.api.types.is_object_dtype(table[column]):
             table[column] = table[column].map(cell)
     return table
 

@@ -2,7 +2,7 @@
 
 from streamlit.testing.v1 import AppTest
 
-from ui.text import cell, plain
+from ui.text import cell, frame, plain
 
 HOSTILE = "![p](http://host/pixel) **fett** :red[rot] $x^2$ [link](http://evil) <b>b</b> # Titel"
 
@@ -49,3 +49,10 @@ def test_cells_starting_like_a_formula_are_neutralised():
         assert cell(value) == "'" + value
     assert cell("Demo Bau AG") == "Demo Bau AG"
     assert cell(-5) == -5 and cell(None) is None
+
+
+def test_frame_neutralises_every_text_column_and_leaves_the_rest():
+    table = frame([{"Name": "=1+1", "Text": "Demo", "Zahl": -3, "Leer": None},
+                   {"Name": "@x", "Text": "-y", "Zahl": 4, "Leer": "+z"}])
+    assert table["Name"].tolist() == ["'=1+1", "'@x"] and table["Text"].tolist() == ["Demo", "'-y"]
+    assert table["Zahl"].tolist() == [-3, 4] and table["Leer"].tolist()[1] == "'+z"

@@ -57,7 +57,8 @@ def pixel() -> Iterator[PixelServer]:
 
 def test_a_company_named_like_markup_stays_text_on_every_page(browser: Browser, sqlite_url: str, emulator,
                                                                pixel: PixelServer, tmp_path: Path) -> None:
-    hostile = f"![p]({pixel.url}/pixel.png) **fett** :red[rot] [link]({pixel.url}/click) $x^2$"
+    hostile = (f"![p]({pixel.url}/pixel.png) **fett** :red[rot] [link]({pixel.url}/click) $x^2$ "
+               f"<img src='{pixel.url}/onerror.png' onerror='alert(1)'>")
     engine = make_engine(sqlite_url)
     seed_demo(engine)
     with unit_of_work(engine) as s:
