@@ -2,13 +2,12 @@
 who, action) and German names for the actions."""
 
 import json
-from datetime import timedelta
 
 import streamlit as st
 
 from core.companies import list_companies
 from core.logs import ACTION_LABELS, ENTITY_LABELS, AuditFilter, action_label, audit_events
-from core.platform.timefmt import day_start_utc, format_local
+from core.platform.timefmt import format_local, period_bounds
 from ui.guard import require_page
 from ui.services import services
 from ui.text import cell, frame
@@ -28,10 +27,7 @@ actor = filters[2].text_input("Wer", key="audit_actor", placeholder="E-Mail-Adre
 actions = filters[3].multiselect("Aktion", sorted(ACTION_LABELS, key=action_label), key="audit_actions", select_all=False,
                                  placeholder="Alle", format_func=action_label)
 limit = st.select_slider("Einträge", options=[50, 200, 1000], value=200, key="audit_limit")
-since = until = None
-if len(period) >= 1:  # a range: (), (start,) or (start, end)
-    since = day_start_utc(period[0])
-    until = day_start_utc((period[1] if len(period) > 1 else period[0]) + timedelta(days=1))
+since, until = period_bounds(period)  # a range: (), (start,) or (start, end)
 events = audit_events(engine, AuditFilter(since=since, until=until, company_id=company, actor=actor,
                                           actions=tuple(actions)), limit=limit)
 

@@ -1,14 +1,13 @@
 """HTTP-Protokoll: every call to DATEV and Lexware Office (admins; DATEV requires >= 14 days), with filters
 (period, company, interface, purpose, result) and German names for the purposes."""
 
-from datetime import timedelta
 
 import streamlit as st
 
 from core.companies import list_companies
 from core.logs import PURPOSE_LABELS, RESULTS, HttpFilter, http_entries, purpose_label
 from core.platform.models import Provider
-from core.platform.timefmt import day_start_utc, format_local
+from core.platform.timefmt import format_local, period_bounds
 from core.transfers.history import provider_label
 from ui.guard import require_page
 from ui.services import services
@@ -33,10 +32,7 @@ purposes = filters[3].multiselect("Zweck", sorted(PURPOSE_LABELS, key=purpose_la
 result = filters[4].selectbox("Ergebnis", [None, *RESULTS], key="http_log_result",
                               format_func=lambda r: "Alle" if r is None else RESULTS[r])
 limit = st.select_slider("Einträge", options=[50, 200, 1000], value=200, key="http_log_limit")
-since = until = None
-if len(period) >= 1:  # a range: (), (start,) or (start, end)
-    since = day_start_utc(period[0])
-    until = day_start_utc((period[1] if len(period) > 1 else period[0]) + timedelta(days=1))
+since, until = period_bounds(period)  # a range: (), (start,) or (start, end)
 entries = http_entries(engine, HttpFilter(since=since, until=until, company_id=company, provider=provider,
                                           purposes=tuple(purposes), result=result), limit=limit)
 if not entries:

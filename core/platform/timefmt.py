@@ -8,7 +8,8 @@ range, goes through here.
 from __future__ import annotations
 
 import functools
-from datetime import UTC, date, datetime, time
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from core.platform.config import get_settings
@@ -60,3 +61,11 @@ def day_start_utc(day: date) -> datetime:
     hours on the day clocks go forward, 25 on the day they go back.
     """
     return datetime.combine(day, time(0, 0), tzinfo=display_zone()).astimezone(UTC)
+
+
+def period_bounds(days: Sequence[date]) -> tuple[datetime | None, datetime | None]:
+    """A date range as a filter picks it ((), (start,) or (start, end)) as UTC bounds [since, until) of
+    whole days in the display zone; (None, None) for no range."""
+    if not days:
+        return None, None
+    return day_start_utc(days[0]), day_start_utc(days[-1] + timedelta(days=1))

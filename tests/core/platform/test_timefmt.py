@@ -109,3 +109,11 @@ def test_the_configured_zone_is_used(zone) -> None:
 def test_an_unknown_zone_is_refused_at_start() -> None:
     with pytest.raises(ConfigurationError, match="DISPLAY_TIMEZONE"):
         Settings(_env_file=None, app_env="test", display_timezone="Europe/Atlantis")
+
+
+def test_period_bounds_are_whole_berlin_days() -> None:
+    assert timefmt.period_bounds(()) == (None, None)
+    one = timefmt.period_bounds((date(2026, 3, 29),))  # the spring change: a 23-hour day
+    assert one == (datetime(2026, 3, 28, 23, tzinfo=UTC), datetime(2026, 3, 29, 22, tzinfo=UTC))
+    both = timefmt.period_bounds((date(2026, 11, 1), date(2026, 11, 30)))
+    assert both == (datetime(2026, 10, 31, 23, tzinfo=UTC), datetime(2026, 11, 30, 23, tzinfo=UTC))
