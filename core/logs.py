@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, and_, or_
+from sqlalchemy import ColumnElement, Engine, and_, or_
 from sqlmodel import col, select
 
 from core.platform.db import unit_of_work
@@ -51,7 +51,7 @@ def purpose_label(purpose: str | None) -> str:
     return PURPOSE_LABELS.get(purpose or "", purpose or "–")
 
 
-def _company_condition(company_id: int, connection_ids: list[str]) -> object:
+def _company_condition(company_id: int, connection_ids: list[str]) -> ColumnElement[bool]:
     return or_(and_(col(AuditEvent.entity_type) == "company", col(AuditEvent.entity_id) == str(company_id)),
                and_(col(AuditEvent.entity_type) == "connection", col(AuditEvent.entity_id).in_(connection_ids)))
 
@@ -80,7 +80,7 @@ def audit_events(engine: Engine, f: AuditFilter, *, limit: int = 200) -> list[Au
         if f.company_id is not None:
             ids = [str(i) for i in session.exec(select(Connection.id).where(
                 col(Connection.company_id) == f.company_id)).all()]
-            query = query.where(_company_condition(f.company_id, ids))  # type: ignore[arg-type]
+            query = query.where(_company_condition(f.company_id, ids))
         return list(session.exec(query.order_by(col(AuditEvent.id).desc()).limit(limit)).all())
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from core import companies, jobs
 from core.companies import CompanyInput
@@ -56,7 +56,7 @@ def snapshot(folder: Path) -> dict[str, bytes | str]:
 
 def documents(engine: Engine) -> list[str]:
     with unit_of_work(engine) as session:
-        return [d.original_name for d in session.exec(select(Document).order_by(Document.id)).all()]  # type: ignore[arg-type]
+        return [d.original_name for d in session.exec(select(Document).order_by(col(Document.id))).all()]
 
 
 def set_inbox_dir(engine: Engine, inbox_dir: str | None) -> int:
