@@ -4,13 +4,12 @@ Sign-in gate, role lookup in the database, navigation built per run from the use
 sidebar. Pages guard themselves too (ui.guard.require_page), because a deep link to a file in
 pages/ can run it without this router (docs/style.md §3.1 rule 1).
 
-Signed out (or signed in without a role), the navigation holds two pages only: the sign-in (or
-"Kein Zugriff") page and the Anforderungslink page (`/anforderung`, pages/anforderung.py), with the
-menu hidden. So no page list is shown before sign-in, and the link page, which needs no sign-in,
-leads nowhere else: any other URL resolves to the sign-in page (a page's URL to a hidden copy of it, which
-keeps the page for after the sign-in: ui.sign_in_return). The link page is in no PAGE_TABLE
-entry (it needs no role) and gets no sidebar from this router. A signed-in user with a role who opens
-a link keeps the usual menu: it offers only what that role may open anyway.
+Signed out (or signed in without a role), the navigation holds only the sign-in (or "Kein Zugriff")
+page, under `/` and, hidden, under every page's URL (which keeps the page for after the sign-in:
+ui.sign_in_return), and the Anforderungslink page (`/anforderung`, pages/anforderung.py), with the menu
+hidden. So no page list is shown before sign-in, and the link page, which needs no sign-in, leads nowhere
+else. The link page is in no PAGE_TABLE entry (it needs no role) and gets neither menu nor sidebar from
+this router, also for a signed-in user who opens a link.
 """
 
 from functools import partial
