@@ -80,7 +80,8 @@ def requested_scopes(settings: Settings, company: Company, kind: ConnectionKind)
     return scopes
 
 
-def _datev_company(session: Session, company_id: int) -> Company:
+def datev_company(session: Session, company_id: int) -> Company:
+    """The company if a DATEV login may be started for it (active, DATEV with its numbers); else UserFacingError."""
     company = session.get(Company, company_id)
     if company is None or company.archived_at is not None:
         raise UserFacingError("Dieses Unternehmen gibt es nicht oder es ist archiviert.")
@@ -107,7 +108,7 @@ def begin_login(engine: Engine, settings: Settings, keyring: Keyring, *, company
     """The login itself, after the caller's permission check (the admin's role, or an open
     Anforderungslink): the pending login and the authorization URL. Raises only UserFacingError."""
     with unit_of_work(engine) as session:
-        company = _datev_company(session, company_id)
+        company = datev_company(session, company_id)
         session.expunge(company)
     if kind == ConnectionKind.long_term and settings.datev_revoke_before_new_login:
         existing = store.find(engine, company_id, Provider.datev)

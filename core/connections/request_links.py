@@ -41,7 +41,6 @@ from core.platform.models import (
     Company,
     Connection,
     ConnectionKind,
-    Interface,
     LinkAttempt,
     PendingAuthorization,
     Provider,
@@ -119,14 +118,10 @@ class CreatedLink:
 
 
 def _datev_company(engine: Engine, company_id: int) -> Company:
+    """The company, if it may have a DATEV login (datev_login's own check, in a transaction of its own)."""
     with unit_of_work(engine) as session:
-        company = session.get(Company, company_id)
-        if company is not None:
-            session.expunge(company)
-    if company is None or company.archived_at is not None:
-        raise UserFacingError("Dieses Unternehmen gibt es nicht oder es ist archiviert.")
-    if company.interface != Interface.datev.value or company.datev_client_id is None:
-        raise UserFacingError("Für dieses Unternehmen ist DATEV mit Berater-Nr. und Mandanten-Nr. nicht eingerichtet.")
+        company = datev_login.datev_company(session, company_id)
+        session.expunge(company)
     return company
 
 
@@ -290,15 +285,21 @@ def _open_link(engine: Engine, token: str, now: datetime) -> tuple[RequestLink, 
     return link, company
 
 
-def open_link(engine: Engine, settings: Settings, *, token: str, address: str) -> LinkPage:
-    """The link page's facts for an open link; LinkRefused (one message) otherwise."""
-    now = utcnow()
+def _open_or_refuse(engine: Engine, settings: Settings, token: str, address: str,
+                    now: datetime) -> tuple[RequestLink, Company]:
+    """The open link and its company; LinkRefused for an address over its limit or a bad link (counted)."""
     if _limited(engine, settings, address, now):
         raise LinkRefused(TOO_MANY)
     found = _open_link(engine, token, now)
     if found is None:
         raise _refuse(engine, settings, address, token, now)
-    link, company = found
+    return found
+
+
+def open_link(engine: Engine, settings: Settings, *, token: str, address: str) -> LinkPage:
+    """The link page's facts for an open link; LinkRefused (one message) otherwise."""
+    now = utcnow()
+    link, company = _open_or_refuse(engine, settings, token, address, now)
     return LinkPage(company.name, (company.datev_client_id or "").replace("-", "–"),
                     link.created_by_name or link.created_by, link.expires_at)
 
@@ -314,12 +315,7 @@ def start_link_login(engine: Engine, settings: Settings, keyring: Keyring, *, to
     if not browser:  # checked before the link is used up
         raise UserFacingError(NO_BROWSER)
     now = utcnow()
-    if _limited(engine, settings, address, now):
-        raise LinkRefused(TOO_MANY)
-    found = _open_link(engine, token, now)
-    if found is None:
-        raise _refuse(engine, settings, address, token, now)
-    link, company = found
+    link, company = _open_or_refuse(engine, settings, token, address, now)
     assert link.id is not None and company.id is not None
     with unit_of_work(engine) as session:  # the one use: whoever changes the row from open wins
         won = session.exec(update(RequestLink).where(
