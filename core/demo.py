@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from core import companies, users
-from core.documents import intake, lifecycle
+from core.documents import intake
 from core.platform.db import unit_of_work
 from core.platform.models import AppUser, Company, Interface, Role
 from core.users import process
@@ -43,8 +43,9 @@ def is_empty(engine: Engine) -> bool:
 def seed_demo(engine: Engine, *, with_documents: bool = False) -> bool:
     """Seed the demo data if the database is empty. Returns True if it seeded.
 
-    `with_documents` adds a few generated sample PDFs (new and approved) for the first company, so
-    a newcomer sees documents waiting for the Langzeittoken they are about to request.
+    `with_documents` adds three generated sample PDFs (new, not yet approved) for the first company, so
+    a newcomer has Belege to approve once the Langzeittoken is there. Not approved on purpose: approved
+    Belege without a token would raise "Belege warten" before anyone did anything.
     """
     if not is_empty(engine):
         return False
@@ -72,7 +73,5 @@ def _sample_pdf(title: str) -> bytes:
 
 def _seed_documents(engine: Engine, company_id: int) -> None:
     names = ("Rechnung 2026-101 Büromaterial.pdf", "Rechnung 2026-102 Reisekosten.pdf", "Quittung Taxi 14.11.pdf")
-    report = intake.intake(engine, company_id=company_id, actor=process(DEMO_ACTOR), source="demo",
-                              files=[(name, _sample_pdf(name)) for name in names])
-    approved = [d.id for d in report.accepted[:2] if d.id is not None]
-    lifecycle.approve(engine, document_ids=approved, actor=process(DEMO_ACTOR))
+    intake.intake(engine, company_id=company_id, actor=process(DEMO_ACTOR), source="demo",
+                  files=[(name, _sample_pdf(name)) for name in names])

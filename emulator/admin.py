@@ -129,6 +129,21 @@ def remove_right():
         return jsonify({"person": person["id"], "rights": person["rights"]})
 
 
+@bp.post("/datev/rights/add")
+def add_right():
+    body, state = _body(), emulator_state()
+    with state.lock:
+        person = state.data["persons"].get(body.get("person", ""))
+        if not person:
+            return _bad("unknown person")
+        if body.get("client_id") not in state.data["companies"]:
+            return _bad("unknown client")
+        if body["client_id"] not in person["rights"]:
+            person["rights"].append(body["client_id"])
+        state.changed()
+        return jsonify({"person": person["id"], "rights": person["rights"]})
+
+
 @bp.get("/datev/uploads")
 def list_uploads():
     state = emulator_state()

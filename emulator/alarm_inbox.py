@@ -34,6 +34,14 @@ def receive_alarm():
     return "", 204
 
 
+@bp.get("/_admin/alarms")
+def received_alarms():
+    """What arrived, oldest first, as JSON (tests: "no alarm before the user acted")."""
+    state = emulator_state()
+    with state.lock:
+        return jsonify(list(state.data.get("alarms", [])))
+
+
 @bp.get("/alarms")
 def list_alarms():
     state = emulator_state()

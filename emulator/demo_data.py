@@ -47,7 +47,8 @@ def _company(consultant, number, name, belege_online=True):
 def datev_persons() -> dict[str, dict]:
     people = [
         _person("max", "Max", "Mustermann", "max.mustermann@kanzlei.demo", "max",
-                ["455148-1", "455148-2", "455148-3", "455148-4", "455148-5"]),
+                ["455148-1", "455148-2", "455148-3", "455148-4", "455148-5", "455148-6", "455148-7", "455148-8",
+                 "455148-9"]),
         _person("erika", "Erika", "Musterfrau", "erika.musterfrau@kanzlei.demo", "erika", ["455148-1"]),
         _person("karl", "Karl", "Kanzlei", "karl.kanzlei@kanzlei.demo", "karl", ["455148-4", "455148-5"]),
     ]
@@ -61,6 +62,11 @@ def datev_companies() -> dict[str, dict]:
         _company(455148, 3, "Demo Bau AG", belege_online=False),
         _company(455148, 4, "Bäckerei Sonnenschein e.K."),
         _company(455148, 5, "Nordlicht Logistik GmbH & Co. KG"),
+        # 6 … 9: the showcase of `make run` (testkit/showcase.py), one token state each.
+        _company(455148, 6, "Rheinblick Gastronomie GmbH"),
+        _company(455148, 7, "Alpenblick Hotel KG"),
+        _company(455148, 8, "Hansewerft Service GmbH"),
+        _company(455148, 9, "Waldmeister Gartenbau e.K."),
     ]
     return {c["id"]: c for c in companies}
 

@@ -15,14 +15,20 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import urlparse
 
+import requests
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.cli import main as cli_main  # noqa: E402
 from core.platform import files  # noqa: E402
 from core.platform.config import get_settings  # noqa: E402
+from core.platform.db import get_engine  # noqa: E402
+from core.platform.secret_store import keyring_from_settings  # noqa: E402
+from testkit.showcase import build_showcase, showcase_due  # noqa: E402
 
-EMULATOR_STATE = ROOT / "data" / "emulator-state.json"
+# The emulator's state (grants, uploads, received alarms); EMULATOR_STATE_FILE moves it (tests).
+EMULATOR_STATE = Path(os.environ.get("EMULATOR_STATE_FILE") or ROOT / "data" / "emulator-state.json")
 
 
 def start(name: str, argv: list[str]) -> subprocess.Popen:
@@ -44,12 +50,40 @@ def stop_all(children: dict[str, subprocess.Popen]) -> None:
             proc.wait()
 
 
+def wait_for_emulator(url: str, proc: subprocess.Popen, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if requests.get(f"{url.rstrip('/')}/_admin/health", timeout=2).ok:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def showcase() -> None:
+    """The first start on an empty database: a token in every state and 30 days of history
+    (testkit/showcase.py), built before the dashboard and the scheduler start. A failure leaves the
+    plain demo (users, companies, sample Belege) and says so; the product starts anyway."""
+    settings = get_settings()
+    print("building the demo showcase (first start only, about a minute) …", flush=True)
+    try:
+        report = build_showcase(get_engine(settings.database_url), settings, keyring_from_settings(settings))
+    except Exception as exc:  # noqa: BLE001  (the demo's extras must not keep the product from starting)
+        print(f"the demo showcase could not be built ({type(exc).__name__}: {exc}); starting without it", flush=True)
+        return
+    print(f"showcase: {len(report.states)} companies, {report.documents} Belege in the history, "
+          f"{report.alarms_recorded} alarms recorded as demo data (not sent)", flush=True)
+
+
 def main() -> int:
     if cli_main(["bootstrap"]) != 0:
         return 1
+    settings = get_settings()
+    first_start = settings.app_env != "production" and showcase_due(get_engine(settings.database_url))
     files.secure_data_dir(EMULATOR_STATE.parent, create=True)  # the emulator's state too: owner-only
     os.umask(0o077)  # whatever the children create (state file, logs) is owner-only as well
-    settings = get_settings()
     emulator = urlparse(settings.emulator_url)
     if not (settings.alarm_targets or settings.smtp_host):
         # The demo has no mail server: alarms go to the emulator's demo webhook (listed at /alarms).
@@ -65,6 +99,18 @@ def main() -> int:
         "emulator": start("emulator", [python, "-m", "emulator", "--host", emulator.hostname or "127.0.0.1",
                                        "--port", str(emulator.port or 8700),
                                        "--state-file", str(EMULATOR_STATE)]),
+    }
+    if first_start:
+        try:
+            if wait_for_emulator(settings.emulator_url, children["emulator"]):
+                showcase()
+            else:
+                print("the emulator did not answer; starting without the demo showcase", flush=True)
+        except KeyboardInterrupt:
+            stop_all(children)
+            print("stopped.", flush=True)
+            return 130
+    children |= {
         "dashboard": start("dashboard", [python, "-m", "streamlit", "run", "streamlit_app.py",
                                          "--server.port", str(dashboard.port or 8501),
                                          "--server.address", "localhost"]),

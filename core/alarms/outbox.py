@@ -184,6 +184,19 @@ def _send_direct(engine: Engine, settings: Settings, keyring: Keyring, message: 
     return AlarmOutcome(message.key, delivered, results)
 
 
+def mark_not_sent(engine: Engine, keys: Sequence[str], detail: str) -> int:
+    """Final, undelivered rows that were never sent (no target): say why in `detail` instead of the
+    NO_TARGETS hint. Used by the demo showcase, whose set-up raises alarms with the targets off."""
+    if not keys:
+        return 0
+    with unit_of_work(engine) as session:
+        result = session.exec(update(AlarmSent).where(
+            col(AlarmSent.key).in_(list(keys)), col(AlarmSent.delivered).is_(False),
+            col(AlarmSent.next_attempt_at).is_(None), col(AlarmSent.detail) == NO_TARGETS,
+        ).values(detail=detail[:MAX_DETAIL_CHARS]))
+        return int(result.rowcount)
+
+
 # --- sending and recording --------------------------------------------------------------------
 
 
