@@ -24,13 +24,19 @@ def sign_in(page: Page, base_url: str, who: str) -> None:
     expect(page.get_by_text(DISPLAY_NAMES[who])).to_be_visible()
 
 
-def log_in_and_consent_at_datev(page: Page, emulator_url: str) -> None:
-    """At DATEV (the emulator): log in with SmartLogin as Max Mustermann and consent to permanent access."""
+def log_in_and_consent_at_datev(page: Page, emulator_url: str, *, long_term: bool = True) -> None:
+    """At DATEV (the emulator): log in with SmartLogin as Max Mustermann and consent, to permanent access
+    (a Langzeittoken) or, for a one-off login, to this session's access only (no line for permanent access)."""
     page.wait_for_url(f"{emulator_url}/openid/authorize**")
     page.select_option("select[name=person]", "max")
     page.locator("#method-smartlogin").click()
     page.locator("#qr-scanned").click()
-    expect(page.locator("[data-testid='consent-offline']")).to_be_visible()
+    offline = page.locator("[data-testid='consent-offline']")
+    if long_term:
+        expect(offline).to_be_visible()
+    else:
+        expect(page.locator("[data-testid='consent-scopes']")).to_be_visible()  # the consent page is shown
+        expect(offline).to_have_count(0)
     page.locator("#consent-accept").click()
 
 
