@@ -22,7 +22,7 @@ company_names = {c.id: c.name for c in list_companies(engine, include_archived=T
 filters = st.columns([2, 2, 2, 3])
 period = filters[0].date_input("Zeitraum", value=[], format="DD.MM.YYYY", key="audit_period")
 company = filters[1].selectbox("Unternehmen", [None, *sorted(company_names, key=lambda i: company_names[i])],
-                               key="audit_company", format_func=lambda i: "Alle" if i is None else company_names[i])
+                               key="audit_company", placeholder="Alle", format_func=lambda i: "Alle" if i is None else company_names[i])
 actor = filters[2].text_input("Wer", key="audit_actor", placeholder="E-Mail-Adresse oder Prozess")
 actions = filters[3].multiselect("Aktion", sorted(ACTION_LABELS, key=action_label), key="audit_actions", select_all=False,
                                  placeholder="Alle", format_func=action_label)

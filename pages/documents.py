@@ -119,7 +119,7 @@ if is_operator:
 st.subheader("Belegliste")
 filters = st.columns(4)
 company_options: list[int | None] = [None, *sorted(company_names, key=lambda i: company_names[i])]
-filter_company = filters[0].selectbox("Unternehmen", company_options, key="documents_filter_company",
+filter_company = filters[0].selectbox("Unternehmen", company_options, key="documents_filter_company", placeholder="Alle",
                                       format_func=lambda i: "Alle Unternehmen" if i is None else company_names[i])
 filter_status = filters[1].multiselect("Status", [s.value for s in DocumentStatus], key="documents_filter_status", select_all=False, placeholder="Alle",
                                        format_func=lambda s: STATUS_LABELS[DocumentStatus(s)])

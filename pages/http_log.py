@@ -24,12 +24,12 @@ company_names = {c.id: c.name for c in list_companies(engine, include_archived=T
 filters = st.columns(5)
 period = filters[0].date_input("Zeitraum", value=[], format="DD.MM.YYYY", key="http_log_period")
 company = filters[1].selectbox("Unternehmen", [None, *sorted(company_names, key=lambda i: company_names[i])],
-                               key="http_log_company", format_func=lambda i: "Alle" if i is None else company_names[i])
-provider = filters[2].selectbox("Schnittstelle", [None, *[p.value for p in Provider]], key="http_log_provider",
+                               key="http_log_company", placeholder="Alle", format_func=lambda i: "Alle" if i is None else company_names[i])
+provider = filters[2].selectbox("Schnittstelle", [None, *[p.value for p in Provider]], key="http_log_provider", placeholder="Alle",
                                 format_func=lambda p: "Alle" if p is None else provider_label(p))
 purposes = filters[3].multiselect("Zweck", sorted(PURPOSE_LABELS, key=purpose_label), key="http_log_purposes", select_all=False,
                                   placeholder="Alle", format_func=purpose_label)
-result = filters[4].selectbox("Ergebnis", [None, *RESULTS], key="http_log_result",
+result = filters[4].selectbox("Ergebnis", [None, *RESULTS], key="http_log_result", placeholder="Alle",
                               format_func=lambda r: "Alle" if r is None else RESULTS[r])
 limit = st.select_slider("Einträge", options=[50, 200, 1000], value=200, key="http_log_limit")
 since, until = period_bounds(period)  # a range: (), (start,) or (start, end)

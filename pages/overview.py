@@ -135,7 +135,7 @@ if rows:
             "Gültig bis": st.column_config.DatetimeColumn(format="DD.MM.YYYY"),
             "Tage übrig": st.column_config.NumberColumn(format="%d"),
             "Letzte Erneuerung": when, "Letzte Übertragung": when,
-            "Übertragung": st.column_config.TextColumn("Kann übertragen / warum nicht", width="medium"),
+            "Übertragung": st.column_config.TextColumn("Kann übertragen / warum nicht", width="large"),
             "Datenbestand": st.column_config.TextColumn("Gebundener Datenbestand"),
         },
     )

@@ -58,7 +58,7 @@ if "documents" in st.query_params:  # back from a one-off DATEV login (pages/dat
     st.session_state["transfer_mode"] = MODE_ONE_OFF
     st.query_params.clear()
 
-filter_company = st.selectbox("Unternehmen", [None, *companies], key="transfer_company",
+filter_company = st.selectbox("Unternehmen", [None, *companies], key="transfer_company", placeholder="Alle Unternehmen",
                               format_func=lambda i: "Alle Unternehmen" if i is None else companies[i].name)
 approved, total = queries.list_documents(
     engine, DocumentFilter(company_id=filter_company, statuses=(DocumentStatus.approved.value,)), limit=MAX_LISTED)

@@ -33,12 +33,12 @@ company_names = {c.id: c.name for c in list_companies(engine, include_archived=T
 
 cols = st.columns(5)
 f_company = cols[0].selectbox("Unternehmen", [None, *sorted(company_names, key=lambda i: company_names[i])],
-                              key="log_company", format_func=lambda i: "Alle" if i is None else company_names[i])
+                              key="log_company", placeholder="Alle", format_func=lambda i: "Alle" if i is None else company_names[i])
 f_outcomes = cols[1].multiselect("Ergebnis", list(OUTCOME_LABELS), key="log_outcomes", select_all=False, placeholder="Alle",
                                  format_func=lambda o: OUTCOME_LABELS[o])
-f_provider = cols[2].selectbox("Schnittstelle", [None, *[p.value for p in Provider]], key="log_provider",
+f_provider = cols[2].selectbox("Schnittstelle", [None, *[p.value for p in Provider]], key="log_provider", placeholder="Alle",
                                format_func=lambda p: "Alle" if p is None else provider_label(p))
-f_trigger = cols[3].selectbox("Auslöser", [None, *TRIGGER_LABELS], key="log_trigger",
+f_trigger = cols[3].selectbox("Auslöser", [None, *TRIGGER_LABELS], key="log_trigger", placeholder="Alle",
                               format_func=lambda t: "Alle" if t is None else TRIGGER_LABELS[t])
 period = cols[4].date_input("Zeitraum", value=[], format="DD.MM.YYYY", key="log_period")
 since = until = None

@@ -87,3 +87,14 @@ def test_role_against_page(app, who, spec) -> None:
     else:
         with pytest.raises(ValueError):
             router.switch_page(spec.file)
+
+
+@pytest.mark.parametrize("spec", PAGE_TABLE, ids=lambda s: s.url_path)
+def test_no_select_box_shows_streamlits_english_placeholder(app, spec) -> None:
+    """A select box whose value is None shows its placeholder; without ours, the browser would show
+    Streamlit's "Choose an option". Every one says what None means here ("Alle", "Alle Unternehmen", …)."""
+    at = app("admin", spec.file).run()
+    assert not at.exception
+    for box in at.selectbox:
+        if box.value is None:
+            assert box.proto.placeholder.strip(), f"{spec.url_path}: {box.label!r} has no placeholder"
