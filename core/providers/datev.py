@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from core.platform.config import Settings
 from core.providers.errors import ProviderError
-from core.providers.http import CallContext, new_session, send
+from core.providers.http import CallContext, new_session, send, send_form
 from core.providers.outcome import Outcome, Sendable, UploadResult
 
 
@@ -114,7 +114,7 @@ def upload_datev(engine: Engine, ctx: CallContext, settings: Settings, *, access
     own = session is None
     session = session or new_session(settings)
     try:
-        response = send(engine, ctx, session, "PUT", url, files=files, timeout=settings.http_timeout, headers={
+        response = send_form(engine, ctx, session, "PUT", url, fields=files, timeout=settings.http_timeout, headers={
             "Authorization": f"Bearer {access_token}", "X-DATEV-Client-Id": settings.datev_client_id,
             "Accept": "application/json"})
     except requests.RequestException as exc:
