@@ -287,11 +287,13 @@ def todo_item(row: CompanyRow) -> TodoItem | None:
                         (0 if row.waiting else 3, -row.waiting, 0, row.name))
     if row.failed:
         return TodoItem(row.company_id, row.name, _documents(row.failed, "fehlgeschlagen"),
+                        "Der Anbieter hat ihn abgelehnt; nach einer Korrektur erneut senden." if row.failed == 1 else
                         "Der Anbieter hat sie abgelehnt; nach einer Korrektur erneut senden.", Action.retry_failed,
                         (1, -row.failed, 0, row.name))
     if row.unresolved:
         return TodoItem(row.company_id, row.name, _documents(row.unresolved, "ungeklärt"),
-                        "Ob sie angekommen sind, ist offen; bitte beim Anbieter nachsehen und entscheiden.",
+                        "Ob er angekommen ist, ist offen; bitte beim Anbieter nachsehen und entscheiden." if row.unresolved == 1
+                        else "Ob sie angekommen sind, ist offen; bitte beim Anbieter nachsehen und entscheiden.",
                         Action.resolve, (1, -row.unresolved, 0, row.name))
     if row.state == State.unclear:
         return TodoItem(row.company_id, row.name, f"Token {Health.unclear.value}",

@@ -88,6 +88,13 @@ class DayCount:
     count: int
 
 
+def day_labels(*, days: int = 30, now: datetime | None = None) -> list[str]:
+    """The x axis of the transfers chart: every local day of the last `days` (today included), oldest
+    first, so a day without any transfer shows as a gap instead of vanishing."""
+    today = local_day(now or utcnow())
+    return [(today - timedelta(days=offset)).strftime("%d.%m.") for offset in range(days - 1, -1, -1)]
+
+
 def transfers_per_day(engine: Engine, *, days: int = 30, now: datetime | None = None) -> list[DayCount]:
     """Finished transfer attempts per local day of the last `days` days (today included), by outcome."""
     today = local_day(now or utcnow())

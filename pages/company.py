@@ -8,14 +8,15 @@ from core.companies import list_companies
 from core.connections.health import card_for
 from core.connections.request_links import open_links_by_company
 from core.logs import action_label
-from core.overview import DETAIL_LIMIT, company_audit, company_detail
+from core.overview import DETAIL_LIMIT, company_audit, company_detail, todo_item
 from core.platform.errors import UserFacingError
 from core.platform.models import Role
 from core.platform.timefmt import format_local
 from core.transfers.history import OUTCOME_LABELS, TRIGGER_LABELS
+from ui.company_actions import act
 from ui.feedback import show_flashes
 from ui.guard import may, require_page
-from ui.links import page_link
+from ui.links import TRANSFER_LOG_PAGE, page_link
 from ui.services import services
 from ui.text import cell, frame, plain
 from ui.token_card import TokenCardView
@@ -61,6 +62,9 @@ if row is not None:
         st.success("Kann übertragen.")
     else:
         st.error(f"Kann nicht übertragen: {plain(row.reason)}")
+    fix = todo_item(row)
+    if fix is not None:  # the same action as in the Übersicht's "Heute zu tun" (resume, retry, resolve)
+        act(fix, user, on_company_page=True)
 
 open_link = open_links_by_company(engine).get(company.id) if company.id is not None else None
 if open_link is not None:  # a renewal already asked for through an Anforderungslink
@@ -93,7 +97,8 @@ else:
         "Meldung": cell(a.error_text or ""), "Beginn": format_local(a.started_at),
         "Auslöser": TRIGGER_LABELS.get(a.trigger, a.trigger), "Versuch": a.attempt_no,
     } for a in detail.attempts]), hide_index=True, width="stretch", key="company_attempts")
-    page_link("pages/transfer_log.py", "Zum Übertragungsprotokoll", icon=":material/receipt_long:")
+    page_link(TRANSFER_LOG_PAGE, "Zum Übertragungsprotokoll dieses Unternehmens", icon=":material/receipt_long:",
+              params={"company": str(company.id)})
 
 st.subheader("Alarme")
 if not detail.alarms:

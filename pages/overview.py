@@ -9,16 +9,14 @@ import streamlit as st
 
 from core import statistics
 from core.connections.request_links import open_links_by_company
-from core.documents import lifecycle
-from core.overview import Action, State, TodoItem, filter_rows, overview
-from core.platform.errors import UserFacingError
+from core.overview import State, filter_rows, overview
 from core.platform.models import Role
 from core.platform.timefmt import display_zone
-from core.transfers import readiness
 from ui.charts import failures_chart, renewal_chart, transfers_chart
-from ui.feedback import flash, flash_error, show_flashes
-from ui.guard import actor_of, may, require_page
-from ui.links import company_link, open_company
+from ui.company_actions import act
+from ui.feedback import show_flashes
+from ui.guard import may, require_page
+from ui.links import open_company
 from ui.request_link_panel import show_bulk_links
 from ui.scheduler_status import status_line
 from ui.services import services
@@ -48,30 +46,6 @@ columns[-2].metric("Fehlgeschlagen (7 Tage)", data.failed_recently, border=True,
 columns[-1].metric("Scheduler", "läuft" if running else "steht", border=True, help=scheduler_text)
 
 
-def act(item: TodoItem) -> None:
-    """The button or link that fixes the item, for roles that may; everyone else opens the company."""
-    if not may(user, item.min_role):
-        company_link(item.company_id, "Öffnen", icon=":material/arrow_forward:")
-        return
-    try:
-        if item.action == Action.resume:
-            if st.button(item.action.value, key=f"todo_resume_{item.company_id}", type="primary"):
-                readiness.resume(engine, item.company_id, actor_of(user))
-                flash(f"{item.name}: Übertragungen fortgesetzt; der nächste Lauf prüft erneut.")
-                st.rerun()
-        elif item.action == Action.retry_failed:
-            if st.button(item.action.value, key=f"todo_retry_{item.company_id}", type="primary"):
-                moved = lifecycle.retry_failed_of_company(engine, company_id=item.company_id, actor=actor_of(user))
-                flash(f"{item.name}: {moved} Beleg{'e' if moved != 1 else ''} wieder freigegeben; "
-                      "die nächste Übertragung sendet sie.")
-                st.rerun()
-        else:
-            company_link(item.company_id, item.action.value, icon=":material/arrow_forward:")
-    except UserFacingError as exc:
-        flash_error(f"{item.name}: {exc.message}")
-        st.rerun()
-
-
 st.subheader("Heute zu tun")
 open_links = open_links_by_company(engine)
 if not data.todo:
@@ -86,7 +60,7 @@ else:
             if item.company_id in open_links:  # a renewal already asked for
                 reason_col.caption(plain(open_links[item.company_id].summary))
             with action_col:
-                act(item)
+                act(item, user)
 
 st.subheader("Alle Unternehmen")
 filters = st.columns([3, 3, 2, 2])
@@ -152,6 +126,6 @@ if may(user, Role.admin):  # the renewal plan's step: one Anforderungslink per c
                     months=sorted({bar.month for bar in plan}))
 left, right = st.columns(2)
 with left:
-    transfers_chart(statistics.transfers_per_day(engine))
+    transfers_chart(statistics.transfers_per_day(engine), statistics.day_labels())
 with right:
     failures_chart(statistics.failure_reasons(engine))

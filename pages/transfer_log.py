@@ -31,6 +31,16 @@ show_flashes()
 company_names = {c.id: c.name for c in list_companies(engine, include_archived=True)}
 
 
+# `?company=ID&outcome=unresolved` (from "Ungeklärte Belege prüfen" and the company page) presets the filters
+# once; then the widgets own them and the parameters are dropped.
+preset = st.query_params.to_dict()
+if preset.get("company", "").isdigit() and int(preset["company"]) in company_names:
+    st.session_state["log_company"] = int(preset["company"])
+if preset.get("outcome") in OUTCOME_LABELS:
+    st.session_state["log_outcomes"] = [preset["outcome"]]
+if preset:
+    st.query_params.clear()
+
 cols = st.columns(5)
 f_company = cols[0].selectbox("Unternehmen", [None, *sorted(company_names, key=lambda i: company_names[i])],
                               key="log_company", placeholder="Alle", format_func=lambda i: "Alle" if i is None else company_names[i])

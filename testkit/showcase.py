@@ -21,7 +21,7 @@ real login pages, never by writing a state column:
 **No alarm fires before the user has done anything.** The showcase runs with the alarm targets
 switched off, so what its states raise (the reminder for the expiring token, "Token ungültig",
 "Belege warten" for the paused company) is recorded once, as the rules say, but sent nowhere; the rows
-say "Demo-Daten: beim Einrichten der Demo entstanden, nicht gesendet". The scheduler then finds each
+say "Nicht gesendet: Demo-Daten, beim Einrichten der Demo entstanden" (state "nicht gesendet"). The scheduler then finds each
 alarm raised before and sends nothing for it. What the user breaks afterwards is alarmed as usual.
 
 **History.** For each working day of the last 30 the showcase takes in Belege for Beispiel Handel
@@ -78,7 +78,7 @@ log = logging.getLogger(__name__)
 
 ACTOR = "system:demo-showcase"
 ADMIN_EMAIL = "admin@tokendesk.demo"
-NOT_SENT = "Demo-Daten: beim Einrichten der Demo entstanden, nicht gesendet."
+NOT_SENT = f"{outbox.NOT_SENT_PREFIX}: Demo-Daten, beim Einrichten der Demo entstanden."
 HISTORY_DAYS = 30
 EXPIRING_SECONDS = 20 * 86400  # inside TOKEN_EXPIRY_WARNING_DAYS (30): "läuft bald ab"
 

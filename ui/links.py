@@ -15,6 +15,7 @@ from streamlit.errors import StreamlitPageNotFoundError
 from ui.navigation import PAGE_TABLE
 
 COMPANY_PAGE = "pages/company.py"
+TRANSFER_LOG_PAGE = "pages/transfer_log.py"
 
 
 def _url_path(page: str) -> str:

@@ -64,7 +64,8 @@ MAX_KEY_CHARS = max_length(AlarmSent.key)
 MAX_TITLE_CHARS = max_length(AlarmSent.title)
 NO_TARGETS = "Keine Alarm-Empfänger eingerichtet (ALARM_TARGETS, ALARM_EMAILS mit SMTP_HOST)."
 SENDING = "wird gesendet"
-LINK_GONE = "Nicht gesendet: der Link ist nicht mehr gültig (verwendet, zurückgezogen oder abgelaufen)."
+NOT_SENT_PREFIX = "Nicht gesendet"  # details of rows that never went to any target (views: "nicht gesendet")
+LINK_GONE = f"{NOT_SENT_PREFIX}: der Link ist nicht mehr gültig (verwendet, zurückgezogen oder abgelaufen)."
 MESSAGE_OWNER, LINK_PURPOSE = "alarm_sent", "link"  # the sealed link of a message (StoredSecret)
 INTERRUPTED = "Versand unterbrochen"
 SEND_TIMEOUT_SECONDS = 10.0  # per connect/read of one target
@@ -185,8 +186,9 @@ def _send_direct(engine: Engine, settings: Settings, keyring: Keyring, message: 
 
 
 def mark_not_sent(engine: Engine, keys: Sequence[str], detail: str) -> int:
-    """Final, undelivered rows that were never sent (no target): say why in `detail` instead of the
-    NO_TARGETS hint. Used by the demo showcase, whose set-up raises alarms with the targets off."""
+    """Final, undelivered rows that were never sent (no target): say why in `detail` (it should start with
+    NOT_SENT_PREFIX) instead of the NO_TARGETS hint. Used by the demo showcase, whose set-up raises alarms
+    with the targets off."""
     if not keys:
         return 0
     with unit_of_work(engine) as session:

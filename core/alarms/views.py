@@ -16,7 +16,7 @@ from sqlmodel import col, select
 
 from core.alarms.delivery import split_addresses, split_targets
 from core.alarms.messages import Alarm
-from core.alarms.outbox import SENDING, AlarmOutcome, raise_alarm
+from core.alarms.outbox import NO_TARGETS, NOT_SENT_PREFIX, SENDING, AlarmOutcome, raise_alarm
 from core.platform import audit
 from core.platform.config import Settings
 from core.platform.db import unit_of_work
@@ -32,7 +32,7 @@ class AlarmRow:
     first_attempt: datetime
     company: str
     title: str
-    state: str  # German: zugestellt, wird gesendet, nächster Versuch …, nicht zugestellt
+    state: str  # German: zugestellt, wird gesendet, nächster Versuch …, nicht zugestellt, nicht gesendet
     attempts: int
     detail: str
     open: bool  # not delivered and another attempt is planned or running
@@ -42,8 +42,9 @@ def delivery_state(row: AlarmSent) -> tuple[str, bool]:
     """The German delivery state of an alarm row, and whether it is still open."""
     if row.delivered:
         return "zugestellt", False
-    if row.next_attempt_at is None:
-        return "nicht zugestellt", False
+    if row.next_attempt_at is None:  # final: never sent at all, or sent and failed every time
+        never_sent = row.detail == NO_TARGETS or (row.detail or "").startswith(NOT_SENT_PREFIX)
+        return ("nicht gesendet" if never_sent else "nicht zugestellt"), False
     if row.detail == SENDING:
         return "wird gesendet", True
     return f"nächster Versuch {format_local(row.next_attempt_at)}", True

@@ -30,6 +30,9 @@ def seed_alarms(database_url: str) -> None:
                       next_attempt_at=now + timedelta(minutes=30), detail="mailto://mail.example: Zeitüberschreitung"),
             AlarmSent(key="c", title="Test-Alarm von Token Desk", sent_at=now - timedelta(hours=1), delivered=False,
                       attempts=8, detail="json://hooks.example: fehlgeschlagen – aufgegeben nach 8 Versuchen"),
+            AlarmSent(key="d", company_id=company.id, title="Belege warten: Musterfirma GmbH",
+                      sent_at=now - timedelta(hours=4), delivered=False, attempts=1,
+                      detail="Nicht gesendet: Demo-Daten, beim Einrichten der Demo entstanden."),
         ])
 
 
@@ -44,12 +47,15 @@ def test_viewer_sees_each_alarm_with_its_delivery_state_and_no_test_button(app, 
     assert not at.exception
     rows = table(at)
     assert [(r["Unternehmen"], r["Zustellung"].split(" ")[0], r["Versuche"]) for r in rows] == [
-        ("–", "nicht", 8), ("Musterfirma GmbH", "nächster", 2), ("Musterfirma GmbH", "zugestellt", 1)]
+        ("–", "nicht", 8), ("Musterfirma GmbH", "nächster", 2), ("Musterfirma GmbH", "zugestellt", 1),
+        ("Musterfirma GmbH", "nicht", 1)]
     assert rows[1]["Zustellung"].startswith("nächster Versuch ") and rows[0]["Zustellung"] == "nicht zugestellt"
+    assert rows[3]["Zustellung"] == "nicht gesendet"  # never went to a target (the demo's set-up): not a failure
     assert "Test-Alarm senden" not in [b.label for b in at.button]
 
     at.toggle(key="alarms_only_undelivered").set_value(True).run()
-    assert [r["Alarm"] for r in table(at)] == ["Test-Alarm von Token Desk", "Unternehmen pausiert: Musterfirma GmbH"]
+    assert [r["Alarm"] for r in table(at)] == ["Test-Alarm von Token Desk", "Unternehmen pausiert: Musterfirma GmbH",
+                                               "Belege warten: Musterfirma GmbH"]
 
 
 def test_admin_without_targets_is_told_what_to_set(app, app_db: str) -> None:

@@ -4,6 +4,7 @@ filters, the company page per role. Tokens come from core against the emulator o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
@@ -12,7 +13,11 @@ from streamlit.testing.v1 import AppTest
 from core.connections import store
 from core.platform.db import unit_of_work
 from core.platform.models import Company, DocumentStatus
+from core.platform.secret_store import get_keyring
+from core.statistics import day_labels
 from core.transfers import readiness
+from core.transfers.engine import PassOptions, run_pass
+from core.users import process
 from tests.support.desk import Desk, run_page
 from tests.support.rendered import page_text, texts
 from ui.text import plain
@@ -111,12 +116,34 @@ def test_operator_resumes_a_paused_company(app, desk: Desk) -> None:
     assert todo_names(at)[0] == "Musterfirma GmbH"
     assert "pausiert: DATEV: Belege online fehlt" in unescaped(at)
     assert metric(at, "pausiert") == "1"
-    at.button(key=f"todo_resume_{company_id}").click().run()
+    at.button(key=f"act_resume_{company_id}").click().run()
     assert not at.exception
     with unit_of_work(desk.engine) as s:
         company = s.get(Company, company_id)
         assert company is not None and company.paused_at is None
     assert "Musterfirma GmbH" not in todo_names(at)
+
+
+def test_operator_resumes_on_the_company_page_too(app, desk: Desk) -> None:
+    """The company page offers the Übersicht's action (ui.company_actions), not only the red reason."""
+    desk.request_token()
+    desk.intake("a.pdf", approve=True)
+    company_id = desk.companies["Musterfirma GmbH"]
+    readiness.pause(desk.engine, company_id, "DATEV verweigert den Zugriff (HTTP 403)", "system:test")
+    at = app("operator", COMPANY)
+    at.query_params["company"] = str(company_id)
+    at.run()
+    assert "Kann nicht übertragen: pausiert: DATEV verweigert den Zugriff (HTTP 403)" in unescaped(at)
+    at.button(key=f"act_resume_{company_id}").click().run()
+    assert not at.exception, at.exception
+    with unit_of_work(desk.engine) as s:
+        company = s.get(Company, company_id)
+        assert company is not None and company.paused_at is None
+    viewer = app("viewer", COMPANY)
+    viewer.query_params["company"] = str(company_id)
+    readiness.pause(desk.engine, company_id, "DATEV 403", "system:test")
+    viewer.run()
+    assert f"act_resume_{company_id}" not in [b.key for b in viewer.button]
 
 
 def test_viewer_cannot_resume(app, desk: Desk) -> None:
@@ -138,7 +165,7 @@ def test_operator_sends_failed_documents_again(app, desk: Desk) -> None:
     company_id = desk.companies["Musterfirma GmbH"]
     at = run_page(app, "operator", PAGE)
     assert "1 Beleg fehlgeschlagen" in texts(at)
-    at.button(key=f"todo_retry_{company_id}").click().run()
+    at.button(key=f"act_retry_{company_id}").click().run()
     assert not at.exception
     assert desk.document(doc).status == DocumentStatus.approved.value
     assert "1 Beleg wieder freigegeben" in texts(at)
@@ -268,3 +295,16 @@ def test_a_company_without_automatic_transfer_says_its_documents_wait_for_a_pers
     at = run_page(app, "viewer", "pages/documents.py")
     listed = {r["Datei"]: r["Hinweis"] for r in at.dataframe[0].value.to_dict("records")}
     assert listed["von-hand.pdf"].startswith("wartet auf eine Übertragung von Hand"), doc
+
+
+def test_the_transfers_chart_keeps_days_without_transfers(app, desk: Desk) -> None:
+    """Reviewer finding: days without any attempt vanished from the chart (20 bars for "30 Tage", 27.11.
+    next to 29.11.). The axis now holds every day of the period."""
+    desk.request_token()
+    [doc] = desk.intake("heute.pdf", approve=True)
+    run_pass(desk.engine, desk.settings, get_keyring(),
+             PassOptions(trigger="manual", actor=process("operator@tokendesk.demo"), document_ids=[doc]))
+    at = run_page(app, "viewer", PAGE)
+    specs = [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
+    [axis] = [spec["encoding"]["x"] for spec in specs if spec["encoding"]["x"]["field"] == "Tag"]
+    assert axis["scale"]["domain"] == day_labels() and len(axis["scale"]["domain"]) == 30  # one attempt, 30 days

@@ -162,3 +162,24 @@ def test_csv_download_has_the_filtered_rows(app, attempts: dict[str, int], monke
     lines = stored.content.decode("utf-8-sig").split("\r\n")
     assert lines[0] == ";".join(CSV_HEADERS)
     assert len([line for line in lines if line]) == 2 and "falsch.pdf" in lines[1] and "fehlgeschlagen" in lines[1]
+
+
+def test_ungeklaert_from_the_overview_opens_the_filtered_log_with_the_decision(app, desk: Desk,
+                                                                              attempts: dict[str, int]) -> None:
+    """"Ungeklärte Belege prüfen" (Übersicht and company page) links to this page with `company` and
+    `outcome`: only that company's unresolved attempts are listed, the first one selected, its decision
+    form open (the reviewer found the unfiltered log with another company's attempt selected)."""
+    lexware = desk.companies["Lexware Demo GmbH"]
+    overview = run_page(app, "operator", "pages/overview.py")
+    # a direct page run has no router, so ui.links draws the same target as a plain link
+    assert f"[Ungeklärte Belege prüfen](/transfer_log?company={lexware}&outcome=unresolved)" in \
+        [m.value for m in overview.markdown]
+
+    at = app("operator", PAGE)
+    at.query_params["company"], at.query_params["outcome"] = str(lexware), "unresolved"
+    at.run()
+    assert not at.exception, at.exception
+    assert [r["Beleg"] for r in table(at, "Ergebnis")] == ["lex.pdf"]
+    assert at.selectbox(key="log_company").value == lexware
+    assert at.multiselect(key="log_outcomes").value == ["unresolved"]
+    assert "Entscheidung speichern" in labels(at)

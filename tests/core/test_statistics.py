@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from core.connections import store
 from core.platform.db import unit_of_work
 from core.platform.models import Connection, TransferAttempt
-from core.statistics import failure_reasons, month_label, plan_months, renewal_plan, transfers_per_day
+from core.statistics import day_labels, failure_reasons, month_label, plan_months, renewal_plan, transfers_per_day
 from tests.support.world import World, add_approved
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -57,3 +57,6 @@ def test_transfers_per_berlin_day_and_failure_reasons(world: World) -> None:
         ("29.11.", "übertragen", 1), ("29.11.", "fehlgeschlagen", 1), ("28.11.", "fehlgeschlagen", 1),
         ("28.11.", "ungeklärt", 1)}
     assert [(r.reason, r.count) for r in failure_reasons(world.engine, now=NOW)] == [("Belegtyp unbekannt", 2)]
+    # the chart's axis: all 30 days, the empty ones too (weekends without transfers stay visible gaps)
+    labels = day_labels(now=NOW)
+    assert len(labels) == 30 and labels[-1] == "29.11." and labels[0] == "31.10." and "28.11." in labels
