@@ -276,7 +276,7 @@ def todo_item(row: CompanyRow) -> TodoItem | None:
             why = f"{waiting}. Fortsetzen, sobald die Ursache behoben ist; der nächste Lauf prüft erneut."
             return TodoItem(row.company_id, row.name, row.reason, why, Action.resume, (0, -row.waiting, 0, row.name))
         detail = {
-            Health.invalid: f"Der Anbieter hat das Token abgelehnt{': ' + row.invalid_reason if row.invalid_reason else ''}.",
+            Health.invalid: (row.invalid_reason or "Der Anbieter hat das Token abgelehnt").rstrip(". ") + ".",
             Health.expired: f"Abgelaufen am {format_date(row.valid_until)}.",
             Health.revoked: "Das Token wurde gelöscht oder widerrufen.",
             Health.missing: "Es wurde noch keiner hinterlegt." if row.interface == INTERFACE_LABELS[Interface.lexware]

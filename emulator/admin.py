@@ -116,6 +116,27 @@ def revoke_grants():
     return jsonify({"revoked": revoked})
 
 
+@bp.post("/datev/grants/age")
+def age_grants():
+    """Move the login of the grants for `client_id` back by `seconds` (the demo's "läuft bald ab": with
+    offline_refresh_mode "fixed", the next refresh answers login + refresh_ttl_offline - now)."""
+    body, state = _body(), emulator_state()
+    try:
+        seconds = float(body.get("seconds", 0))
+    except (TypeError, ValueError):
+        return _bad("seconds must be a number")
+    scope = f"datev:iam:client:{body.get('client_id', '')}"
+    aged = []
+    with state.lock:
+        for grant in state.data["grants"].values():
+            if scope in grant.get("scope", []) and not grant.get("revoked"):
+                grant["login_at"] -= seconds
+                grant["created_at"] -= seconds
+                aged.append(grant["id"])
+        state.changed()
+    return jsonify({"aged": aged})
+
+
 @bp.post("/datev/rights/remove")
 def remove_right():
     body, state = _body(), emulator_state()

@@ -10,12 +10,12 @@ real login pages, never by writing a state column:
 | Musterfirma GmbH | 455148-1 | fehlt | no token yet: the README's walk-through requests it (3 new Belege) |
 | Beispiel Handel KG | 455148-2 | aktiv | Max's Langzeittoken; 30 days of transfer history |
 | Demo Bau AG | 455148-3 | fehlt | no token; DATEV has no Belege online for it |
-| Bäckerei Sonnenschein e.K. | 455148-4 | läuft bald ab | the emulator issued the grant for 20 days |
+| Bäckerei Sonnenschein e.K. | 455148-4 | läuft bald ab | a two-year grant whose login the emulator moved back; 20 days left |
 | Nordlicht Logistik GmbH & Co. KG | 455148-5 | ungültig | the grant was revoked at DATEV; the test call found it |
 | Rheinblick Gastronomie GmbH | 455148-6 | abgelaufen | the emulator issued the grant for one second |
 | Alpenblick Hotel KG | 455148-7 | widerrufen | an admin deleted the token (revoked at DATEV) |
 | Hansewerft Service GmbH | 455148-8 | nicht gebunden | the provider did not grant the data-set scope |
-| Waldmeister Gartenbau e.K. | 455148-9 | pausiert | DATEV refused the upload (Max had lost the right, since restored) |
+| Waldmeister Gartenbau e.K. | 455148-9 | pausiert | DATEV refused access to the data set (403 on the pass's check; right since restored) |
 | Lexware Demo GmbH | – | aktiv | the emulator's demo API key; transfer history |
 
 **No alarm fires before the user has done anything.** The showcase runs with the alarm targets
@@ -50,6 +50,7 @@ from sqlmodel import SQLModel, select
 from core import companies
 from core.alarms import outbox
 from core.connections import disconnect, lexware_key, store
+from core.connections.access import get_valid_token
 from core.connections.test_call import test_and_record
 from core.demo import DEMO_COMPANIES
 from core.documents import intake, lifecycle
@@ -80,7 +81,7 @@ ACTOR = "system:demo-showcase"
 ADMIN_EMAIL = "admin@tokendesk.demo"
 NOT_SENT = f"{outbox.NOT_SENT_PREFIX}: Demo-Daten, beim Einrichten der Demo entstanden."
 HISTORY_DAYS = 30
-EXPIRING_SECONDS = 20 * 86400  # inside TOKEN_EXPIRY_WARNING_DAYS (30): "läuft bald ab"
+EXPIRING_DAYS = 20  # inside TOKEN_EXPIRY_WARNING_DAYS (30): "läuft bald ab"
 
 # The showcase's extra companies (the emulator knows these data sets: emulator/demo_data.py).
 EXTRA = (
@@ -169,8 +170,8 @@ def build_showcase(engine: Engine, settings: Settings, keyring: Keyring, *,
     with emulator.config(refresh_ttl_offline=1):
         login("Rheinblick Gastronomie GmbH")  # abgelaufen a second later
     login("Beispiel Handel KG")
-    with emulator.config(refresh_ttl_offline=EXPIRING_SECONDS):
-        login("Bäckerei Sonnenschein e.K.")
+    login("Bäckerei Sonnenschein e.K.")
+    _age(engine, settings, keyring, emulator, ids["Bäckerei Sonnenschein e.K."], f"{CONSULTANT}-4")
     login("Nordlicht Logistik GmbH & Co. KG")
     emulator.revoke_grant_of(f"{CONSULTANT}-5")  # revoked by a DATEV user under "Verbundene Anwendungen"
     test_and_record(engine, settings, keyring, connection_id=_connection_id(engine, ids["Nordlicht Logistik GmbH & Co. KG"]),
@@ -221,11 +222,25 @@ def _connection_id(engine: Engine, company_id: int) -> int:
     return connection.id
 
 
+def _age(engine: Engine, settings: Settings, keyring: Keyring, emulator: Emulator, company_id: int,
+         client_id: str) -> None:
+    """A real two-year grant, logged in EXPIRING_DAYS short of two years ago: the emulator moves the login
+    back, and one refresh under a fixed (not rolling) lifetime brings the true rest, 20 days. In the
+    demo the emulator is rolling again afterwards, so the token renews to two years once it is next
+    refreshed (its access token lasts 15 minutes; the keepalive comes after TOKEN_KEEPALIVE_DAYS)."""
+    lifetime = emulator.get("/config")["refresh_ttl_offline"]
+    emulator.post("/datev/grants/age", {"client_id": client_id, "seconds": lifetime - EXPIRING_DAYS * 86400})
+    connection = store.get(engine, _connection_id(engine, company_id))
+    assert connection is not None and connection.id is not None
+    with emulator.config(offline_refresh_mode="fixed"):
+        get_valid_token(engine, connection.id, settings=settings, keyring=keyring, stale_version=connection.version)
+
+
 def _pause_by_refusal(engine: Engine, settings: Settings, keyring: Keyring, emulator: Emulator,
                       company_id: int) -> None:
-    """DATEV refuses Max's upload (his right on the data set was taken away): the pass pauses the
-    company with DATEV's reason and its Belege wait. The right is given back afterwards, so "Fortsetzen"
-    works in the demo."""
+    """DATEV refuses Max's access to the data set (his right was taken away; 403 on the pass's check before
+    the upload): the pass pauses the company with DATEV's reason and its Belege wait. The right is given
+    back afterwards, so "Fortsetzen" works in the demo."""
     actor = process(ACTOR)
     report = intake.intake(engine, company_id=company_id, actor=actor, source="demo",
                            files=[(f"Rechnung 2026-{n} Pflanzen.pdf", pdf(f"waldmeister-{n}")) for n in (311, 312)])

@@ -278,7 +278,7 @@ def _refresh_with_lease(engine: Engine, settings: Settings, keyring: Keyring, sn
         current = _read(engine, keyring, row.id).row
         if current.version != row.version:
             return None  # someone else stored a new token: use that one
-        reason = "DATEV hat das Token abgelehnt (invalid_grant): widerrufen, abgelaufen oder bereits verwendet."
+        reason = "DATEV hat das Token abgelehnt: widerrufen, abgelaufen oder bereits verwendet."
         marked = store.mark_invalid(engine, row.id, expected_version=row.version, reason=reason)
         raise TokenUnavailable(f"Token widerrufen oder ungültig: {reason} Bitte neu anfordern.", permanent=True,
                                newly_invalid=marked) from None

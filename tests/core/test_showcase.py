@@ -20,7 +20,7 @@ from core.overview import State, company_rows
 from core.platform.config import Settings
 from core.platform.crypto import Keyring
 from core.platform.db import unit_of_work
-from core.platform.models import AlarmSent
+from core.platform.models import AlarmSent, Connection
 from core.statistics import failure_reasons, transfers_per_day
 from core.transfers.engine import PassOptions, run_pass
 from core.users import process
@@ -45,6 +45,12 @@ def test_the_showcase_shows_every_state_with_history_and_sends_no_alarm(
     # What the Übersicht reads (core.overview): the same states, one unbound, one paused with Belege waiting.
     rows = {row.name: row for row in company_rows(engine, settings)}
     assert rows["Hansewerft Service GmbH"].bound_data_set == "nicht gebunden"
+    # "läuft bald ab" is a real two-year grant near its end, not a short grant the desk calls no Langzeittoken
+    bakery = rows["Bäckerei Sonnenschein e.K."]
+    assert bakery.days_left is not None and 19 <= bakery.days_left <= 21
+    with unit_of_work(engine) as session:
+        bakery_token = session.exec(select(Connection).where(Connection.company_id == bakery.company_id)).one()
+    assert bakery_token.offline_granted and bakery_token.kind == "long_term"
     assert rows["Waldmeister Gartenbau e.K."].waiting == 2
     assert (rows["Waldmeister Gartenbau e.K."].paused_reason or "").startswith("DATEV verweigert")
     assert rows["Lexware Demo GmbH"].state == State.active and rows["Lexware Demo GmbH"].grantor_name
