@@ -66,7 +66,7 @@ page_no = int(st.number_input("Seite", min_value=1, max_value=pages, value=1, st
 result = history.history_page(engine, log_filter, page=page_no, page_size=PAGE_SIZE,
                                 counted=(total, capped))
 amount = f"mehr als {history.COUNT_CAP:,}".replace(",", ".") if capped else str(total)
-st.caption(f"Seite {page_no} von {pages}{'+' if capped else ''} · {amount} Einträge")
+st.caption(f"Seite {page_no} von {pages}{'+' if capped else ''} · {amount} {'Eintrag' if total == 1 and not capped else 'Einträge'}")
 
 st.download_button("CSV exportieren (gefilterte Einträge)", lambda: history.csv_export(engine, log_filter),
                    file_name="uebertragungsprotokoll.csv", mime="text/csv", key="log_csv", on_click="ignore")

@@ -189,7 +189,8 @@ class TokenCardView:
         cols = st.columns(4)
         if self.is_admin:
             label = "Neu anfordern" if connection is not None else "Langzeittoken anfordern"
-            if cols[0].button(label, key=f"request_{cid}", type="primary"):
+            healthy = connection is not None and card.health == Health.active and card.binding != Binding.unbound
+            if cols[0].button(label, key=f"request_{cid}", type="secondary" if healthy else "primary"):
                 self.start(card, ConnectionKind.long_term)
             if connection is not None and cols[1].button("Verbindung testen", key=f"test_{cid}"):
                 self.test(card, connection)
