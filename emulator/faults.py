@@ -1,6 +1,7 @@
 """Fault injection applied before/after matching requests.
 
-Kinds: 503, 429, latency (wait, then handle), drop, accept_then_drop (handle, then drop the connection),
+Kinds: 503, 429, latency (wait, then handle), answer_after (handle, and answer latency_ms after the request
+arrived: a server whose whole answer time is latency_ms, its own work included), drop, accept_then_drop (handle, then drop the connection),
 revoke_grants, delay_response (handle, then answer after latency_ms: a late answer), slow_drip (handle, then
 send the body one byte every latency_ms), html_200 (answer 200 with an HTML page instead of handling),
 not_json (handle, then replace the body with text that is not JSON, keeping the status).
@@ -19,7 +20,7 @@ from . import datev_tokens
 from .context import emulator_state
 from .request_ids import add_datev_headers, request_id
 
-KINDS = ("503", "429", "latency", "drop", "accept_then_drop", "revoke_grants", "delay_response", "slow_drip",
+KINDS = ("503", "429", "latency", "answer_after", "drop", "accept_then_drop", "revoke_grants", "delay_response", "slow_drip",
          "html_200", "not_json")
 TARGETS = ("token", "revoke", "userinfo", "documents", "clients", "lexware", "discovery", "certs", "any")
 _DATEV_API = re.compile(r"^/datev(-sandbox)?-api/(token|revoke|userinfo|certs)$")
@@ -129,6 +130,9 @@ def before_request(registry: FaultRegistry):
     if fault["kind"] == "latency":
         time.sleep(fault["latency_ms"] / 1000)
         return None
+    if fault["kind"] == "answer_after":
+        g.answer_at = time.monotonic() + fault["latency_ms"] / 1000
+        return None
     if fault["kind"] == "drop":
         return drop_connection()
     if fault["kind"] == "accept_then_drop":
@@ -149,6 +153,10 @@ def before_request(registry: FaultRegistry):
 def after_request(response: Response) -> Response:
     if g.get("drop_after_response"):
         return drop_connection()
+    answer_at = g.get("answer_at")
+    if answer_at is not None:  # answer_after: the work is done; the rest of the answer time passes
+        time.sleep(max(0.0, answer_at - time.monotonic()))
+        return response
     fault = g.get("after_fault")
     if not fault:
         return response

@@ -37,6 +37,17 @@ def test_latency(base) -> None:
     assert requests.get(base + "/_admin/faults", timeout=5).json() == []
 
 
+def test_answer_after_performs_the_request_and_answers_late(base) -> None:
+    """The transfer benchmark's latency: the upload is done and the answer waits for the rest of the time
+    (a read timeout shorter than the latency proves the answer was held back; no clock is read)."""
+    _fault(base, target="lexware", kind="answer_after", latency_ms=2000)
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(base + "/lexware/v1/files", headers=LEX, data={"type": "voucher"}, timeout=(5, 1.0),
+                      files={"file": ("a.pdf", minimal_pdf(), "application/pdf")})
+    assert len(requests.get(base + "/_admin/lexware/files", timeout=5).json()) == 1  # performed before the wait
+    assert requests.get(base + "/_admin/faults", timeout=5).json() == []
+
+
 def test_bad_fault_is_rejected(base) -> None:
     assert requests.post(base + "/_admin/faults", json={"kind": "boom"}, timeout=5).status_code == 400
 
