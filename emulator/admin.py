@@ -139,28 +139,28 @@ def age_grants():
 
 @bp.post("/datev/rights/remove")
 def remove_right():
-    body, state = _body(), emulator_state()
-    with state.lock:
-        person = state.data["persons"].get(body.get("person", ""))
-        if not person:
-            return _bad("unknown person")
-        if body.get("client_id") in person["rights"]:
-            person["rights"].remove(body["client_id"])
-        state.changed()
-        return jsonify({"person": person["id"], "rights": person["rights"]})
+    return _change_right(add=False)
 
 
 @bp.post("/datev/rights/add")
 def add_right():
+    return _change_right(add=True)
+
+
+def _change_right(*, add: bool):
+    """A person gains or loses the right on a Mandant (`{"person", "client_id"}`)."""
     body, state = _body(), emulator_state()
+    client_id = body.get("client_id")
     with state.lock:
         person = state.data["persons"].get(body.get("person", ""))
         if not person:
             return _bad("unknown person")
-        if body.get("client_id") not in state.data["companies"]:
+        if add and client_id not in state.data["companies"]:
             return _bad("unknown client")
-        if body["client_id"] not in person["rights"]:
-            person["rights"].append(body["client_id"])
+        if add and client_id not in person["rights"]:
+            person["rights"].append(client_id)
+        elif not add and client_id in person["rights"]:
+            person["rights"].remove(client_id)
         state.changed()
         return jsonify({"person": person["id"], "rights": person["rights"]})
 
