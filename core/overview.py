@@ -263,6 +263,14 @@ def _renew_action(row: CompanyRow) -> Action:
     return Action.store_key if row.health in (None, Health.missing) else Action.replace_key
 
 
+def _refusal(reason: str | None) -> str:
+    """The invalid token's reason as one sentence: the provider's own sentence as it is ("DATEV hat das
+    Token abgelehnt: …"), a bare code after "Der Anbieter hat das Token abgelehnt"."""
+    if reason and "abgelehnt" in reason:
+        return reason.rstrip(". ") + "."
+    return f"Der Anbieter hat das Token abgelehnt{': ' + reason.rstrip('. ') if reason else ''}."
+
+
 def todo_item(row: CompanyRow) -> TodoItem | None:
     """The company's one most urgent need, or None when nobody has to do anything."""
     waiting = _documents(row.waiting, "wartet") if row.waiting else "Keine Belege warten"
@@ -276,7 +284,7 @@ def todo_item(row: CompanyRow) -> TodoItem | None:
             why = f"{waiting}. Fortsetzen, sobald die Ursache behoben ist; der nächste Lauf prüft erneut."
             return TodoItem(row.company_id, row.name, row.reason, why, Action.resume, (0, -row.waiting, 0, row.name))
         detail = {
-            Health.invalid: (row.invalid_reason or "Der Anbieter hat das Token abgelehnt").rstrip(". ") + ".",
+            Health.invalid: _refusal(row.invalid_reason),
             Health.expired: f"Abgelaufen am {format_date(row.valid_until)}.",
             Health.revoked: "Das Token wurde gelöscht oder widerrufen.",
             Health.missing: "Es wurde noch keiner hinterlegt." if row.interface == INTERFACE_LABELS[Interface.lexware]

@@ -13,6 +13,7 @@ from core.overview import (
     Action,
     CompanyRow,
     State,
+    _refusal,
     company_audit,
     company_detail,
     company_rows,
@@ -129,3 +130,12 @@ def test_filters() -> None:
     assert [r.name for r in filter_rows(rows, states=[State.invalid])] == ["Demo Bau AG"]
     assert [r.name for r in filter_rows(rows, interfaces=["Lexware Office"])] == ["Lexware Demo GmbH"]
     assert len(filter_rows(rows)) == 3
+
+
+def test_an_invalid_tokens_reason_is_said_once() -> None:
+    """Reviewer finding: "Der Anbieter hat das Token abgelehnt: DATEV hat das Token abgelehnt …..": the
+    provider's own sentence stands alone, a bare code gets the sentence around it, one full stop."""
+    assert _refusal("DATEV hat das Token abgelehnt: widerrufen, abgelaufen oder bereits verwendet.") == \
+        "DATEV hat das Token abgelehnt: widerrufen, abgelaufen oder bereits verwendet."
+    assert _refusal("invalid_grant") == "Der Anbieter hat das Token abgelehnt: invalid_grant."
+    assert _refusal(None) == "Der Anbieter hat das Token abgelehnt."
