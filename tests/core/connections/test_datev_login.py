@@ -184,7 +184,7 @@ def test_revoked_in_verbundene_anwendungen_becomes_invalid_at_next_use(world: Wo
         get_valid_token(world.engine, id_of(row), settings=world.settings, keyring=world.keyring)
     assert info.value.permanent and "ungültig" in info.value.message
     after = world.connection()
-    assert evaluate_health(after, utcnow(), 30) == Health.invalid and "invalid_grant" in present(after.invalid_reason)
+    assert evaluate_health(after, utcnow(), 30) == Health.invalid and "widerrufen, abgelaufen oder bereits verwendet" in present(after.invalid_reason)
     with pytest.raises(TokenUnavailable):  # no second call to DATEV for an invalid connection
         get_valid_token(world.engine, id_of(row), settings=world.settings, keyring=world.keyring)
     assert world.stats()["refresh_requests"] == 1
