@@ -71,7 +71,8 @@ def showcase() -> None:
     try:
         report = build_showcase(get_engine(settings.database_url), settings, keyring_from_settings(settings))
     except Exception as exc:  # noqa: BLE001  (the demo's extras must not keep the product from starting)
-        print(f"the demo showcase could not be built ({type(exc).__name__}: {exc}); starting without it", flush=True)
+        print(f"the demo showcase could not be built ({type(exc).__name__}: {exc}); starting with what it made "
+              "so far (`make clean-data`, then `make run`, starts the demo over)", flush=True)
         return
     print(f"showcase: {len(report.states)} companies, {report.documents} Belege in the history, "
           f"{report.alarms_recorded} alarms recorded as demo data (not sent)", flush=True)

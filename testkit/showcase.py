@@ -13,7 +13,7 @@ real login pages, never by writing a state column:
 | Bäckerei Sonnenschein e.K. | 455148-4 | läuft bald ab | a two-year grant whose login the emulator moved back; 20 days left |
 | Nordlicht Logistik GmbH & Co. KG | 455148-5 | ungültig | the grant was revoked at DATEV; the test call found it |
 | Rheinblick Gastronomie GmbH | 455148-6 | abgelaufen | the emulator issued the grant for one second |
-| Alpenblick Hotel KG | 455148-7 | widerrufen | an admin deleted the token (revoked at DATEV) |
+| Alpenblick Hotel KG | 455148-7 | widerrufen | deleted as an admin would (revoked at DATEV; the audit names the showcase) |
 | Hansewerft Service GmbH | 455148-8 | nicht gebunden | the provider did not grant the data-set scope |
 | Waldmeister Gartenbau e.K. | 455148-9 | pausiert | DATEV refused access to the data set (403 on the pass's check; right since restored) |
 | Lexware Demo GmbH | – | aktiv | the emulator's demo API key; transfer history |
@@ -71,7 +71,7 @@ from core.platform.models import (
     utcnow,
 )
 from core.transfers.engine import PassOptions, run_pass
-from core.users import Actor, process
+from core.users import process
 from testkit.datev_user import log_in_at_datev
 from testkit.samples import pdf
 
@@ -177,13 +177,13 @@ def build_showcase(engine: Engine, settings: Settings, keyring: Keyring, *,
     test_and_record(engine, settings, keyring, connection_id=_connection_id(engine, ids["Nordlicht Logistik GmbH & Co. KG"]),
                     actor=ACTOR)
     login("Alpenblick Hotel KG")
-    disconnect.delete_token(engine, settings, keyring, actor=Actor.of(admin), reason="Mandat beendet (Demo)",
+    disconnect.delete_token(engine, settings, keyring, actor=process(ACTOR), reason="Mandat beendet (Demo)",
                             connection_id=_connection_id(engine, ids["Alpenblick Hotel KG"]))
     with emulator.config(client_scope_grant="drop"):
         login("Hansewerft Service GmbH")
     login("Waldmeister Gartenbau e.K.")
     lexware_key.store_lexware_key(engine, settings, keyring, company_id=ids["Lexware Demo GmbH"],
-                                  api_key="demo-lexware-key", valid_until=None, actor=Actor.of(admin))
+                                  api_key="demo-lexware-key", valid_until=None, actor=process(ACTOR))
     _pause_by_refusal(engine, settings, keyring, emulator, ids["Waldmeister Gartenbau e.K."])
 
     say("showcase: 30 days of transfer history …")
