@@ -99,8 +99,12 @@ def emulator_process(extra_clients: int = 0) -> Iterator[tuple[str, int]]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    command = (["-m", "bench.fleet_emulator", str(port), str(extra_clients)] if extra_clients else
-               ["-m", "emulator", "--host", "127.0.0.1", "--port", str(port)])
+    if extra_clients:
+        command = ["-m", "bench.fleet_emulator", str(port), str(extra_clients)]
+    elif SERVER[0] == "keepalive":
+        command = ["-m", "bench.keepalive_emulator", str(port)]
+    else:
+        command = ["-m", "emulator", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen([sys.executable, *command], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -673,6 +677,9 @@ def print_table(results: dict) -> None:
 # takes latency + the emulator's own time); "answer_after" answers latency after the request arrived, its
 # work included, so the ideal (concurrency ÷ latency) is reachable and only the engine's overhead is missing.
 LATENCY_KIND = ["latency"]
+# The emulator's HTTP server (throughput only): "werkzeug" (python -m emulator: a new TCP connection per
+# call) or "keepalive" (bench.keepalive_emulator: HTTP/1.1 keep-alive, as DATEV's servers).
+SERVER = ["werkzeug"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -686,8 +693,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-kind", choices=("latency", "answer_after"), default="latency",
                         help="latency: sleep, then the emulator's work; answer_after: the answer leaves LATENCY after "
                              "the request arrived, the emulator's work included (default: %(default)s)")
+    parser.add_argument("--server", choices=("werkzeug", "keepalive"), default="werkzeug",
+                        help="the emulator's HTTP server for the throughput passes (default: %(default)s)")
     args = parser.parse_args(argv)
     LATENCY_KIND[0] = args.latency_kind
+    SERVER[0] = args.server
     results: dict[str, object] = {}
     if args.only in (None, "throughput"):
         print("throughput …")
@@ -706,7 +716,7 @@ def main(argv: list[str] | None = None) -> None:
     out.write_text(json.dumps({
         **previous, "generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
         "python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-        "latency_ms": LATENCY_MS, "latency_kind": args.latency_kind, **results}, indent=2) + "\n")
+        "latency_ms": LATENCY_MS, "latency_kind": args.latency_kind, "server": args.server, **results}, indent=2) + "\n")
     print(f"\nwritten: {out}")
 
 
