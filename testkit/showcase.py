@@ -12,7 +12,7 @@ real login pages, never by writing a state column:
 | Demo Bau AG | 455148-3 | fehlt | no token; DATEV has no Belege online for it |
 | Bäckerei Sonnenschein e.K. | 455148-4 | läuft bald ab | a two-year grant whose login the emulator moved back; 20 days left |
 | Nordlicht Logistik GmbH & Co. KG | 455148-5 | ungültig | the grant was revoked at DATEV; the test call found it |
-| Rheinblick Gastronomie GmbH | 455148-6 | abgelaufen | the emulator issued the grant for one second |
+| Rheinblick Gastronomie GmbH | 455148-6 | abgelaufen | a two-year grant whose login the emulator moved back; it ends seconds later |
 | Alpenblick Hotel KG | 455148-7 | widerrufen | deleted as an admin would (revoked at DATEV; the audit names the showcase) |
 | Hansewerft Service GmbH | 455148-8 | nicht gebunden | the provider did not grant the data-set scope |
 | Waldmeister Gartenbau e.K. | 455148-9 | pausiert | DATEV refused access to the data set (403 on the pass's check; right since restored) |
@@ -82,6 +82,7 @@ ADMIN_EMAIL = "admin@tokendesk.demo"
 NOT_SENT = f"{outbox.NOT_SENT_PREFIX}: Demo-Daten, beim Einrichten der Demo entstanden."
 HISTORY_DAYS = 30
 EXPIRING_DAYS = 20  # inside TOKEN_EXPIRY_WARNING_DAYS (30): "läuft bald ab"
+EXPIRED_LEFT_SECONDS = 3  # over before the showcase is done (the history alone takes longer): "abgelaufen"
 
 # The showcase's extra companies (the emulator knows these data sets: emulator/demo_data.py).
 EXTRA = (
@@ -167,11 +168,13 @@ def build_showcase(engine: Engine, settings: Settings, keyring: Keyring, *,
             raise RuntimeError(f"showcase: the DATEV login for {name} failed: {outcome.message}")
 
     say("showcase: tokens in every state …")
-    with emulator.config(refresh_ttl_offline=1):
-        login("Rheinblick Gastronomie GmbH")  # abgelaufen a second later
+    login("Rheinblick Gastronomie GmbH")
+    _age(engine, settings, keyring, emulator, ids["Rheinblick Gastronomie GmbH"], f"{CONSULTANT}-6",
+         left_seconds=EXPIRED_LEFT_SECONDS)  # its two years end a moment later: abgelaufen
     login("Beispiel Handel KG")
     login("Bäckerei Sonnenschein e.K.")
-    _age(engine, settings, keyring, emulator, ids["Bäckerei Sonnenschein e.K."], f"{CONSULTANT}-4")
+    _age(engine, settings, keyring, emulator, ids["Bäckerei Sonnenschein e.K."], f"{CONSULTANT}-4",
+         left_seconds=EXPIRING_DAYS * 86400)
     login("Nordlicht Logistik GmbH & Co. KG")
     emulator.revoke_grant_of(f"{CONSULTANT}-5")  # revoked by a DATEV user under "Verbundene Anwendungen"
     test_and_record(engine, settings, keyring, connection_id=_connection_id(engine, ids["Nordlicht Logistik GmbH & Co. KG"]),
@@ -223,13 +226,14 @@ def _connection_id(engine: Engine, company_id: int) -> int:
 
 
 def _age(engine: Engine, settings: Settings, keyring: Keyring, emulator: Emulator, company_id: int,
-         client_id: str) -> None:
-    """A real two-year grant, logged in EXPIRING_DAYS short of two years ago: the emulator moves the login
-    back, and one refresh under a fixed (not rolling) lifetime brings the true rest, 20 days. In the
-    demo the emulator is rolling again afterwards, so the token renews to two years once it is next
-    refreshed (its access token lasts 15 minutes; the keepalive comes after TOKEN_KEEPALIVE_DAYS)."""
+         client_id: str, *, left_seconds: int) -> None:
+    """A real two-year grant, logged in `left_seconds` short of two years ago: the emulator moves the login
+    back, and one refresh under a fixed (not rolling) lifetime brings the true rest (the desk keeps it a
+    Langzeittoken: what the login granted). In the demo the emulator is rolling again afterwards, so a
+    token with time left renews to two years once it is next refreshed (its access token lasts 15
+    minutes; the keepalive comes after TOKEN_KEEPALIVE_DAYS); an expired one is never refreshed."""
     lifetime = emulator.get("/config")["refresh_ttl_offline"]
-    emulator.post("/datev/grants/age", {"client_id": client_id, "seconds": lifetime - EXPIRING_DAYS * 86400})
+    emulator.post("/datev/grants/age", {"client_id": client_id, "seconds": lifetime - left_seconds})
     connection = store.get(engine, _connection_id(engine, company_id))
     assert connection is not None and connection.id is not None
     with emulator.config(offline_refresh_mode="fixed"):

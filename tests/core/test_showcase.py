@@ -51,6 +51,11 @@ def test_the_showcase_shows_every_state_with_history_and_sends_no_alarm(
     with unit_of_work(engine) as session:
         bakery_token = session.exec(select(Connection).where(Connection.company_id == bakery.company_id)).one()
     assert bakery_token.offline_granted and bakery_token.kind == "long_term"
+    # "abgelaufen" likewise: a Langzeittoken whose two years are over, not a grant the desk never called one
+    expired = rows["Rheinblick Gastronomie GmbH"]
+    with unit_of_work(engine) as session:
+        expired_token = session.exec(select(Connection).where(Connection.company_id == expired.company_id)).one()
+    assert expired.state == State.expired and expired_token.offline_granted
     assert rows["Waldmeister Gartenbau e.K."].waiting == 2
     assert (rows["Waldmeister Gartenbau e.K."].paused_reason or "").startswith("DATEV verweigert")
     assert rows["Lexware Demo GmbH"].state == State.active and rows["Lexware Demo GmbH"].grantor_name
