@@ -44,8 +44,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import requests
-from sqlalchemy import Engine
-from sqlmodel import SQLModel, select
+from sqlalchemy import Engine, or_
+from sqlmodel import SQLModel, col, select
 
 from core import companies
 from core.alarms import outbox
@@ -67,6 +67,7 @@ from core.platform.models import (
     Document,
     HttpLogEntry,
     Interface,
+    Provider,
     TransferAttempt,
     utcnow,
 )
@@ -216,13 +217,17 @@ def _companies(engine: Engine) -> dict[str, int]:
     return ids
 
 
-def _connection_id(engine: Engine, company_id: int) -> int:
-    company = companies.get_company(engine, company_id)
-    provider = company.provider
-    assert provider is not None
-    connection = store.in_slot(engine, store.LONG_TERM_SLOT, [company_id]).get((company_id, provider.value))
+def _datev_token(engine: Engine, company_id: int) -> Connection:
+    """The company's DATEV Langzeittoken (the showcase just stored it)."""
+    connection = store.find(engine, company_id, Provider.datev)
     assert connection is not None and connection.id is not None
-    return connection.id
+    return connection
+
+
+def _connection_id(engine: Engine, company_id: int) -> int:
+    connection_id = _datev_token(engine, company_id).id
+    assert connection_id is not None
+    return connection_id
 
 
 def _age(engine: Engine, settings: Settings, keyring: Keyring, emulator: Emulator, company_id: int,
@@ -234,8 +239,8 @@ def _age(engine: Engine, settings: Settings, keyring: Keyring, emulator: Emulato
     minutes; the keepalive comes after TOKEN_KEEPALIVE_DAYS); an expired one is never refreshed."""
     lifetime = emulator.get("/config")["refresh_ttl_offline"]
     emulator.post("/datev/grants/age", {"client_id": client_id, "seconds": lifetime - left_seconds})
-    connection = store.get(engine, _connection_id(engine, company_id))
-    assert connection is not None and connection.id is not None
+    connection = _datev_token(engine, company_id)
+    assert connection.id is not None
     with emulator.config(offline_refresh_mode="fixed"):
         get_valid_token(engine, connection.id, settings=settings, keyring=keyring, stale_version=connection.version)
 
@@ -318,7 +323,8 @@ def _move_back(engine: Engine, *, since: datetime, by: timedelta) -> None:
         for model in MOVED:
             columns = [name for name, info in model.model_fields.items()
                        if info.annotation in (datetime, datetime | None)]
-            for row in session.exec(select(model)).all():
+            written = or_(*(col(getattr(model, name)) >= since for name in columns))  # only what the pass wrote
+            for row in session.exec(select(model).where(written)).all():
                 for name in columns:
                     value = getattr(row, name)
                     if value is not None and value >= since:
