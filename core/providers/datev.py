@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from core.platform.config import Settings
 from core.providers.errors import ProviderError
-from core.providers.http import CallContext, new_session, send, send_form
+from core.providers.http import Answer, CallContext, KeepAliveClient, multipart, new_session, send
 from core.providers.outcome import Outcome, Sendable, UploadResult
 
 
@@ -49,7 +49,7 @@ def _headers(settings: Settings, access_token: str) -> dict[str, str]:
             "Accept": "application/json"}
 
 
-def error_from(response: requests.Response) -> DatevApiError:
+def error_from(response: requests.Response | Answer) -> DatevApiError:
     try:
         body = response.json()
     except ValueError:
@@ -98,31 +98,27 @@ def get_document_types(engine: Engine, ctx: CallContext, settings: Settings, acc
 ALREADY_DELIVERED = "#DCO01012"
 
 
-def _ids(response: requests.Response) -> dict[str, str | None]:
+def _ids(response: requests.Response | Answer) -> dict[str, str | None]:
     return {"global_transaction_id": response.headers.get("X-Global-Transaction-ID"),
             "request_id": response.headers.get("V-Cap-Request-ID")}
 
 
 def upload_datev(engine: Engine, ctx: CallContext, settings: Settings, *, access_token: str, client_id: str,
-                 document: Sendable, content: bytes, session: requests.Session | None = None) -> UploadResult:
-    """`PUT /clients/{id}/documents/{guid}` with the document's own GUID (exactly once)."""
+                 document: Sendable, content: bytes, client: KeepAliveClient) -> UploadResult:
+    """`PUT /clients/{id}/documents/{guid}` with the document's own GUID (exactly once), on the worker's
+    kept connection to the documents API."""
     metadata = {k: v for k, v in {"document_type": document.document_type, "note": document.note}.items() if v}
-    files: dict[str, tuple[str | None, bytes, str]] = {"file": (document.file_name, content, document.media_type)}
+    fields: dict[str, tuple[str | None, bytes, str]] = {"file": (document.file_name, content, document.media_type)}
     if metadata:
-        files["metadata"] = (None, json.dumps(metadata).encode(), "application/json")
+        fields["metadata"] = (None, json.dumps(metadata).encode(), "application/json")
+    body, content_type = multipart(fields)
     url = f"{settings.datev_documents_base}/clients/{client_id}/documents/{document.guid}"
-    own = session is None
-    session = session or new_session(settings)
     try:
-        response = send_form(engine, ctx, session, "PUT", url, fields=files, timeout=settings.http_timeout, headers={
-            "Authorization": f"Bearer {access_token}", "X-DATEV-Client-Id": settings.datev_client_id,
-            "Accept": "application/json"})
+        response = client.send(engine, ctx, "PUT", url, body=body, headers={
+            **_headers(settings, access_token), "Content-Type": content_type})
     except requests.RequestException as exc:
         return UploadResult(Outcome.retry, f"Keine Antwort von DATEV ({type(exc).__name__}); wird wiederholt "
                                            "(dieselbe GUID, also ohne Doppel).")
-    finally:
-        if own:
-            session.close()
     status = response.status_code
     if status in (200, 201):
         body = response.json() if response.content else {}

@@ -6,29 +6,41 @@ a token, a body or a query string. Each entry is written in its own short transa
 the call (Core insert of the column values), so callers must not hold a transaction open across HTTP
 (they never do); the transfer engine collects an upload's entries (`CallContext.sink`) and writes them
 with the upload's outcome instead.
+
+Two clients, one set of rules (total deadline, size cap, certificate checks, the environment's proxy,
+the log line): requests sessions guarded by `DeadlineAdapter` for every call, and `KeepAliveClient`
+(the standard library's http.client on one kept connection) for the transfer engine's uploads, the
+one path where the client's own CPU per call matters.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import functools
 import heapq
+import http.client
 import itertools
+import json
 import logging
 import os
+import select as io_select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from email.message import Message
+from typing import Any, Protocol, TypeVar
+from urllib.parse import unquote, urlsplit
 
+import certifi
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
-from requests.structures import CaseInsensitiveDict
 from sqlalchemy import Engine, delete, insert
 from sqlmodel import col, select
 from urllib3.fields import RequestField
@@ -85,13 +97,24 @@ def _entry(ctx: CallContext, method: str, url: str, started: float) -> dict[str,
             "purpose": ctx.purpose, "correlation_id": ctx.correlation_id}
 
 
-def record_response(engine: Engine, ctx: CallContext, response: requests.Response, started: float) -> None:
-    entry = _entry(ctx, response.request.method or "GET", response.url, started)
-    entry["status"] = response.status_code
-    entry["global_transaction_id"] = clip(HttpLogEntry.global_transaction_id,
-                                          response.headers.get("X-Global-Transaction-ID"))
-    entry["request_id"] = clip(HttpLogEntry.request_id, response.headers.get("V-Cap-Request-ID"))
+class Headers(Protocol):
+    """An answer's headers, looked up without regard to case (requests' and http.client's alike)."""
+
+    def get(self, name: str, /) -> str | None: ...
+
+
+def record_answer(engine: Engine, ctx: CallContext, method: str, url: str, status: int, headers: Headers,
+                  started: float) -> None:
+    entry = _entry(ctx, method, url, started)
+    entry["status"] = status
+    entry["global_transaction_id"] = clip(HttpLogEntry.global_transaction_id, headers.get("X-Global-Transaction-ID"))
+    entry["request_id"] = clip(HttpLogEntry.request_id, headers.get("V-Cap-Request-ID"))
     _write(engine, entry, ctx)
+
+
+def record_response(engine: Engine, ctx: CallContext, response: requests.Response, started: float) -> None:
+    record_answer(engine, ctx, response.request.method or "GET", response.url, response.status_code,
+                  response.headers, started)
 
 
 def record_failure(engine: Engine, ctx: CallContext, method: str, url: str, exc: BaseException,
@@ -235,14 +258,8 @@ class DeadlineAdapter(HTTPAdapter):
                     sock.shutdown(socket.SHUT_RDWR)
 
         watchdog = _watchdog.arm(started + self.deadline, abort)
-        body = bytearray()
         try:
-            for chunk in response.raw.stream(16 * 1024, decode_content=True):
-                body += chunk
-                if len(body) > self.max_bytes:
-                    raise ResponseTooLarge(f"answer exceeds the cap of {self.max_bytes} bytes")
-                if expired.is_set():
-                    break
+            body = _read_within(response.raw.stream(16 * 1024, decode_content=True), self.max_bytes, expired.is_set)
         except ResponseTooLarge:
             response.close()
             raise
@@ -259,6 +276,18 @@ class DeadlineAdapter(HTTPAdapter):
         response._content = bytes(body)  # what requests' .content reads
         response.__dict__["_content_consumed"] = True  # requests' private flag: iter_content reuses _content
         return response
+
+
+def _read_within(chunks: Iterator[bytes], max_bytes: int, expired: Callable[[], bool]) -> bytearray:
+    """An answer's body, chunk by chunk: refused above the cap, ended early when the deadline passed."""
+    body = bytearray()
+    for chunk in chunks:
+        body += chunk
+        if len(body) > max_bytes:
+            raise ResponseTooLarge(f"answer exceeds the cap of {max_bytes} bytes")
+        if expired():
+            break
+    return body
 
 
 SessionT = TypeVar("SessionT", bound=requests.Session)
@@ -309,32 +338,188 @@ def send(engine: Engine, ctx: CallContext, session: requests.Session, method: st
         return session.request(method, url, **kwargs)
 
 
-def send_form(engine: Engine, ctx: CallContext, session: requests.Session, method: str, url: str, *,
-              fields: Mapping[str, tuple[str | None, bytes, str]], headers: Mapping[str, str],
-              timeout: float | tuple[float, float]) -> requests.Response:
-    """An upload: a multipart/form-data body of `fields` (name → (file name or None, bytes, media type)),
-    recorded in the HTTP log like `send`, on the same session (adapter with deadline and size cap, the
-    log hook, cookies). A redirect is not followed: an upload sent on to another address is a second
-    upload nobody asked for.
-
-    The request is prepared here, not by `session.request`: the same body and headers (urllib3's
-    multipart encoder, which requests uses itself), without requests 2.34's merging of session and
-    call settings, whose isinstance checks against runtime protocols are slow on Python 3.11; about
-    70 µs of CPU less per upload (bench/README.md, issue #11)."""
+def multipart(fields: Mapping[str, tuple[str | None, bytes, str]]) -> tuple[bytes, str]:
+    """A multipart/form-data body of `fields` (name → (file name or None, bytes, media type)) and its
+    Content-Type, built as requests builds `files=` (urllib3's encoder, one part per field)."""
     parts = []
-    for name, (file_name, data, media_type) in fields.items():  # as requests builds them (models._encode_files)
+    for name, (file_name, data, media_type) in fields.items():
         part = RequestField(name=name, data=data, filename=file_name)
         part.make_multipart(content_type=media_type)
         parts.append(part)
-    body, content_type = urllib3.encode_multipart_formdata(parts)
-    merged = CaseInsensitiveDict(session.headers)
-    merged.update(headers)
-    merged["Content-Type"] = content_type
-    with recorded(engine, ctx, session, method, url):
-        prepared = requests.PreparedRequest()
-        prepared.prepare(method=method, url=url, headers=merged, data=body, cookies=session.cookies,
-                         hooks=session.hooks)
-        return session.send(prepared, timeout=timeout, allow_redirects=False)
+    return urllib3.encode_multipart_formdata(parts)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A complete answer of a `KeepAliveClient` call, read within the size cap and the deadline. Reads like
+    the parts of `requests.Response` the providers use (`status_code`, `headers`, `content`, `json()`)."""
+
+    status_code: int
+    headers: Message  # case-insensitive `get`, as requests' headers
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class _Call:
+    """What the deadline's watchdog needs of a call in flight: the socket to shut down."""
+
+    __slots__ = ("expired", "sock")
+
+    def __init__(self) -> None:
+        self.sock: socket.socket | None = None
+        self.expired = False
+
+    def has_expired(self) -> bool:  # set by another thread: read it through a call, never narrowed
+        return self.expired
+
+    def abort(self) -> None:  # the watchdog's thread: unblock a read that waits for a dripping server
+        self.expired = True
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+
+
+_tls_contexts: dict[str, ssl.SSLContext] = {}
+
+
+def _tls_context() -> ssl.SSLContext:
+    """Certificate checks as requests does them: REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, else certifi's bundle."""
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
+    context = _tls_contexts.get(bundle)
+    if context is None:
+        context = _tls_contexts[bundle] = ssl.create_default_context(cafile=bundle)
+    return context
+
+
+def _dropped(sock: socket.socket) -> bool:
+    """A kept-alive connection the server closed (or that has unexpected bytes waiting) is not reused
+    (urllib3 checks the same before reusing a pooled connection)."""
+    poller = io_select.poll()
+    poller.register(sock, io_select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class KeepAliveClient:
+    """HTTP/1.1 calls with keep-alive to one provider origin: the transfer engine's uploads, one client per
+    worker and pass (not shared between threads).
+
+    The hot path of a pass, so it is the standard library's `http.client` on one kept connection instead
+    of requests (measured on one upload: 0.47 instead of 1.1–1.2 ms of CPU; bench/README.md, issue #11).
+    What requests and `DeadlineAdapter` give every other call holds here too: the total deadline
+    (HTTP_DEADLINE_SECONDS, the shared watchdog shuts the socket down, connecting included), the size cap
+    (HTTP_MAX_RESPONSE_BYTES, declared or streamed), certificate checks (requests' CA bundle rules), the
+    environment's proxy for the origin (HTTPS_PROXY/HTTP_PROXY/NO_PROXY as requests reads them; the call
+    goes through a CONNECT tunnel, so the proxy must be an http:// one), no redirect followed, and one HTTP
+    log line per call. Transport failures are `requests.RequestException`s, as from a session: every
+    caller already treats them as "no usable answer". A kept connection the server has closed meanwhile
+    is noticed before it is used, and a fresh one is opened; a call that fails once sent is never
+    repeated here (whether it arrived is the caller's question).
+    """
+
+    def __init__(self, base_url: str, settings: Settings) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("base_url must be an http(s) URL")
+        self.https = parts.scheme == "https"
+        self.host, self.port = parts.hostname, parts.port or (443 if self.https else 80)
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+        self.deadline, self.max_bytes = settings.http_deadline_seconds, settings.http_max_response_bytes
+        self.connect_timeout, self.read_timeout = (min(t, self.deadline) for t in settings.http_timeout)
+        self.proxy = requests.utils.get_environ_proxies(base_url).get(parts.scheme)
+        self.conn: http.client.HTTPConnection | None = None
+
+    def __enter__(self) -> KeepAliveClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def _open(self) -> http.client.HTTPConnection:
+        host, port, tunnel_headers = self.host, self.port, None
+        if self.proxy:
+            proxy = urlsplit(self.proxy)
+            if proxy.scheme != "http" or not proxy.hostname:
+                raise requests.exceptions.InvalidProxyURL("uploads go through an http:// proxy (CONNECT) only")
+            host, port = proxy.hostname, proxy.port or 80
+            if proxy.username:
+                credentials = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}".encode()
+                tunnel_headers = {"Proxy-Authorization": "Basic " + base64.b64encode(credentials).decode()}
+        conn: http.client.HTTPConnection
+        if self.https:
+            conn = http.client.HTTPSConnection(host, port, timeout=self.connect_timeout, context=_tls_context())
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=self.connect_timeout)
+        if self.proxy:
+            conn.set_tunnel(self.host, self.port, headers=tunnel_headers)
+        conn.connect()
+        assert conn.sock is not None
+        conn.sock.settimeout(self.read_timeout)
+        return conn
+
+    def send(self, engine: Engine, ctx: CallContext, method: str, url: str, *, body: bytes,
+             headers: Mapping[str, str]) -> Answer:
+        """One call on the kept connection (opened or replaced as needed), recorded in the HTTP log."""
+        if not url.startswith(self.origin + "/"):
+            raise ValueError("the URL is not on this client's origin")
+        started = time.monotonic()
+        call = _Call()
+        alarm = _watchdog.arm(started + self.deadline, call.abort)
+        connected = False
+        try:
+            conn = self.conn
+            if conn is None or _dropped(conn.sock):
+                self.close()
+                conn = self.conn = self._open()
+            connected = True
+            call.sock = conn.sock
+            if call.has_expired():
+                raise DeadlineExceeded(f"no complete answer within {self.deadline:g} s")
+            conn.request(method, url[len(self.origin):], body=body, headers=dict(headers))
+            response = conn.getresponse()
+            declared = response.getheader("Content-Length", "")
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                raise ResponseTooLarge(f"answer of {declared} bytes exceeds the cap of {self.max_bytes}")
+            content = _read_within(iter(functools.partial(response.read, 16 * 1024), b""), self.max_bytes,
+                                   call.has_expired)
+            if call.has_expired() or time.monotonic() - started > self.deadline:
+                raise DeadlineExceeded(f"no complete answer within {self.deadline:g} s")
+            if response.will_close:
+                self.close()
+        except requests.RequestException as exc:
+            self.close()
+            record_failure(engine, ctx, method, url, exc, started)
+            raise
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            failure = _transport_failure(exc, expired=call.has_expired(), connected=connected, deadline=self.deadline)
+            record_failure(engine, ctx, method, url, failure, started)
+            raise failure from None
+        finally:
+            alarm.cancel()
+        answer = Answer(response.status, response.msg, bytes(content))
+        record_answer(engine, ctx, method, url, answer.status_code, answer.headers, started)
+        return answer
+
+
+def _transport_failure(exc: BaseException, *, expired: bool, connected: bool,
+                       deadline: float) -> requests.RequestException:
+    """A `KeepAliveClient` call's failure as the `requests` exception a session would have raised."""
+    if expired:
+        return DeadlineExceeded(f"no complete answer within {deadline:g} s")
+    if not connected:  # nothing was sent
+        if isinstance(exc, TimeoutError):
+            return requests.ConnectTimeout(f"connect timed out ({type(exc).__name__})")
+        return requests.ConnectionError(f"NewConnectionError: could not connect ({type(exc).__name__})")
+    if isinstance(exc, TimeoutError):
+        return requests.ReadTimeout(f"read timed out ({type(exc).__name__})")
+    return requests.ConnectionError(f"answer broken off ({type(exc).__name__})")
 
 
 def purge_older_than(engine: Engine, days: int) -> int:

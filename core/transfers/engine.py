@@ -29,7 +29,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-import requests
 from sqlalchemy import Connection, Engine, func
 from sqlmodel import col, select
 
@@ -47,7 +46,7 @@ from core.platform.models import Company, Document, Provider, Role, utcnow
 from core.platform.models import Connection as ConnectionRow
 from core.platform.ratelimit import acquire
 from core.providers.datev import DatevApiError, get_client, get_document_types, upload_datev
-from core.providers.http import CallContext, provider_session
+from core.providers.http import CallContext, KeepAliveClient
 from core.providers.lexware import upload_lexware
 from core.providers.outcome import Outcome, UploadResult
 from core.transfers.document_types import store_document_types
@@ -271,9 +270,9 @@ class _Pass:
 
     def drain(self, run: _CompanyRun) -> None:
         """One worker: claim, upload and record documents of the company until none is due."""
-        base = self.settings.datev_documents_base if run.provider == Provider.datev else self.settings.lexware_base
-        # One keep-alive HTTP connection and one database connection per worker, for the whole pass.
-        with provider_session(base, self.settings) as http, self.engine.connect() as db:
+        # One keep-alive HTTP connection (opened at the first DATEV upload; Lexware's few calls per second go
+        # through upload_lexware's own session) and one database connection per worker, for the whole pass.
+        with KeepAliveClient(self.settings.datev_documents_base, self.settings) as http, self.engine.connect() as db:
             while not self.stopped():
                 claimed = lifecycle.claim(db, run.company_id, self.owner, self.settings.transfer_lease_seconds,
                                           self.options.document_ids)
@@ -285,7 +284,7 @@ class _Pass:
                 if not self.work_on(run, claimed, http, db):
                     return
 
-    def work_on(self, run: _CompanyRun, claimed: Claimed, http: requests.Session, db: Connection) -> bool:
+    def work_on(self, run: _CompanyRun, claimed: Claimed, http: KeepAliveClient, db: Connection) -> bool:
         """Deliver one claimed document; False when the company's worker should stop."""
         try:
             delivered = self.deliver_one(run, claimed, http, db)
@@ -315,7 +314,7 @@ class _Pass:
                                           needed=timedelta(seconds=settings.http_deadline_seconds),
                                           extend_by=timedelta(seconds=settings.transfer_lease_seconds))
 
-    def deliver_one(self, run: _CompanyRun, claimed: Claimed, http: requests.Session,
+    def deliver_one(self, run: _CompanyRun, claimed: Claimed, http: KeepAliveClient,
                     db: Connection) -> tuple[Outcome, UploadResult] | None:
         """Upload one claimed document and record the outcome. None: the company halted, nothing sent."""
         engine, settings = self.engine, self.settings
@@ -333,11 +332,11 @@ class _Pass:
                 if run.halted.is_set() or not self.lease_still_ours(claimed):
                     return None
                 result = upload_datev(engine, ctx, settings, access_token=run.token.value, client_id=run.client_id,
-                                      document=document, content=claimed.content, session=http)
+                                      document=document, content=claimed.content, client=http)
                 if result.outcome == Outcome.unauthorized and self.renew(run):
                     result = upload_datev(engine, ctx, settings, access_token=run.token.value,
                                           client_id=run.client_id, document=document, content=claimed.content,
-                                          session=http)
+                                          client=http)
                 if result.outcome in (Outcome.unauthorized, Outcome.forbidden):
                     run.halted.set()  # the company's other workers stop before their next upload
                 if result.outcome == Outcome.unauthorized:

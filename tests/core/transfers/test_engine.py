@@ -13,7 +13,15 @@ from core.connections.lexware_key import store_lexware_key
 from core.documents import intake, queries
 from core.documents.lifecycle import claim
 from core.platform.db import unit_of_work
-from core.platform.models import AlarmSent, Company, Document, DocumentStatus, TransferAttempt, utcnow
+from core.platform.models import (
+    AlarmSent,
+    Company,
+    Document,
+    DocumentStatus,
+    HttpLogEntry,
+    TransferAttempt,
+    utcnow,
+)
 from core.transfers.engine import PassOptions, run_pass
 from core.transfers.history import OUTCOME_LABELS
 from core.users import process
@@ -61,6 +69,26 @@ def test_lost_answer_is_delivered_by_the_retry_without_a_copy(world: World) -> N
     second = scheduler_pass(world)
     assert second.delivered == 1
     assert len(uploads(world)) == 1  # the 409 #DCO01012 told us it had arrived
+    with unit_of_work(world.engine) as s:
+        outcomes = [a.outcome for a in s.exec(select(TransferAttempt).order_by(col(TransferAttempt.id)))]
+    assert outcomes == ["retry", "delivered"]
+
+
+def test_a_dripping_upload_answer_ends_at_the_deadline_and_the_retry_sends_no_copy(world: World) -> None:
+    """The upload client's deadline in the pass (KeepAliveClient, issue #11): DATEV handles the upload and
+    then drips its answer; the call ends at HTTP_DEADLINE_SECONDS, the attempt is a retry with the same
+    GUID, and the next pass learns from the 409 that it had arrived."""
+    world.settings = world.settings.model_copy(update={"http_deadline_seconds": 1.0})
+    assert world.request_token().ok
+    add_approved(world, 1)
+    world.admin_post("/faults", {"target": "documents", "kind": "slow_drip", "latency_ms": 300, "count": 1})
+    assert scheduler_pass(world).retried == 1
+    with unit_of_work(world.engine) as s:
+        line = s.exec(select(HttpLogEntry).where(HttpLogEntry.purpose == "upload")).one()
+        s.exec(update(Document).values(next_attempt_at=None))
+    assert (line.status, line.error) == (None, "DeadlineExceeded")
+    assert scheduler_pass(world).delivered == 1
+    assert len(uploads(world)) == 1
     with unit_of_work(world.engine) as s:
         outcomes = [a.outcome for a in s.exec(select(TransferAttempt).order_by(col(TransferAttempt.id)))]
     assert outcomes == ["retry", "delivered"]
