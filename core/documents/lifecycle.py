@@ -187,6 +187,20 @@ def _run(conn: Connection, statement: Any, values: dict[str, Any]) -> Any:
     return statement.run(conn, values) if isinstance(statement, Prepared) else conn.execute(statement, values)
 
 
+def worker_connection(engine: Engine) -> Connection:
+    """The connection a transfer worker holds for a pass, for its `claim`s and `record_attempt`s.
+
+    PostgreSQL: in autocommit. There each of the two is one statement (the claim's UPDATE from a
+    `FOR UPDATE SKIP LOCKED` CTE, the outcome's UPDATE with the attempt row and the log lines as CTEs),
+    atomic by itself, so a COMMIT round trip per statement is saved. A change that gives either of them a
+    second statement on PostgreSQL must give this up. SQLite: an ordinary connection (each of the two is a
+    `BEGIN IMMEDIATE` transaction of several statements)."""
+    conn = engine.connect()
+    if conn.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+    return conn
+
+
 @contextmanager
 def _transaction(bind: Bind) -> Iterator[Connection]:
     """One short transaction on the caller's connection, or on one of our own (BEGIN IMMEDIATE on SQLite)."""

@@ -272,7 +272,8 @@ class _Pass:
         """One worker: claim, upload and record documents of the company until none is due."""
         # One keep-alive HTTP connection (opened at the first DATEV upload; Lexware's few calls per second go
         # through upload_lexware's own session) and one database connection per worker, for the whole pass.
-        with KeepAliveClient(self.settings.datev_documents_base, self.settings) as http, self.engine.connect() as db:
+        with (KeepAliveClient(self.settings.datev_documents_base, self.settings) as http,
+              lifecycle.worker_connection(self.engine) as db):
             while not self.stopped():
                 claimed = lifecycle.claim(db, run.company_id, self.owner, self.settings.transfer_lease_seconds,
                                           self.options.document_ids)
