@@ -6,6 +6,7 @@ consultant 455148 (Belege online, rights for "max"), so a pass can serve more co
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from werkzeug.serving import run_simple
@@ -31,6 +32,7 @@ def main(port: int, extra: int) -> None:
                 "id": client_id, "consultant_number": 455148, "client_number": number, "name": f"Bench {number}",
                 "belege_online": True, "document_types": [dict(t) for t in DEFAULT_DOCUMENT_TYPES]}
             state.data["persons"]["max"]["rights"].append(client_id)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # as `python -m emulator --quiet`: no line per request
     run_simple("127.0.0.1", port, app, threaded=True, use_reloader=False)
 
 

@@ -104,7 +104,7 @@ def emulator_process(extra_clients: int = 0) -> Iterator[tuple[str, int]]:
     elif SERVER[0] == "keepalive":
         command = ["-m", "bench.keepalive_emulator", str(port)]
     else:
-        command = ["-m", "emulator", "--host", "127.0.0.1", "--port", str(port)]
+        command = ["-m", "emulator", "--host", "127.0.0.1", "--port", str(port), "--quiet"]
     proc = subprocess.Popen([sys.executable, *command], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -137,13 +137,16 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-# Runs in its own process (its CPU is not the engine's): every 50 ms, the CPU seconds of each process whose
-# title names the database (PostgreSQL backends: "postgres: user dbname host(port) …"); on stdin's end it
+# Runs in its own process (its CPU is not the engine's): every 50 ms, the CPU seconds of each PostgreSQL process
+# whose title names the database (backends: "postgres: user dbname host(port) …"; until 2026-11-29 the
+# sampler also counted itself, its command line names the database, and took the CPU of every backend but the
+# first from the backend's start instead of the sampler's: pooled backends' earlier passes counted again,
+# so "database CPU" grew with every run); on stdin's end it
 # prints the CPU they used since it started (backends that ended meanwhile count up to their last sample).
 _SAMPLER = """
 import os, sys, threading, time
 name, tick = " " + sys.argv[1] + " ", os.sysconf("SC_CLK_TCK")
-first, last, done = {}, {}, threading.Event()
+first, last, done, sweep = {}, {}, threading.Event(), 0
 threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
 print("ready", flush=True)
 while True:
@@ -152,17 +155,18 @@ while True:
             continue
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if name.encode() not in f.read().replace(bytes(1), b" "):
-                    continue
+                title = f.read().replace(bytes(1), b" ")
+            # a backend's title; not this sampler, whose own command line names the database too
+            if not title.startswith(b"postgres: ") or name.encode() not in title:
+                continue
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
         cpu = (int(fields[11]) + int(fields[12])) / tick
-        first.setdefault(pid, cpu if not last and not first else 0.0)
+        first.setdefault(pid, cpu if sweep == 0 else 0.0)  # running before: from now; new: from its start
         last[pid] = cpu
-    if not first:
-        first[""] = 0.0  # the first sweep is over: backends seen from now on are new
+    sweep += 1
     if done.is_set():
         break
     time.sleep(0.05)
@@ -310,6 +314,18 @@ def approve_documents(engine: Engine, company_ids: list[int], total: int, tag: s
         report = intake.intake(engine, company_id=company_id, actor=process("bench"), files=[
             (f"Beleg {tag}-{i}.pdf", pdf(f"{tag}-{company_id}-{i}")) for i in range(share)])
         lifecycle.approve(engine, document_ids=ids_of(report.accepted), actor=process("bench"))
+    vacuum(engine)
+
+
+def vacuum(engine: Engine) -> None:
+    """PostgreSQL: VACUUM ANALYZE before a pass, as autovacuum (on by default) would have done between passes
+    (the previous passes' dead row versions and index entries cleaned up). The PostgreSQL of the machines this
+    project runs on has autovacuum off; without this the claim's index scans and the backends' CPU grew
+    with every run of the benchmark."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE")
 
 
 def one_throughput_run(engine: Engine, settings: Settings, keyring: Keyring, company_ids: list[int], *,

@@ -1,8 +1,9 @@
-"""python -m emulator --host 127.0.0.1 --port 8700 [--state-file data/emulator-state.json]"""
+"""python -m emulator --host 127.0.0.1 --port 8700 [--state-file data/emulator-state.json] [--quiet]"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 
 from werkzeug.serving import run_simple
 
@@ -15,7 +16,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (keep it on loopback)")
     parser.add_argument("--port", type=int, default=8700)
     parser.add_argument("--state-file", default=None, help="JSON file to persist state across restarts")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no line per request (benchmarks: werkzeug's request log costs CPU on every call)")
     args = parser.parse_args(argv)
+    if args.quiet:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
     overrides = {"state_file": args.state_file} if args.state_file else {}
     config = EmulatorConfig.from_env(**overrides)
     if args.host not in ("127.0.0.1", "localhost", "::1"):

@@ -38,6 +38,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal_column,
     or_,
     text,
     update,
@@ -148,8 +149,9 @@ def delete_unapproved(engine: Engine, *, document_id: int, actor: Actor) -> None
 
 def _claimable() -> TextClause:
     """The statuses `due` can match, as a literal term of its own: the partial index ix_document_claimable
-    (company_id, id) covers exactly these rows, so a claim reads the company's backlog in id order, never
-    its delivered history (`due` alone, an OR with bound values, matches no index that well)."""
+    (company_id, approved_at, id) covers exactly these rows, so a claim reads the company's backlog in
+    approval order, never its delivered history (`due` alone, an OR with bound values, matches no index
+    that well)."""
     return text(f"document.{CLAIMABLE_STATUSES}")
 
 
@@ -188,17 +190,35 @@ def _run(conn: Connection, statement: Any, values: dict[str, Any]) -> Any:
 
 
 def worker_connection(engine: Engine) -> Connection:
-    """The connection a transfer worker holds for a pass, for its `claim`s and `record_attempt`s.
+    """The connection a transfer worker holds for a pass, for its `claim`s and `record_attempt`s; give it
+    back with `close_worker_connection`.
 
     PostgreSQL: in autocommit. There each of the two is one statement (the claim's UPDATE from a
     `FOR UPDATE SKIP LOCKED` CTE, the outcome's UPDATE with the attempt row and the log lines as CTEs),
     atomic by itself, so a COMMIT round trip per statement is saved. A change that gives either of them a
-    second statement on PostgreSQL must give this up. SQLite: an ordinary connection (each of the two is a
-    `BEGIN IMMEDIATE` transaction of several statements)."""
+    second statement on PostgreSQL must give this up. And with `enable_sort = off`: the claim's order is one
+    that only ix_document_claimable gives, but with statistics older than the backlog (autovacuum analyzes a
+    table only after a tenth of it changed) the planner believed the company had one due document and
+    read all of them through ix_document_company_status to sort them, for every claim (EXPLAIN ANALYZE with
+    400 due: 49 buffers instead of 10, and it grows with the backlog). These connections run nothing else.
+    SQLite: an ordinary connection (each of the two is a `BEGIN IMMEDIATE` transaction of several
+    statements; SQLite's planner takes the index's order for an ORDER BY with LIMIT)."""
     conn = engine.connect()
     if conn.dialect.name == "postgresql":
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.exec_driver_sql("SET enable_sort = off")
+        conn.commit()  # ends SQLAlchemy's implicit begin (in autocommit nothing waits on the server)
     return conn
+
+
+def close_worker_connection(conn: Connection) -> None:
+    """Back to the pool as it came (the setting reset); a connection that cannot be reset is discarded."""
+    if conn.dialect.name == "postgresql" and not conn.invalidated and not conn.closed:
+        try:
+            conn.exec_driver_sql("RESET enable_sort")
+        except Exception:  # noqa: BLE001  (a broken connection: it must not go back to the pool)
+            conn.invalidate()
+    conn.close()
 
 
 @contextmanager
@@ -235,6 +255,12 @@ class Claimed:
     taken_over: bool  # the claim of a worker that crashed or stalled had expired
 
 
+# Oldest approval first. Only ix_document_claimable (company_id, approved_at, id) gives this order, so the
+# database reads the company's first due document from it and stops: ordered by id alone, PostgreSQL could
+# take the primary key instead and filter out the whole delivered history ahead of it (migration 0010).
+_CLAIM_ORDER = (col(Document.approved_at), col(Document.id))
+_ONE: ColumnElement[int] = literal_column("1")  # LIMIT 1 in the SQL, not a parameter: a cached generic plan knows it takes one row
+
 _CLAIMED_COLUMNS = ("id", "status", "company_id", "guid", "file_name", "media_type", "document_type", "note",
                     "attempts")
 
@@ -252,7 +278,7 @@ def _claim_statements(postgres: bool, by_ids: bool) -> tuple[Any, Any]:
         if postgres:
             pick = (core_select(col(Document.id), col(Document.status))
                     .where(col(Document.company_id) == bindparam("p_company_id"), _claimable(), due(now))
-                    .order_by(col(Document.id)).limit(1).with_for_update(skip_locked=True))
+                    .order_by(*_CLAIM_ORDER).limit(_ONE).with_for_update(skip_locked=True))
             if by_ids:
                 pick = pick.where(col(Document.id).in_(bindparam("p_ids", expanding=True)))
             # A CTE, materialized: PostgreSQL runs it once. As a sub-select in FROM it may be run again per
@@ -269,7 +295,7 @@ def _claim_statements(postgres: bool, by_ids: bool) -> tuple[Any, Any]:
             read = (core_select(*(_COLUMNS[name] for name in _CLAIMED_COLUMNS), col(DocumentContent.data))
                     .join(DocumentContent, col(DocumentContent.document_id) == col(Document.id))
                     .where(col(Document.company_id) == bindparam("p_company_id"), _claimable(), due(now))
-                    .order_by(col(Document.id)).limit(1))
+                    .order_by(*_CLAIM_ORDER).limit(_ONE))
             if by_ids:
                 read = read.where(col(Document.id).in_(bindparam("p_ids", expanding=True)))
             move = _move([S.approved, S.transferring], S.transferring, col(Document.id) == bindparam("p_id"), due(now),
@@ -280,8 +306,8 @@ def _claim_statements(postgres: bool, by_ids: bool) -> tuple[Any, Any]:
 
 def claim(bind: Bind, company_id: int, owner: str, lease_seconds: int,
           document_ids: Sequence[int] | None = None) -> Claimed | None:
-    """Claim one due document of the company (lease) and read it with its content, committed at once.
-    PostgreSQL: one statement (`FOR UPDATE SKIP LOCKED`: concurrent claims take other rows);
+    """Claim one due document of the company (lease), the oldest approval first, and read it with its
+    content, committed at once. PostgreSQL: one statement (`FOR UPDATE SKIP LOCKED`: concurrent claims take other rows);
     SQLite: a read and a conditional move in one `BEGIN IMMEDIATE` transaction (writers serialised).
 
     One document per claim: a claimed document must start its upload well within its lease.

@@ -365,8 +365,9 @@ class Document(SQLModel, table=True):
         UniqueConstraint("company_id", "sha256", name="uq_document_company_content"),
         Index("ix_document_due", "status", "next_attempt_at"),
         Index("ix_document_company_status", "company_id", "status"),
-        # A claim's read: the company's backlog in id order, never its delivered history (migration 0009).
-        Index("ix_document_claimable", "company_id", "id", postgresql_where=text(CLAIMABLE_STATUSES),
+        # A claim's read: the company's backlog in approval order, never its delivered history (migrations 0009,
+        # 0010). No other index gives that order, so it is the one plan for a claim (see lifecycle.claim).
+        Index("ix_document_claimable", "company_id", "approved_at", "id", postgresql_where=text(CLAIMABLE_STATUSES),
               sqlite_where=text(CLAIMABLE_STATUSES)),
     )
 

@@ -8,9 +8,9 @@ A pass:
 3. lets a pool of workers claim documents one at a time (conditional UPDATE with rowcount check,
    `FOR UPDATE SKIP LOCKED` on PostgreSQL, the claim committed at once), upload outside any
    transaction, and record the outcome, the attempt row and the upload's HTTP log lines in one short
-   transaction. Each worker holds one database connection and one keep-alive HTTP session for the
-   pass; the claim and the outcome are statements built once (core.documents.lifecycle), so a
-   document costs two short transactions and one HTTP call.
+   transaction. Each worker thread holds one database connection and one keep-alive HTTP connection
+   for the pass (`worker_tools`); the claim and the outcome are statements built once
+   (core.documents.lifecycle), so a document costs two short transactions and one HTTP call.
 
 A claim is a lease: a crashed worker's documents are taken over when the lease runs out. DATEV
 uploads use `PUT …/documents/{guid}` with the GUID fixed at intake, so a repeat after a crash
@@ -161,6 +161,12 @@ class _Pass:
     # TRANSFER_CONCURRENCY uploads are in flight at once; more worker threads claim and record
     # meanwhile, so the upload slots never wait for the database.
     upload_slots: threading.BoundedSemaphore
+    # Each worker thread's HTTP client and database connection, opened at its first drain and kept for the
+    # pass: the pool's threads serve one company after another (12 companies: 12 drains per thread, not
+    # 12 connections; on PostgreSQL a connection the pool does not keep is a new server process).
+    _local: threading.local = field(default_factory=threading.local)
+    _opened: list[tuple[KeepAliveClient, Connection]] = field(default_factory=list)
+    _opened_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def stopped(self) -> bool:
         return self.options.stop is not None and self.options.stop.is_set()
@@ -268,22 +274,38 @@ class _Pass:
 
     # --- per worker -----------------------------------------------------------------------------
 
+    def worker_tools(self) -> tuple[KeepAliveClient, Connection]:
+        """This worker thread's keep-alive HTTP client (DATEV uploads; Lexware's few calls per second go
+        through upload_lexware's own session) and database connection, for the whole pass."""
+        tools: tuple[KeepAliveClient, Connection] | None = getattr(self._local, "tools", None)
+        if tools is None:
+            http = KeepAliveClient(self.settings.datev_documents_base, self.settings)
+            tools = self._local.tools = (http, lifecycle.worker_connection(self.engine))
+            with self._opened_lock:
+                self._opened.append(tools)
+        return tools
+
+    def close_workers(self) -> None:
+        """At the end of the pass: every worker's connections closed (the database's back to the pool)."""
+        with self._opened_lock:
+            opened, self._opened = self._opened, []
+        for http, db in opened:
+            http.close()
+            lifecycle.close_worker_connection(db)
+
     def drain(self, run: _CompanyRun) -> None:
         """One worker: claim, upload and record documents of the company until none is due."""
-        # One keep-alive HTTP connection (opened at the first DATEV upload; Lexware's few calls per second go
-        # through upload_lexware's own session) and one database connection per worker, for the whole pass.
-        with (KeepAliveClient(self.settings.datev_documents_base, self.settings) as http,
-              lifecycle.worker_connection(self.engine) as db):
-            while not self.stopped():
-                claimed = lifecycle.claim(db, run.company_id, self.owner, self.settings.transfer_lease_seconds,
-                                          self.options.document_ids)
-                if claimed is None:
-                    return
-                if run.halted.is_set() or self.stopped():  # give it back at once instead of letting the lease run out
-                    lifecycle.release(self.engine, [claimed], self.owner)
-                    return
-                if not self.work_on(run, claimed, http, db):
-                    return
+        http, db = self.worker_tools()
+        while not self.stopped():
+            claimed = lifecycle.claim(db, run.company_id, self.owner, self.settings.transfer_lease_seconds,
+                                      self.options.document_ids)
+            if claimed is None:
+                return
+            if run.halted.is_set() or self.stopped():  # give it back at once instead of letting the lease run out
+                lifecycle.release(self.engine, [claimed], self.owner)
+                return
+            if not self.work_on(run, claimed, http, db):
+                return
 
     def work_on(self, run: _CompanyRun, claimed: Claimed, http: KeepAliveClient, db: Connection) -> bool:
         """Deliver one claimed document; False when the company's worker should stop."""
@@ -417,18 +439,21 @@ def run_pass(engine: Engine, settings: Settings, keyring: Keyring, options: Pass
     current.summary.companies_with_work = len(work)
     workers_per_datev_company = 2 * settings.transfer_concurrency
     if work:
-        with ThreadPoolExecutor(max_workers=workers_per_datev_company, thread_name_prefix="transfer") as pool:
-            futures = []
-            for company_id, count in work.items():
-                if current.stopped():
-                    break
-                run = current.prepare(company_id)
-                if run is None:
-                    continue
-                current.summary.companies_served += 1
-                workers = min(count, workers_per_datev_company if run.provider == Provider.datev else 1)
-                futures += [pool.submit(current.drain, run) for _ in range(workers)]
-            for future in futures:
-                future.result()
+        try:
+            with ThreadPoolExecutor(max_workers=workers_per_datev_company, thread_name_prefix="transfer") as pool:
+                futures = []
+                for company_id, count in work.items():
+                    if current.stopped():
+                        break
+                    run = current.prepare(company_id)
+                    if run is None:
+                        continue
+                    current.summary.companies_served += 1
+                    workers = min(count, workers_per_datev_company if run.provider == Provider.datev else 1)
+                    futures += [pool.submit(current.drain, run) for _ in range(workers)]
+                for future in futures:
+                    future.result()
+        finally:
+            current.close_workers()  # after the pool's threads ended (or, on an error, once they have)
     current.summary.finish()
     return current.summary
