@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import functools
+import itertools
 import json
 import os
 import platform
@@ -42,6 +43,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import requests
@@ -61,12 +63,17 @@ from bench.common import (
 )
 from bench.fleet_emulator import extra_client_ids
 from core import companies
+from core.connections import store as connection_store
+from core.connections.access import get_valid_token
 from core.documents import intake, lifecycle
 from core.platform.config import Settings
 from core.platform.crypto import Keyring
 from core.platform.db import make_engine, unit_of_work
 from core.platform.migrate import upgrade_to_head
-from core.platform.models import AppUser, Company, Document, Interface
+from core.platform.models import AppUser, Company, Document, Interface, Provider
+from core.providers.datev import upload_datev
+from core.providers.http import CallContext, KeepAliveClient
+from core.providers.outcome import Outcome
 from core.transfers.engine import PassOptions, PassSummary, companies_with_work, run_pass
 from core.users import process
 from testkit.datev_user import log_in_at_datev
@@ -370,6 +377,48 @@ def one_throughput_run(engine: Engine, settings: Settings, keyring: Keyring, com
     return result
 
 
+def emulator_ceiling(engine: Engine, settings: Settings, keyring: Keyring, company_id: int, *, concurrency: int,
+                     total: int, emulator_url: str, emulator_pid: int) -> dict:
+    """The emulator alone, without latency: `total` uploads by `concurrency` threads that do nothing but upload
+    (`KeepAliveClient`, no database, no claims), so the pass without latency has a ceiling to be read
+    against: what this machine's emulator answers when only a bare client calls it."""
+    requests.delete(emulator_url + "/_admin/faults", timeout=5).raise_for_status()
+    connection = connection_store.find(engine, company_id, Provider.datev, connection_store.LONG_TERM_SLOT)
+    assert connection is not None and connection.id is not None
+    token = get_valid_token(engine, connection.id, settings=settings, keyring=keyring).value
+    with unit_of_work(engine) as s:
+        client_id = present(present(s.get(Company, company_id)).datev_client_id)
+    contents = [pdf(f"ceiling-{uuid.uuid4().hex}-{n}") for n in range(total)]
+    next_one = itertools.count()
+    failures: list[str] = []
+
+    def upload_until_done() -> None:
+        with KeepAliveClient(settings.datev_documents_base, settings) as http:
+            while (n := next(next_one)) < total:
+                document = SimpleNamespace(guid=str(uuid.uuid4()), file_name=f"Beleg {n}.pdf",
+                                           media_type="application/pdf", document_type=None, note=None)
+                result = upload_datev(engine, CallContext(provider="datev", purpose="upload", sink=[]), settings,
+                                      access_token=token, client_id=client_id, document=document,
+                                      content=contents[n], client=http)
+                if result.outcome != Outcome.delivered:
+                    failures.append(result.message)
+
+    emulator_cpu_before, cpu_before, started = process_cpu_seconds(emulator_pid), time.process_time(), time.perf_counter()
+    threads = [threading.Thread(target=upload_until_done) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    cpu, emulator_cpu = time.process_time() - cpu_before, process_cpu_seconds(emulator_pid) - emulator_cpu_before
+    if failures:
+        raise RuntimeError(f"the emulator refused {len(failures)} uploads: {failures[0]}")
+    return {"concurrency": concurrency, "uploads": total, "docs_per_s": round(total / wall, 1),
+            "client_cpu_ms_per_upload": round(cpu / total * 1000, 2),
+            "emulator_cpu_ms_per_upload": round(emulator_cpu / total * 1000, 2),
+            "emulator_cpu_share": round(emulator_cpu / wall, 2)}
+
+
 def bench_throughput(quick: bool, *, documents: int | None = None, only_db: str | None = None,
                      profile: bool = True) -> tuple[dict, dict]:
     total = documents or (120 if quick else 400)
@@ -396,6 +445,14 @@ def bench_throughput(quick: bool, *, documents: int | None = None, only_db: str 
                             run = one_throughput_run(engine, settings, keyring, chosen, concurrency=concurrency,
                                                      latency_ms=latency, total=total, emulator_url=emulator_url,
                                                      emulator_pid=emulator_pid, meter=meter)
+                            if latency == 0:
+                                ceiling = emulator_ceiling(engine, settings, keyring, chosen[0],
+                                                           concurrency=concurrency, total=total,
+                                                           emulator_url=emulator_url, emulator_pid=emulator_pid)
+                                run["emulator_alone"] = ceiling
+                                run["share_of_emulator_alone"] = round(run["docs_per_s"] / ceiling["docs_per_s"], 3)
+                                print(f"  {db:<11} the emulator alone, concurrency={concurrency}: "
+                                      f"{ceiling['docs_per_s']} docs/s (its CPU {ceiling['emulator_cpu_share']} of one)")
                             runs.append(run)
                             print(f"  {db:<11} companies={companies_n} concurrency={concurrency} latency={latency}ms: "
                                   f"{run['docs_per_s']} docs/s" + (f", {run['fraction_of_ideal']:.0%} of ideal"
@@ -652,6 +709,13 @@ def print_table(results: dict) -> None:
                       f"{ms['upload_http']:>7}{ms['http_log_write']:>7}{ms['record']:>7}{r['worker_busy_share']:>6}"
                       f"{r['cpu_ms_per_upload']['engine_process']:>6}{r['cpu_ms_per_upload']['emulator_process']:>8}"
                       f"{r['cpu_ms_per_upload'].get('database_server') or '-':>7}{r.get('load_average_1min', '-'):>6}")
+        for db, runs in results["throughput"].items():
+            for r in runs:
+                if "emulator_alone" in r:
+                    alone = r["emulator_alone"]
+                    print(f"{db:<11} without latency: the pass {r['docs_per_s']} docs/s = {r['share_of_emulator_alone']:.2f} "
+                          f"of the emulator alone ({alone['docs_per_s']} docs/s with a bare client, the emulator's CPU "
+                          f"{alone['emulator_cpu_share']} of one, {alone['emulator_cpu_ms_per_upload']} ms per upload)")
         print("  (claim/http/log/record: wall ms per upload in each step, per worker; cpu, emu cpu, db cpu: CPU ms per\n"
               "   upload of the engine process, the emulator process and the PostgreSQL backends of the run's database;\n"
               "   load: the machine's 1-minute load average after the pass)")

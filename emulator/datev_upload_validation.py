@@ -107,12 +107,11 @@ def validate(state, company: dict, guid: str | None) -> dict:
         if not GUID.match(guid):  # 15
             raise dco("DCO01234", "WrongUuidFormatFault")
         guid = guid.upper()
-        if any(u["client_id"] == company["id"] and u["guid"] == guid for u in state.data["uploads"]):  # 16
+        if (company["id"], guid) in state.upload_keys()[0]:  # 16
             raise dco("DCO01012", "KeyConflictFault", 409)
     name, digest = checks.sanitize_filename(part.filename), checks.sha256(data)
     key = duplicate_key(config, digest, name, document_type)
-    if key and any(u["client_id"] == company["id"] and u["duplicate_key"] == key
-                   for u in state.data["uploads"]):  # 17
+    if key and (company["id"], key) in state.upload_keys()[1]:  # 17
         raise dco("DCO01253", "DuplicateFileFault")
     return {
         "guid": guid, "filename": name, "original_filename": part.filename, "sha256": digest,

@@ -53,6 +53,7 @@ class EmulatorState:
         self.config = config
         self.initial_config = dataclasses.replace(config)
         self.lock = threading.RLock()
+        self._upload_keys: tuple[list, list[int], set[tuple[str, str]], set[tuple[str, str]]] | None = None
         self.clock = Clock(self)
         self.path = Path(config.state_file) if config.state_file else None
         self.data: dict = {}
@@ -66,6 +67,24 @@ class EmulatorState:
             client["redirect_uris"] += [u for u in config.datev_redirect_uris if u not in client["redirect_uris"]]
         self.data.setdefault("signing_key", generate_key_dict())
         self.changed()
+
+    def upload_keys(self) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+        """(client id, GUID) and (client id, duplicate key) of every stored upload, for the upload checks
+        (DATEV's 409 #DCO01012 and its duplicate fault) without a scan of every upload per upload (the scan
+        made each upload dearer than the one before: 0.3 ms more per 5,000 stored, in the transfer benchmark).
+        Derived, never persisted: caught up with the list, which only grows, at each call; rebuilt when the
+        list was replaced (reset, state file) or shortened. Call with the lock held."""
+        uploads = self.data["uploads"]
+        cache = self._upload_keys
+        if cache is None or cache[0] is not uploads or cache[1][0] > len(uploads):
+            cache = self._upload_keys = (uploads, [0], set(), set())
+        _, seen, guids, duplicates = cache
+        for upload in uploads[seen[0]:]:
+            guids.add((upload["client_id"], upload["guid"]))
+            if upload.get("duplicate_key"):
+                duplicates.add((upload["client_id"], upload["duplicate_key"]))
+        seen[0] = len(uploads)
+        return guids, duplicates
 
     def reset(self) -> None:
         with self.lock:
