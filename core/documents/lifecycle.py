@@ -208,20 +208,27 @@ def worker_connection(engine: Engine) -> Connection:
     statements; SQLite's planner takes the index's order for an ORDER BY with LIMIT)."""
     conn = engine.connect()
     if conn.dialect.name == "postgresql":
-        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        conn.exec_driver_sql("SET enable_sort = off")
-        conn.commit()  # ends SQLAlchemy's implicit begin (in autocommit nothing waits on the server)
+        try:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.exec_driver_sql("SET enable_sort = off")
+            conn.commit()  # ends SQLAlchemy's implicit begin (in autocommit nothing waits on the server)
+        except BaseException:
+            conn.invalidate()  # never back to the pool half set up
+            conn.close()
+            raise
     return conn
 
 
 def close_worker_connection(conn: Connection) -> None:
     """Back to the pool as it came (the setting reset); a connection that cannot be reset is discarded."""
-    if conn.dialect.name == "postgresql" and not conn.invalidated and not conn.closed:
-        try:
-            conn.exec_driver_sql("RESET enable_sort")
-        except Exception:  # noqa: BLE001  (a broken connection: it must not go back to the pool)
-            conn.invalidate()
-    conn.close()
+    try:
+        if conn.dialect.name == "postgresql" and not conn.invalidated and not conn.closed:
+            try:
+                conn.exec_driver_sql("RESET enable_sort")
+            except Exception:  # noqa: BLE001  (a broken connection: it must not go back to the pool)
+                conn.invalidate()
+    finally:
+        conn.close()
 
 
 _sqlite_writers: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
@@ -303,9 +310,11 @@ def _claim_statements(postgres: bool, by_ids: bool) -> tuple[Any, Any]:
         if postgres:
             pick = (core_select(col(Document.id), col(Document.status))
                     .where(col(Document.company_id) == bindparam("p_company_id"), _claimable(), due(now))
-                    .order_by(*_CLAIM_ORDER).limit(_ONE).with_for_update(skip_locked=True))
-            if by_ids:
-                pick = pick.where(col(Document.id).in_(bindparam("p_ids", expanding=True)))
+                    .limit(_ONE).with_for_update(skip_locked=True))
+            if by_ids:  # a user's few chosen documents: found by primary key, in id order (no sort either)
+                pick = pick.where(col(Document.id).in_(bindparam("p_ids", expanding=True))).order_by(col(Document.id))
+            else:
+                pick = pick.order_by(*_CLAIM_ORDER)
             # A CTE, materialized: PostgreSQL runs it once. As a sub-select in FROM it may be run again per
             # row of the UPDATE, and then moved every due document at once (measured: 3 of 3).
             picked = pick.cte("pick").prefix_with("MATERIALIZED")
@@ -320,9 +329,11 @@ def _claim_statements(postgres: bool, by_ids: bool) -> tuple[Any, Any]:
             read = (core_select(*(_COLUMNS[name] for name in _CLAIMED_COLUMNS), col(DocumentContent.data))
                     .join(DocumentContent, col(DocumentContent.document_id) == col(Document.id))
                     .where(col(Document.company_id) == bindparam("p_company_id"), _claimable(), due(now))
-                    .order_by(*_CLAIM_ORDER).limit(_ONE))
-            if by_ids:
-                read = read.where(col(Document.id).in_(bindparam("p_ids", expanding=True)))
+                    .limit(_ONE))
+            if by_ids:  # as on PostgreSQL
+                read = read.where(col(Document.id).in_(bindparam("p_ids", expanding=True))).order_by(col(Document.id))
+            else:
+                read = read.order_by(*_CLAIM_ORDER)
             move = _move([S.approved, S.transferring], S.transferring, col(Document.id) == bindparam("p_id"), due(now),
                          **values)
             built = _statements[key] = (read, move) if by_ids else (Prepared(read), Prepared(move))
@@ -331,8 +342,8 @@ def _claim_statements(postgres: bool, by_ids: bool) -> tuple[Any, Any]:
 
 def claim(bind: Bind, company_id: int, owner: str, lease_seconds: int,
           document_ids: Sequence[int] | None = None) -> Claimed | None:
-    """Claim one due document of the company (lease), the oldest approval first, and read it with its
-    content, committed at once. PostgreSQL: one statement (`FOR UPDATE SKIP LOCKED`: concurrent claims take other rows);
+    """Claim one due document of the company (lease), the oldest approval first (of `document_ids`, if
+    given: the lowest id), and read it with its content, committed at once. PostgreSQL: one statement (`FOR UPDATE SKIP LOCKED`: concurrent claims take other rows);
     SQLite: a read and a conditional move in one `BEGIN IMMEDIATE` transaction (writers serialised).
 
     One document per claim: a claimed document must start its upload well within its lease.

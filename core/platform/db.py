@@ -154,6 +154,7 @@ class Prepared:
         if found is None:
             found = self._row_types[key] = namedtuple("Row", key, rename=True)
         return found
+
     def _for(self, dialect: Any) -> tuple[str, dict[str, Any], dict[str, Any], tuple[str, ...] | None]:
         found = self._compiled.get(dialect.name)
         if found is None:
@@ -199,8 +200,9 @@ def _on_driver(conn: Connection, sql: str, execute: Callable[[Any], object]) -> 
     pooled = conn.connection
     driver = pooled.driver_connection
     assert driver is not None  # None only once closed
-    cursor = driver.cursor()
+    cursor = None
     try:
+        cursor = driver.cursor()
         execute(cursor)
     except dialect.loaded_dbapi.Error as exc:
         lost = dialect.is_disconnect(exc, pooled.dbapi_connection, cursor)

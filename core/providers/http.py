@@ -37,7 +37,6 @@ from email.message import Message
 from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
-import certifi
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
@@ -316,21 +315,6 @@ def new_session(settings: Settings) -> requests.Session:
     return guard(requests.Session(), settings)
 
 
-def provider_session(base_url: str, settings: Settings) -> requests.Session:
-    """A keep-alive session for many calls to one provider, with the deadline and the size cap.
-
-    The proxy and CA-bundle settings of the environment are read once here instead of on every
-    request (requests otherwise scans the environment per call: measurable on the upload path).
-    """
-    session = new_session(settings)
-    session.trust_env = False
-    session.proxies.update(requests.utils.get_environ_proxies(base_url))
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle:
-        session.verify = bundle
-    return session
-
-
 def send(engine: Engine, ctx: CallContext, session: requests.Session, method: str, url: str,
          **kwargs: Any) -> requests.Response:
     """`session.request(...)`, recorded in the HTTP log."""
@@ -381,15 +365,19 @@ class _Call:
                 self.sock.shutdown(socket.SHUT_RDWR)
 
 
+USER_AGENT = "TokenDesk"  # what uploads say they are (requests said python-requests/<version>)
 _tls_contexts: dict[str, ssl.SSLContext] = {}
 
 
 def _tls_context() -> ssl.SSLContext:
-    """Certificate checks as requests does them: REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, else certifi's bundle."""
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
+    """Certificate checks as requests does them: REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE (a file, or a directory
+    of certificates), else requests' own bundle (certifi's)."""
+    bundle = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+              or requests.utils.DEFAULT_CA_BUNDLE_PATH)
     context = _tls_contexts.get(bundle)
     if context is None:
-        context = _tls_contexts[bundle] = ssl.create_default_context(cafile=bundle)
+        context = _tls_contexts[bundle] = (ssl.create_default_context(capath=bundle) if os.path.isdir(bundle)
+                                           else ssl.create_default_context(cafile=bundle))
     return context
 
 
@@ -408,14 +396,17 @@ class KeepAliveClient:
     The hot path of a pass, so it is the standard library's `http.client` on one kept connection instead
     of requests (measured on one upload: 0.47 instead of 1.1–1.2 ms of CPU; bench/README.md, issue #11).
     What requests and `DeadlineAdapter` give every other call holds here too: the total deadline
-    (HTTP_DEADLINE_SECONDS, the shared watchdog shuts the socket down, connecting included), the size cap
-    (HTTP_MAX_RESPONSE_BYTES, declared or streamed), certificate checks (requests' CA bundle rules), the
-    environment's proxy for the origin (HTTPS_PROXY/HTTP_PROXY/NO_PROXY as requests reads them; the call
-    goes through a CONNECT tunnel, so the proxy must be an http:// one), no redirect followed, and one HTTP
-    log line per call. Transport failures are `requests.RequestException`s, as from a session: every
-    caller already treats them as "no usable answer". A kept connection the server has closed meanwhile
-    is noticed before it is used, and a fresh one is opened; a call that fails once sent is never
-    repeated here (whether it arrived is the caller's question).
+    (HTTP_DEADLINE_SECONDS: from the request on, the shared watchdog shuts the socket down; opening a
+    connection is bounded by the connect timeout per step, name lookup and connect, a proxy's CONNECT, the
+    TLS handshake, and nothing is sent once the deadline has passed), the size cap (HTTP_MAX_RESPONSE_BYTES,
+    declared or streamed), an answer cut off before its Content-Length is a broken answer, certificate
+    checks (requests' CA bundle rules), the environment's proxy for the origin (HTTPS_PROXY, HTTP_PROXY,
+    ALL_PROXY, NO_PROXY as requests reads them; the call goes through a CONNECT tunnel, so the proxy must
+    be an http:// one), no redirect followed, and one HTTP log line per call. Transport failures are
+    `requests.RequestException`s, as from a session: every caller already treats them as "no usable
+    answer", and their messages name no header or body. A kept connection the server has closed
+    meanwhile is noticed before it is used, and a fresh one is opened; a call that fails once sent is
+    never repeated here (whether it arrived is the caller's question).
     """
 
     def __init__(self, base_url: str, settings: Settings) -> None:
@@ -427,7 +418,8 @@ class KeepAliveClient:
         self.origin = f"{parts.scheme}://{parts.netloc}"
         self.deadline, self.max_bytes = settings.http_deadline_seconds, settings.http_max_response_bytes
         self.connect_timeout, self.read_timeout = (min(t, self.deadline) for t in settings.http_timeout)
-        self.proxy = requests.utils.get_environ_proxies(base_url).get(parts.scheme)
+        proxy = requests.utils.select_proxy(base_url, requests.utils.get_environ_proxies(base_url))  # ALL_PROXY too
+        self.proxy = requests.utils.prepend_scheme_if_needed(proxy, "http") if proxy else None
         self.conn: http.client.HTTPConnection | None = None
 
     def __enter__(self) -> KeepAliveClient:
@@ -479,9 +471,12 @@ class KeepAliveClient:
                 conn = self.conn = self._open()
             connected = True
             call.sock = conn.sock
-            if call.has_expired():
+            if call.has_expired() or time.monotonic() - started > self.deadline:  # opening took it all
                 raise DeadlineExceeded(f"no complete answer within {self.deadline:g} s")
-            conn.request(method, url[len(self.origin):], body=body, headers=dict(headers))
+            try:
+                conn.request(method, url[len(self.origin):], body=body, headers={"User-Agent": USER_AGENT, **headers})
+            except (ValueError, UnicodeError):  # http.client's message would quote the header's value
+                raise requests.exceptions.InvalidHeader("a header value cannot be sent") from None
             response = conn.getresponse()
             declared = response.getheader("Content-Length", "")
             if declared.isdigit() and int(declared) > self.max_bytes:
@@ -490,6 +485,8 @@ class KeepAliveClient:
                                    call.has_expired)
             if call.has_expired() or time.monotonic() - started > self.deadline:
                 raise DeadlineExceeded(f"no complete answer within {self.deadline:g} s")
+            if response.length:  # the server hung up before its Content-Length (http.client returns b"")
+                raise requests.ConnectionError("answer broken off (IncompleteRead)")
             if response.will_close:
                 self.close()
         except requests.RequestException as exc:

@@ -290,8 +290,10 @@ class _Pass:
         with self._opened_lock:
             opened, self._opened = self._opened, []
         for http, db in opened:
-            http.close()
-            lifecycle.close_worker_connection(db)
+            try:
+                http.close()
+            finally:
+                lifecycle.close_worker_connection(db)
 
     def drain(self, run: _CompanyRun) -> None:
         """One worker: claim, upload and record documents of the company until none is due."""

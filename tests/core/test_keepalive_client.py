@@ -49,6 +49,7 @@ class Server:
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.seen: list[tuple[str, dict[str, str], bytes, int]] = []
         self.connections = 0
+        self.dripped = 0  # bytes of /drip's answer that left before the client hung up
         seen, server = self.seen, self
 
         class Handler(BaseHTTPRequestHandler):
@@ -71,7 +72,15 @@ class Server:
                             self.wfile.flush()
                         except OSError:
                             return
+                        server.dripped += 1
                         time.sleep(0.2)  # the server's pace, not the test's synchronisation
+                    return
+                if self.path == "/short":  # says 100 bytes, sends 10 and hangs up
+                    self.send_response(409)
+                    self.send_header("Content-Length", "100")
+                    self.end_headers()
+                    self.wfile.write(b'{"error": ')
+                    self.close_connection = True
                     return
                 if self.path in ("/declared", "/streamed"):
                     self.send_response(200)
@@ -150,6 +159,7 @@ def test_the_body_is_what_requests_would_send_and_a_redirect_is_not_followed(ser
     assert answer.headers.get("x-global-transaction-id") == "gt-1"
     assert _without_boundary(ours["Content-Type"], our_body) == _without_boundary(theirs["Content-Type"], their_body)
     assert ours["Authorization"] == "Bearer abc" and ours["Content-Length"] == str(len(our_body))
+    assert ours["User-Agent"] == "TokenDesk"
     assert moved.status_code == 307
     assert [path for path, _, _, _ in server.seen] == ["/ok", "/ok", "/moved"]  # /moved was not sent on to /ok
     assert [(e["method"], e["path"], e["status"], e["global_transaction_id"]) for e in log] == [
@@ -177,10 +187,32 @@ def test_one_connection_serves_many_calls_and_a_closed_one_is_replaced(server: S
 def test_a_dripping_answer_ends_at_the_deadline_and_is_logged(server: Server) -> None:
     log: list[dict] = []
     with KeepAliveClient(server.url, settings(http_deadline_seconds=1.0)) as client:
-        with pytest.raises(DeadlineExceeded):  # without the deadline: 201 after the drip's 20 s
+        with pytest.raises(DeadlineExceeded):
             put(client, server.url + "/drip", log)
         assert client.conn is None  # a connection with half an answer on it is never reused
+    assert server.dripped < 100  # the client hung up at its deadline, not after the drip's 20 s
     assert [(e["path"], e["status"], e["error"]) for e in log] == [("/drip", None, "DeadlineExceeded")]
+
+
+def test_an_answer_cut_off_before_its_length_is_broken_not_complete(server: Server) -> None:
+    """A 409 whose body breaks off would read as a 409 without DATEV's code (then: "failed"); it is a
+    broken answer, which the upload retries with the same GUID."""
+    log: list[dict] = []
+    with KeepAliveClient(server.url, settings()) as client:
+        with pytest.raises(requests.ConnectionError, match="IncompleteRead"):
+            put(client, server.url + "/short", log)
+        assert client.conn is None
+    assert [(e["path"], e["status"], e["error"]) for e in log] == [("/short", None, "ConnectionError")]
+
+
+def test_a_header_that_cannot_be_sent_is_refused_without_its_value(server: Server) -> None:
+    log: list[dict] = []
+    body, content_type = multipart(FIELDS)
+    with KeepAliveClient(server.url, settings()) as client, pytest.raises(requests.RequestException) as caught:
+        client.send(UNUSED, CallContext(provider="datev", purpose="upload", sink=log), "PUT", server.url + "/ok",
+                    body=body, headers={"Authorization": "Bearer secret-token\r\nX: y", "Content-Type": content_type})
+    assert "secret-token" not in str(caught.value) and "secret-token" not in repr(caught.value)
+    assert server.seen == [] and [e["error"] for e in log] == ["InvalidHeader"]
 
 
 @pytest.mark.parametrize("path", ["/declared", "/streamed"])
@@ -296,7 +328,7 @@ class ConnectProxy:
 def test_the_environments_proxy_is_used_through_a_tunnel(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     proxy = ConnectProxy()
     try:
-        for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
         with KeepAliveClient(server.url, settings()) as client:
@@ -304,10 +336,15 @@ def test_the_environments_proxy_is_used_through_a_tunnel(server: Server, monkeyp
             assert put(client, server.url + "/ok", []).status_code == 201
         target = server.url.removeprefix("http://")
         assert proxy.tunnels == [(target, "Basic dXNlcjpwQHNz")]  # user:p@ss, one tunnel for both calls
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # requests' rules: NO_PROXY wins
+        monkeypatch.delenv("HTTP_PROXY")
+        monkeypatch.setenv("ALL_PROXY", f"127.0.0.1:{proxy.server.server_port}")  # requests' rules: any scheme,
+        with KeepAliveClient(server.url, settings()) as client:                 # and http:// when none is given
+            assert put(client, server.url + "/ok", []).status_code == 201
+        assert proxy.tunnels[1:] == [(target, None)]
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # NO_PROXY wins
         with KeepAliveClient(server.url, settings()) as client:
             assert put(client, server.url + "/ok", []).status_code == 201
-        assert len(proxy.tunnels) == 1 and len(server.seen) == 3
+        assert len(proxy.tunnels) == 2 and len(server.seen) == 4
     finally:
         proxy.server.shutdown()
         proxy.server.server_close()

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from core.platform.config import Settings
-from core.providers.http import DeadlineAdapter, ResponseTooLarge, new_session, provider_session
+from core.providers.http import DeadlineAdapter, ResponseTooLarge, new_session
 
 MIB = 1024 * 1024
 HUGE = 400 * MIB
@@ -84,15 +84,17 @@ def test_a_declared_oversize_answer_is_refused_before_its_body(huge: HugeAnswers
 
 def test_a_streamed_oversize_answer_is_cut_off_at_the_cap(huge: HugeAnswers, settings: Settings) -> None:
     with pytest.raises(requests.RequestException) as caught:
-        provider_session(huge.url, settings).get(huge.url + "/streamed", timeout=(5, 5))
+        new_session(settings).get(huge.url + "/streamed", timeout=(5, 5))
     assert isinstance(caught.value, ResponseTooLarge)
     assert huge.sent["streamed"] < 64 * MIB  # the server stopped far short of 400 MiB: the client hung up
 
 
 def test_answers_within_the_cap_pass_and_every_provider_session_is_guarded(huge: HugeAnswers,
                                                                          settings: Settings) -> None:
+    """(The transfer engine's uploads go through KeepAliveClient, whose cap tests/core/test_keepalive_client.py
+    checks.)"""
     assert new_session(settings).get(huge.url + "/small", timeout=(5, 5)).json() == {"ok": True}
-    for session in (new_session(settings), provider_session(huge.url, settings)):
+    for session in (new_session(settings),):
         for prefix in ("http://", "https://"):
             adapter = session.get_adapter(prefix + "example.org/")
             assert isinstance(adapter, DeadlineAdapter) and adapter.max_bytes == MIB

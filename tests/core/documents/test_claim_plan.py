@@ -108,3 +108,21 @@ def test_the_oldest_approval_is_claimed_first(engine: Engine, company_id: int) -
     lifecycle.approve(engine, document_ids=[first_added], actor=ACTOR)
     claimed = [lifecycle.claim(engine, company_id, OWNER, 60) for _ in range(2)]
     assert [c.document.id for c in claimed if c is not None] == [second_added, first_added]
+
+
+def test_a_worker_connection_goes_back_to_the_pool_as_it_came(engine: Engine, company_id: int) -> None:
+    conn = lifecycle.worker_connection(engine)
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    lifecycle.approve(engine, document_ids=add_documents(engine, company_id, 1, "pool"), actor=ACTOR)
+    assert lifecycle.claim(conn, company_id, OWNER, 60) is not None
+    lifecycle.close_worker_connection(conn)
+    cursor = raw.cursor()
+    if engine.dialect.name == "postgresql":  # no autocommit, sorting allowed again
+        assert raw.autocommit is False
+        cursor.execute("SHOW enable_sort")
+        assert cursor.fetchone() == ("on",)
+        raw.rollback()
+    else:  # no transaction left open (SQLite's write lock)
+        assert raw.in_transaction is False
+    cursor.close()
