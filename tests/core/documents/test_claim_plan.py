@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import Engine, insert, update
 from sqlmodel import select
 
-from core.demo import seed_demo
 from core.documents import intake, lifecycle
 from core.documents.lifecycle import _claim_statements
 from core.platform.db import unit_of_work
@@ -22,15 +21,6 @@ from testkit.samples import pdf
 
 OWNER = "worker-1"
 ACTOR = process("o@x.de")
-
-
-@pytest.fixture
-def company_id(engine: Engine) -> int:
-    seed_demo(engine)
-    with unit_of_work(engine) as s:
-        found = s.exec(select(Company.id).where(Company.client_number == 1)).one()
-    assert found is not None
-    return found
 
 
 def add_documents(engine: Engine, company_id: int, count: int, tag: str) -> list[int]:

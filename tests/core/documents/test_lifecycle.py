@@ -9,12 +9,11 @@ import pytest
 from sqlalchemy import Engine, update
 from sqlmodel import select
 
-from core.demo import seed_demo
 from core.documents import intake, lifecycle
 from core.documents.lifecycle import TRANSITIONS, AfterAttempt, AttemptRecord, IllegalTransition
 from core.platform.db import unit_of_work
 from core.platform.errors import UserFacingError
-from core.platform.models import Company, Document, DocumentStatus, TransferAttempt, utcnow
+from core.platform.models import Document, DocumentStatus, TransferAttempt, utcnow
 from core.providers.outcome import Outcome
 from core.users import process
 from testkit.rows import id_of
@@ -22,15 +21,6 @@ from testkit.samples import pdf
 
 S = DocumentStatus
 OWNER = "worker-1"
-
-
-@pytest.fixture
-def company_id(engine: Engine) -> int:
-    seed_demo(engine)
-    with unit_of_work(engine) as s:
-        found = s.exec(select(Company.id).where(Company.client_number == 1)).one()
-    assert found is not None
-    return found
 
 
 def new_document(engine: Engine, company_id: int, name: str = "a.pdf") -> int:
