@@ -498,6 +498,9 @@ class KeepAliveClient:
             failure = _transport_failure(exc, expired=call.has_expired(), connected=connected, deadline=self.deadline)
             record_failure(engine, ctx, method, url, failure, started)
             raise failure from None
+        except BaseException:  # anything else (a bug, an interrupt): the connection's state is unknown, drop it
+            self.close()
+            raise
         finally:
             alarm.cancel()
         answer = Answer(response.status, response.msg, bytes(content))
