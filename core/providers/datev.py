@@ -111,10 +111,10 @@ def upload_datev(engine: Engine, ctx: CallContext, settings: Settings, *, access
     fields: dict[str, tuple[str | None, bytes, str]] = {"file": (document.file_name, content, document.media_type)}
     if metadata:
         fields["metadata"] = (None, json.dumps(metadata).encode(), "application/json")
-    body, content_type = multipart(fields)
+    form, content_type = multipart(fields)
     url = f"{settings.datev_documents_base}/clients/{client_id}/documents/{document.guid}"
     try:
-        response = client.send(engine, ctx, "PUT", url, body=body, headers={
+        response = client.send(engine, ctx, "PUT", url, body=form, headers={
             **_headers(settings, access_token), "Content-Type": content_type})
     except requests.RequestException as exc:
         return UploadResult(Outcome.retry, f"Keine Antwort von DATEV ({type(exc).__name__}); wird wiederholt "

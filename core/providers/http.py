@@ -246,35 +246,56 @@ class DeadlineAdapter(HTTPAdapter):
         if declared.isdigit() and int(declared) > self.max_bytes:
             response.close()
             raise ResponseTooLarge(f"answer of {declared} bytes exceeds the cap of {self.max_bytes}")
-        expired = threading.Event()
-
-        sock = _socket_of(response)
-
-        def abort() -> None:  # unblocks a read that waits for a dripping server
-            expired.set()
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-        watchdog = _watchdog.arm(started + self.deadline, abort)
+        call = _Call(started, self.deadline, _socket_of(response))
         try:
-            body = _read_within(response.raw.stream(16 * 1024, decode_content=True), self.max_bytes, expired.is_set)
+            body = _read_within(response.raw.stream(16 * 1024, decode_content=True), self.max_bytes, call.has_expired)
         except ResponseTooLarge:
             response.close()
             raise
         except Exception as exc:  # noqa: BLE001  (a read cut by the watchdog, or any broken read)
             response.close()
-            if expired.is_set():
-                raise DeadlineExceeded(f"no complete answer within {self.deadline:g} s") from None
+            if call.has_expired():
+                raise call.exceeded() from None
             raise requests.ConnectionError(f"answer broken off ({type(exc).__name__})") from None
         finally:
-            watchdog.cancel()
-        if expired.is_set() or time.monotonic() - started > self.deadline:
+            call.cancel()
+        if call.passed():
             response.close()
-            raise DeadlineExceeded(f"no complete answer within {self.deadline:g} s")
+            raise call.exceeded()
         response._content = bytes(body)  # what requests' .content reads
         response.__dict__["_content_consumed"] = True  # requests' private flag: iter_content reuses _content
         return response
+
+
+class _Call:
+    """One call's total deadline, for `DeadlineAdapter` and `KeepAliveClient` alike: armed on the shared
+    watchdog when made, which at the deadline shuts `sock` down (a read that waits for a dripping server
+    ends); `cancel` when the call is over. Without a socket yet (still connecting) the deadline is checked
+    between steps (`passed`)."""
+
+    __slots__ = ("alarm", "deadline", "expired", "sock", "started")
+
+    def __init__(self, started: float, deadline: float, sock: socket.socket | None = None) -> None:
+        self.started, self.deadline, self.sock, self.expired = started, deadline, sock, False
+        self.alarm = _watchdog.arm(started + deadline, self.abort)
+
+    def has_expired(self) -> bool:  # set by the watchdog's thread: read it through a call, never narrowed
+        return self.expired
+
+    def passed(self) -> bool:
+        return self.expired or time.monotonic() - self.started > self.deadline
+
+    def exceeded(self) -> DeadlineExceeded:
+        return DeadlineExceeded(f"no complete answer within {self.deadline:g} s")
+
+    def abort(self) -> None:  # the watchdog's thread
+        self.expired = True
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        self.alarm.cancel()
 
 
 def _read_within(chunks: Iterator[bytes], max_bytes: int, expired: Callable[[], bool]) -> bytearray:
@@ -344,25 +365,6 @@ class Answer:
 
     def json(self) -> Any:
         return json.loads(self.content)
-
-
-class _Call:
-    """What the deadline's watchdog needs of a call in flight: the socket to shut down."""
-
-    __slots__ = ("expired", "sock")
-
-    def __init__(self) -> None:
-        self.sock: socket.socket | None = None
-        self.expired = False
-
-    def has_expired(self) -> bool:  # set by another thread: read it through a call, never narrowed
-        return self.expired
-
-    def abort(self) -> None:  # the watchdog's thread: unblock a read that waits for a dripping server
-        self.expired = True
-        if self.sock is not None:
-            with contextlib.suppress(OSError):
-                self.sock.shutdown(socket.SHUT_RDWR)
 
 
 USER_AGENT = "TokenDesk"  # what uploads say they are (requests said python-requests/<version>)
@@ -461,8 +463,7 @@ class KeepAliveClient:
         if not url.startswith(self.origin + "/"):
             raise ValueError("the URL is not on this client's origin")
         started = time.monotonic()
-        call = _Call()
-        alarm = _watchdog.arm(started + self.deadline, call.abort)
+        call = _Call(started, self.deadline)
         connected = False
         try:
             conn = self.conn
@@ -471,8 +472,8 @@ class KeepAliveClient:
                 conn = self.conn = self._open()
             connected = True
             call.sock = conn.sock
-            if call.has_expired() or time.monotonic() - started > self.deadline:  # opening took it all
-                raise DeadlineExceeded(f"no complete answer within {self.deadline:g} s")
+            if call.passed():  # opening took it all
+                raise call.exceeded()
             try:
                 conn.request(method, url[len(self.origin):], body=body, headers={"User-Agent": USER_AGENT, **headers})
             except (ValueError, UnicodeError):  # http.client's message would quote the header's value
@@ -483,8 +484,8 @@ class KeepAliveClient:
                 raise ResponseTooLarge(f"answer of {declared} bytes exceeds the cap of {self.max_bytes}")
             content = _read_within(iter(functools.partial(response.read, 16 * 1024), b""), self.max_bytes,
                                    call.has_expired)
-            if call.has_expired() or time.monotonic() - started > self.deadline:
-                raise DeadlineExceeded(f"no complete answer within {self.deadline:g} s")
+            if call.passed():
+                raise call.exceeded()
             if response.length:  # the server hung up before its Content-Length (http.client returns b"")
                 raise requests.ConnectionError("answer broken off (IncompleteRead)")
             if response.will_close:
@@ -495,24 +496,23 @@ class KeepAliveClient:
             raise
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            failure = _transport_failure(exc, expired=call.has_expired(), connected=connected, deadline=self.deadline)
+            failure = _transport_failure(exc, call, connected=connected)
             record_failure(engine, ctx, method, url, failure, started)
             raise failure from None
         except BaseException:  # anything else (a bug, an interrupt): the connection's state is unknown, drop it
             self.close()
             raise
         finally:
-            alarm.cancel()
+            call.cancel()
         answer = Answer(response.status, response.msg, bytes(content))
         record_answer(engine, ctx, method, url, answer.status_code, answer.headers, started)
         return answer
 
 
-def _transport_failure(exc: BaseException, *, expired: bool, connected: bool,
-                       deadline: float) -> requests.RequestException:
+def _transport_failure(exc: BaseException, call: _Call, *, connected: bool) -> requests.RequestException:
     """A `KeepAliveClient` call's failure as the `requests` exception a session would have raised."""
-    if expired:
-        return DeadlineExceeded(f"no complete answer within {deadline:g} s")
+    if call.has_expired():
+        return call.exceeded()
     if not connected:  # nothing was sent
         if isinstance(exc, TimeoutError):
             return requests.ConnectTimeout(f"connect timed out ({type(exc).__name__})")
