@@ -343,8 +343,9 @@ def _claim_statements(postgres: bool, by_ids: bool) -> tuple[Any, Any]:
 def claim(bind: Bind, company_id: int, owner: str, lease_seconds: int,
           document_ids: Sequence[int] | None = None) -> Claimed | None:
     """Claim one due document of the company (lease), the oldest approval first (of `document_ids`, if
-    given: the lowest id), and read it with its content, committed at once. PostgreSQL: one statement (`FOR UPDATE SKIP LOCKED`: concurrent claims take other rows);
-    SQLite: a read and a conditional move in one `BEGIN IMMEDIATE` transaction (writers serialised).
+    given: the lowest id), and read it with its content, committed at once. PostgreSQL: one statement
+    (`FOR UPDATE SKIP LOCKED`: concurrent claims take other rows); SQLite: a read and a conditional move
+    in one `BEGIN IMMEDIATE` transaction (writers serialised).
 
     One document per claim: a claimed document must start its upload well within its lease.
     Claiming several at once made the later ones wait (behind the upload slots) while their

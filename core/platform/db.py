@@ -122,10 +122,15 @@ class DriverResult:
         return int(self._cursor.rowcount)
 
     def first(self) -> Any:
-        row = self._cursor.fetchone()
-        if row is None:
-            return None
-        return self._row_type([column[0] for column in self._cursor.description])._make(row)
+        """The first row; the cursor is closed after it, as SQLAlchemy's `first()` does (a statement left
+        half-read would otherwise stay open until the cursor is collected)."""
+        try:
+            row = self._cursor.fetchone()
+            if row is None:
+                return None
+            return self._row_type([column[0] for column in self._cursor.description])._make(row)
+        finally:
+            self._cursor.close()
 
 
 class Prepared:
