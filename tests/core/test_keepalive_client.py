@@ -11,10 +11,10 @@ import re
 import select
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -34,6 +34,7 @@ from core.providers.http import (
     ResponseTooLarge,
     multipart,
 )
+from tests.support.local_http import origin, serving
 
 FIELDS = {"file": ("Rechnung 1.pdf", b"%PDF-1.4 demo", "application/pdf"),
           "metadata": (None, b'{"document_type": "Rechnungseingang"}', "application/json")}
@@ -112,24 +113,19 @@ class Server:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        if tls is not None:
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        scheme = "https" if tls is not None else "http"
-        self.url = f"{scheme}://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.handler, self.tls, self.url = Handler, tls, ""
 
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    @contextmanager
+    def running(self) -> Iterator[Server]:
+        with serving(self.handler, tls=self.tls) as http_server:
+            self.url = origin(http_server, tls=self.tls is not None)
+            yield self
 
 
 @pytest.fixture
 def server() -> Iterator[Server]:
-    running = Server()
-    yield running
-    running.stop()
+    with Server().running() as running:
+        yield running
 
 
 def settings(**changes: object) -> Settings:
@@ -267,9 +263,8 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
     cert_file, key_file = _certificate(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
-    running = Server(tls=context)
-    yield running, cert_file
-    running.stop()
+    with Server(tls=context).running() as running:
+        yield running, cert_file
 
 
 def test_certificates_are_checked_against_requests_bundle(tls_server: tuple[Server, Path],
@@ -319,32 +314,27 @@ class ConnectProxy:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://user:p%40ss@127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.handler = Handler
 
 
 def test_the_environments_proxy_is_used_through_a_tunnel(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     proxy = ConnectProxy()
-    try:
+    with serving(proxy.handler) as proxy_server:
+        port = proxy_server.server_address[1]
         for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
             monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("HTTP_PROXY", f"http://user:p%40ss@127.0.0.1:{port}")
         with KeepAliveClient(server.url, settings()) as client:
             assert put(client, server.url + "/ok", []).status_code == 201
             assert put(client, server.url + "/ok", []).status_code == 201
         target = server.url.removeprefix("http://")
         assert proxy.tunnels == [(target, "Basic dXNlcjpwQHNz")]  # user:p@ss, one tunnel for both calls
         monkeypatch.delenv("HTTP_PROXY")
-        monkeypatch.setenv("ALL_PROXY", f"127.0.0.1:{proxy.server.server_port}")  # requests' rules: any scheme,
-        with KeepAliveClient(server.url, settings()) as client:                 # and http:// when none is given
+        monkeypatch.setenv("ALL_PROXY", f"127.0.0.1:{port}")  # requests' rules: any scheme,
+        with KeepAliveClient(server.url, settings()) as client:  # and http:// when none is given
             assert put(client, server.url + "/ok", []).status_code == 201
         assert proxy.tunnels[1:] == [(target, None)]
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # NO_PROXY wins
         with KeepAliveClient(server.url, settings()) as client:
             assert put(client, server.url + "/ok", []).status_code == 201
         assert len(proxy.tunnels) == 2 and len(server.seen) == 4
-    finally:
-        proxy.server.shutdown()
-        proxy.server.server_close()

@@ -5,15 +5,15 @@ and both are `requests.RequestException`s, which every caller already treats as 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import requests
 
 from core.platform.config import Settings
 from core.providers.http import DeadlineAdapter, ResponseTooLarge, new_session
+from tests.support.local_http import origin, serving
 
 MIB = 1024 * 1024
 HUGE = 400 * MIB
@@ -58,18 +58,15 @@ class HugeAnswers:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.handler, self.url = Handler, ""
 
 
 @pytest.fixture
 def huge() -> Iterator[HugeAnswers]:
-    server = HugeAnswers()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+    answers = HugeAnswers()
+    with serving(answers.handler) as server:
+        answers.url = origin(server)
+        yield answers
 
 
 @pytest.fixture
