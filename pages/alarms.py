@@ -16,7 +16,8 @@ user = require_page(__file__)
 settings, engine, _keyring = services()
 st.title("Alarme")
 st.caption("Benachrichtigungen per E-Mail und Webhook: Token ungültig, Ablauf in 60/30/14/7/1 Tagen, "
-           "Unternehmen pausiert, wiederholt fehlgeschlagene Übertragungen. Jeder Alarm wird einmal ausgelöst; "
+           "Token abgelaufen, Unternehmen pausiert, wiederholt fehlgeschlagene Übertragungen. "
+           "Jeder Alarm wird einmal ausgelöst; "
            f"kommt er nicht an, wird er bis zu {settings.alarm_max_attempts}-mal gesendet.")
 show_flashes()
 

@@ -75,6 +75,22 @@ def token_expiring(
     )
 
 
+def token_expired(*, company_id: int, company_name: str, provider_label: str, expired_at: datetime) -> Alarm:
+    """The token's validity ran out (DATEV's Langzeittoken after about two years); due once per company,
+    provider and validity (a renewed token that runs out again is reported again). The reminders before it
+    (`token_expiring`) may have gone unread: this one says that transfers have stopped."""
+    return Alarm(
+        key=f"token_expired:company:{company_id}:{_slug(provider_label)}:{_day(expired_at)}",
+        title=f"Token abgelaufen: {company_name} ({provider_label})",
+        body=(
+            f"Der Zugang von „{company_name}“ zu {provider_label} ist am {format_local(expired_at)} abgelaufen.\n\n"
+            f"Bis ein neuer Zugang angefordert ist, werden für dieses Unternehmen keine Belege an {provider_label} "
+            f"übertragen. Bitte fordern Sie den Zugang in {APP_NAME} neu an."
+        ),
+        severity="error",
+    )
+
+
 def company_paused(*, company_id: int, company_name: str, reason: str, when: datetime) -> Alarm:
     """Approved documents of the company cannot be transferred; due once per company and day. Called
     "pausiert" only when the company is paused (a provider refused access), as on the Übersicht's tile;

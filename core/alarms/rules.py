@@ -1,5 +1,5 @@
 """When an alarm is due: the rules for one company's token card (token invalid, expiry reminders at
-60/30/14/7/1 days, paused with approved documents waiting, repeated failures). Each alarm goes
+60/30/14/7/1 days, token expired, paused with approved documents waiting, repeated failures). Each alarm goes
 through core.alarms.outbox.raise_alarm, whose unique key makes it "once" across runs and processes.
 """
 
@@ -11,7 +11,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, func
 from sqlmodel import col, select
 
-from core.alarms.messages import Alarm, company_paused, expiry_step, token_expiring, token_invalid, transfers_failing
+from core.alarms.messages import (
+    Alarm,
+    company_paused,
+    expiry_step,
+    token_expired,
+    token_expiring,
+    token_invalid,
+    transfers_failing,
+)
 from core.alarms.outbox import raise_alarm
 from core.connections.health import USABLE, Health, TokenCard, card_for
 from core.platform.config import Settings
@@ -70,6 +78,10 @@ def raise_card_alarms(engine: Engine, settings: Settings, card: TokenCard, appro
         # Keyed by the day it became invalid: one alarm per invalidation, not one per tick or day.
         send(token_invalid(company_id=company_id, company_name=company.name, provider_label=label,
                            reason=connection.invalid_reason or "vom Anbieter abgelehnt", when=connection.invalid_at))
+    if card.health == Health.expired and connection is not None and connection.refresh_expires_at is not None:
+        # Keyed by the day it ran out: once per validity, even when nothing waits for a transfer.
+        send(token_expired(company_id=company_id, company_name=company.name, provider_label=label,
+                           expired_at=connection.refresh_expires_at))
     if card.health in USABLE and connection is not None and connection.refresh_expires_at is not None:
         left = days_left(connection.refresh_expires_at, now, settings.display_timezone)
         if expiry_step(left) is not None:

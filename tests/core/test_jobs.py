@@ -140,6 +140,35 @@ def test_expiry_reminder_once_per_step(alarmed: World, smtp: SmtpSink) -> None:
     assert world.stats() == stats  # reminders come from the database alone
 
 
+def test_an_expired_token_is_reported_once_even_when_nothing_waits(alarmed: World, smtp: SmtpSink) -> None:
+    """The reminders before expiry may go unread: when the token has run out, the token care says so once,
+    whether or not approved documents wait (those get their own "Belege warten" alarm), and a renewed token
+    that runs out again is reported again."""
+    world = alarmed
+    assert world.request_token().ok
+    ran_out = utcnow() - timedelta(hours=2)
+    set_connection(world, refresh_expires_at=ran_out)
+    refreshes = world.stats()["refresh_requests"]
+
+    assert token_care(context(world))["alarms"] == 1
+    assert token_care(context(world))["alarms"] == 0
+
+    assert mails(smtp) == [(f"Token abgelaufen: {COMPANY} (DATEV)", ["buchhaltung@musterfirma.de"]),
+                           (f"Token abgelaufen: {COMPANY} (DATEV)", ["ops@example.com"])]
+    body = smtp.messages[0][1].get_content()
+    assert "ist am " in body and "abgelaufen" in body and "keine Belege an DATEV übertragen" in body
+    assert [k.split(":")[0] for k in alarm_keys(world)] == ["token_expired"]
+    assert world.stats()["refresh_requests"] == refreshes  # an expired token is not tried at DATEV
+
+    add_approved(world, 1)
+    assert token_care(context(world))["alarms"] == 1  # now documents wait: that alarm, not the expiry again
+    assert [k.split(":")[0] for k in alarm_keys(world)] == ["company_paused", "token_expired"]
+
+    set_connection(world, refresh_expires_at=ran_out - timedelta(days=730))  # ran out on another day: its own alarms
+    assert token_care(context(world))["alarms"] == 2  # the expiry and the wait since then, each keyed by that day
+    assert [k.split(":")[0] for k in alarm_keys(world)] == ["company_paused"] * 2 + ["token_expired"] * 2
+
+
 def test_keepalive_refreshes_a_rolling_token_once(world: World) -> None:
     assert world.request_token().ok
     set_connection(world, last_refresh_at=utcnow() - timedelta(days=8))

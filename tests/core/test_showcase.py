@@ -68,7 +68,8 @@ def test_the_showcase_shows_every_state_with_history_and_sends_no_alarm(
     assert received == []
     with unit_of_work(engine) as session:
         alarms = session.exec(select(AlarmSent)).all()
-    assert {a.key.split(":", 1)[0] for a in alarms} == {"token_invalid", "token_expiring", "company_paused"}
+    assert {a.key.split(":", 1)[0] for a in alarms} == {"token_invalid", "token_expiring", "token_expired",
+                                                      "company_paused"}
     assert all(not a.delivered and a.detail == NOT_SENT for a in alarms)
 
     # 30 days of history for the charts: most working days delivered, and each other outcome once at least.

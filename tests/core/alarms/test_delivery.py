@@ -27,6 +27,7 @@ from core.alarms.messages import (
     Severity,
     company_paused,
     expiry_step,
+    token_expired,
     token_expiring,
     token_invalid,
     transfers_failing,
@@ -377,6 +378,16 @@ def test_token_expiring_text_key_and_severity() -> None:
     assert "morgen" in build(1).title and "heute" in build(0).title
     with pytest.raises(ValueError):
         build(61)
+
+
+def test_token_expired_text_key_and_severity() -> None:
+    expired = token_expired(company_id=3, company_name="Beispiel KG", provider_label="DATEV", expired_at=WHEN)
+    assert expired.key == "token_expired:company:3:datev:2026-11-28"
+    assert expired.title == "Token abgelaufen: Beispiel KG (DATEV)"
+    assert expired.severity == "error"
+    assert "ist am 28.11.2026" in expired.body and "Bitte fordern Sie den Zugang in Token Desk neu an." in expired.body
+    assert token_expired(company_id=3, company_name="Beispiel KG", provider_label="Lexware Office",
+                         expired_at=WHEN).key == "token_expired:company:3:lexware-office:2026-11-28"
 
 
 def test_company_paused_and_transfers_failing() -> None:
