@@ -756,7 +756,7 @@ def print_table(results: dict) -> None:
 # How the emulator spends the latency (emulator/faults.py): "latency" sleeps, then does its work (an answer
 # takes latency + the emulator's own time); "answer_after" answers latency after the request arrived, its
 # work included, so the ideal (concurrency ÷ latency) is reachable and only the engine's overhead is missing.
-LATENCY_KIND = ["latency"]
+LATENCY_KIND = ["answer_after"]  # the default since 2026-11-29 (issue #11's figures from its third look on used it)
 # The emulator's HTTP server (throughput only): "werkzeug" (python -m emulator: a new TCP connection per
 # call) or "keepalive" (bench.keepalive_emulator: HTTP/1.1 keep-alive, as DATEV's servers).
 SERVER = ["werkzeug"]
@@ -770,7 +770,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--db", choices=("sqlite", "postgresql"), help="one database only")
     parser.add_argument("--no-profile", action="store_true", help="leave out the profiled pass")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes (default: %(default)s)")
-    parser.add_argument("--latency-kind", choices=("latency", "answer_after"), default="latency",
+    parser.add_argument("--latency-kind", choices=("latency", "answer_after"), default="answer_after",
                         help="latency: sleep, then the emulator's work; answer_after: the answer leaves LATENCY after "
                              "the request arrived, the emulator's work included (default: %(default)s)")
     parser.add_argument("--server", choices=("werkzeug", "keepalive"), default="werkzeug",
