@@ -26,7 +26,9 @@ from ui.scheduler_status import show_scheduler_status
 from ui.sign_in_return import continue_after_sign_in, remember, requested_target
 from ui.text import plain
 
-st.set_page_config(page_title="Token Desk", page_icon=":material/key:", layout="wide")
+# An emoji, not ":material/key:": Streamlit's browser code takes a material page icon from fonts.gstatic.com,
+# an emoji it draws inline (tests/e2e/test_overview.py: nothing is fetched from other hosts).
+st.set_page_config(page_title="Token Desk", page_icon="🔑", layout="wide")
 
 
 LINK_URL_PATH = "anforderung"  # also the default DATEV redirect for a link's login (Settings.datev_link_callback_uri)

@@ -3,6 +3,7 @@ the fold; a viewer on an admin page's URL gets the German "Keine Berechtigung" p
 HTTP; the token is requested at the emulator through core and then found invalid."""
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -49,6 +50,8 @@ def test_today_and_the_broken_token_are_above_the_fold(page: Page, demo_db_url: 
                                                          tmp_path: Path) -> None:
     company_id = broken_token_with_a_waiting_document(demo_db_url, settings_for(demo_db_url))
     page.set_viewport_size({"width": 1280, "height": FOLD})
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
     with DashboardServer(tmp_path, demo_db_url, emulator.base_url) as server, \
             evidence_on_failure(page, server, tmp_path):
         sign_in(page, server.url, "viewer")
@@ -65,6 +68,10 @@ def test_today_and_the_broken_token_are_above_the_fold(page: Page, demo_db_url: 
             box = element.bounding_box()
             assert box is not None and box["y"] + box["height"] <= FOLD, box  # no scrolling needed
         assert page.evaluate("window.scrollY") == 0
+        # An internal tool: nothing is fetched from elsewhere (Streamlit takes a :material/…: page icon from
+        # fonts.gstatic.com), not even the tab's icon.
+        favicon = page.evaluate("document.querySelector(\"link[rel='shortcut icon']\").href")
+        assert urlsplit(favicon).scheme == "data" or local(favicon), favicon
 
         # the same browser, an admin page's URL: the German page, naming whom to ask
         page.goto(f"{server.url}/users")
@@ -72,6 +79,13 @@ def test_today_and_the_broken_token_are_above_the_fold(page: Page, demo_db_url: 
         expect(page.get_by_text("Anna Admin (admin@tokendesk.demo)")).to_be_visible()
         assert page.locator("[data-testid='stDataFrame']").count() == 0
         assert "Page not found" not in page.locator("body").inner_text()
+    assert requested and [url for url in requested if not local(url)] == []
+
+
+def local(url: str) -> bool:
+    """Served by this machine (the dashboard, the emulator's sign-in) or carried inline (data:, blob:)."""
+    parts = urlsplit(url)
+    return parts.scheme in ("data", "blob") or parts.hostname in ("127.0.0.1", "localhost")
 
 
 def test_a_deep_link_survives_the_sign_in(page: Page, demo_db_url: str, emulator, tmp_path: Path) -> None:
