@@ -84,8 +84,8 @@ def token_expired(*, company_id: int, company_name: str, provider_label: str, ex
         title=f"Token abgelaufen: {company_name} ({provider_label})",
         body=(
             f"Der Zugang von „{company_name}“ zu {provider_label} ist am {format_local(expired_at)} abgelaufen.\n\n"
-            f"Bis ein neuer Zugang angefordert ist, werden für dieses Unternehmen keine Belege an {provider_label} "
-            f"übertragen. Bitte fordern Sie den Zugang in {APP_NAME} neu an."
+            f"Bis ein neuer Zugang hinterlegt ist, werden für dieses Unternehmen keine Belege an {provider_label} "
+            f"übertragen. {_RENEWAL.get(provider_label, _RENEWAL_OTHER)}"
         ),
         severity="error",
     )
@@ -126,6 +126,12 @@ def transfers_failing(
         ),
         severity="error",
     )
+
+
+# What renews an expired access, by provider label (DATEV: a new login; Lexware Office: a new API key).
+_RENEWAL = {"DATEV": f"Bitte fordern Sie in {APP_NAME} ein neues Langzeittoken an.",
+            "Lexware Office": f"Bitte hinterlegen Sie in {APP_NAME} einen neuen API-Schlüssel."}
+_RENEWAL_OTHER = f"Bitte erneuern Sie den Zugang in {APP_NAME}."
 
 
 def _day(when: datetime) -> str:

@@ -156,7 +156,7 @@ def test_an_expired_token_is_reported_once_even_when_nothing_waits(alarmed: Worl
     assert mails(smtp) == [(f"Token abgelaufen: {COMPANY} (DATEV)", ["buchhaltung@musterfirma.de"]),
                            (f"Token abgelaufen: {COMPANY} (DATEV)", ["ops@example.com"])]
     body = smtp.messages[0][1].get_content()
-    assert "ist am " in body and "abgelaufen" in body and "keine Belege an DATEV übertragen" in body
+    assert "ist am " in body and "keine Belege an DATEV übertragen" in body and "neues Langzeittoken an" in body
     assert [k.split(":")[0] for k in alarm_keys(world)] == ["token_expired"]
     assert world.stats()["refresh_requests"] == refreshes  # an expired token is not tried at DATEV
 

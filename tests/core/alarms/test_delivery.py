@@ -385,9 +385,11 @@ def test_token_expired_text_key_and_severity() -> None:
     assert expired.key == "token_expired:company:3:datev:2026-11-28"
     assert expired.title == "Token abgelaufen: Beispiel KG (DATEV)"
     assert expired.severity == "error"
-    assert "ist am 28.11.2026" in expired.body and "Bitte fordern Sie den Zugang in Token Desk neu an." in expired.body
-    assert token_expired(company_id=3, company_name="Beispiel KG", provider_label="Lexware Office",
-                         expired_at=WHEN).key == "token_expired:company:3:lexware-office:2026-11-28"
+    assert "ist am 28.11.2026 09:30 abgelaufen" in expired.body  # Berlin time
+    assert "Bitte fordern Sie in Token Desk ein neues Langzeittoken an." in expired.body
+    lexware = token_expired(company_id=3, company_name="Beispiel KG", provider_label="Lexware Office", expired_at=WHEN)
+    assert lexware.key == "token_expired:company:3:lexware-office:2026-11-28"
+    assert "Bitte hinterlegen Sie in Token Desk einen neuen API-Schlüssel." in lexware.body
 
 
 def test_company_paused_and_transfers_failing() -> None:
