@@ -14,6 +14,7 @@ one grouped max over the delivered attempts, one count of recent failures.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -117,6 +118,7 @@ class CompanyRow:
     paused_reason: str | None
     invalid_reason: str | None
     refresh_unclear_since: datetime | None
+    client_id: str | None = None  # the company's own Berater-Nr.-Mandanten-Nr. (DATEV), as stored: "455148-1"
 
     @property
     def can_transfer(self) -> str:
@@ -249,6 +251,7 @@ def company_rows(engine: Engine, settings: Settings, *, company_ids: Sequence[in
             unresolved=n.get(DocumentStatus.unresolved.value, 0), reason=reason, paused_reason=company.paused_reason,
             invalid_reason=connection.invalid_reason if connection is not None else None,
             refresh_unclear_since=connection.refresh_unclear_since if connection is not None else None,
+            client_id=company.datev_client_id,
         ))
     return rows
 
@@ -335,12 +338,26 @@ def overview(engine: Engine, settings: Settings, *, now: datetime | None = None)
                     failed_recently=failed_attempts_since(engine, now - timedelta(days=RECENT_FAILURE_DAYS)))
 
 
+def matches_search(search: str, name: str, client_id: str | None) -> bool:
+    """The one search of the Übersicht's table and the Langzeittoken page: part of the company's name
+    (case-insensitive) or of its own Berater-Nr.–Mandanten-Nr., typed with a hyphen, a dash or spaces
+    ("455148-3", "455148–3", "455148 3"). The company's own number, not the token's bound data set: a
+    company without a token, or with an unbound one, is found by its number too."""
+    needle = search.strip().casefold()
+    if not needle:
+        return True
+    if needle in name.casefold():
+        return True
+    number = re.sub(r"[\s\-\u2010-\u2015]+", "-", needle)  # hyphens, dashes and spaces alike
+    return client_id is not None and number in client_id
+
+
 def filter_rows(rows: Iterable[CompanyRow], *, search: str = "", states: Iterable[State] = (),
                 interfaces: Iterable[str] = ()) -> list[CompanyRow]:
     """The table's filters: a name or number search (case-insensitive), states and interfaces (empty: all)."""
-    needle, wanted_states, wanted_interfaces = search.strip().casefold(), set(states), set(interfaces)
+    wanted_states, wanted_interfaces = set(states), set(interfaces)
     return [r for r in rows
-            if (not needle or needle in r.name.casefold() or needle in r.bound_data_set)
+            if matches_search(search, r.name, r.client_id)
             and (not wanted_states or r.state in wanted_states)
             and (not wanted_interfaces or r.interface in wanted_interfaces)]
 
@@ -467,11 +484,9 @@ def filter_cards(cards: Iterable[TokenCard], *, search: str = "", healths: Itera
                  providers: Iterable[Provider] = ()) -> list[TokenCard]:
     """The Langzeittoken page's list: name or data-set search, states and interfaces (empty: all),
     broken tokens first, then by name."""
-    needle, wanted_health, wanted_providers = search.strip().casefold(), set(healths), set(providers)
+    wanted_health, wanted_providers = set(healths), set(providers)
     chosen = [c for c in cards
-              if (not needle or needle in c.company.name.casefold()
-                  or needle in (c.company.datev_client_id or "").replace("-", "–")
-                  or needle in (c.company.datev_client_id or ""))
+              if matches_search(search, c.company.name, c.company.datev_client_id)
               and (not wanted_health or c.health in wanted_health)
               and (not wanted_providers or c.provider in wanted_providers)]
     return sorted(chosen, key=lambda c: (HEALTH_ORDER[c.health], c.company.name.casefold()))

@@ -96,7 +96,8 @@ def local(table: pd.DataFrame) -> pd.DataFrame:
 
 if rows:
     table = pd.DataFrame([{
-        "Unternehmen": cell(r.name), "Schnittstelle": r.interface, "Status": r.state.value,
+        "Unternehmen": cell(r.name), "Nummer": (r.client_id or "–").replace("-", "–"),
+        "Schnittstelle": r.interface, "Status": r.state.value,
         "Übertragung": cell("möglich" if r.reason is None else f"nicht möglich: {r.reason}"),
         "Wartend": r.waiting, "Fehlgeschlagen": r.failed, "Gültig bis": r.valid_until, "Tage übrig": r.days_left,
         "Datenbestand": r.bound_data_set, "DATEV-Benutzer": cell(r.grantor_name or "–"),
@@ -110,6 +111,7 @@ if rows:
             "Tage übrig": st.column_config.NumberColumn(format="%d"),
             "Letzte Erneuerung": when, "Letzte Übertragung": when,
             "Übertragung": st.column_config.TextColumn("Kann übertragen / warum nicht", width="large"),
+            "Nummer": st.column_config.TextColumn("Berater-Nr.–Mandanten-Nr."),
             "Datenbestand": st.column_config.TextColumn("Gebundener Datenbestand"),
         },
     )

@@ -182,8 +182,12 @@ def test_table_filters_by_search_state_and_interface(app, desk: Desk) -> None:
     assert row["DATEV-Benutzer"] == "Max Mustermann" and row["Tage übrig"] > 700
     assert str(row["Gültig bis"].tz) == "Europe/Berlin"  # shown and sorted in Berlin time
     assert table[table["Unternehmen"] == "Demo Bau AG"]["Gültig bis"].isna().all()  # no token: empty ("–")
+    assert row["Nummer"] == "455148–1"  # the company's own Berater-Nr.–Mandanten-Nr.
     at.text_input(key="overview_search").input("bau").run()
     assert list(at.dataframe(key="overview_table").value["Unternehmen"]) == ["Demo Bau AG"]
+    for typed in ("455148-3", "455148–3"):  # Demo Bau AG has no token: found by its own number, typed either way
+        at.text_input(key="overview_search").input(typed).run()
+        assert list(at.dataframe(key="overview_table").value["Unternehmen"]) == ["Demo Bau AG"], typed
     at.text_input(key="overview_search").input("").run()
     at.multiselect(key="overview_states").select("aktiv").run()
     assert list(at.dataframe(key="overview_table").value["Unternehmen"]) == ["Musterfirma GmbH"]

@@ -266,6 +266,8 @@ def test_list_is_filtered_and_paged_broken_tokens_first(app, desk: Desk) -> None
     assert len(at.subheader) == 6
     at.text_input(key="tokens_search").input("filiale 1").run()
     assert [s.value for s in at.subheader] == ["Filiale 10 GmbH · DATEV", "Filiale 11 GmbH · DATEV"]
+    at.text_input(key="tokens_search").input("455148 111").run()  # the number, typed with a space
+    assert [s.value for s in at.subheader] == ["Filiale 11 GmbH · DATEV"]
     at.text_input(key="tokens_search").input("").run()
     at.multiselect(key="tokens_provider").select(Provider.lexware).run()
     assert [s.value for s in at.subheader] == ["Lexware Demo GmbH · Lexware Office"]

@@ -123,13 +123,21 @@ def test_todo_order_most_urgent_first() -> None:
 
 
 def test_filters() -> None:
-    rows = [row("Musterfirma GmbH"), row("Demo Bau AG", state=State.invalid, bound_data_set="455148–3"),
-            row("Lexware Demo GmbH", interface="Lexware Office", bound_data_set="–")]
+    rows = [row("Musterfirma GmbH", client_id="455148-1"),
+            row("Demo Bau AG", state=State.invalid, bound_data_set="455148–3", client_id="455148-3"),
+            row("Lexware Demo GmbH", interface="Lexware Office", bound_data_set="–"),
+            row("Hansewerft Service GmbH", state=State.unbound, bound_data_set="nicht gebunden", client_id="455148-8"),
+            row("Nordlicht KG", state=State.missing, bound_data_set="–", client_id="455148-6")]
     assert [r.name for r in filter_rows(rows, search="bau")] == ["Demo Bau AG"]
-    assert [r.name for r in filter_rows(rows, search="455148–3")] == ["Demo Bau AG"]
+    for typed in ("455148–3", "455148-3", " 455148 3 ", "455148—3"):  # dash, hyphen, spaces, em dash
+        assert [r.name for r in filter_rows(rows, search=typed)] == ["Demo Bau AG"], typed
+    # by the company's own number, whatever its token: unbound, missing
+    assert [r.name for r in filter_rows(rows, search="455148-8")] == ["Hansewerft Service GmbH"]
+    assert [r.name for r in filter_rows(rows, search="455148–6")] == ["Nordlicht KG"]
+    assert [r.name for r in filter_rows(rows, search="nicht gebunden")] == []  # a state, not a name or number
     assert [r.name for r in filter_rows(rows, states=[State.invalid])] == ["Demo Bau AG"]
     assert [r.name for r in filter_rows(rows, interfaces=["Lexware Office"])] == ["Lexware Demo GmbH"]
-    assert len(filter_rows(rows)) == 3
+    assert len(filter_rows(rows)) == 5
 
 
 def test_an_invalid_tokens_reason_is_said_once() -> None:
