@@ -57,8 +57,8 @@ RECENT_FAILURE_DAYS = 7
 
 class State(StrEnum):
     """A company's state on the overview's tiles and in its table: the token's health, except that a
-    usable token of a paused company shows "pausiert" and a usable DATEV token without binding
-    "nicht gebunden"."""
+    usable DATEV token bound to another data set shows "fremder Datenbestand", a usable token of a paused
+    company "pausiert" and a usable DATEV token without binding "nicht gebunden"."""
 
     active = Health.active.value
     expiring = Health.expiring.value
@@ -68,6 +68,7 @@ class State(StrEnum):
     revoked = Health.revoked.value
     missing = Health.missing.value
     unbound = Binding.unbound.value
+    foreign = Binding.foreign.value  # the token names another data set: not used (readiness.waiting_reason)
     paused = "pausiert"
     no_interface = "keine Schnittstelle"
 
@@ -75,7 +76,7 @@ class State(StrEnum):
 # The tiles, in the order the issue names them (Erneuerung unklar and keine Schnittstelle only when present).
 TILE_STATES = (State.active, State.expiring, State.expired, State.invalid, State.revoked, State.missing,
                State.unbound, State.paused)
-OPTIONAL_TILE_STATES = (State.unclear, State.no_interface)
+OPTIONAL_TILE_STATES = (State.unclear, State.foreign, State.no_interface)
 
 
 class Action(StrEnum):
@@ -160,6 +161,8 @@ def company_state(company: Company, health: Health | None, binding: Binding, rea
         return State.no_interface
     if health not in USABLE:
         return State(health.value)
+    if binding == Binding.foreign:
+        return State.foreign
     if reason is not None and company.paused_at is not None:
         return State.paused
     if binding == Binding.unbound:

@@ -35,7 +35,6 @@ from sqlmodel import col, select
 from core.alarms.rules import raise_alarms_for
 from core.connections import store as connection_store
 from core.connections.access import AccessToken, TokenUnavailable, get_valid_token, lease_owner_id
-from core.connections.health import Binding, evaluate_binding
 from core.documents import lifecycle
 from core.documents.lifecycle import AfterAttempt, AttemptRecord, Claimed
 from core.platform.backoff import next_delay, parse_retry_after
@@ -50,7 +49,7 @@ from core.providers.http import CallContext, KeepAliveClient
 from core.providers.lexware import upload_lexware
 from core.providers.outcome import Outcome, UploadResult
 from core.transfers.document_types import store_document_types
-from core.transfers.readiness import pause, waiting_reason
+from core.transfers.readiness import datev_data_set, pause, waiting_reason
 from core.users import Actor, authorized
 
 log = logging.getLogger(__name__)
@@ -200,20 +199,13 @@ class _Pass:
         if reason is not None or provider is None or connection is None or connection.id is None:
             self.wait(company_id, reason or "keine Verbindung")
             return None
-        if evaluate_binding(company, connection) == Binding.foreign:  # e.g. the Mandanten-Nr. was changed since
-            reason = (f"Das Langzeittoken ist an den Datenbestand {connection.bound_client} gebunden, das Unternehmen "
-                      f"hat {company.datev_client_id}: bitte das Langzeittoken neu anfordern")
-            pause(self.engine, company_id, reason, self.options.actor.name)
-            self.wait(company_id, f"pausiert: {reason}")
-            raise_alarms_for(self.engine, self.settings, company_id)
-            return None
         try:
             token = get_valid_token(self.engine, connection.id, settings=self.settings, keyring=self.keyring)
         except TokenUnavailable as exc:
             self.token_gone(company_id, exc)
             return None
-        # Uploads always address the company's own data set (a bound token was checked against it above).
-        run = _CompanyRun(company, company_id, provider, connection.id, token, company.datev_client_id or "")
+        # Uploads always address the company's own data set (a token bound to another one waits: waiting_reason).
+        run = _CompanyRun(company, company_id, provider, connection.id, token, datev_data_set(company))
         if provider == Provider.datev and not self.check_datev_access(run):
             return None
         return run

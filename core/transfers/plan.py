@@ -29,7 +29,7 @@ from core.platform.models import (
     utcnow,
 )
 from core.platform.timefmt import format_local
-from core.transfers.readiness import waiting_reason
+from core.transfers.readiness import datev_data_set, waiting_reason
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def plan(engine: Engine, settings: Settings, document_ids: Sequence[int],
 def _line(document: Document, company: Company, provider: Provider | None, connection: Connection | None,
           company_reason: str | None, now: datetime) -> PlannedUpload:
     if provider == Provider.datev:
-        client = (connection.bound_client if connection is not None else None) or company.datev_client_id or "?"
+        client = datev_data_set(company) or "?"  # where the engine sends it, whatever the token names
         target = f"Mandant {client} ({company.name})"
         method, path = "PUT", f"/clients/{client}/documents/{document.guid}"
     elif provider == Provider.lexware:

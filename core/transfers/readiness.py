@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from core.connections import store
-from core.connections.health import USABLE, evaluate_health
+from core.connections.health import USABLE, Binding, evaluate_binding, evaluate_health
 from core.platform import audit
 from core.platform.config import Settings
 from core.platform.db import unit_of_work
@@ -29,10 +29,27 @@ def waiting_reason(company: Company, connection: Connection | None, settings: Se
     health = evaluate_health(connection, now, settings.token_expiry_warning_days)
     if health not in USABLE:  # Lexware Office has API keys, DATEV tokens (the card's words)
         return f"{'API-Schlüssel' if company.interface == Interface.lexware.value else 'Token'} {health.value}"
+    if evaluate_binding(company, connection) == Binding.foreign:  # e.g. the Mandanten-Nr. was changed since
+        # Derived, not a pause: it ends when a token for the company's own data set is stored, and
+        # "Fortsetzen" could not end it (it did when the transfer engine paused the company for it).
+        assert connection is not None
+        return (f"Langzeittoken an den Datenbestand {_dashed(connection.bound_client)} gebunden, das Unternehmen hat "
+                f"{_dashed(company.datev_client_id)}: bitte ein neues Langzeittoken anfordern")
     if company.paused_at is not None and (connection is None or connection.requested_at is None
                                           or connection.requested_at <= company.paused_at):
         return f"pausiert: {company.paused_reason or 'Zugriff verweigert'}"
     return None
+
+
+def datev_data_set(company: Company) -> str:
+    """The DATEV data set (Berater-Nr.-Mandanten-Nr.) a company's documents go to: always the company's own,
+    never the one a token names (a token bound to another is not used at all: `waiting_reason`). The transfer
+    engine sends there and the dry run says so."""
+    return company.datev_client_id or ""
+
+
+def _dashed(client_id: str | None) -> str:
+    return (client_id or "?").replace("-", "–")
 
 
 def pause(engine: Engine, company_id: int, reason: str, actor: str) -> None:

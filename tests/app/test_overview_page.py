@@ -18,7 +18,7 @@ from core.statistics import day_labels
 from core.transfers import readiness
 from core.transfers.engine import PassOptions, run_pass
 from core.users import process
-from tests.support.desk import Desk, run_page
+from tests.support.desk import Desk, run_page, table
 from tests.support.rendered import page_text, texts
 from ui.text import plain
 
@@ -312,3 +312,34 @@ def test_the_transfers_chart_keeps_days_without_transfers(app, desk: Desk) -> No
     specs = [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
     [axis] = [spec["encoding"]["x"] for spec in specs if spec["encoding"]["x"]["field"] == "Tag"]
     assert axis["scale"]["domain"] == day_labels() and len(axis["scale"]["domain"]) == 30  # one attempt, 30 days
+
+
+def test_a_token_bound_to_another_data_set_is_said_to_wait_on_every_page(app, desk: Desk) -> None:
+    """Review finding: after the Mandanten-Nr. changed, the company page said "Kann übertragen." and the dry run
+    named the token's old data set as the target until a pass paused the company."""
+    desk.request_token()  # bound to 455148-1
+    with unit_of_work(desk.engine) as s:
+        company = s.get(Company, desk.companies["Musterfirma GmbH"])
+        assert company is not None
+        company.client_number = 12
+        s.add(company)
+    [doc] = desk.intake("alt.pdf", approve=True)
+    why = "Langzeittoken an den Datenbestand 455148–1 gebunden, das Unternehmen hat 455148–12"
+
+    overview = run_page(app, "admin", PAGE)
+    rows = overview.dataframe(key="overview_table").value
+    row = rows[rows["Unternehmen"] == "Musterfirma GmbH"].iloc[0]
+    assert row["Status"] == "fremder Datenbestand" and row["Übertragung"].startswith(f"nicht möglich: {why}")
+    assert "Musterfirma GmbH" in todo_names(overview) and "Langzeittoken anfordern" in texts(overview)
+
+    page = app("viewer", COMPANY)
+    page.query_params["company"] = str(desk.companies["Musterfirma GmbH"])
+    page.run()
+    assert not page.exception
+    assert f"Kann nicht übertragen: {why}" in unescaped(page) and "Kann übertragen." not in texts(page)
+
+    transfer = run_page(app, "operator", "pages/transfer.py")  # the dry run
+    transfer.button(key="transfer_choose_all").click().run()
+    [line] = [r for r in table(transfer, "Hinweis") if r["Nr."] == doc]
+    assert line["Ziel"] == "Mandant 455148-12 (Musterfirma GmbH)" and line["Hinweis"] == f"wartet: {why}: bitte ein " \
+        "neues Langzeittoken anfordern"

@@ -14,6 +14,7 @@ from sqlmodel import select
 from core.connections.access import TokenUnavailable, get_valid_token
 from core.connections.datev_login import finish_login, start_login
 from core.connections.health import Binding, Health, evaluate_binding, evaluate_health
+from core.overview import Action, State, company_rows, todo_item
 from core.platform.db import unit_of_work
 from core.platform.models import (
     AuditEvent,
@@ -26,9 +27,10 @@ from core.platform.models import (
     utcnow,
 )
 from core.transfers.engine import PassOptions, run_pass
+from core.transfers.plan import plan
 from core.users import process
 from testkit.datev_user import consent
-from testkit.rows import id_of
+from testkit.rows import id_of, present
 from tests.support.world import World, add_approved, uploads
 
 TWO_YEARS = timedelta(days=730)
@@ -114,18 +116,35 @@ def test_an_unbound_grant_is_stored_but_never_shown_as_bound(world: World, profi
     assert [u["client_id"] for u in uploads(world)] == ["455148-1"]  # always the company's own data set
 
 
-def test_a_bound_token_that_no_longer_fits_the_company_pauses_it(world: World) -> None:
+def test_a_bound_token_that_no_longer_fits_the_company_is_not_used_until_a_new_one_is_stored(world: World) -> None:
+    """Review finding: after the Mandanten-Nr. changed, the dry run said "will be sent" to the token's old
+    data set and the company page "Kann übertragen" until a pass paused the company, and "Fortsetzen" could
+    not end that pause. Now one rule (readiness.waiting_reason) says why it waits, everywhere, until a token
+    for the company's own data set is stored."""
     assert world.request_token().ok
     with unit_of_work(world.engine) as s:  # the Mandanten-Nr. was changed after the token was requested
         found = s.get(Company, world.company_id)
         assert found is not None
         found.client_number = 4  # 455148-4: a data set no other demo company uses
         s.add(found)
-    add_approved(world, 1)
+    [document_id] = add_approved(world, 1)
+
+    [line] = plan(world.engine, world.settings, [document_id])
+    assert line.target == "Mandant 455148-4 (Musterfirma GmbH)"  # where the engine would send it, never 455148-1
+    assert not line.will_send and line.waits is not None
+    assert "455148–1 gebunden" in line.waits and "455148–4" in line.waits
+    [row] = [r for r in company_rows(world.engine, world.settings) if r.company_id == world.company_id]
+    assert row.state == State.foreign and row.reason == line.waits
+    assert todo_item(row) is not None and present(todo_item(row)).action == Action.request_token
+
     summary = run_pass(world.engine, world.settings, world.keyring, PassOptions(trigger="manual", actor=process("o@x.de")))
     assert summary.uploads == 0 and uploads(world) == []
-    assert "455148-1" in summary.waiting[world.company_id] and "pausiert" in summary.waiting[world.company_id]
-    assert company(world).paused_at is not None
+    assert summary.waiting[world.company_id] == line.waits
+    assert company(world).paused_at is None  # nothing to resume: a new token ends it
+
+    assert world.request_token().ok  # a token for 455148-4
+    summary = run_pass(world.engine, world.settings, world.keyring, PassOptions(trigger="manual", actor=process("o@x.de")))
+    assert summary.delivered == 1 and [u["client_id"] for u in uploads(world)] == ["455148-4"]
 
 
 def test_userinfo_that_is_not_json_leaves_no_grant_behind(world: World) -> None:
