@@ -166,7 +166,7 @@ def test_lexware_unreachable_stores_nothing(lexware: Lexware) -> None:
 ])
 def test_bad_input_gets_german_field_errors_and_stores_nothing(lexware: Lexware, key: str, until: str | None,
                                                                errors: dict[str, str]) -> None:
-    today = utcnow().date()
+    today = local_day(utcnow())  # the users' day (Berlin), as the form counts: UTC's is another one before 1 a.m.
     valid_until = {None: None, "yesterday": today - timedelta(days=1), "today": today,
                    "25 months": today + relativedelta(months=24) + timedelta(days=1)}[until]
     with pytest.raises(ValidationFailed) as info:
@@ -180,7 +180,7 @@ def test_bad_input_gets_german_field_errors_and_stores_nothing(lexware: Lexware,
 
 
 def test_exactly_24_months_is_accepted(lexware: Lexware) -> None:
-    until = utcnow().date() + relativedelta(months=24)
+    until = local_day(utcnow()) + relativedelta(months=24)  # the longest a key is valid, counted as the form does
     assert lexware.store(valid_until=until).ok
     assert present(lexware.connection().refresh_expires_at).date() == until
 
@@ -253,9 +253,11 @@ def test_delete_erases_the_key_and_keeps_history(lexware: Lexware) -> None:
     row = lexware.connection()
     result = disconnect.delete_token(lexware.engine, lexware.settings, lexware.keyring, connection_id=id_of(row),
                                       actor=process(ADMIN))
-    assert result.revoked and "gelöscht" in result.message
+    # Lexware has no revocation by API: the key is gone here, and the result and the row say it is not there
+    assert not result.revoked and result.message.startswith("API-Schlüssel hier gelöscht.")
     after = lexware.connection()
     assert not after.has_token and after.deleted_by == ADMIN and after.requested_at is not None
+    assert after.left_at_provider is not None and "app.lexware.de/addons/public-api" in after.left_at_provider
     assert evaluate_health(after, utcnow(), 30) == Health.revoked
     assert lexware.secrets() == []
     with pytest.raises(TokenUnavailable, match="Kein Token"):
