@@ -292,7 +292,8 @@ def todo_item(row: CompanyRow) -> TodoItem | None:
         detail = {
             Health.invalid: _refusal(row.invalid_reason),
             Health.expired: f"Abgelaufen am {format_date(row.valid_until)}.",
-            Health.revoked: "Das Token wurde gelöscht oder widerrufen.",
+            Health.revoked: "Der API-Schlüssel wurde gelöscht." if row.interface == INTERFACE_LABELS[Interface.lexware]
+            else "Das Langzeittoken wurde gelöscht oder widerrufen.",
             Health.missing: "Es wurde noch keiner hinterlegt." if row.interface == INTERFACE_LABELS[Interface.lexware]
             else "Es wurde noch keins angefordert.",
         }.get(row.health or Health.missing, "")

@@ -15,10 +15,16 @@ def flash(message: str) -> None:
     st.session_state.setdefault(_FLASH_KEY, []).append(("success", message))
 
 
+def flash_warning(message: str) -> None:
+    """Done, but something is left for a person to do (e.g. at the provider)."""
+    st.session_state.setdefault(_FLASH_KEY, []).append(("warning", message))
+
+
 def flash_error(message: str) -> None:
     st.session_state.setdefault(_FLASH_KEY, []).append(("error", message))
 
 
 def show_flashes() -> None:
+    shown = {"success": st.success, "warning": st.warning, "error": st.error}
     for kind, message in st.session_state.pop(_FLASH_KEY, []):
-        (st.success if kind == "success" else st.error)(plain(message))
+        shown.get(kind, st.error)(plain(message))

@@ -24,7 +24,7 @@ from core.platform.crypto import Keyring
 from core.platform.errors import UserFacingError, ValidationFailed
 from core.platform.models import PROVIDER_LABELS, AppUser, Connection, ConnectionKind, Provider, Role, utcnow
 from core.platform.timefmt import format_local, local_day
-from ui.feedback import flash, flash_error
+from ui.feedback import flash, flash_error, flash_warning
 from ui.guard import actor_of, may
 from ui.request_link_panel import show_request_link_panel
 from ui.text import plain
@@ -149,6 +149,8 @@ class TokenCardView:
         elif card.health == Health.revoked and c is not None:
             st.info(f"Gelöscht am {format_local(c.deleted_at)} von {plain(c.deleted_by)}. Soll die automatische Übertragung "
                     f"weiter genutzt werden, bitte {renew}.")
+            if c.left_at_provider:  # DATEV did not confirm the revocation, or a Lexware key (no revocation by API)
+                st.warning(plain(c.left_at_provider))
         elif card.health == Health.expired:
             st.error(f"Abgelaufen. Bitte {renew}.")
         elif card.health == Health.missing:
@@ -180,7 +182,7 @@ class TokenCardView:
                 assert connection.id is not None
                 result = disconnect.delete_token(self.engine, self.settings, self.keyring,
                                                  connection_id=connection.id, actor=actor_of(self.user))
-                (flash if result.revoked else flash_error)(f"{card.company.name}: {result.message}")
+                (flash if result.revoked else flash_warning)(f"{card.company.name}: {result.message}")
                 st.rerun()
 
     def datev_actions(self, card: TokenCard) -> None:

@@ -1,5 +1,6 @@
 """Deleting a token ("Langzeittoken löschen", "API-Schlüssel löschen"): revoke at the provider,
-then erase locally, keeping the history (DATEV MUST: disconnect deletes locally and calls /revoke)."""
+then erase locally, keeping the history (DATEV MUST: disconnect deletes locally and calls /revoke).
+What the provider may still hold afterwards is said, and kept on the card (`Connection.left_at_provider`)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,15 @@ from core.providers.http import CallContext
 from core.users import Actor, authorized
 
 DATEV_CONNECTED_APPS_URL = "https://apps.datev.de/tokrevui"
+LEXWARE_PUBLIC_API_URL = "https://app.lexware.de/addons/public-api"  # where an admin creates and deletes keys
+LEXWARE_KEY_LEFT = ("In Lexware Office bleibt der Schlüssel gültig, bis er dort gelöscht wird oder abläuft (Lexware "
+                    f"bietet keinen Widerruf über die Schnittstelle): bitte unter {LEXWARE_PUBLIC_API_URL} löschen, "
+                    "wenn er nicht mehr gebraucht wird.")
 
 
 @dataclass(frozen=True)
 class DeleteResult:
-    revoked: bool
+    revoked: bool  # the provider confirmed that the access is gone (False: see `message`, and the card says so)
     message: str
 
 
@@ -29,8 +34,9 @@ def delete_token(engine: Engine, settings: Settings, keyring: Keyring, *, connec
                  reason: str = "") -> DeleteResult:
     """An admin deletes a token: revoke at the provider, then erase locally, keeping the history.
 
-    If the revoke call fails the secret is erased anyway and the result says so, pointing to
-    DATEV's "Verbundene Anwendungen".
+    If DATEV does not confirm the revocation the secret is erased anyway, and the message and the card
+    (`left_at_provider`) point to DATEV's "Verbundene Anwendungen". A Lexware Office API key cannot be
+    revoked through the API: it is erased here and the card says where to delete it at Lexware.
     """
     authorized(engine, actor, Role.admin)
     return revoke_and_erase(engine, settings, keyring, connection_id=connection_id, actor=actor.name, reason=reason)
@@ -42,18 +48,23 @@ def revoke_and_erase(engine: Engine, settings: Settings, keyring: Keyring, *, co
     row = store.get(engine, connection_id)
     if row is None or not row.has_token:
         raise UserFacingError("Für diese Verbindung ist kein Token hinterlegt.")
+    if row.provider == Provider.lexware.value:
+        store.erase_deleted(engine, connection_id, actor=actor, revoked_at_provider=False,
+                            left_at_provider=LEXWARE_KEY_LEFT, reason=reason)
+        return DeleteResult(False, f"API-Schlüssel hier gelöscht. {LEXWARE_KEY_LEFT}")
     refresh_token = store.refresh_token_of(engine, keyring, connection_id)
-    revoked, revoke_error = True, ""
-    if row.provider == Provider.datev.value and refresh_token:
+    revoke_error = ""
+    if refresh_token:
         ctx = CallContext(provider=row.provider, purpose="revoke", company_id=row.company_id, connection_id=row.id)
         try:
             revoke(engine, ctx, discover(engine, settings), settings, token=refresh_token, hint="refresh_token")
-        except (ProviderRejected, ProviderUnavailable) as exc:
-            revoked, revoke_error = False, str(exc)[:200]
-    store.erase_deleted(engine, connection_id, actor=actor, revoked_at_provider=revoked, revoke_error=revoke_error,
-                        reason=reason)
-    if revoked:
-        return DeleteResult(True, "Token gelöscht und beim Anbieter widerrufen.")
-    return DeleteResult(False, "Token lokal gelöscht, aber der Widerruf beim Anbieter ist fehlgeschlagen "
-                               f"({revoke_error}). Bitte den Zugriff unter „Verbundene Anwendungen“ bei DATEV "
-                               f"({DATEV_CONNECTED_APPS_URL}) selbst entfernen.")
+        except (ProviderRejected, ProviderUnavailable) as exc:  # refused, or no answer: it may have happened or not
+            revoke_error = str(exc)[:200] or type(exc).__name__
+    left = (f"DATEV hat den Widerruf nicht bestätigt ({revoke_error}); der dauerhafte Zugriff kann dort noch "
+            f"bestehen. Bitte unter „Verbundene Anwendungen“ bei DATEV ({DATEV_CONNECTED_APPS_URL}) prüfen und "
+            "entfernen." if revoke_error else None)
+    store.erase_deleted(engine, connection_id, actor=actor, revoked_at_provider=not revoke_error,
+                        revoke_error=revoke_error, left_at_provider=left, reason=reason)
+    if left is None:
+        return DeleteResult(True, "Langzeittoken gelöscht und bei DATEV widerrufen.")
+    return DeleteResult(False, f"Langzeittoken hier gelöscht. {left}")

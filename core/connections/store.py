@@ -268,8 +268,10 @@ def _erase(session: Session, row: Connection, now: datetime) -> None:
 
 
 def erase_deleted(engine: Engine, connection_id: int, *, actor: str, revoked_at_provider: bool,
-                  revoke_error: str = "", reason: str = "") -> None:
-    """"Token löschen": erase the secrets, record who deleted it (the row keeps the history)."""
+                  revoke_error: str = "", left_at_provider: str | None = None, reason: str = "") -> None:
+    """"Token löschen": erase the secrets, record who deleted it (the row keeps the history).
+    `left_at_provider`: what remains to be done at the provider (None: nothing), kept for the card;
+    `revoke_error`: why the provider did not confirm a revocation that was asked for (audited)."""
     now = utcnow()
     with unit_of_work(engine) as session:
         row = session.get(Connection, connection_id)
@@ -278,9 +280,10 @@ def erase_deleted(engine: Engine, connection_id: int, *, actor: str, revoked_at_
         before = {"token_fingerprint": row.token_fingerprint}
         _erase(session, row, now)
         row.deleted_at, row.deleted_by = now, actor
+        row.left_at_provider = clip(Connection.left_at_provider, left_at_provider) if left_at_provider else None
         audit.record(session, actor=actor, action="token.deleted", entity_type="connection", entity_id=connection_id,
                      before=before, after={"revoked_at_provider": revoked_at_provider}, detail=reason or None)
-        if not revoked_at_provider:
+        if revoke_error:
             audit.record(session, actor=actor, action="token.revoke_failed", entity_type="connection",
                          entity_id=connection_id, detail=revoke_error)
 

@@ -235,6 +235,9 @@ class Connection(SQLModel, table=True):
     invalid_reason: str | None = Field(default=None, max_length=500)
     deleted_at: datetime | None = Field(default=None)
     deleted_by: str | None = Field(default=None, max_length=254)
+    # Deleted here, but the provider may still hold the access (DATEV did not confirm the revocation; a
+    # Lexware key has no revocation by API): what the person must do there. Shown while the row has no token.
+    left_at_provider: str | None = Field(default=None, max_length=500)
 
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

@@ -175,11 +175,31 @@ def test_admin_tests_and_deletes_a_token(app, desk: Desk, emulator) -> None:
     assert "Musterfirma GmbH: Zugriff auf Mandant 455148-1 (Musterfirma GmbH) bestätigt." in [s.value for s in at.success]
     at.button(key=f"delete_{musterfirma}").click().run()
     assert not at.exception
-    assert "Musterfirma GmbH: Token gelöscht und beim Anbieter widerrufen." in [s.value for s in at.success]
+    assert "Musterfirma GmbH: Langzeittoken gelöscht und bei DATEV widerrufen." in [s.value for s in at.success]
     assert "Status: :gray-badge[:material/block: widerrufen]" in texts(at)
     assert "Gelöscht am" in texts(at) and "von admin@tokendesk.demo" in texts(at)
+    assert at.warning.len == 0  # nothing left at DATEV
     row = desk.connection()
-    assert not row.has_token and row.deleted_by == "admin@tokendesk.demo"
+    assert not row.has_token and row.deleted_by == "admin@tokendesk.demo" and row.left_at_provider is None
+
+
+def test_a_revocation_datev_did_not_confirm_stays_on_the_card(app, desk: Desk, emulator) -> None:
+    """Review finding: when DATEV's revoke failed, the warning was shown once and the card said "widerrufen"
+    from then on, while the grant was still alive at DATEV."""
+    desk.request_token()
+    musterfirma = desk.companies["Musterfirma GmbH"]
+    requests.post(f"{emulator.base_url}/_admin/faults", json={"target": "revoke", "kind": "503", "count": 1},
+                  timeout=5).raise_for_status()
+    at = run_page(app, "admin", PAGE)
+    at.button(key=f"delete_{musterfirma}").click().run()
+    assert not at.exception
+    [shown] = [w.value for w in at.warning if w.value.startswith("Musterfirma GmbH: ")]
+    assert "Langzeittoken hier gelöscht. DATEV hat den Widerruf nicht bestätigt" in shown
+    assert "apps.datev.de/tokrevui" in shown and at.success.len == 0
+    later = run_page(app, "viewer", PAGE)  # another person, another day: the card still says it
+    notes = [w.value for w in later.warning]
+    assert any("DATEV hat den Widerruf nicht bestätigt" in n and "Verbundene Anwendungen" in n for n in notes), notes
+    assert [g["revoked"] for g in requests.get(f"{emulator.base_url}/_admin/datev/grants", timeout=5).json()] == [False]
 
 
 def test_lexware_key_form_stores_the_key_and_shows_only_its_fingerprint(app, desk: Desk) -> None:
@@ -284,3 +304,8 @@ def test_deleting_an_api_key_asks_first(app, desk: Desk) -> None:
     at.button(key=f"delete_{lexware}").click().run()
     assert not at.exception, at.exception
     assert not desk.connection("Lexware Demo GmbH").has_token
+    # Lexware has no revocation by API: never "widerrufen beim Anbieter", and the card keeps what is left to do
+    [shown] = [w.value for w in at.warning if w.value.startswith("Lexware Demo GmbH: ")]
+    assert shown.startswith("Lexware Demo GmbH: API-Schlüssel hier gelöscht. In Lexware Office bleibt der Schlüssel")
+    assert "widerrufen" not in " ".join(s.value for s in at.success)
+    assert any("app.lexware.de/addons/public-api" in w.value for w in run_page(app, "admin", PAGE).warning)

@@ -63,7 +63,7 @@ def test_admin_requests_and_deletes_a_long_term_token(page: Page, demo_db_url: s
             expect(page.get_by_role("button", name="Endgültig löschen")).to_be_visible()
             settled(page)
             page.get_by_role("button", name="Endgültig löschen").click()
-            expect(page.get_by_text("Musterfirma GmbH: Token gelöscht und beim Anbieter widerrufen.")).to_be_visible()
+            expect(page.get_by_text("Musterfirma GmbH: Langzeittoken gelöscht und bei DATEV widerrufen.")).to_be_visible()
             expect(card.locator("[data-testid='stMarkdownContainer']").filter(has_text="Status:")).to_contain_text(
                 "widerrufen")
             expect(page.get_by_text("DATEV-Benutzer: Max Mustermann", exact=True)).to_have_count(0)

@@ -222,6 +222,7 @@ def test_delete_revokes_at_datev_and_keeps_history(world: World) -> None:
                                       actor=process("admin@tokendesk.demo"))
     assert result.revoked and world.stats()["revocations"] >= 1
     after = world.connection()
+    assert after.left_at_provider is None
     assert not after.has_token and after.deleted_by == "admin@tokendesk.demo" and after.requested_at is not None
     assert evaluate_health(after, utcnow(), 30) == Health.revoked
     with unit_of_work(world.engine) as s:
@@ -238,6 +239,7 @@ def test_delete_when_revoke_fails_still_erases_and_points_to_datev(world: World)
                                       actor=process("admin@tokendesk.demo"))
     assert not result.revoked and "apps.datev.de/tokrevui" in result.message
     assert not world.connection().has_token
+    assert "DATEV hat den Widerruf nicht bestätigt (" in present(world.connection().left_at_provider)
     with unit_of_work(world.engine) as s:
         assert s.exec(select(AuditEvent).where(AuditEvent.action == "token.revoke_failed")).first() is not None
 
