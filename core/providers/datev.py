@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from core.platform.config import Settings
 from core.providers.errors import ProviderError
-from core.providers.http import Answer, CallContext, KeepAliveClient, multipart, new_session, send
+from core.providers.http import Answer, CallContext, KeepAliveClient, failure_in_words, multipart, new_session, send
 from core.providers.outcome import Outcome, Sendable, UploadResult
 
 
@@ -117,11 +117,19 @@ def upload_datev(engine: Engine, ctx: CallContext, settings: Settings, *, access
         response = client.send(engine, ctx, "PUT", url, body=form, headers={
             **_headers(settings, access_token), "Content-Type": content_type})
     except requests.RequestException as exc:
-        return UploadResult(Outcome.retry, f"Keine Antwort von DATEV ({type(exc).__name__}); wird wiederholt "
+        return UploadResult(Outcome.retry, f"Keine Antwort von DATEV ({failure_in_words(exc)}); wird wiederholt "
                                            "(dieselbe GUID, also ohne Doppel).")
     status = response.status_code
     if status in (200, 201):
-        body = response.json() if response.content else {}
+        try:
+            body = json.loads(response.content) if response.content else {}
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            # Not DATEV's Document (a proxy's or a maintenance page with 200, or an answer spoilt on the way):
+            # whether it arrived is unknown. Sending it again is safe: the same GUID answers 409 if it did.
+            return UploadResult(Outcome.retry, f"Unlesbare Antwort von DATEV (HTTP {status}); wird wiederholt "
+                                               "(dieselbe GUID, also ohne Doppel).", status, **_ids(response))
         return UploadResult(Outcome.delivered, "An DATEV übertragen.", status,
                             remote_id=str(body.get("id") or document.guid), **_ids(response))
     error = error_from(response)

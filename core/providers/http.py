@@ -152,6 +152,21 @@ def never_sent(exc: requests.RequestException) -> bool:
     return False
 
 
+def failure_in_words(exc: requests.RequestException) -> str:
+    """A transport failure in German, for people (the exception's class goes to the HTTP log)."""
+    if never_sent(exc):
+        return "keine Verbindung"
+    if isinstance(exc, DeadlineExceeded):
+        return "Antwort nicht rechtzeitig vollständig"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "Zeitüberschreitung"
+    if isinstance(exc, ResponseTooLarge):
+        return "Antwort zu groß"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return "Verbindung abgebrochen"
+    return "Übertragungsfehler"
+
+
 class DeadlineExceeded(requests.Timeout):
     """The answer did not arrive completely within the call's total deadline (e.g. a slow drip).
     A Timeout: like a read timeout, the request may have reached the provider."""

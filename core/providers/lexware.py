@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from core.platform.config import Settings
 from core.platform.models import TransferAttempt, clip
 from core.providers.errors import ProviderError
-from core.providers.http import CallContext, never_sent, new_session, send
+from core.providers.http import CallContext, failure_in_words, never_sent, new_session, send
 from core.providers.outcome import Outcome, Sendable, UploadResult
 
 
@@ -84,9 +84,9 @@ def upload_lexware(engine: Engine, ctx: CallContext, settings: Settings, *, api_
                             data={"type": "voucher"})
     except requests.RequestException as exc:
         if never_sent(exc):
-            return UploadResult(Outcome.retry, f"Lexware Office nicht erreichbar ({type(exc).__name__}).")
+            return UploadResult(Outcome.retry, f"Lexware Office nicht erreichbar ({failure_in_words(exc)}).")
         return UploadResult(Outcome.unresolved, "Keine Antwort von Lexware Office nach dem Senden "
-                                                f"({type(exc).__name__}): bitte in Lexware prüfen.")
+                                                f"({failure_in_words(exc)}): bitte in Lexware prüfen.")
     status = response.status_code
     if status in (200, 201, 202):
         try:

@@ -90,8 +90,27 @@ def test_a_dripping_upload_answer_ends_at_the_deadline_and_the_retry_sends_no_co
     assert scheduler_pass(world).delivered == 1
     assert len(uploads(world)) == 1
     with unit_of_work(world.engine) as s:
-        outcomes = [a.outcome for a in s.exec(select(TransferAttempt).order_by(col(TransferAttempt.id)))]
-    assert outcomes == ["retry", "delivered"]
+        attempts = s.exec(select(TransferAttempt).order_by(col(TransferAttempt.id))).all()
+    assert [a.outcome for a in attempts] == ["retry", "delivered"]
+    assert "Keine Antwort von DATEV (Antwort nicht rechtzeitig vollständig)" in (attempts[0].error_text or "")
+
+
+@pytest.mark.parametrize("fault", ["html_200", "not_json"])
+def test_an_unreadable_2xx_answer_is_sent_again_and_ends_delivered_once(world: World, fault: str) -> None:
+    """Review finding: a 2xx answer that was not JSON became "Interner Fehler" with a traceback in the log.
+    html_200: a maintenance page instead of DATEV (nothing arrived); not_json: DATEV created it, then the body
+    was spoilt. Either way unknown: a retry with the same GUID, and the next pass ends with one document."""
+    assert world.request_token().ok
+    add_approved(world, 1)
+    world.admin_post("/faults", {"target": "documents", "kind": fault, "count": 1})
+    assert scheduler_pass(world).retried == 1
+    with unit_of_work(world.engine) as s:
+        first = s.exec(select(TransferAttempt)).one()
+        s.exec(update(Document).values(next_attempt_at=None))
+    assert first.error_text is not None and first.error_text.startswith("Unlesbare Antwort von DATEV (HTTP ")
+    assert "Interner Fehler" not in first.error_text
+    assert scheduler_pass(world).delivered == 1
+    assert len(uploads(world)) == 1
 
 
 def test_company_without_token_waits_with_reason(world: World) -> None:
