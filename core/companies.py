@@ -154,6 +154,32 @@ def _pair_taken(session: Session, valid: ValidCompany, exclude_id: int | None) -
     return session.exec(query).first()
 
 
+def name_key(name: str) -> str:
+    """What makes two company names the same for people: case and spacing aside ("Muster GmbH" = "muster  gmbh")."""
+    return " ".join(name.split()).casefold()
+
+
+def _name_taken(session: Session, valid: ValidCompany, exclude_id: int | None) -> Company | None:
+    """Another company (archived ones too) with the same name: every list, selector, alarm and "Heute zu tun"
+    names a company by its name, so two with one name could not be told apart (a Beleg uploaded to the
+    wrong one). Compared in Python (casefold: "MÜLLER" = "müller", which SQLite's lower() does not know);
+    a name check per form submit over at most a few thousand names. Two admins creating the same name in
+    the same second could both succeed (no unique index on a casefolded name); the pair rule above is the
+    one the database enforces."""
+    wanted = name_key(valid.name)
+    for company in session.exec(select(Company)).all():
+        if company.id != exclude_id and name_key(company.name) == wanted:
+            return company
+    return None
+
+
+def _name_error(other: Company) -> ValidationFailed:
+    state = " (archiviert – bitte dort reaktivieren)" if other.archived_at else ""
+    number = f" ({other.datev_client_id.replace('-', '–')})" if other.datev_client_id else ""
+    return ValidationFailed({"name": f"Ein Unternehmen mit diesem Namen gibt es bereits{number}{state}: bitte einen "
+                                     "unterscheidbaren Namen wählen (z. B. mit Ort oder Niederlassung)."})
+
+
 def _pair_error(other: Company) -> ValidationFailed:
     state = " (archiviert – bitte dort reaktivieren)" if other.archived_at else ""
     return ValidationFailed({
@@ -187,6 +213,8 @@ def update_company(engine: Engine, *, actor: Actor, company_id: int, data: Compa
         valid = validate(data)
         if (other := _pair_taken(session, valid, company_id)) is not None:
             raise _pair_error(other)
+        if (other := _name_taken(session, valid, company_id)) is not None:
+            raise _name_error(other)
         before = snapshot(company)
         for field, value in valid.__dict__.items():
             setattr(company, field, value)
@@ -240,6 +268,8 @@ def _create_company(session: Session, *, actor: str, data: CompanyInput) -> Comp
     valid = validate(data)
     if (other := _pair_taken(session, valid, None)) is not None:
         raise _pair_error(other)
+    if (other := _name_taken(session, valid, None)) is not None:
+        raise _name_error(other)
     company = Company(**valid.__dict__)
     session.add(company)
     _flush_or_pair_error(session, valid, None)

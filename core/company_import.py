@@ -14,7 +14,7 @@ import io
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
-from sqlmodel import col, select
+from sqlmodel import select
 
 from core import companies
 from core.companies import CompanyInput
@@ -86,9 +86,11 @@ def preview(engine: Engine, settings: Settings, content: bytes, *, actor: Actor)
     if len(body) > MAX_ROWS:
         raise UserFacingError(f"Höchstens {MAX_ROWS} Zeilen auf einmal.")
     with unit_of_work(engine) as session:
-        taken = {(c.consultant_number, c.client_number): c.name
-                 for c in session.exec(select(Company).where(col(Company.consultant_number).is_not(None))).all()}
+        existing = session.exec(select(Company)).all()
+        taken = {(c.consultant_number, c.client_number): c.name for c in existing if c.consultant_number is not None}
+        names_taken = {companies.name_key(c.name) for c in existing}
     seen: dict[tuple[int | None, int | None], int] = {}
+    seen_names: dict[str, int] = {}
     result = []
     for line, values in enumerate(body, start=2):
         if not any(v.strip() for v in values):
@@ -113,6 +115,13 @@ def preview(engine: Engine, settings: Settings, content: bytes, *, actor: Actor)
                 errors.append(f"Berater-Nr. und Mandanten-Nr. stehen schon in Zeile {seen[pair]}.")
             elif valid.consultant_number is not None:
                 seen[pair] = line
+            name = companies.name_key(valid.name)
+            if name in names_taken:
+                errors.append(f"Ein Unternehmen „{valid.name}“ gibt es bereits.")
+            elif name in seen_names:
+                errors.append(f"Der Name „{valid.name}“ steht schon in Zeile {seen_names[name]}.")
+            else:
+                seen_names[name] = line
         except ValidationFailed as failure:
             errors.extend(_field_messages(failure))
         result.append(ImportRow(line, data, tuple(errors)))

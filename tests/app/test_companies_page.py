@@ -67,6 +67,15 @@ def test_duplicate_pair_is_refused(app, app_db) -> None:
     assert "Zwilling GmbH" not in companies_in(app_db)
 
 
+def test_duplicate_name_is_refused(app, app_db) -> None:
+    at = app("admin", PAGE).run()
+    fill_new(at, name="musterfirma gmbh", consultant_number="455148", client_number="77")
+    at.button(key="company_new_submit").click().run()
+    assert not at.exception
+    assert "Ein Unternehmen mit diesem Namen gibt es bereits (455148–1)" in " ".join(e.value for e in at.error)
+    assert "musterfirma gmbh" not in companies_in(app_db)
+
+
 def test_admin_edits_and_archives_a_company(app, app_db) -> None:
     target = companies_in(app_db)["Beispiel Handel KG"]
     at = app("admin", PAGE).run()

@@ -122,6 +122,29 @@ def test_editing_into_a_taken_pair_changes_nothing(engine: Engine) -> None:
         assert len(s.exec(select(AuditEvent)).all()) == 2  # the two creations only
 
 
+def test_a_name_is_one_company_case_and_spaces_aside_archived_ones_too(engine: Engine) -> None:
+    """Review finding: a second "Musterfirma GmbH" was accepted, and every selector, "Heute zu tun" and the alarms
+    name companies by their name alone: a Beleg could go to the wrong one."""
+    first = id_of(companies.create_company(engine, actor=process("a"), data=GOOD))
+    taken = " ".join(GOOD.name.upper().split()).replace(" ", "  ")
+    with pytest.raises(ValidationFailed) as info:
+        companies.create_company(engine, actor=process("a"), data=CompanyInput(taken, "455148", "77", "datev"))
+    assert info.value.field_errors["name"].startswith("Ein Unternehmen mit diesem Namen gibt es bereits (455148–1)")
+    second = id_of(companies.create_company(engine, actor=process("a"), data=CompanyInput("Zweite", "455148", "2",
+                                                                                           "datev")))
+    with pytest.raises(ValidationFailed):  # nor by renaming another one
+        companies.update_company(engine, actor=process("a"), company_id=second,
+                                 data=CompanyInput(GOOD.name.lower(), "455148", "2", "datev"))
+    companies.update_company(engine, actor=process("a"), company_id=first,  # its own name, newly spelt: fine
+                             data=CompanyInput(GOOD.name.upper(), GOOD.consultant_number, GOOD.client_number, "datev"))
+    companies.set_archived(engine, actor=process("a"), company_id=first, archived=True)
+    with pytest.raises(ValidationFailed) as info:
+        companies.create_company(engine, actor=process("a"), data=CompanyInput(GOOD.name, "455148", "78", "datev"))
+    assert "archiviert" in info.value.field_errors["name"]
+    with unit_of_work(engine) as s:
+        assert len(s.exec(select(Company)).all()) == 2
+
+
 def test_lexware_companies_without_numbers_do_not_collide(engine: Engine) -> None:
     companies.create_company(engine, actor=process("a"), data=CompanyInput("Lex 1", "", "", "lexware"))
     companies.create_company(engine, actor=process("a"), data=CompanyInput("Lex 2", "", "", "lexware"))

@@ -21,6 +21,8 @@ Doppelt AG;455148;10;DATEV;ja
 Alt GmbH;455148;1;DATEV;nein
 Lexware Neu GmbH;;;Lexware;nein
 Falsch GmbH;455148;13;SAP;vielleicht
+musterfirma  GMBH;455148;20;DATEV;nein
+neue firma gmbh;455148;21;DATEV;nein
 """.encode("cp1252")
 
 
@@ -41,6 +43,8 @@ def test_preview_then_import(world: World) -> None:
     assert verdicts[6] == ("Berater-Nr. und Mandanten-Nr. gehören schon zu „Musterfirma GmbH“.",)
     assert "Schnittstelle „SAP“ unbekannt (DATEV, Lexware oder keine)." in verdicts[8]
     assert "Automatische Übertragung „vielleicht“: bitte ja oder nein." in verdicts[8]
+    assert verdicts[9] == ("Ein Unternehmen „musterfirma GMBH“ gibt es bereits.",)  # case and spaces aside
+    assert verdicts[10] == ("Der Name „neue firma gmbh“ steht schon in Zeile 2.",)
     assert company_import.import_rows(world.engine, rows, actor=admin) == 3
     assert names(world) == before | {"Neue Firma GmbH", "Zweite Firma KG", "Lexware Neu GmbH"}
     with unit_of_work(world.engine) as s:
