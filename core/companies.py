@@ -213,7 +213,9 @@ def update_company(engine: Engine, *, actor: Actor, company_id: int, data: Compa
         valid = validate(data)
         if (other := _pair_taken(session, valid, company_id)) is not None:
             raise _pair_error(other)
-        if (other := _name_taken(session, valid, company_id)) is not None:
+        # Checked when the name changes: two companies that share a name from before this rule can still be
+        # edited (to switch off automatic transfer, say) without first being renamed.
+        if name_key(valid.name) != name_key(company.name) and (other := _name_taken(session, valid, company_id)):
             raise _name_error(other)
         before = snapshot(company)
         for field, value in valid.__dict__.items():

@@ -143,6 +143,10 @@ def test_a_name_is_one_company_case_and_spaces_aside_archived_ones_too(engine: E
     assert "archiviert" in info.value.field_errors["name"]
     with unit_of_work(engine) as s:
         assert len(s.exec(select(Company)).all()) == 2
+        twin = Company(name="Zweite", consultant_number=455148, client_number=3, interface="datev")  # from before
+        s.add(twin)
+    companies.update_company(engine, actor=process("a"), company_id=id_of(twin),  # still editable, name kept
+                             data=CompanyInput("Zweite", "455148", "3", "datev", False))
 
 
 def test_lexware_companies_without_numbers_do_not_collide(engine: Engine) -> None:
