@@ -6,6 +6,7 @@ import streamlit as st
 
 from core import companies, company_import
 from core.companies import INTERFACE_LABELS, CompanyInput
+from core.overview import company_rows
 from core.platform.errors import UserFacingError, ValidationFailed
 from core.platform.models import Company, Interface, Role
 from core.platform.timefmt import format_local
@@ -27,6 +28,9 @@ show_flashes()
 show_archived = st.toggle("Archivierte anzeigen", key="companies_show_archived")
 
 rows = companies.list_companies(engine, include_archived=show_archived)
+# The state the Übersicht shows (token health, binding, pause: core.overview.company_state), not a second word
+# for the company record: "aktiv" here once meant "not archived" beside an expired token.
+states = {r.company_id: r.state.value for r in company_rows(engine, _settings)}
 
 if rows:
     st.dataframe(
@@ -38,13 +42,14 @@ if rows:
                 "Schnittstelle": INTERFACE_LABELS[Interface(c.interface)],
                 "Automatische Übertragung": c.auto_transfer,
                 "Standard-Belegtyp": c.default_document_type or "",
-                "Status": "archiviert" if c.archived_at else ("pausiert" if c.paused_at else "aktiv"),
+                "Status": "archiviert" if c.archived_at else states.get(id_of(c), "–"),
                 "Geändert": format_local(c.updated_at),
             }
             for c in rows
         ]),
         hide_index=True,
         width="stretch",
+        placeholder="–",  # a Lexware company has no Berater-Nr.: a dash, not "None"
         column_config={
             "Berater-Nr.": st.column_config.NumberColumn(format="%d"),
             "Mandanten-Nr.": st.column_config.NumberColumn(format="%d"),

@@ -75,7 +75,7 @@ def show_last_results() -> None:
 
 
 def result_table(rows: list[dict]) -> None:
-    st.dataframe(frame(rows), hide_index=True, width="stretch",
+    st.dataframe(frame(rows), hide_index=True, width="stretch", placeholder="–",  # no help link: a dash, not "None"
                  column_config={"DATEV-Hilfe": st.column_config.LinkColumn(display_text="Hilfe öffnen")})
 
 

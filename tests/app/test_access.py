@@ -98,3 +98,14 @@ def test_no_select_box_shows_streamlits_english_placeholder(app, spec) -> None:
     for box in at.selectbox:
         if box.value is None:
             assert box.proto.placeholder.strip(), f"{spec.url_path}: {box.label!r} has no placeholder"
+
+
+@pytest.mark.parametrize("spec", PAGE_TABLE, ids=lambda s: s.url_path)
+def test_no_table_shows_streamlits_none(app, spec) -> None:
+    """A table cell without a value shows the table's placeholder; without one, the browser shows "None"
+    (review finding: the Lexware company's Berater-Nr. on Unternehmen, "DATEV-Hilfe" on Übertragen)."""
+    at = app("admin", spec.file).run()
+    assert not at.exception
+    for table in at.dataframe:
+        if table.value.isna().to_numpy().any():
+            assert table.proto.placeholder.strip(), f"{spec.url_path}: a table with empty cells has no placeholder"

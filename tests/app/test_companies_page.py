@@ -29,6 +29,8 @@ def test_viewer_and_operator_see_the_list_read_only(app) -> None:
         assert not at.exception
         table = at.dataframe[0].value
         assert "Musterfirma GmbH" in set(table["Name"])
+        # the Übersicht's state (here: no token yet), not "aktiv" for a company that merely is not archived
+        assert dict(zip(table["Name"], table["Status"], strict=True))["Demo Bau AG"] == "fehlt"
         assert len(at.text_input) == 0 and len(at.button) == 0
         assert "Nur Administratoren" in at.caption[0].value
 
