@@ -12,7 +12,7 @@ import streamlit as st
 from core.companies import list_companies
 from core.documents import intake, lifecycle, queries
 from core.documents.queries import STATUS_LABELS, DocumentFilter
-from core.documents.validation import LIMITS, describe_limits, size_warning
+from core.documents.validation import describe_limits, size_warning
 from core.overview import document_hint
 from core.platform.errors import UserFacingError
 from core.platform.models import Company, DocumentStatus, Provider, Role, utcnow
@@ -83,8 +83,9 @@ def upload_section() -> None:
     default_label = f"Standard des Unternehmens ({company.default_document_type})" \
         if company.default_document_type else "ohne Belegtyp"
     with st.form(f"documents_upload_{company_id}", clear_on_submit=True):
-        files = st.file_uploader("Dateien", accept_multiple_files=True, key=f"documents_files_{company_id}",
-                                 type=sorted(LIMITS[provider].extensions))
+        # No `type=`: Streamlit would drop a file of another type with an English tooltip and nothing on
+        # "Hochladen"; intake refuses it with a German line that names the file and what is allowed.
+        files = st.file_uploader("Dateien", accept_multiple_files=True, key=f"documents_files_{company_id}")
         document_type = ""
         if provider == Provider.datev:
             document_type = st.selectbox("Belegtyp", ["", *known], key=f"documents_type_{company_id}",

@@ -130,10 +130,12 @@ def validate_file(
         raise IntakeRejected(f"Die Datei „{shown}“ ist leer (0 Byte).", code="empty")
 
     clean_name = sanitize_filename(name)
-    _, dot, raw_extension = clean_name.rpartition(".")
+    stem, dot, raw_extension = clean_name.rpartition(".")
     extension = raw_extension.lower()
     if not dot or not extension:
         raise IntakeRejected(f"Die Datei „{shown}“ hat keine Dateiendung (z. B. .pdf).", code="name")
+    if not stem.strip(" ._-"):  # ".pdf": DATEV and the Belegliste would show a document without a name
+        raise IntakeRejected(f"Die Datei „{shown}“ hat keinen Namen vor der Endung (z. B. Rechnung.pdf).", code="name")
     if extension not in limits.extensions:
         raise IntakeRejected(
             f"Die Datei „{shown}“ hat das Format .{extension}, das {label} nicht annimmt. "

@@ -34,14 +34,19 @@ def test_operator_uploads_and_gets_a_german_line_per_file(app, desk: Desk) -> No
     assert "Erlaubt: PDF, JPG, JPEG, PNG, GIF, TIF, TIFF, XML bis 20 MB je Datei (DATEV)." in texts(at)
     at.file_uploader[0].set_value([("Rechnung März.pdf", pdf("ok"), "application/pdf"),
                                    ("leer.pdf", b"", "application/pdf"),
-                                   ("kaputt.pdf", b"%PDF-1.4 nonsense", "application/pdf")])
+                                   ("kaputt.pdf", b"%PDF-1.4 nonsense", "application/pdf"),
+                                   ("notiz.txt", b"Einkauf", "text/plain"),  # review: was dropped without a word
+                                   (".pdf", pdf("ohne Namen"), "application/pdf")])
     at.button(key=f"documents_upload_submit_{desk.companies['Musterfirma GmbH']}").click().run()
     assert not at.exception, at.exception
     [stored] = desk.documents()
     assert [s.value for s in at.success] == [f"„Rechnung März.pdf“ angenommen (Beleg Nr. {stored.id}, "
                                              f"{stored.size} Byte)."]
     assert [e.value for e in at.error] == ["Die Datei „leer.pdf“ ist leer (0 Byte).",
-                                           "Die PDF-Datei „kaputt.pdf“ ist beschädigt oder nicht lesbar."]
+                                           "Die PDF-Datei „kaputt.pdf“ ist beschädigt oder nicht lesbar.",
+                                           "Die Datei „notiz.txt“ hat das Format .txt, das DATEV nicht annimmt. "
+                                           "Erlaubt: PDF, JPG, JPEG, PNG, GIF, TIF, TIFF, XML.",
+                                           "Die Datei „.pdf“ hat keinen Namen vor der Endung (z. B. Rechnung.pdf)."]
     assert stored.file_name == "Rechnung März.pdf" and stored.uploaded_by == "operator@tokendesk.demo"
     assert stored.document_type == "Rechnungseingang"  # the company's default type
     assert [r["Datei"] for r in table(at, "Datei")] == ["Rechnung März.pdf"]

@@ -51,13 +51,19 @@ def test_operator_uploads_approves_and_transfers(page: Page, demo_db_url: str, e
             # the uploader of the chosen company (keyed per company), not a stale one still fading out
             uploader = page.locator(f".st-key-documents_files_{company_id} [data-testid='stFileUploaderDropzoneInput']")
             expect(uploader).to_have_count(1)
-            for name, content in (("Rechnung Mai.pdf", pdf("Rechnung Mai")), ("leer.pdf", b"")):
-                # one file at a time, each confirmed by the server before the next (no sleeps)
+            for name, content, media_type in (("Rechnung Mai.pdf", pdf("Rechnung Mai"), "application/pdf"),
+                                              ("leer.pdf", b"", "application/pdf"),
+                                              ("notiz.txt", b"Einkauf", "text/plain")):
+                # one file at a time, each confirmed by the server before the next (no sleeps); a .txt too:
+                # the field takes every file, intake answers in German (the field's own filter said only
+                # "text/plain files are not allowed" and dropped it without a word)
                 with page.expect_response(lambda r: "/_stcore/upload_file/" in r.url and r.request.method == "PUT"):
-                    uploader.set_input_files([FilePayload(name=name, mimeType="application/pdf", buffer=content)])
+                    uploader.set_input_files([FilePayload(name=name, mimeType=media_type, buffer=content)])
             page.get_by_role("button", name="Hochladen").click()
             expect(page.get_by_text("„Rechnung Mai.pdf“ angenommen")).to_be_visible()
             expect(page.get_by_text("Die Datei „leer.pdf“ ist leer (0 Byte).")).to_be_visible()
+            expect(page.get_by_text("Die Datei „notiz.txt“ hat das Format .txt, das DATEV nicht annimmt.",
+                                    exact=False)).to_be_visible()
             settled(page)
 
             # the preview before approval: pdf.js (st.pdf) draws the page, no browser PDF plug-in needed
