@@ -297,9 +297,11 @@ def todo_item(row: CompanyRow) -> TodoItem | None:
             Health.missing: "Es wurde noch keiner hinterlegt." if row.interface == INTERFACE_LABELS[Interface.lexware]
             else "Es wurde noch keins angefordert.",
         }.get(row.health or Health.missing, "")
-        # Documents that cannot flow first; a company without documents waiting still needs its token.
+        # Documents that cannot flow first; then a token that broke or ran out (it stops the next document, ahead
+        # of one that merely expires soon); a company that never had one, or whose token was deleted, last.
+        tier = 0 if row.waiting else (1 if row.health in (Health.invalid, Health.expired) else 3)
         return TodoItem(row.company_id, row.name, row.reason, f"{detail} {waiting}.".strip(), _renew_action(row),
-                        (0 if row.waiting else 3, -row.waiting, 0, row.name))
+                        (tier, -row.waiting, 0, row.name))
     if row.failed:
         return TodoItem(row.company_id, row.name, _documents(row.failed, "fehlgeschlagen"),
                         "Der Anbieter hat ihn abgelehnt; nach einer Korrektur erneut senden." if row.failed == 1 else
@@ -316,8 +318,9 @@ def todo_item(row: CompanyRow) -> TodoItem | None:
                         Action.clarify_refresh, (2, 0, 0, row.name))
     if row.health == Health.expiring:
         days = row.days_left if row.days_left is not None else 0
+        left = "läuft heute ab" if days <= 0 else ("noch 1 Tag" if days == 1 else f"noch {days} Tage")
         return TodoItem(row.company_id, row.name, f"Token {Health.expiring.value}",
-                        f"Gültig bis {format_date(row.valid_until)} (noch {days} Tage); rechtzeitig neu anfordern.",
+                        f"Gültig bis {format_date(row.valid_until)} ({left}); rechtzeitig neu anfordern.",
                         _renew_action(row), (2, days, 0, row.name))
     if row.state == State.unbound:
         return TodoItem(row.company_id, row.name, "Token nicht an den Datenbestand gebunden",

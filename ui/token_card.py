@@ -24,6 +24,7 @@ from core.platform.crypto import Keyring
 from core.platform.errors import UserFacingError, ValidationFailed
 from core.platform.models import PROVIDER_LABELS, AppUser, Connection, ConnectionKind, Provider, Role, utcnow
 from core.platform.timefmt import format_local, local_day
+from core.transfers.readiness import waiting_reason
 from ui.feedback import flash, flash_error, flash_warning
 from ui.guard import actor_of, may
 from ui.request_link_panel import show_request_link_panel
@@ -90,7 +91,11 @@ class TokenCardView:
     def show(self, card: TokenCard) -> None:
         with st.container(border=True):
             st.subheader(f"{plain(card.company.name)} · {PROVIDER_LABELS[card.provider]}")
-            st.markdown(f"Status: {status_badge(card.health)}")
+            status = f"Status: {status_badge(card.health)}"
+            reason = waiting_reason(card.company, card.connection, self.settings, utcnow())
+            if reason is not None and reason.startswith("pausiert"):  # as the Übersicht says it ("pausiert")
+                status += f" · Übertragung {plain(reason)}"
+            st.markdown(status)
             if card.connection is not None and card.connection.has_token:
                 (self.datev_facts if card.provider == Provider.datev else self.lexware_facts)(card, card.connection)
             self.state_notes(card)

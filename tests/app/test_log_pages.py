@@ -11,7 +11,7 @@ def test_audit_log_filters_by_company_actor_and_action(app, desk: Desk) -> None:
     desk.request_token(company="Demo Bau AG")
     at = run_page(app, "admin", "pages/audit_log.py")
     table = at.dataframe[0].value
-    assert {"Unternehmen angelegt", "Langzeittoken angefordert"} <= set(table["Aktion"])
+    assert {"Unternehmen angelegt", "Token hinterlegt"} <= set(table["Aktion"])
     at.selectbox(key="audit_company").select(desk.companies["Demo Bau AG"]).run()
     table = at.dataframe[0].value
     assert set(table["Code"]) >= {"company.created", "token.requested"}
@@ -19,7 +19,7 @@ def test_audit_log_filters_by_company_actor_and_action(app, desk: Desk) -> None:
                                     *(f"Verbindung {i}" for i in range(1, 20))}
     assert len(table) < len(run_page(app, "admin", "pages/audit_log.py").dataframe[0].value)
     at.multiselect(key="audit_actions").select("token.requested").run()
-    assert list(at.dataframe[0].value["Aktion"]) == ["Langzeittoken angefordert"]
+    assert list(at.dataframe[0].value["Aktion"]) == ["Token hinterlegt"]
     at.text_input(key="audit_actor").input("niemand@").run()
     assert len(at.dataframe) == 0 and "Keine Einträge für diese Auswahl." in [i.value for i in at.info]
 

@@ -20,6 +20,7 @@ from core.platform.crypto import fingerprint
 from core.platform.db import unit_of_work
 from core.platform.models import ConnectionKind, Interface, Provider, StoredSecret
 from core.platform.secret_store import get_keyring
+from core.transfers import readiness
 from core.users import process
 from testkit.datev_user import consent
 from testkit.rows import present
@@ -309,3 +310,12 @@ def test_deleting_an_api_key_asks_first(app, desk: Desk) -> None:
     assert shown.startswith("Lexware Demo GmbH: API-Schlüssel hier gelöscht. In Lexware Office bleibt der Schlüssel")
     assert "widerrufen" not in " ".join(s.value for s in at.success)
     assert any("app.lexware.de/addons/public-api" in w.value for w in run_page(app, "admin", PAGE).warning)
+
+
+def test_a_paused_companys_card_says_so_as_the_overview_does(app, desk: Desk) -> None:
+    """Review finding: the Übersicht said "pausiert" and the company's card only "aktiv"."""
+    desk.request_token()
+    readiness.pause(desk.engine, desk.companies["Musterfirma GmbH"], "DATEV verweigert den Zugriff (403)", "system:test")
+    at = run_page(app, "viewer", PAGE)
+    assert "Status: :green-badge[:material/check_circle: aktiv] · Übertragung pausiert: DATEV verweigert den Zugriff " \
+           "(403)" in texts(at)

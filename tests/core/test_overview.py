@@ -20,6 +20,7 @@ from core.overview import (
     filter_rows,
     overview,
     todo,
+    todo_item,
 )
 from core.platform.models import utcnow
 from core.transfers.engine import PassOptions, run_pass
@@ -115,11 +116,23 @@ def test_todo_order_most_urgent_first() -> None:
         row("failed", failed=2),
         row("invalid, 1 waits", state=State.invalid, health=Health.invalid, reason="Token ungültig", waiting=1),
         row("expired, 5 wait", state=State.expired, health=Health.expired, reason="Token abgelaufen", waiting=5),
+        row("invalid, nothing waits", state=State.invalid, health=Health.invalid, reason="Token ungültig"),
+        row("revoked, nothing waits", state=State.revoked, health=Health.revoked, reason="Token widerrufen"),
         row("no interface, nothing waits", state=State.no_interface, health=None,
             reason="keine Schnittstelle eingerichtet"),
     ]
-    assert [i.name for i in todo(rows)] == ["expired, 5 wait", "invalid, 1 waits", "failed", "expiring soon",
-                                            "expiring late", "missing, nothing waits", "unbound"]
+    # a broken token comes before one that expires soon, even with nothing waiting (review finding)
+    assert [i.name for i in todo(rows)] == ["expired, 5 wait", "invalid, 1 waits", "failed", "invalid, nothing waits",
+                                            "expiring soon", "expiring late", "missing, nothing waits",
+                                            "revoked, nothing waits", "unbound"]
+
+
+def test_the_last_day_says_today() -> None:
+    now = utcnow()
+    item = todo_item(row("last day", state=State.expiring, health=Health.expiring, days_left=0, valid_until=now))
+    assert item is not None and "(läuft heute ab)" in item.explanation
+    item = todo_item(row("one day", state=State.expiring, health=Health.expiring, days_left=1, valid_until=now))
+    assert item is not None and "(noch 1 Tag)" in item.explanation
 
 
 def test_filters() -> None:
