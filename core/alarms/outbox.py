@@ -65,6 +65,9 @@ MAX_TITLE_CHARS = max_length(AlarmSent.title)
 NO_TARGETS = "Keine Alarm-Empfänger eingerichtet (ALARM_TARGETS, ALARM_EMAILS mit SMTP_HOST)."
 SENDING = "wird gesendet"
 NOT_SENT_PREFIX = "Nicht gesendet"  # details of rows that never went to any target (views: "nicht gesendet")
+# A message to one person (an Anforderungslink) goes by e-mail only: without SMTP_HOST it cannot be sent,
+# whatever the alarm targets are (NO_TARGETS names those and would mislead here).
+NO_MAIL_SERVER = f"{NOT_SENT_PREFIX}: kein Mailserver eingerichtet (SMTP_HOST)."
 LINK_GONE = f"{NOT_SENT_PREFIX}: der Link ist nicht mehr gültig (verwendet, zurückgezogen oder abgelaufen)."
 MESSAGE_OWNER, LINK_PURPOSE = "alarm_sent", "link"  # the sealed link of a message (StoredSecret)
 INTERRUPTED = "Versand unterbrochen"
@@ -179,7 +182,7 @@ def _send_direct(engine: Engine, settings: Settings, keyring: Keyring, message: 
     body = message.body.replace("{link}", link or "")
     filled = Alarm(message.key, message.title, body, message.severity)
     delivered, results = _send_and_record(engine, settings, filled, direct_targets(settings, to), attempts=attempts,
-                                          now=now, timeout=timeout)
+                                          now=now, timeout=timeout, no_targets=NO_MAIL_SERVER)
     if delivered:  # sent: the link is not needed any more, so it is not kept
         forget_link(engine, message.key)
     return AlarmOutcome(message.key, delivered, results)
@@ -203,11 +206,15 @@ def mark_not_sent(engine: Engine, keys: Sequence[str], detail: str) -> int:
 
 
 def _send_and_record(engine: Engine, settings: Settings, alarm: Alarm, targets: Sequence[str], *, attempts: int,
-                     now: Callable[[], datetime], timeout: float) -> tuple[bool, list[DeliveryResult]]:
-    """Send outside any transaction, then write the result and the next attempt back."""
+                     now: Callable[[], datetime], timeout: float,
+                     no_targets: str = NO_TARGETS) -> tuple[bool, list[DeliveryResult]]:
+    """Send outside any transaction, then write the result and the next attempt back (`no_targets`: the
+    detail when there was nowhere to send it)."""
     results = send_alarm(alarm, targets, timeout=timeout) if targets else []
     delivered = bool(results) and all(r.ok for r in results)
     next_attempt_at, detail = _after_attempt(results, delivered, attempts, settings, now())
+    if not results:
+        detail = no_targets
     if not delivered:
         log.warning("alarm %s not delivered (attempt %d): %s", alarm.key, attempts, detail)
     where = [col(AlarmSent.key) == alarm.key]

@@ -14,7 +14,8 @@ import requests
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from core.alarms.outbox import retry_due_alarms
+from core.alarms.outbox import NO_MAIL_SERVER, retry_due_alarms
+from core.alarms.views import delivery_state
 from core.connections import request_links
 from core.connections.request_links import REFUSED, TOO_MANY, LinkRefused
 from core.platform.db import unit_of_work
@@ -87,6 +88,9 @@ def test_only_the_hash_is_stored_and_the_mailed_link_is_sealed(world: World) -> 
     assert link.token_hash == request_links.hash_of(token) and token not in link.token_hash
     assert "{link}" in message.body and token not in message.body and message.direct_to == "stb@kanzlei.example"
     assert len(sealed) == 1 and token not in sealed[0].ciphertext
+    # without SMTP_HOST the mail cannot go anywhere: said as that (not "no alarm targets", which would mislead
+    # when webhook alarms work), and shown as "nicht gesendet"
+    assert message.detail == NO_MAIL_SERVER and delivery_state(message) == ("nicht gesendet", False)
 
 
 def test_a_link_works_once(world: World) -> None:
