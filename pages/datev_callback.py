@@ -6,6 +6,7 @@ from streamlit.errors import StreamlitAPIException
 from core.connections.datev_login import finish_login
 from ui.feedback import flash, flash_error, show_flashes
 from ui.guard import require_page
+from ui.links import page_link
 from ui.services import services
 from ui.sign_in_return import resolve
 
@@ -18,7 +19,7 @@ st.query_params.clear()  # code and state never stay in the address bar or the h
 if not params.get("state") and not params.get("code") and not params.get("error"):
     st.title("DATEV-Anmeldung")
     st.info("Es ist keine DATEV-Anmeldung offen.")
-    st.markdown("[Zu den Langzeittoken](/)")
+    page_link("pages/tokens.py", "Zu den Langzeittoken")  # the page it names, not the Übersicht at "/"
     st.stop()
 
 outcome = finish_login(engine, settings, keyring, params=params, user=user)
@@ -35,4 +36,4 @@ try:
     st.switch_page("pages/tokens.py")
 except StreamlitAPIException:  # opened without the router (a deep link on a fresh server)
     show_flashes()
-    st.markdown("[Zu den Langzeittoken](/)")
+    page_link("pages/tokens.py", "Zu den Langzeittoken")

@@ -164,6 +164,8 @@ def test_callback_failure_is_shown_in_german_and_stores_nothing(app, desk: Desk,
 def test_callback_without_parameters_explains_itself(app, desk: Desk) -> None:
     back = callback(app, {})
     assert "Es ist keine DATEV-Anmeldung offen." in texts(back)
+    [link] = [el.proto for el in back.get("page_link") if el.proto.label == "Zu den Langzeittoken"]
+    assert link.page == "tokens"  # the page it names (review finding: it went to the Übersicht)
     assert desk.find_connection() is None
 
 
