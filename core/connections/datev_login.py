@@ -336,13 +336,18 @@ def _complete(engine: Engine, settings: Settings, keyring: Keyring, claimed: _Cl
     elif kind == ConnectionKind.long_term and facts.bound_client is None:
         warning = ("DATEV hat den Zugriff nicht an einen Datenbestand gebunden. Das Token wird verwendet, die Belege "
                    "gehen an den Datenbestand des Unternehmens; bitte bei Gelegenheit neu anfordern.")
+    with unit_of_work(engine) as session:  # the message names the company: the page it lands on may list several
+        company = session.get(Company, company_id)
+        for_company = f"{company.name}: " if company is not None else ""
     if kind == ConnectionKind.long_term:
         connection = store.find(engine, company_id, Provider.datev)
         assert connection is not None and connection.id is not None
         test = test_and_record(engine, settings, keyring, connection_id=connection.id, actor=user.email)
-        message = f"Langzeittoken gespeichert (DATEV-Benutzer: {grantor_name or 'unbekannt'}). Testabfrage: {test.message}"
+        message = (f"{for_company}Langzeittoken gespeichert (DATEV-Benutzer: {grantor_name or 'unbekannt'}). "
+                   f"Testabfrage: {test.message}")
     else:
-        message = f"DATEV-Anmeldung für diese Sitzung gespeichert (DATEV-Benutzer: {grantor_name or 'unbekannt'})."
+        message = (f"{for_company}DATEV-Anmeldung für diese Sitzung gespeichert (DATEV-Benutzer: "
+                   f"{grantor_name or 'unbekannt'}).")
     return CallbackOutcome(ok=True, message=message, company_id=company_id, kind=kind.value, warning=warning)
 
 

@@ -136,7 +136,7 @@ def test_one_off_login_returns_to_transfer_with_company_and_documents(app, desk:
     assert back.selectbox(key="transfer_company").value == musterfirma
     assert back.multiselect(key="transfer_chosen").value == [doc]
     assert back.radio(key="transfer_mode").value == "one_off"
-    assert "DATEV-Anmeldung für diese Sitzung gespeichert" in texts(back)
+    assert "Musterfirma GmbH: DATEV-Anmeldung für diese Sitzung gespeichert" in texts(back)
     assert "Musterfirma GmbH: einmalige DATEV-Anmeldung liegt vor." in [s.value for s in back.success]
     assert not back.query_params.get("documents") and not back.query_params.get("code")
 

@@ -46,7 +46,7 @@ def idp_profile(request: pytest.FixtureRequest, emulator: EmulatorServer) -> str
 def test_request_stores_an_encrypted_long_term_token_and_tests_it(world: World) -> None:
     outcome = world.request_token()
     assert outcome.ok, outcome.message
-    assert "Langzeittoken gespeichert (DATEV-Benutzer: Max Mustermann)" in outcome.message
+    assert outcome.message.startswith("Musterfirma GmbH: Langzeittoken gespeichert (DATEV-Benutzer: Max Mustermann)")
     assert "Zugriff auf Mandant 455148-1 (Musterfirma GmbH) bestätigt" in outcome.message
     row = world.connection()
     assert row.has_token and row.offline_granted and row.bound_client == "455148-1"
