@@ -66,5 +66,6 @@ def revoke_and_erase(engine: Engine, settings: Settings, keyring: Keyring, *, co
     store.erase_deleted(engine, connection_id, actor=actor, revoked_at_provider=not revoke_error,
                         revoke_error=revoke_error, left_at_provider=left, reason=reason)
     if left is None:
-        return DeleteResult(True, "Langzeittoken gelöscht und bei DATEV widerrufen.")
+        return DeleteResult(True, "Langzeittoken gelöscht und bei DATEV widerrufen." if refresh_token else
+                            "Token gelöscht (kein Refresh-Token, das bei DATEV zu widerrufen war).")
     return DeleteResult(False, f"Langzeittoken hier gelöscht. {left}")
