@@ -63,6 +63,13 @@ filter_company = st.selectbox("Unternehmen", [None, *companies], key="transfer_c
 approved, total = queries.list_documents(
     engine, DocumentFilter(company_id=filter_company, statuses=(DocumentStatus.approved.value,)), limit=MAX_LISTED)
 approved = [d for d in approved if d.company_id in companies]
+# Documents a pass holds right now (a manual transfer that is still running, e.g. after this page was reloaded,
+# or the scheduler): not offered again, and said, so "Keine freigegebenen Belege" does not read as "all done".
+in_flight = queries.count_documents(engine, DocumentFilter(company_id=filter_company,
+                                                           statuses=(DocumentStatus.transferring.value,)))
+if in_flight:
+    st.info(("1 Beleg ist" if in_flight == 1 else f"{in_flight} Belege sind") + " gerade in Übertragung; das Ergebnis "
+            "steht danach im Übertragungsprotokoll.")
 if total > MAX_LISTED:
     st.caption(f"Es werden die neuesten {MAX_LISTED} von {total} freigegebenen Belegen angeboten.")
 

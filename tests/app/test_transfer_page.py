@@ -7,6 +7,7 @@ from __future__ import annotations
 import requests
 from sqlmodel import col, select
 
+from core.documents import lifecycle
 from core.platform.db import unit_of_work
 from core.platform.models import Connection, ConnectionKind, HttpLogEntry, TransferAttempt
 from testkit.datev_user import consent
@@ -36,6 +37,18 @@ def test_nothing_to_transfer(app, desk: Desk) -> None:
     assert [t.value for t in at.title] == ["Übertragen"]
     assert "Keine freigegebenen Belege zum Übertragen." in texts(at)
     assert "Übertragen" not in labels(at)
+
+
+def test_documents_in_transfer_are_said_not_offered(app, desk: Desk) -> None:
+    """Review finding: reloading the page during a manual transfer showed "Keine freigegebenen Belege zum
+    Übertragen." as if everything were done."""
+    first, second = desk.intake("a.pdf", "b.pdf", approve=True)
+    claimed = lifecycle.claim(desk.engine, desk.companies["Musterfirma GmbH"], "manual:other-session", 300)
+    assert claimed is not None and claimed.document.id == first
+    at = run_page(app, "operator", PAGE)
+    assert "1 Beleg ist gerade in Übertragung; das Ergebnis steht danach im Übertragungsprotokoll." in texts(at)
+    at.button(key="transfer_choose_all").click().run()
+    assert at.multiselect(key="transfer_chosen").value == [second]  # the one in transfer is not offered
 
 
 def test_dry_run_then_transfer_with_the_long_term_token(app, desk: Desk) -> None:
