@@ -331,6 +331,7 @@ def test_a_token_bound_to_another_data_set_is_said_to_wait_on_every_page(app, de
     row = rows[rows["Unternehmen"] == "Musterfirma GmbH"].iloc[0]
     assert row["Status"] == "fremder Datenbestand" and row["Übertragung"].startswith(f"nicht möglich: {why}")
     assert "Musterfirma GmbH" in todo_names(overview) and "Langzeittoken anfordern" in texts(overview)
+    assert metric(overview, "fremder Datenbestand") == "1"  # its own tile, shown while a company is in that state
 
     page = app("viewer", COMPANY)
     page.query_params["company"] = str(desk.companies["Musterfirma GmbH"])
