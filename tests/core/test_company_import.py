@@ -7,8 +7,9 @@ import pytest
 from sqlmodel import select
 
 from core import company_import
+from core.companies import CompanyInput
 from core.platform.db import unit_of_work
-from core.platform.errors import UserFacingError
+from core.platform.errors import UserFacingError, ValidationFailed
 from core.platform.models import AuditEvent, Company
 from core.users import Actor, PermissionDenied
 from tests.support.world import World
@@ -64,3 +65,15 @@ def test_unreadable_files_and_other_roles(world: World) -> None:
     rows = company_import.preview(world.engine, world.settings, CSV, actor=admin)
     with pytest.raises(PermissionDenied):
         company_import.import_rows(world.engine, rows, actor=Actor.of(world.operator))
+
+
+def test_a_name_twice_in_one_import_stores_nothing_even_past_the_preview(world: World) -> None:
+    """The transaction checks each name against the companies it created before (one read of the names per
+    import, kept current as it goes), so two rows of one name never both land, whatever the preview said."""
+    before = names(world)
+    rows = [company_import.ImportRow(2, CompanyInput("Neu GmbH", "455148", "30", "datev"), ()),
+            company_import.ImportRow(3, CompanyInput("neu  GMBH", "455148", "31", "datev"), ())]
+    with pytest.raises(ValidationFailed) as info:
+        company_import.import_rows(world.engine, rows, actor=Actor.of(world.admin))
+    assert "gibt es bereits (455148–30)" in info.value.field_errors["name"]
+    assert names(world) == before
