@@ -30,7 +30,7 @@ from core.platform import audit
 from core.platform.config import Settings, get_settings
 from core.platform.db import unit_of_work
 from core.platform.errors import NotFound, ValidationFailed
-from core.platform.models import Company, Interface, Role, utcnow
+from core.platform.models import Company, Interface, Role, shown_data_set, utcnow
 from core.users import Actor, authorize
 
 CONSULTANT_RE = re.compile(r"^[1-9]\d{3,6}$")
@@ -184,7 +184,7 @@ def _name_taken(session: Session, valid: ValidCompany, exclude_id: int | None) -
 
 def _name_error(other: Company) -> ValidationFailed:
     state = " (archiviert – bitte dort reaktivieren)" if other.archived_at else ""
-    number = f" ({other.datev_client_id.replace('-', '–')})" if other.datev_client_id else ""
+    number = f" ({shown_data_set(other.datev_client_id)})" if other.datev_client_id else ""
     return ValidationFailed({"name": f"Ein Unternehmen mit diesem Namen gibt es bereits{number}{state}: bitte einen "
                                      "unterscheidbaren Namen wählen (z. B. mit Ort oder Niederlassung)."})
 

@@ -43,6 +43,7 @@ from core.platform.models import (
     Provider,
     Role,
     TransferAttempt,
+    shown_data_set,
     utcnow,
 )
 from core.platform.timefmt import format_date, format_local
@@ -172,9 +173,9 @@ def company_state(company: Company, health: Health | None, binding: Binding, rea
 
 def _bound_data_set(binding: Binding, connection: Connection | None) -> str:
     if binding == Binding.bound and connection is not None:
-        return (connection.bound_client or "").replace("-", "–")
+        return shown_data_set(connection.bound_client)
     if binding == Binding.foreign and connection is not None:
-        return "fremd: " + (connection.bound_client or "").replace("-", "–")
+        return "fremd: " + shown_data_set(connection.bound_client)
     return binding.value
 
 

@@ -10,7 +10,7 @@ import streamlit as st
 from core import statistics
 from core.connections.request_links import open_links_by_company
 from core.overview import State, filter_rows, overview
-from core.platform.models import Role
+from core.platform.models import Role, shown_data_set
 from core.platform.timefmt import display_zone
 from ui.charts import failures_chart, renewal_chart, transfers_chart
 from ui.company_actions import act
@@ -96,7 +96,7 @@ def local(table: pd.DataFrame) -> pd.DataFrame:
 
 if rows:
     table = pd.DataFrame([{
-        "Unternehmen": cell(r.name), "Nummer": (r.client_id or "–").replace("-", "–"),
+        "Unternehmen": cell(r.name), "Nummer": shown_data_set(r.client_id, "–"),
         "Schnittstelle": r.interface, "Status": r.state.value,
         "Übertragung": cell("möglich" if r.reason is None else f"nicht möglich: {r.reason}"),
         "Wartend": r.waiting, "Fehlgeschlagen": r.failed, "Gültig bis": r.valid_until, "Tage übrig": r.days_left,

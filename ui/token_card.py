@@ -22,7 +22,16 @@ from core.connections.test_call import run_test
 from core.platform.config import Settings
 from core.platform.crypto import Keyring
 from core.platform.errors import UserFacingError, ValidationFailed
-from core.platform.models import PROVIDER_LABELS, AppUser, Connection, ConnectionKind, Provider, Role, utcnow
+from core.platform.models import (
+    PROVIDER_LABELS,
+    AppUser,
+    Connection,
+    ConnectionKind,
+    Provider,
+    Role,
+    shown_data_set,
+    utcnow,
+)
 from core.platform.timefmt import format_local, local_day
 from core.transfers.readiness import waiting_reason
 from ui.feedback import flash, flash_error, flash_warning
@@ -75,9 +84,9 @@ def data_set(card: TokenCard) -> str:
     c = card.connection
     assert c is not None
     if card.binding == Binding.bound:
-        return f"gebunden an {(c.bound_client or '').replace('-', '–')}"
+        return f"gebunden an {shown_data_set(c.bound_client)}"
     if card.binding == Binding.foreign:
-        return f"an {(c.bound_client or '').replace('-', '–')} gebunden (nicht der Datenbestand des Unternehmens)"
+        return f"an {shown_data_set(c.bound_client)} gebunden (nicht der Datenbestand des Unternehmens)"
     return "nicht an einen Datenbestand gebunden"
 
 
@@ -123,11 +132,11 @@ class TokenCardView:
             st.warning("Kein Langzeittoken: DATEV hat keinen dauerhaften Zugriff erteilt. Bitte neu anfordern.")
         elif card.binding == Binding.unbound:
             st.warning("Nicht an einen Datenbestand gebunden: DATEV hat den Zugriff ohne Bindung an den Datenbestand "
-                       f"{(card.company.datev_client_id or '').replace('-', '–')} erteilt. Belege gehen trotzdem nur "
+                       f"{shown_data_set(card.company.datev_client_id)} erteilt. Belege gehen trotzdem nur "
                        "an den Datenbestand dieses Unternehmens; bitte bei Gelegenheit neu anfordern.")
         elif card.binding == Binding.foreign:
-            st.error(f"Das Token ist an {(c.bound_client or '').replace('-', '–')} gebunden, das Unternehmen hat "
-                     f"{(card.company.datev_client_id or '').replace('-', '–')}. Es wird nicht verwendet; bitte neu "
+            st.error(f"Das Token ist an {shown_data_set(c.bound_client)} gebunden, das Unternehmen hat "
+                     f"{shown_data_set(card.company.datev_client_id)}. Es wird nicht verwendet; bitte neu "
                      "anfordern.")
 
     def lexware_facts(self, card: TokenCard, c: Connection) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from core.platform.config import Settings
+from core.platform.models import shown_data_set
 from core.providers.datev_oidc import TokenResponse
 
 OFFLINE_SCOPE = "offline_access"
@@ -83,6 +84,6 @@ def binding_problem(clients: tuple[str, ...], company_client: str) -> str | None
     foreign = [c for c in clients if c != company_client]
     if not foreign:
         return None
-    shown = ", ".join(c.replace("-", "–") for c in foreign)
+    shown = ", ".join(shown_data_set(c) for c in foreign)
     return (f"DATEV hat den Zugriff für den Datenbestand {shown} erteilt, dieses Unternehmen hat aber "
-            f"{company_client.replace('-', '–')}. Bitte bei der Anmeldung den richtigen Datenbestand wählen.")
+            f"{shown_data_set(company_client)}. Bitte bei der Anmeldung den richtigen Datenbestand wählen.")

@@ -47,6 +47,7 @@ from core.platform.models import (
     RequestLink,
     Role,
     clip,
+    shown_data_set,
     utcnow,
 )
 from core.platform.timefmt import day_start_utc, format_date, format_local
@@ -170,7 +171,7 @@ def create_link(engine: Engine, settings: Settings, keyring: Keyring, *, company
 
 
 def _mail(company: Company, actor: AppUser, expires_at: datetime, recipient: str, link_id: int) -> Alarm:
-    data_set = (company.datev_client_id or "").replace("-", "–")
+    data_set = shown_data_set(company.datev_client_id)
     who = actor.display_name or actor.email
     return Alarm(
         key=mail_key(link_id),
@@ -300,7 +301,7 @@ def open_link(engine: Engine, settings: Settings, *, token: str, address: str) -
     """The link page's facts for an open link; LinkRefused (one message) otherwise."""
     now = utcnow()
     link, company = _open_or_refuse(engine, settings, token, address, now)
-    return LinkPage(company.name, (company.datev_client_id or "").replace("-", "–"),
+    return LinkPage(company.name, shown_data_set(company.datev_client_id),
                     link.created_by_name or link.created_by, link.expires_at)
 
 

@@ -124,6 +124,12 @@ class Company(SQLModel, table=True):
         return f"{self.consultant_number}-{self.client_number}"
 
 
+def shown_data_set(client_id: str | None, empty: str = "") -> str:
+    """A DATEV data set `<consultant>-<client>` as people read it, "455148–1" (an en dash, as DATEV writes
+    Berater-Nr.–Mandanten-Nr.); `empty` when there is none."""
+    return empty if client_id is None else client_id.replace("-", "–")
+
+
 class AuditEvent(SQLModel, table=True):
     """Append-only (database triggers refuse UPDATE and DELETE). Never holds secret values."""
 

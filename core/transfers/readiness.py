@@ -16,7 +16,7 @@ from core.connections.health import USABLE, Binding, evaluate_binding, evaluate_
 from core.platform import audit
 from core.platform.config import Settings
 from core.platform.db import unit_of_work
-from core.platform.models import Company, Connection, Interface, Role, clip, utcnow
+from core.platform.models import Company, Connection, Interface, Role, clip, shown_data_set, utcnow
 from core.users import Actor, authorize
 
 
@@ -33,8 +33,8 @@ def waiting_reason(company: Company, connection: Connection | None, settings: Se
         # Derived, not a pause: it ends when a token for the company's own data set is stored, and
         # "Fortsetzen" could not end it (it did when the transfer engine paused the company for it).
         assert connection is not None
-        return (f"Langzeittoken an den Datenbestand {_dashed(connection.bound_client)} gebunden, das Unternehmen hat "
-                f"{_dashed(company.datev_client_id)}: bitte ein neues Langzeittoken anfordern")
+        return (f"Langzeittoken an den Datenbestand {shown_data_set(connection.bound_client, '?')} gebunden, das "
+                f"Unternehmen hat {shown_data_set(company.datev_client_id, '?')}: bitte ein neues Langzeittoken anfordern")
     if company.paused_at is not None and (connection is None or connection.requested_at is None
                                           or connection.requested_at <= company.paused_at):
         return f"pausiert: {company.paused_reason or 'Zugriff verweigert'}"
@@ -46,10 +46,6 @@ def datev_data_set(company: Company) -> str:
     never the one a token names (a token bound to another is not used at all: `waiting_reason`). The transfer
     engine sends there and the dry run says so."""
     return company.datev_client_id or ""
-
-
-def _dashed(client_id: str | None) -> str:
-    return (client_id or "?").replace("-", "–")
 
 
 def pause(engine: Engine, company_id: int, reason: str, actor: str) -> None:
