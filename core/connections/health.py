@@ -63,6 +63,13 @@ def evaluate_health(connection: Connection | None, now: datetime, warning_days: 
     return Health.active
 
 
+def datev_data_set(company: Company) -> str:
+    """The DATEV data set (Berater-Nr.-Mandanten-Nr.) every call for a company addresses: always the company's
+    own, never the one a token names (a token bound to another is not used at all: transfers.readiness's
+    `waiting_reason`). Uploads, the dry run and the connection test use it."""
+    return company.datev_client_id or ""
+
+
 def evaluate_binding(company: Company, connection: Connection | None) -> Binding:
     """The one place that compares the token's bound data set with the company's own."""
     if (connection is None or not connection.has_token or connection.provider != Provider.datev.value

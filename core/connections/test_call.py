@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from core.alarms.rules import raise_alarms_for
 from core.connections import store
 from core.connections.access import AccessToken, TokenUnavailable, get_valid_token
+from core.connections.health import datev_data_set
 from core.platform.config import Settings
 from core.platform.crypto import Keyring
 from core.platform.db import unit_of_work
@@ -64,7 +65,7 @@ def _test_call(engine: Engine, settings: Settings, keyring: Keyring, row: Connec
         return TestResult(False, exc.message)
     if row.provider == Provider.lexware.value:
         return _test_lexware(engine, settings, row, token, ctx)
-    client_id = company.datev_client_id or ""  # always the company's own data set, never the token's word
+    client_id = datev_data_set(company)  # always the company's own data set, never the token's word
     try:
         client = get_client(engine, ctx, settings, token.value, client_id)
     except DatevApiError as exc:

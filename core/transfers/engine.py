@@ -35,6 +35,7 @@ from sqlmodel import col, select
 from core.alarms.rules import raise_alarms_for
 from core.connections import store as connection_store
 from core.connections.access import AccessToken, TokenUnavailable, get_valid_token, lease_owner_id
+from core.connections.health import datev_data_set
 from core.documents import lifecycle
 from core.documents.lifecycle import AfterAttempt, AttemptRecord, Claimed
 from core.platform.backoff import next_delay, parse_retry_after
@@ -49,7 +50,7 @@ from core.providers.http import CallContext, KeepAliveClient
 from core.providers.lexware import upload_lexware
 from core.providers.outcome import Outcome, UploadResult
 from core.transfers.document_types import store_document_types
-from core.transfers.readiness import datev_data_set, pause, waiting_reason
+from core.transfers.readiness import pause, waiting_reason
 from core.users import Actor, authorized
 
 log = logging.getLogger(__name__)

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from core.connections import store
+from core.connections.health import datev_data_set
 from core.documents.queries import STATUS_LABELS
 from core.platform.config import Settings
 from core.platform.db import unit_of_work
@@ -29,7 +30,7 @@ from core.platform.models import (
     utcnow,
 )
 from core.platform.timefmt import format_local
-from core.transfers.readiness import datev_data_set, waiting_reason
+from core.transfers.readiness import waiting_reason
 
 
 @dataclass(frozen=True)

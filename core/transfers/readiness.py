@@ -41,13 +41,6 @@ def waiting_reason(company: Company, connection: Connection | None, settings: Se
     return None
 
 
-def datev_data_set(company: Company) -> str:
-    """The DATEV data set (Berater-Nr.-Mandanten-Nr.) a company's documents go to: always the company's own,
-    never the one a token names (a token bound to another is not used at all: `waiting_reason`). The transfer
-    engine sends there and the dry run says so."""
-    return company.datev_client_id or ""
-
-
 def pause(engine: Engine, company_id: int, reason: str, actor: str) -> None:
     now = utcnow()
     with unit_of_work(engine) as session:
