@@ -27,7 +27,15 @@ from core.alarms.rules import days_left
 from core.alarms.views import delivery_state
 from core.companies import INTERFACE_LABELS
 from core.connections import store
-from core.connections.health import USABLE, Binding, Health, TokenCard, evaluate_binding, evaluate_health
+from core.connections.health import (
+    USABLE,
+    Binding,
+    Health,
+    TokenCard,
+    evaluate_binding,
+    evaluate_health,
+    token_cards,
+)
 from core.documents.queries import STATUS_LABELS
 from core.logs import AuditFilter, audit_events
 from core.platform.config import Settings
@@ -258,6 +266,18 @@ def company_rows(engine: Engine, settings: Settings, *, company_ids: Sequence[in
             client_id=company.datev_client_id,
         ))
     return rows
+
+
+def company_states(engine: Engine, settings: Settings, *, now: datetime | None = None) -> dict[int, State]:
+    """Every active company's state as the Übersicht's table shows it (`company_state`), without the table's
+    document counts and last deliveries (the Unternehmen list shows the state only)."""
+    now = now or utcnow()
+    states: dict[int, State] = {}
+    for card in token_cards(engine, settings, now=now):  # the companies with an interface
+        assert card.company.id is not None
+        reason = waiting_reason(card.company, card.connection, settings, now)
+        states[card.company.id] = company_state(card.company, card.health, card.binding, reason)
+    return states
 
 
 def _documents(n: int, what: str) -> str:

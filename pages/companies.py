@@ -6,7 +6,7 @@ import streamlit as st
 
 from core import companies, company_import
 from core.companies import INTERFACE_LABELS, CompanyInput
-from core.overview import company_rows
+from core.overview import State, company_states
 from core.platform.errors import UserFacingError, ValidationFailed
 from core.platform.models import Company, Interface, Role
 from core.platform.timefmt import format_local
@@ -30,7 +30,7 @@ show_archived = st.toggle("Archivierte anzeigen", key="companies_show_archived")
 rows = companies.list_companies(engine, include_archived=show_archived)
 # The state the Übersicht shows (token health, binding, pause: core.overview.company_state), not a second word
 # for the company record: "aktiv" here once meant "not archived" beside an expired token.
-states = {r.company_id: r.state.value for r in company_rows(engine, _settings)}
+states = company_states(engine, _settings)
 
 if rows:
     st.dataframe(
@@ -42,7 +42,7 @@ if rows:
                 "Schnittstelle": INTERFACE_LABELS[Interface(c.interface)],
                 "Automatische Übertragung": c.auto_transfer,
                 "Standard-Belegtyp": c.default_document_type or "",
-                "Status": "archiviert" if c.archived_at else states.get(id_of(c), "–"),
+                "Status": "archiviert" if c.archived_at else states.get(id_of(c), State.no_interface).value,
                 "Geändert": format_local(c.updated_at),
             }
             for c in rows

@@ -16,7 +16,7 @@ from sqlmodel import select
 from core.connections.health import Health
 from core.demo import seed_demo
 from core.jobs import care_for_tokens
-from core.overview import State, company_rows
+from core.overview import State, company_rows, company_states
 from core.platform.config import Settings
 from core.platform.crypto import Keyring
 from core.platform.db import unit_of_work
@@ -44,6 +44,9 @@ def test_the_showcase_shows_every_state_with_history_and_sends_no_alarm(
     assert not showcase_due(engine)  # a second start builds nothing again
     # What the Übersicht reads (core.overview): the same states, one unbound, one paused with Belege waiting.
     rows = {row.name: row for row in company_rows(engine, settings)}
+    # the Unternehmen list's states (without the table's counts) are the table's, for a company in every state
+    assert company_states(engine, settings) == {r.company_id: r.state for r in rows.values()
+                                                if r.state != State.no_interface}
     assert rows["Hansewerft Service GmbH"].bound_data_set == "nicht gebunden"
     # "läuft bald ab" is a real two-year grant near its end, not a short grant the desk calls no Langzeittoken
     bakery = rows["Bäckerei Sonnenschein e.K."]
