@@ -212,9 +212,7 @@ def _send_and_record(engine: Engine, settings: Settings, alarm: Alarm, targets: 
     detail when there was nowhere to send it)."""
     results = send_alarm(alarm, targets, timeout=timeout) if targets else []
     delivered = bool(results) and all(r.ok for r in results)
-    next_attempt_at, detail = _after_attempt(results, delivered, attempts, settings, now())
-    if not results:
-        detail = no_targets
+    next_attempt_at, detail = _after_attempt(results, delivered, attempts, settings, now(), no_targets)
     if not delivered:
         log.warning("alarm %s not delivered (attempt %d): %s", alarm.key, attempts, detail)
     where = [col(AlarmSent.key) == alarm.key]
@@ -227,10 +225,10 @@ def _send_and_record(engine: Engine, settings: Settings, alarm: Alarm, targets: 
 
 
 def _after_attempt(results: Sequence[DeliveryResult], delivered: bool, attempts: int, settings: Settings,
-                   now: datetime) -> tuple[datetime | None, str]:
+                   now: datetime, no_targets: str) -> tuple[datetime | None, str]:
     """(next_attempt_at, detail) after an attempt; next_attempt_at None means final."""
     if not results:
-        return None, NO_TARGETS  # nothing to retry until targets are configured
+        return None, no_targets  # nothing to retry until targets are configured
     if delivered:
         return None, delivery_detail(results)
     if attempts >= settings.alarm_max_attempts:
